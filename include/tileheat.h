@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tileheat public API: open a slide, load a VGG-GAP ONNX classifier, run it on every tile,
+ * and turn the class activation maps into heatmaps and a per-class report.
+ *
+ * Conventions (OpenSlide's): fallible functions take `th_error **err` last, return false or NULL
+ * on failure and set *err (caller frees with th_error_free). Pass NULL to ignore the error.
+ * Coordinates are level-0 pixels unless a name says otherwise.
+ *
+ * Thread safety:
+ *   th_slide   read_region may be called from several threads at once on one handle.
+ *   th_model   immutable after load (except th_model_set_class_names): share freely.
+ *   th_result  read-only after th_run: share freely.
+ *   everything else: one thread at a time.
+ */
+#ifndef TILEHEAT_H
+#define TILEHEAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(TH_BUILDING) && defined(__GNUC__)
+#define TH_API __attribute__((visibility("default")))
+#else
+#define TH_API
+#endif
+
+/** Most classes `multi` draws at once (and the size of its fixed palette). @since 0.1 */
+#define TH_MAX_SHOWN 6
+
+/* ---------------------------------------------------------------- errors */
+
+/** An error: a one-line message. @since 0.1 */
+typedef struct th_error th_error;
+
+/** The message (borrowed; valid until th_error_free). @since 0.1 */
+TH_API const char *th_error_message(const th_error *err);
+
+/** Free an error. Accepts NULL. @since 0.1 */
+TH_API void th_error_free(th_error *err);
+
+/** The library version, e.g. "0.1.0" (static string). @since 0.1 */
+TH_API const char *th_version(void);
+
+/* ---------------------------------------------------------------- slides */
+
+/** An open slide or plain image. @since 0.1 */
+typedef struct th_slide th_slide;
+
+/**
+ * Open a whole-slide image (anything OpenSlide reads), a plain TIFF or a PNG.
+ * @return the slide (caller frees with th_slide_close), or NULL and *err set.
+ * @since 0.1
+ */
+TH_API th_slide *th_slide_open(const char *path, th_error **err);
+
+/** Close a slide. Accepts NULL. @since 0.1 */
+TH_API void th_slide_close(th_slide *slide);
+
+/** Backend and vendor, e.g. "aperio", "generic-tiff", "tiff", "png" (borrowed). @since 0.1 */
+TH_API const char *th_slide_get_format(const th_slide *slide);
+
+/** Number of pyramid levels (1 for plain images). @since 0.1 */
+TH_API int th_slide_get_level_count(const th_slide *slide);
+
+/** Size of a level in its own pixels; false if the level does not exist. @since 0.1 */
+TH_API bool th_slide_get_level_dimensions(const th_slide *slide, int level, int64_t *w, int64_t *h);
+
+/** Downsample factor of a level relative to level 0 (1.0 for level 0; 0 if no such level). @since 0.1 */
+TH_API double th_slide_get_level_downsample(const th_slide *slide, int level);
+
+/** µm per level-0 pixel, if the file says; false (and 0s) otherwise. @since 0.1 */
+TH_API bool th_slide_get_mpp(const th_slide *slide, double *mpp_x, double *mpp_y);
+
+/**
+ * Read a w×h region of `level` whose top-left corner is (x, y) in level-0 pixels, into `dest`
+ * as 8-bit RGB, interleaved, row-major (w*h*3 bytes, caller-owned). Alpha is composited on white;
+ * pixels outside the image are white. Thread-safe on one handle.
+ * @since 0.1
+ */
+TH_API bool th_slide_read_region(th_slide *slide, uint8_t *dest, int64_t x, int64_t y, int level,
+                                 int64_t w, int64_t h, th_error **err);
+
+/* ---------------------------------------------------------------- models */
+
+/** A loaded VGG-GAP classifier: conv trunk, global average pooling, one dense layer. @since 0.1 */
+typedef struct th_model th_model;
+
+/**
+ * Load and validate an ONNX model. Anything that is not conv layers, then global average
+ * pooling, then one dense layer is rejected with a message naming the node.
+ * @return the model (caller frees with th_model_free), or NULL and *err set.
+ * @since 0.1
+ */
+TH_API th_model *th_model_load(const char *path, th_error **err);
+
+/** Free a model. Accepts NULL. @since 0.1 */
+TH_API void th_model_free(th_model *model);
+
+/** Number of classes (rows of the dense layer). @since 0.1 */
+TH_API int th_model_get_class_count(const th_model *model);
+
+/** Name of class c (borrowed): from --classes, metadata `class_names`, or "class<c>". @since 0.1 */
+TH_API const char *th_model_get_class_name(const th_model *model, int c);
+
+/** Index of the class called `name`, or -1. @since 0.1 */
+TH_API int th_model_find_class(const th_model *model, const char *name);
+
+/** Replace the class names with a comma-separated list of exactly class-count names. @since 0.1 */
+TH_API bool th_model_set_class_names(th_model *model, const char *csv, th_error **err);
+
+/** Fixed input width and height in pixels, or 0 and 0 if the graph's are dynamic and no
+ *  `input_size` metadata says. @since 0.1 */
+TH_API void th_model_get_input_size(const th_model *model, int *w, int *h);
+
+/** µm per pixel the model was trained at (metadata `mpp`), or 0 if unknown. @since 0.1 */
+TH_API double th_model_get_mpp(const th_model *model);
+
+/** Whether metadata `background_classes` names class c. @since 0.1 */
+TH_API bool th_model_is_background_class(const th_model *model, int c);
+
+/** A metadata_props value (borrowed), or NULL if the key is absent. @since 0.1 */
+TH_API const char *th_model_get_metadata(const th_model *model, const char *key);
+
+/* ---------------------------------------------------------------- running */
+
+/** Inference backend. @since 0.1 */
+typedef enum th_engine_kind {
+    TH_ENGINE_REF = 0, /**< plain-C reference (direct convolution) */
+    TH_ENGINE_FAST,    /**< optimised backend, when built; falls back to an error if absent */
+} th_engine_kind;
+
+/** Called after tiles complete, from one thread at a time; done ≤ total. @since 0.1 */
+typedef void (*th_progress_fn)(void *user, int64_t done, int64_t total);
+
+/** Options for th_run. Fill with th_run_options_init, then change fields. @since 0.1 */
+typedef struct th_run_options {
+    int level;               /**< pyramid level to tile (default 0) */
+    int tile;                /**< tile size in level pixels for models with dynamic input; 0 = from the model */
+    int threads;             /**< worker threads; 0 = OpenMP default */
+    th_engine_kind engine;   /**< default TH_ENGINE_REF */
+    th_progress_fn progress; /**< optional */
+    void *progress_user;
+} th_run_options;
+
+/** Set defaults. @since 0.1 */
+TH_API void th_run_options_init(th_run_options *opt);
+
+/** Results of a run: per-tile probabilities and raw class activation maps. @since 0.1 */
+typedef struct th_result th_result;
+
+/**
+ * Tile the slide at the model's input size (partial tiles at the right and bottom edges are
+ * ignored), run the model on every tile in parallel and compute a CAM per class per tile.
+ * Results are identical whatever the thread count.
+ * @return the result (caller frees with th_result_free), or NULL and *err set.
+ * @since 0.1
+ */
+TH_API th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *opt,
+                         th_error **err);
+
+/** Free a result. Accepts NULL. @since 0.1 */
+TH_API void th_result_free(th_result *result);
+
+/** Number of classes. @since 0.1 */
+TH_API int th_result_get_class_count(const th_result *result);
+
+/** Grid size in tiles (full tiles only). @since 0.1 */
+TH_API void th_result_get_grid(const th_result *result, int *cols, int *rows);
+
+/** Number of tiles run. @since 0.1 */
+TH_API int64_t th_result_get_tile_count(const th_result *result);
+
+/** Tile i (0 ≤ i < tile count, in row-major grid order): grid column and row, and its
+ *  level-0 rectangle. @since 0.1 */
+TH_API void th_result_get_tile(const th_result *result, int64_t i, int *col, int *row, int64_t *x,
+                               int64_t *y, int64_t *w, int64_t *h);
+
+/** Softmax probabilities of tile i, class-count floats (borrowed). @since 0.1 */
+TH_API const float *th_result_get_probs(const th_result *result, int64_t i);
+
+/** CAM feature cells per tile: fw columns × fh rows. @since 0.1 */
+TH_API void th_result_get_cam_size(const th_result *result, int *fw, int *fh);
+
+/** Raw CAM of tile i: (classes, fh, fw) row-major float32, bias not included (borrowed). @since 0.1 */
+TH_API const float *th_result_get_cam(const th_result *result, int64_t i);
+
+/** Mean over tiles of the softmax probability of class c, 0–100. @since 0.1 */
+TH_API double th_result_get_percent(const th_result *result, int c);
+
+/** Share of tiles whose top class is c, 0–100. @since 0.1 */
+TH_API double th_result_get_argmax_percent(const th_result *result, int c);
+
+/**
+ * The n classes with the highest percentage, background classes excluded, into out[] (highest
+ * first, ties by index). Returns how many were written (≤ n).
+ * @since 0.1
+ */
+TH_API int th_result_top_classes(const th_result *result, const th_model *model, int n, int *out);
+
+/* ---------------------------------------------------------------- output */
+
+/** How CAM values become display intensity in [0, 1]. @since 0.1 */
+typedef enum th_norm {
+    TH_NORM_PERCENTILE = 0, /**< clip negatives to 0, divide by the class's percentile over the slide */
+    TH_NORM_RAW,            /**< one linear scale from the smallest to the largest raw value shown */
+} th_norm;
+
+/** Colormaps for single-class heatmaps. @since 0.1 */
+typedef enum th_colormap {
+    TH_COLORMAP_VIRIDIS = 0,
+    TH_COLORMAP_INFERNO,
+    TH_COLORMAP_MAGMA,
+    TH_COLORMAP_JET,
+    TH_COLORMAP_YLORRD,
+} th_colormap;
+
+/** Parse a colormap name ("viridis", ...); false if unknown. @since 0.1 */
+TH_API bool th_colormap_from_name(const char *name, th_colormap *out);
+
+/** Options for th_render_heatmap. Fill with th_render_options_init. @since 0.1 */
+typedef struct th_render_options {
+    int n_shown;               /**< 1 = single-class map with a colormap; 2..6 = multi */
+    int shown[TH_MAX_SHOWN];   /**< class indices; in multi, colours follow this order */
+    bool multi;                /**< multi-class overlay (fixed palette, legend) even if n_shown is 1 */
+    th_colormap colormap;      /**< single only; default viridis */
+    double alpha;              /**< overlay opacity at full strength, 0–1; default 0.5 */
+    double threshold;          /**< multi: normalised strength below which nothing is drawn; default 0.2 */
+    int width;                 /**< long side of the image in px; default 2000, capped at the slide */
+    th_norm norm;              /**< default TH_NORM_PERCENTILE */
+    double percentile;         /**< for TH_NORM_PERCENTILE, default 99 */
+} th_render_options;
+
+/** Set defaults. @since 0.1 */
+TH_API void th_render_options_init(th_render_options *opt);
+
+/**
+ * Write `path` (PNG): the slide thumbnail blended with the CAMs of the shown classes, the CAM
+ * upsampled bilinearly across tile borders, plus a colour bar (single) or legend (multi).
+ * Written to a temporary name and renamed, so a failure leaves no file.
+ * @since 0.1
+ */
+TH_API bool th_render_heatmap(th_slide *slide, const th_result *result, const th_model *model,
+                              const th_render_options *opt, const char *path, th_error **err);
+
+/** What report.json records besides the result. Strings are borrowed. @since 0.1 */
+typedef struct th_report_info {
+    const char *slide_path; /**< as given by the user */
+    const char *model_path; /**< as given by the user */
+    const char *command;    /**< "single" or "multi" */
+    int level;
+} th_report_info;
+
+/** Write report.json (schema 1; see README). Temporary name + rename. @since 0.1 */
+TH_API bool th_report_write_json(const th_result *result, const th_model *model,
+                                 const th_report_info *info, const char *path, th_error **err);
+
+/** Write tiles.csv: col,row,x,y,w,h,<class names...>. Temporary name + rename. @since 0.1 */
+TH_API bool th_report_write_csv(const th_result *result, const th_model *model, const char *path,
+                                th_error **err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TILEHEAT_H */

@@ -1,0 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* STUB: src/engine.c — to be written. */
+#include <config.h>
+
+#include "engine.h"

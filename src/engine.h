@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/* The inference engine interface: a backend is planned once for a model and tile size, then
+ * each worker thread owns one workspace and calls forward on one tile at a time. No allocation
+ * happens inside forward. Backends: the reference engine (engine.c + kernels.c); the fast one
+ * drops in behind th_engine_ops. */
+#ifndef TH_ENGINE_H
+#define TH_ENGINE_H
+
+#include "model.h"
+
+typedef struct th_engine th_engine;
+typedef struct th_engine_ws th_engine_ws;
+
+typedef struct th_engine_ops {
+    const char *name;
+    /* Plan: shapes and workspace sizes; weight reorders. e->model, tile_w/h are set. */
+    bool (*plan)(th_engine *e, th_error **err);
+    void (*free)(th_engine *e);
+    th_engine_ws *(*ws_new)(const th_engine *e, th_error **err);
+    void (*ws_free)(th_engine_ws *ws);
+    bool (*forward)(const th_engine *e, th_engine_ws *ws, const uint8_t *rgb, float *logits,
+                    float *feat, th_error **err);
+} th_engine_ops;
+
+struct th_engine {
+    const th_engine_ops *ops;
+    const th_model *model; /* borrowed */
+    int tile_w, tile_h;    /* input size in pixels */
+    int feat_c, feat_h, feat_w; /* shape of the map feeding GAP */
+    void *data;            /* backend state */
+};
+
+/* Plan an engine for the model at a tile_w×tile_h input. */
+th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
+                         th_error **err);
+void th_engine_free(th_engine *engine);
+
+/* Per-thread workspace: allocate once per thread, outside the tile loop. */
+th_engine_ws *th_engine_ws_new(const th_engine *engine, th_error **err);
+void th_engine_ws_free(th_engine_ws *ws);
+
+/*
+ * Run one tile.
+ *   rgb:    (tile_h, tile_w, 3) uint8 RGB interleaved, row-major
+ *   logits: (n_classes) dense-layer output, before softmax
+ *   probs:  (n_classes) softmax(logits); may be NULL
+ *   feat:   (feat_c, feat_h, feat_w) float32, the feature map that feeds GAP; may be NULL
+ * Deterministic: the same input gives the same bits on any thread.
+ */
+bool th_engine_forward(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb,
+                       float *logits, float *probs, float *feat, th_error **err);
+
+#endif

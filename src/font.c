@@ -1,0 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* STUB: src/font.c — to be written. */
+#include <config.h>
+
+#include "render.h"

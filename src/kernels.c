@@ -1,0 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* STUB: src/kernels.c — to be written. */
+#include <config.h>
+
+#include "kernels.h"

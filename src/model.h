@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/* The loaded model: a conv trunk (Conv / Relu / MaxPool, BatchNorm folded into the conv), then
+ * global average pooling, then one dense layer (then softmax, always applied once by tileheat).
+ * model.c parses ONNX (protobuf-c, onnx.proto) into this and rejects every other graph. */
+#ifndef TH_MODEL_H
+#define TH_MODEL_H
+
+#include "th-private.h"
+
+typedef enum th_layer_kind {
+    TH_LAYER_CONV = 0,
+    TH_LAYER_RELU,    /* a Relu that could not be fused into the conv before it */
+    TH_LAYER_MAXPOOL,
+} th_layer_kind;
+
+typedef struct th_layer {
+    th_layer_kind kind;
+    char name[64];                  /* ONNX node name (or "<op>#<index>"), for messages */
+    int kh, kw;                     /* kernel size (conv, maxpool) */
+    int sh, sw;                     /* strides */
+    int dh, dw;                     /* dilations (conv; 1 = none) */
+    int pad_t, pad_l, pad_b, pad_r; /* explicit padding (auto_pad resolved at load for the
+                                       model's fixed input size; SAME_* needs a fixed size) */
+    bool ceil_mode;                 /* maxpool */
+    bool relu;                      /* conv: a following Relu is fused */
+    int c_in, c_out;                /* conv channels; relu/maxpool: c_in == c_out */
+    const float *weight;            /* conv: (c_out, c_in, kh, kw) row-major, view into arena */
+    const float *bias;              /* conv: (c_out), view into arena; zeros if the node had none */
+} th_layer;
+
+#define TH_MODEL_META_MAX 64
+
+struct th_model {
+    int n_layers;
+    th_layer *layers;        /* (n_layers) trunk in execution order */
+    int in_c;                /* always 3 (RGB) */
+    int in_w, in_h;          /* fixed input size from the graph or `input_size`; 0 if dynamic */
+    bool input_nhwc;         /* graph input was NHWC, followed by a Transpose (informational) */
+    int feat_c;              /* channels of the feature map that feeds GAP (= dense inputs) */
+    int n_classes;
+    const float *dense_w;    /* (n_classes, feat_c) row-major, view into arena */
+    const float *dense_b;    /* (n_classes), view into arena */
+    bool graph_softmax;      /* the graph ended with Softmax (tileheat applies it exactly once) */
+    float input_scale;       /* x = (pixel * input_scale - input_mean[c]) / input_std[c] */
+    float input_mean[3];
+    float input_std[3];
+    double mpp;              /* µm/px the model was trained at; 0 if unknown */
+    char **class_names;      /* (n_classes) owned strings */
+    bool *background;        /* (n_classes) from `background_classes` */
+    int n_meta;
+    char *meta_key[TH_MODEL_META_MAX];   /* metadata_props, owned */
+    char *meta_value[TH_MODEL_META_MAX];
+    float *arena;            /* every weight tensor, one 64-byte aligned block */
+};
+
+/* Output size of one layer for an h×w input; false if the output would be empty. */
+bool th_layer_out_size(const th_layer *layer, int in_h, int in_w, int *out_h, int *out_w);
+
+/* Feature map shape (C, H, W) at the end of the trunk for an in_h×in_w input; false with an
+ * error naming the layer if some layer's output would be empty. */
+bool th_model_trunk_shape(const th_model *model, int in_h, int in_w, int *c, int *h, int *w,
+                          th_error **err);
+
+/* Parse ONNX bytes (for tests and for th_model_load). */
+th_model *th_model_load_from_memory(const void *data, size_t len, th_error **err);
+
+#endif

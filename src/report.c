@@ -1,0 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* STUB: src/report.c — to be written. */
+#include <config.h>
+
+#include "result.h"

@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: MIT */
+/* Wrappers around the C library calls the rest of the code may not use directly: checked
+ * allocation, whole-string number parsing, fopen with an error, and temp-then-rename output. */
+#include <config.h>
+
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TH_ALLOW_RAW
+#include "th-private.h"
+
+bool th_size_mul(size_t n, size_t size, size_t *out, th_error **err)
+{
+    if (size && n > SIZE_MAX / size) {
+        th_error_set(err, "size overflow (%zu × %zu)", n, size);
+        return false;
+    }
+    *out = n * size;
+    return true;
+}
+
+void *th_malloc(size_t size, th_error **err)
+{
+    void *p = malloc(size ? size : 1); // th-allow
+    if (!p) {
+        th_error_set(err, "out of memory (%zu bytes)", size);
+    }
+    return p;
+}
+
+void *th_calloc(size_t n, size_t size, th_error **err)
+{
+    size_t total;
+    if (!th_size_mul(n, size, &total, err)) {
+        return NULL;
+    }
+    void *p = calloc(total ? total : 1, 1); // th-allow
+    if (!p) {
+        th_error_set(err, "out of memory (%zu bytes)", total);
+    }
+    return p;
+}
+
+void *th_malloc_aligned(size_t size, th_error **err)
+{
+    void *p = NULL;
+    size = (size + 63) & ~(size_t)63;
+    if (posix_memalign(&p, 64, size ? size : 64) != 0) {
+        th_error_set(err, "out of memory (%zu bytes)", size);
+        return NULL;
+    }
+    return p;
+}
+
+void *th_realloc(void *p, size_t size, th_error **err)
+{
+    void *q = realloc(p, size ? size : 1); // th-allow
+    if (!q) {
+        th_error_set(err, "out of memory (%zu bytes)", size);
+    }
+    return q;
+}
+
+char *th_strdup(const char *s, th_error **err)
+{
+    size_t n = strlen(s) + 1;
+    char *d = th_malloc(n, err);
+    if (d) {
+        memcpy(d, s, n);
+    }
+    return d;
+}
+
+char *th_strdup_printf(th_error **err, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    char *s = n >= 0 ? th_malloc((size_t)n + 1, err) : NULL;
+    if (s) {
+        vsnprintf(s, (size_t)n + 1, fmt, ap);
+    }
+    va_end(ap);
+    return s;
+}
+
+void th_free(void *p)
+{
+    free(p);
+}
+
+bool th_parse_int64(const char *s, int64_t *out)
+{
+    if (!s || !*s) {
+        return false;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || end == s) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool th_parse_int(const char *s, int *out)
+{
+    int64_t v;
+    if (!th_parse_int64(s, &v) || v < INT32_MIN || v > INT32_MAX) {
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+bool th_parse_double(const char *s, double *out)
+{
+    if (!s || !*s) {
+        return false;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end); // th-allow
+    while (*end == ' ' || *end == '\t') {
+        end++;
+    }
+    if (errno || *end || end == s || !isfinite(v)) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+int th_parse_double_list(const char *s, double *out, int max)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char buf[64];
+        while (len && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        if (len == 0 || len >= sizeof(buf) || n >= max) {
+            return -1;
+        }
+        memcpy(buf, p, len);
+        buf[len] = 0;
+        if (!th_parse_double(buf, &out[n])) {
+            return -1;
+        }
+        n++;
+        if (!comma) {
+            break;
+        }
+        p = comma + 1;
+        if (!*p) {
+            return -1;
+        }
+    }
+    return n;
+}
+
+FILE *th_fopen(const char *path, const char *mode, th_error **err)
+{
+    FILE *fp = fopen(path, mode); // th-allow
+    if (!fp) {
+        th_error_set(err, "%s", strerror(errno));
+    }
+    return fp;
+}
+
+void *th_read_file(const char *path, size_t *len, th_error **err)
+{
+    void *buf = NULL;
+    FILE *fp = th_fopen(path, "rb", err);
+    if (!fp) {
+        return NULL;
+    }
+    if (fseek(fp, 0, SEEK_END) != 0) {
+        th_error_set(err, "cannot seek: %s", strerror(errno));
+        goto out;
+    }
+    long size = ftell(fp);
+    if (size < 0 || fseek(fp, 0, SEEK_SET) != 0) {
+        th_error_set(err, "cannot determine size: %s", strerror(errno));
+        goto out;
+    }
+    buf = th_malloc((size_t)size, err);
+    if (!buf) {
+        goto out;
+    }
+    if (fread(buf, 1, (size_t)size, fp) != (size_t)size) {
+        th_error_set(err, "read error");
+        TH_FREE(buf);
+        goto out;
+    }
+    *len = (size_t)size;
+out:
+    fclose(fp);
+    return buf;
+}
+
+bool th_outfile_open(th_outfile *out, const char *path, th_error **err)
+{
+    memset(out, 0, sizeof(*out));
+    out->path = th_strdup(path, err);
+    out->tmp_path = th_strdup_printf(err, "%s.tmp-XXXXXX", path);
+    if (!out->path || !out->tmp_path) {
+        goto fail;
+    }
+    int fd = mkstemp(out->tmp_path);
+    if (fd < 0) {
+        th_error_set(err, "%s", strerror(errno));
+        goto fail;
+    }
+    out->fp = fdopen(fd, "wb");
+    if (!out->fp) {
+        th_error_set(err, "%s", strerror(errno));
+        close(fd);
+        unlink(out->tmp_path);
+        goto fail;
+    }
+    return true;
+fail:
+    TH_FREE(out->path);
+    TH_FREE(out->tmp_path);
+    return false;
+}
+
+void th_outfile_abort(th_outfile *out)
+{
+    if (out->fp) {
+        fclose(out->fp);
+        out->fp = NULL;
+    }
+    if (out->tmp_path) {
+        unlink(out->tmp_path);
+    }
+    TH_FREE(out->path);
+    TH_FREE(out->tmp_path);
+}
+
+bool th_outfile_commit(th_outfile *out, th_error **err)
+{
+    bool ok = !ferror(out->fp);
+    // mkstemp creates 0600; outputs should be as readable as any file the user writes.
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fileno(out->fp), 0666 & ~mask);
+    if (fclose(out->fp) != 0) {
+        ok = false;
+    }
+    out->fp = NULL;
+    if (!ok) {
+        th_error_set(err, "write error: %s", strerror(errno));
+    } else if (rename(out->tmp_path, out->path) != 0) {
+        th_error_set(err, "cannot rename %s: %s", out->tmp_path, strerror(errno));
+        ok = false;
+    }
+    if (ok) {
+        TH_FREE(out->tmp_path);
+    }
+    th_outfile_abort(out);
+    return ok;
+}
