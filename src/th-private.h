@@ -77,6 +77,8 @@ typedef struct th_outfile {
 bool th_outfile_open(th_outfile *out, const char *path, th_error **err);
 bool th_outfile_commit(th_outfile *out, th_error **err);
 void th_outfile_abort(th_outfile *out);
+/* Formatted write into the file (errors surface at commit). */
+void th_outfile_printf(th_outfile *out, const char *fmt, ...) TH_PRINTF(2, 3);
 
 /* Ban raw calls outside their wrappers (OpenSlide's poison list). A wrapper file defines
  * TH_ALLOW_RAW before including this header and marks each raw use with // th-allow. */

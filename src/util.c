@@ -270,3 +270,16 @@ bool th_outfile_commit(th_outfile *out, th_error **err)
     th_outfile_abort(out);
     return ok;
 }
+
+void th_outfile_printf(th_outfile *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(out->fp, fmt, ap);
+    va_end(ap);
+}
+
+const char *th_version(void)
+{
+    return PACKAGE_VERSION;
+}
