@@ -1,5 +1,308 @@
 /* SPDX-License-Identifier: MIT */
-/* STUB: src/engine.c — to be written. */
+/* The engine front end (backend choice, workspace and forward dispatch) and the reference
+ * backend: plan every layer's shape and one workspace size when the engine is made, then run
+ * input -> trunk -> GAP -> dense in two ping-pong buffers with no allocation per tile. */
 #include <config.h>
 
 #include "engine.h"
+#include "kernels.h"
+
+/* ---------------------------------------------------------------- reference backend */
+
+// The reference plan: shapes per layer and where each buffer sits in a workspace.
+typedef struct ref_plan {
+    int *out_h, *out_w, *out_c; // (n_layers) each layer's output shape
+    size_t act_floats;          // largest layer output, c*h*w
+    size_t off_input;           // workspace offsets in floats, each a multiple of 16 (64 bytes)
+    size_t off_act[2];          // two ping-pong activation buffers of act_floats each
+    size_t off_gap;             // (feat_c) pooled features
+    size_t ws_floats;           // whole workspace
+} ref_plan;
+
+/*
+ * Reserve n floats at the top of a workspace being laid out: *off gets their offset, and *top
+ * moves past them, rounded up to a whole 64-byte line so that every buffer stays aligned.
+ */
+static bool reserve(size_t *top, size_t n, size_t *off, th_error **err)
+{
+    size_t lines = n / 16 + (n % 16 != 0);
+    if (lines > (SIZE_MAX / sizeof(float) - *top) / 16) {
+        th_error_set(err, "the workspace would be larger than memory");
+        return false;
+    }
+    *off = *top;
+    *top += lines * 16;
+    return true;
+}
+
+// c*h*w in size_t, with an error instead of a silent overflow.
+static bool volume(int c, int h, int w, size_t *out, th_error **err)
+{
+    size_t hw;
+    return th_size_mul((size_t)h, (size_t)w, &hw, err) && th_size_mul(hw, (size_t)c, out, err);
+}
+
+// Walk the trunk once, recording every layer's output shape and the largest activation.
+static bool ref_plan_layers(const th_model *m, ref_plan *p, int h, int w, th_error **err)
+{
+    int c = m->in_c;
+    p->act_floats = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer *layer = &m->layers[i];
+        if (!th_layer_out_size(layer, h, w, &h, &w)) {
+            th_error_set(err, "node '%s': no output", layer->name); // trunk_shape said it first
+            return false;
+        }
+        c = layer->kind == TH_LAYER_CONV ? layer->c_out : c;
+        size_t n;
+        if (!volume(c, h, w, &n, err)) {
+            return false;
+        }
+        p->act_floats = TH_MAX(p->act_floats, n);
+        p->out_c[i] = c;
+        p->out_h[i] = h;
+        p->out_w[i] = w;
+    }
+    return true;
+}
+
+static void ref_free(th_engine *e)
+{
+    ref_plan *p = e->data;
+    if (p) {
+        th_free(p->out_h);
+        th_free(p->out_w);
+        th_free(p->out_c);
+        th_free(p);
+    }
+    e->data = NULL;
+}
+
+static bool ref_plan_new(th_engine *e, th_error **err)
+{
+    const th_model *m = e->model;
+    int n = m->n_layers;
+    ref_plan *p = th_calloc(1, sizeof(*p), err);
+    e->data = p;
+    if (!p || !(p->out_h = th_calloc(n ? n : 1, sizeof(int), err)) ||
+        !(p->out_w = th_calloc(n ? n : 1, sizeof(int), err)) ||
+        !(p->out_c = th_calloc(n ? n : 1, sizeof(int), err)) ||
+        !ref_plan_layers(m, p, e->tile_h, e->tile_w, err)) {
+        return false;
+    }
+    size_t in_floats;
+    if (!volume(m->in_c, e->tile_h, e->tile_w, &in_floats, err)) {
+        return false;
+    }
+    p->ws_floats = 0;
+    return reserve(&p->ws_floats, in_floats, &p->off_input, err) &&
+           reserve(&p->ws_floats, p->act_floats, &p->off_act[0], err) &&
+           reserve(&p->ws_floats, p->act_floats, &p->off_act[1], err) &&
+           reserve(&p->ws_floats, (size_t)e->feat_c, &p->off_gap, err);
+}
+
+static th_engine_ws *ref_ws_new(const th_engine *e, th_error **err)
+{
+    const ref_plan *p = e->data;
+    size_t bytes;
+    if (!th_size_mul(p->ws_floats, sizeof(float), &bytes, err)) {
+        return NULL;
+    }
+    th_engine_ws *ws = th_calloc(1, sizeof(*ws), err);
+    if (!ws) {
+        return NULL;
+    }
+    ws->ops = e->ops;
+    ws->engine = e;
+    ws->mem = th_malloc_aligned(bytes, err);
+    if (!ws->mem) {
+        TH_FREE(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+static void ref_ws_free(th_engine_ws *ws)
+{
+    th_free(ws->mem);
+    th_free(ws);
+}
+
+// Run the trunk from the input tensor; returns the buffer holding the last feature map.
+static float *ref_trunk(const th_model *m, const ref_plan *p, th_engine_ws *ws, int h, int w)
+{
+    float *act[2] = {ws->mem + p->off_act[0], ws->mem + p->off_act[1]}; // (act_floats) each
+    float *cur = ws->mem + p->off_input; // (c, h, w) the current activation
+    int c = m->in_c;
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer *layer = &m->layers[i];
+        const int oh = p->out_h[i], ow = p->out_w[i];
+        float *dst = cur == act[0] ? act[1] : act[0]; // never the buffer being read
+        switch (layer->kind) {
+        case TH_LAYER_CONV:
+            th_kernel_conv(layer, cur, h, w, dst, oh, ow);
+            cur = dst;
+            break;
+        case TH_LAYER_MAXPOOL:
+            th_kernel_maxpool(layer, cur, c, h, w, dst, oh, ow);
+            cur = dst;
+            break;
+        case TH_LAYER_RELU:
+            th_kernel_relu(cur, (size_t)c * h * w);
+            break;
+        }
+        c = p->out_c[i];
+        h = oh;
+        w = ow;
+    }
+    return cur;
+}
+
+static bool ref_forward(const th_engine *e, th_engine_ws *ws, const uint8_t *rgb, float *logits,
+                        float *feat, th_error **err)
+{
+    const th_model *m = e->model;
+    const ref_plan *p = e->data;
+    float *gap = ws->mem + p->off_gap; // (feat_c)
+
+    th_kernel_input(rgb, e->tile_h, e->tile_w, m, ws->mem + p->off_input);
+    const float *map = ref_trunk(m, p, ws, e->tile_h, e->tile_w); // (feat_c, feat_h, feat_w)
+    if (feat) {
+        memcpy(feat, map, (size_t)e->feat_c * e->feat_h * e->feat_w * sizeof(float));
+    }
+    th_kernel_gap(map, e->feat_c, e->feat_h, e->feat_w, gap);
+    th_kernel_dense(gap, e->feat_c, m->dense_w, m->dense_b, m->n_classes, logits);
+    return true;
+}
+
+static const th_engine_ops ref_ops = {
+    .name = "reference",
+    .plan = ref_plan_new,
+    .free = ref_free,
+    .ws_new = ref_ws_new,
+    .ws_free = ref_ws_free,
+    .forward = ref_forward,
+};
+
+/* ---------------------------------------------------------------- front end */
+
+// The backend for a kind; a fast backend adds its case here and nothing else changes.
+static const th_engine_ops *backend(th_engine_kind kind, th_error **err)
+{
+    switch (kind) {
+    case TH_ENGINE_REF:
+        return &ref_ops;
+    case TH_ENGINE_FAST:
+        th_error_set(err, "the fast engine is not built into this tileheat");
+        return NULL;
+    }
+    th_error_set(err, "unknown engine kind %d", (int)kind);
+    return NULL;
+}
+
+// What every backend may rely on: positive tile, RGB input, a trunk that feeds the dense layer.
+static bool check_model(th_engine *e, th_error **err)
+{
+    const th_model *m = e->model;
+    if (e->tile_w <= 0 || e->tile_h <= 0) {
+        th_error_set(err, "tile size %d×%d is not positive", e->tile_w, e->tile_h);
+        return false;
+    }
+    if (m->in_c != 3) {
+        th_error_set(err, "model takes %d input channels, not 3 (RGB)", m->in_c);
+        return false;
+    }
+    if (!th_model_trunk_shape(m, e->tile_h, e->tile_w, &e->feat_c, &e->feat_h, &e->feat_w, err)) {
+        th_error_prefix(err, "a %d×%d tile is too small for the model: ", e->tile_w, e->tile_h);
+        return false;
+    }
+    if (e->feat_c != m->feat_c || m->n_classes <= 0) {
+        th_error_set(err, "the trunk ends with %d channels but the dense layer is %d×%d", e->feat_c,
+                     m->n_classes, m->feat_c);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Plan an engine for `model` at tile_w×tile_h. The model is borrowed and must outlive the
+ * engine. Fails (NULL, *err set) for TH_ENGINE_FAST when that backend is not built, a tile
+ * that leaves some layer with no output (the message names the layer), or a trunk whose
+ * channels do not match the dense layer. Caller frees with th_engine_free. The engine is
+ * read-only afterwards: share it between threads, each with its own workspace.
+ */
+th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
+                         th_error **err)
+{
+    const th_engine_ops *ops = backend(kind, err);
+    if (!ops) {
+        return NULL;
+    }
+    th_engine *e = th_calloc(1, sizeof(*e), err);
+    if (!e) {
+        return NULL;
+    }
+    e->ops = ops;
+    e->model = model;
+    e->tile_w = tile_w;
+    e->tile_h = tile_h;
+    if (!check_model(e, err) || !ops->plan(e, err)) {
+        th_error_prefix(err, "%s engine: ", ops->name);
+        th_engine_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+// Free an engine and its plan. Accepts NULL. Its workspaces may be freed before or after.
+void th_engine_free(th_engine *engine)
+{
+    if (engine) {
+        engine->ops->free(engine);
+        th_free(engine);
+    }
+}
+
+/*
+ * One thread's scratch for `engine`: everything forward needs, allocated here in one aligned
+ * block. Call once per thread, outside the tile loop. Caller frees with th_engine_ws_free.
+ */
+th_engine_ws *th_engine_ws_new(const th_engine *engine, th_error **err)
+{
+    th_engine_ws *ws = engine->ops->ws_new(engine, err);
+    if (!ws) {
+        th_error_prefix(err, "%s engine workspace: ", engine->ops->name);
+    }
+    return ws;
+}
+
+// Free a workspace. Accepts NULL.
+void th_engine_ws_free(th_engine_ws *ws)
+{
+    if (ws) {
+        ws->ops->ws_free(ws);
+    }
+}
+
+/*
+ * One tile through the model, allocating nothing: rgb (tile_h, tile_w, 3) uint8 in; logits
+ * (n_classes) out; probs (n_classes) and feat (feat_c, feat_h, feat_w) out if non-NULL. All
+ * buffers are caller-owned. Fails only for a workspace made by another engine. One thread per
+ * workspace at a time; the same input gives the same bits on any thread and any workspace.
+ */
+bool th_engine_forward(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb, float *logits,
+                       float *probs, float *feat, th_error **err)
+{
+    if (ws->engine != engine) {
+        th_error_set(err, "the workspace belongs to another engine");
+        return false;
+    }
+    if (!engine->ops->forward(engine, ws, rgb, logits, feat, err)) {
+        return false;
+    }
+    // The one softmax of the pipeline: the dense output is logits even if the graph had one.
+    if (probs) {
+        th_kernel_softmax(logits, engine->model->n_classes, probs);
+    }
+    return true;
+}

@@ -30,6 +30,14 @@ struct th_engine {
     void *data;            /* backend state */
 };
 
+/* A workspace: one 64-byte aligned block that its backend lays out by its plan. Every backend
+ * uses this struct, so th_engine_ws_free can dispatch and forward can refuse a foreign one. */
+struct th_engine_ws {
+    const th_engine_ops *ops; /* the backend that made it (static) */
+    const th_engine *engine;  /* borrowed, only compared: forward checks it is the caller's */
+    float *mem;               /* float32, laid out by the backend's plan */
+};
+
 /* Plan an engine for the model at a tile_w×tile_h input. */
 th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
                          th_error **err);

@@ -9,7 +9,7 @@
 /* out (3, h, w) = (rgb * scale - mean[c]) / std[c]; rgb (h, w, 3) uint8. */
 void th_kernel_input(const uint8_t *rgb, int h, int w, const th_model *model, float *out);
 
-/* Direct convolution with bias and the layer's fused ReLU.
+/* Direct convolution with bias and the layer's fused ReLU. in and out must not overlap.
  * in (c_in, h, w) -> out (c_out, out_h, out_w); out_h/out_w from th_layer_out_size. */
 void th_kernel_conv(const th_layer *layer, const float *in, int h, int w, float *out, int out_h,
                     int out_w);
