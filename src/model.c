@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* STUB (parser to be written): ONNX loading. th_layer_out_size and th_model_trunk_shape are final. */
+/* The model object: load an ONNX file (protobuf-c unpack here, graph walk in model-onnx.c), read
+ * the metadata (class names, input normalisation, mpp, input size, background classes), the
+ * public getters, and the trunk shape arithmetic shared with the engine. */
 #include <config.h>
 
+#include <protobuf-c/protobuf-c.h>
+
+#include "onnx.pb-c.h"
 #include "model.h"
 
 bool th_layer_out_size(const th_layer *layer, int in_h, int in_w, int *out_h, int *out_w)
@@ -68,13 +73,366 @@ bool th_model_trunk_shape(const th_model *model, int in_h, int in_w, int *c, int
     return true;
 }
 
+/* ------------------------------------------------------------------ names and metadata */
+
+// Split "a, b ,c" into trimmed copies (empty items kept as ""); *n gets the count.
+static char **split_csv(const char *csv, int *n, th_error **err)
+{
+    int count = 1;
+    for (const char *p = csv; *p; p++) {
+        count += *p == ',';
+    }
+    char **items = th_calloc((size_t)count, sizeof(char *), err); // (count) owned strings
+    if (!items) {
+        return NULL;
+    }
+    const char *p = csv;
+    for (int i = 0; i < count; i++) {
+        const char *end = strchr(p, ',');
+        end = end ? end : p + strlen(p);
+        const char *next = *end ? end + 1 : end;
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t')) {
+            end--;
+        }
+        items[i] = th_strdup_printf(err, "%.*s", (int)(end - p), p);
+        if (!items[i]) {
+            for (int j = 0; j < i; j++) {
+                th_free(items[j]);
+            }
+            th_free(items);
+            return NULL;
+        }
+        p = next;
+    }
+    *n = count;
+    return items;
+}
+
+static void free_names(char **names, int n)
+{
+    for (int i = 0; names && i < n; i++) {
+        th_free(names[i]);
+    }
+    th_free(names);
+}
+
+bool th_model_set_class_names(th_model *model, const char *csv, th_error **err)
+{
+    int n = 0;
+    char **names = split_csv(csv, &n, err);
+    if (!names) {
+        return false;
+    }
+    if (n != model->n_classes) {
+        th_error_set(err, "expected %d class names, got %d", model->n_classes, n);
+        free_names(names, n);
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        bool dup = false;
+        for (int j = 0; j < i && !dup; j++) {
+            dup = strcmp(names[i], names[j]) == 0;
+        }
+        if (!names[i][0] || dup) {
+            if (dup) {
+                th_error_set(err, "class name '%s' appears twice", names[i]);
+            } else {
+                th_error_set(err, "class name %d is empty", i + 1);
+            }
+            free_names(names, n);
+            return false;
+        }
+    }
+    free_names(model->class_names, model->n_classes);
+    model->class_names = names;
+    return true;
+}
+
+// input_mean / input_std: exactly three numbers ("0.5,0.5,0.5").
+static bool meta_triple(const th_model *m, const char *key, float *out, bool positive,
+                        th_error **err)
+{
+    const char *s = th_model_get_metadata(m, key);
+    double v[3];
+    if (!s) {
+        return true;
+    }
+    bool good = th_parse_double_list(s, v, 3) == 3;
+    for (int i = 0; good && i < 3; i++) {
+        good = !positive || v[i] > 0;
+        out[i] = (float)v[i];
+    }
+    if (!good) {
+        th_error_set(err, "metadata %s: expected three%s numbers, got '%s'", key,
+                     positive ? " positive" : "", s);
+    }
+    return good;
+}
+
+// A positive number (input_scale, mpp).
+static bool meta_positive(const th_model *m, const char *key, double *out, th_error **err)
+{
+    const char *s = th_model_get_metadata(m, key);
+    if (s && (!th_parse_double(s, out) || !(*out > 0))) {
+        th_error_set(err, "metadata %s: expected a positive number, got '%s'", key, s);
+        return false;
+    }
+    return true;
+}
+
+// One side of metadata input_size: a trimmed positive integer.
+static bool parse_side(const char *s, int *out)
+{
+    char buf[32];
+    size_t len = strlen(s);
+    while (len && (*s == ' ' || *s == '\t')) {
+        s++, len--;
+    }
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) {
+        len--;
+    }
+    if (len == 0 || len >= sizeof(buf)) {
+        return false;
+    }
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    return th_parse_int(buf, out) && *out > 0 && *out <= 65536;
+}
+
+// input_size "W" or "W,H" (the graph walk checks it against fixed input dims).
+static bool meta_input_size(th_model *m, th_error **err)
+{
+    const char *s = th_model_get_metadata(m, "input_size");
+    if (!s) {
+        return true;
+    }
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%s", s);
+    char *comma = strchr(buf, ',');
+    if (comma) {
+        *comma = 0;
+    }
+    if (strlen(s) >= sizeof(buf) || !parse_side(buf, &m->in_w) ||
+        !parse_side(comma ? comma + 1 : buf, &m->in_h)) {
+        th_error_set(err, "metadata input_size: expected \"W\" or \"W,H\" in pixels, got '%s'", s);
+        m->in_w = m->in_h = 0;
+        return false;
+    }
+    return true;
+}
+
+static bool meta_background(th_model *m, th_error **err)
+{
+    const char *s = th_model_get_metadata(m, "background_classes");
+    int n = 0;
+    char **names = s ? split_csv(s, &n, err) : NULL;
+    if (s && !names) {
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        int c = th_model_find_class(m, names[i]);
+        if (names[i][0] && c < 0) {
+            th_error_set(err, "metadata background_classes: no class named '%s'", names[i]);
+            free_names(names, n);
+            return false;
+        }
+        if (c >= 0) {
+            m->background[c] = true;
+        }
+    }
+    free_names(names, n);
+    return true;
+}
+
+// Everything the metadata says after the graph is known (class count, defaults in place).
+static bool read_metadata(th_model *m, th_error **err)
+{
+    double scale = m->input_scale, mpp = 0;
+    const char *names = th_model_get_metadata(m, "class_names");
+    if (names && !th_model_set_class_names(m, names, err)) {
+        th_error_prefix(err, "metadata class_names: ");
+        return false;
+    }
+    if (!meta_positive(m, "input_scale", &scale, err) || !meta_positive(m, "mpp", &mpp, err) ||
+        !meta_triple(m, "input_mean", m->input_mean, false, err) ||
+        !meta_triple(m, "input_std", m->input_std, true, err) || !meta_background(m, err)) {
+        return false;
+    }
+    m->input_scale = (float)scale;
+    m->mpp = mpp;
+    return true;
+}
+
+// Default class names "class0".."classN-1" and the background flags.
+static bool init_classes(th_model *m, th_error **err)
+{
+    m->class_names = th_calloc((size_t)m->n_classes, sizeof(char *), err);
+    m->background = th_calloc((size_t)m->n_classes, sizeof(bool), err);
+    if (!m->class_names || !m->background) {
+        return false;
+    }
+    for (int i = 0; i < m->n_classes; i++) {
+        m->class_names[i] = th_strdup_printf(err, "class%d", i);
+        if (!m->class_names[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ loading */
+
+static bool copy_metadata(th_model *m, const Onnx__ModelProto *mp, th_error **err)
+{
+    // Kept in file order; beyond TH_MODEL_META_MAX entries the rest are ignored.
+    for (size_t i = 0; i < mp->n_metadata_props && m->n_meta < TH_MODEL_META_MAX; i++) {
+        const Onnx__StringStringEntryProto *e = mp->metadata_props[i];
+        char *key = th_strdup(e->key ? e->key : "", err);
+        char *value = key ? th_strdup(e->value ? e->value : "", err) : NULL;
+        if (!value) {
+            th_free(key);
+            return false;
+        }
+        m->meta_key[m->n_meta] = key;
+        m->meta_value[m->n_meta] = value;
+        m->n_meta++;
+    }
+    return true;
+}
+
+// Version of the default ONNX domain ("" or "ai.onnx"); 0 if the model does not say.
+static int64_t onnx_opset(const Onnx__ModelProto *mp)
+{
+    int64_t opset = 0;
+    for (size_t i = 0; i < mp->n_opset_import; i++) {
+        const char *domain = mp->opset_import[i]->domain;
+        if (!domain || !domain[0] || strcmp(domain, "ai.onnx") == 0) {
+            opset = mp->opset_import[i]->version;
+        }
+    }
+    return opset;
+}
+
+static bool load_parsed(th_model *m, const Onnx__ModelProto *mp, th_error **err)
+{
+    int64_t opset = onnx_opset(mp);
+    if (!mp->graph) {
+        th_error_set(err, "not an ONNX model (no graph)");
+        return false;
+    }
+    if (opset <= 0) {
+        th_error_set(err, "the model has no opset version for the ONNX domain");
+        return false;
+    }
+    if (!copy_metadata(m, mp, err) || !meta_input_size(m, err) ||
+        !th_model_onnx_graph(m, mp->graph, opset, err) || !init_classes(m, err) ||
+        !read_metadata(m, err)) {
+        return false;
+    }
+    int c, h, w;
+    return !m->in_w || th_model_trunk_shape(m, m->in_h, m->in_w, &c, &h, &w, err);
+}
+
+th_model *th_model_load_from_memory(const void *data, size_t len, th_error **err)
+{
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, data);
+    if (!mp) {
+        th_error_set(err, "not an ONNX model (protobuf parse failed)");
+        return NULL;
+    }
+    th_model *m = th_calloc(1, sizeof(*m), err);
+    if (m) {
+        m->in_c = 3;
+        m->input_scale = 1.0f / 255.0f;
+        m->input_std[0] = m->input_std[1] = m->input_std[2] = 1.0f;
+        if (!load_parsed(m, mp, err)) {
+            th_model_free(m);
+            m = NULL;
+        }
+    }
+    onnx__model_proto__free_unpacked(mp, NULL);
+    return m;
+}
+
 th_model *th_model_load(const char *path, th_error **err)
 {
-    th_error_set(err, "not implemented");
-    return NULL;
+    size_t len = 0;
+    void *data = th_read_file(path, &len, err);
+    th_model *m = data ? th_model_load_from_memory(data, len, err) : NULL;
+    th_free(data);
+    return m;
 }
 
 void th_model_free(th_model *model)
 {
-    (void)model;
+    if (!model) {
+        return;
+    }
+    for (int i = 0; i < model->n_meta; i++) {
+        th_free(model->meta_key[i]);
+        th_free(model->meta_value[i]);
+    }
+    free_names(model->class_names, model->n_classes);
+    th_free(model->background);
+    th_free(model->layers);
+    th_free(model->arena);
+    th_free(model);
+}
+
+/* ------------------------------------------------------------------ getters */
+
+int th_model_get_class_count(const th_model *model)
+{
+    return model ? model->n_classes : 0;
+}
+
+const char *th_model_get_class_name(const th_model *model, int c)
+{
+    if (!model || c < 0 || c >= model->n_classes || !model->class_names) {
+        return NULL;
+    }
+    return model->class_names[c];
+}
+
+int th_model_find_class(const th_model *model, const char *name)
+{
+    for (int i = 0; model && name && model->class_names && i < model->n_classes; i++) {
+        if (strcmp(model->class_names[i], name) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+void th_model_get_input_size(const th_model *model, int *w, int *h)
+{
+    if (w) {
+        *w = model ? model->in_w : 0;
+    }
+    if (h) {
+        *h = model ? model->in_h : 0;
+    }
+}
+
+double th_model_get_mpp(const th_model *model)
+{
+    return model ? model->mpp : 0;
+}
+
+bool th_model_is_background_class(const th_model *model, int c)
+{
+    return model && model->background && c >= 0 && c < model->n_classes && model->background[c];
+}
+
+const char *th_model_get_metadata(const th_model *model, const char *key)
+{
+    for (int i = 0; model && key && i < model->n_meta; i++) {
+        if (strcmp(model->meta_key[i], key) == 0) {
+            return model->meta_value[i];
+        }
+    }
+    return NULL;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The loaded model: a conv trunk (Conv / Relu / MaxPool, BatchNorm folded into the conv), then
  * global average pooling, then one dense layer (then softmax, always applied once by tileheat).
- * model.c parses ONNX (protobuf-c, onnx.proto) into this and rejects every other graph. */
+ * model.c and model-onnx.c parse ONNX (protobuf-c, onnx.proto) into this and reject every other
+ * graph. */
 #ifndef TH_MODEL_H
 #define TH_MODEL_H
 
@@ -60,6 +61,14 @@ bool th_layer_out_size(const th_layer *layer, int in_h, int in_w, int *out_h, in
  * error naming the layer if some layer's output would be empty. */
 bool th_model_trunk_shape(const th_model *model, int in_h, int in_w, int *c, int *h, int *w,
                           th_error **err);
+
+struct Onnx__GraphProto;
+
+/* model-onnx.c: walk an unpacked ONNX graph into `model`: layers, dense head, input layout and
+ * fixed size (checked against in_w/in_h, which model.c sets from metadata input_size), weight
+ * arena. opset is the version of the default ONNX domain. */
+bool th_model_onnx_graph(th_model *model, const struct Onnx__GraphProto *graph, int64_t opset,
+                         th_error **err);
 
 /* Parse ONNX bytes (for tests and for th_model_load). */
 th_model *th_model_load_from_memory(const void *data, size_t len, th_error **err);

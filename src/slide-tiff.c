@@ -1,5 +1,548 @@
 /* SPDX-License-Identifier: MIT */
-/* STUB: src/slide-tiff.c — to be written. */
+/* libtiff backend for plain (single-level) stripped or tiled TIFFs that OpenSlide does not
+ * recognise. Only directory 0 is read, on demand: tiles, or bands of scanlines for stripped
+ * files, are decoded into a small direct-mapped cache of RGB blocks allocated at open time.
+ * Samples are converted to 8-bit RGB: gray, palette, 1-16 bit, alpha composited on white.
+ * One mutex per handle serialises reads (a TIFF* is not thread-safe). */
 #include <config.h>
 
+#include <pthread.h>
+#include <tiffio.h>
+
 #include "slide.h"
+
+#ifndef HAVE_TIFFOPENOPTIONSSETERRORHANDLEREXTR
+#error "libtiff >= 4.5 (TIFFOpenOptionsSetErrorHandlerExtR) is required"
+#endif
+
+// Largest decoded RGB block (one tile, or one band of rows of a stripped file).
+#define BLOCK_MAX_BYTES ((size_t)16 << 20)
+// Budget for the whole block cache; at least one block is always kept.
+#define CACHE_MAX_BYTES ((size_t)32 << 20)
+// Largest believable µm per pixel from resolution tags (see slide-openslide.c).
+#define MAX_RESOLUTION_MPP 25.0
+
+enum color { COLOR_GRAY, COLOR_RGB, COLOR_PALETTE };
+enum alpha { ALPHA_NONE, ALPHA_ASSOC, ALPHA_UNASSOC };
+
+typedef struct tiff_src {
+    pthread_mutex_t lock; // held for every libtiff call after open
+    TIFF *tiff;
+    char msg[256]; // first libtiff error since the last clear_msg(), one line
+    uint32_t img_w, img_h;
+    // pixel layout of the decoded samples
+    enum color color;
+    enum alpha alpha;
+    bool min_is_white;
+    int bps, spp, base;      // bits per sample, samples per pixel, colour samples (1 or 3)
+    uint8_t palette[3][256]; // (channel, index) 8-bit colour map, for COLOR_PALETTE
+    // blocks: the TIFF's tiles, or bands of block_h full-width rows of a stripped file
+    bool tiled;
+    uint32_t block_w, block_h, blocks_across;
+    uint8_t *raw;        // one decoded tile (block_h, raw_stride) or scanline, packed samples
+    tmsize_t raw_size;   // bytes of raw
+    tmsize_t raw_stride; // bytes per decoded row of raw
+    uint8_t *cache;      // (slots, block_h, block_w, 3) RGB, row-major
+    int64_t *cache_tag;  // (slots) block index held by each slot, -1 if none
+    int64_t slots;
+    size_t slot_bytes; // block_h * block_w * 3
+} tiff_src;
+
+// Per-handle libtiff handlers: keep the first message (later ones are usually consequences),
+// never print. Returning 1 stops libtiff from also calling the global handler.
+static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
+{
+    tiff_src *t = user;
+    if (t && !t->msg[0]) {
+        vsnprintf(t->msg, sizeof(t->msg), fmt, ap);
+        for (char *p = t->msg; *p; p++) {
+            if (*p == '\n' || *p == '\r') {
+                *p = ' ';
+            }
+        }
+    }
+    return 1;
+}
+
+static int on_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
+{
+    return 1;
+}
+
+static void clear_msg(tiff_src *t)
+{
+    t->msg[0] = '\0';
+}
+
+static const char *lib_msg(const tiff_src *t)
+{
+    return t->msg[0] ? t->msg : "libtiff error";
+}
+
+static bool is_tiff(const char *path)
+{
+    uint8_t m[4] = {0};
+    FILE *fp = th_fopen(path, "rb", NULL);
+    if (!fp) {
+        return false;
+    }
+    size_t n = fread(m, 1, sizeof(m), fp);
+    fclose(fp);
+    // little- or big-endian, classic (42) or BigTIFF (43)
+    return n == 4 && ((m[0] == 'I' && m[1] == 'I' && (m[2] == 42 || m[2] == 43) && m[3] == 0) ||
+                      (m[0] == 'M' && m[1] == 'M' && m[2] == 0 && (m[3] == 42 || m[3] == 43)));
+}
+
+// Colour maps are 16-bit, but some writers store 8-bit values; like libtiff's RGBA interface,
+// treat a map whose entries all fit in 8 bits as 8-bit.
+static bool read_palette(tiff_src *t, th_error **err)
+{
+    uint16_t *map[3];
+    if (!TIFFGetField(t->tiff, TIFFTAG_COLORMAP, &map[0], &map[1], &map[2])) {
+        th_error_set(err, "palette TIFF has no colour map");
+        return false;
+    }
+    int n = 1 << t->bps;
+    bool eight_bit = true;
+    for (int c = 0; c < 3; c++) {
+        for (int i = 0; i < n; i++) {
+            eight_bit = eight_bit && map[c][i] < 256;
+        }
+    }
+    for (int c = 0; c < 3; c++) {
+        for (int i = 0; i < n; i++) {
+            t->palette[c][i] = (uint8_t)(eight_bit ? map[c][i] : map[c][i] >> 8);
+        }
+    }
+    return true;
+}
+
+// Photometric interpretation -> colour kind, colour sample count and allowed bit depths.
+static bool check_photometric(tiff_src *t, uint16_t photometric, uint16_t compression,
+                              th_error **err)
+{
+    switch (photometric) {
+    case PHOTOMETRIC_MINISWHITE:
+    case PHOTOMETRIC_MINISBLACK:
+        t->color = COLOR_GRAY;
+        t->min_is_white = photometric == PHOTOMETRIC_MINISWHITE;
+        return true;
+    case PHOTOMETRIC_RGB:
+        t->color = COLOR_RGB;
+        return true;
+    case PHOTOMETRIC_PALETTE:
+        t->color = COLOR_PALETTE;
+        return true;
+    case PHOTOMETRIC_YCBCR:
+        if (compression != COMPRESSION_JPEG) {
+            th_error_set(err, "YCbCr TIFF is only supported with JPEG compression");
+            return false;
+        }
+        // libjpeg converts to RGB (and upsamples chroma) for us
+        TIFFSetField(t->tiff, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+        t->color = COLOR_RGB;
+        return true;
+    case PHOTOMETRIC_SEPARATED:
+        th_error_set(err, "CMYK TIFF is not supported");
+        return false;
+    default:
+        th_error_set(err, "TIFF photometric interpretation %u is not supported",
+                     (unsigned)photometric);
+        return false;
+    }
+}
+
+// Bit depths we convert: 8 always, 16 except for palettes, 1-4 for gray and palette.
+static bool depth_supported(enum color color, int bps)
+{
+    switch (bps) {
+    case 8:
+        return true;
+    case 16:
+        return color != COLOR_PALETTE;
+    case 1:
+    case 2:
+    case 4:
+        return color != COLOR_RGB;
+    default:
+        return false;
+    }
+}
+
+static const char *color_name(enum color color)
+{
+    return color == COLOR_RGB ? "RGB" : color == COLOR_PALETTE ? "palette" : "gray";
+}
+
+static bool check_samples(tiff_src *t, uint16_t sample_format, th_error **err)
+{
+    int bps = t->bps;
+    if (sample_format == SAMPLEFORMAT_IEEEFP) {
+        th_error_set(err, "floating-point TIFF is not supported");
+        return false;
+    }
+    if (sample_format != SAMPLEFORMAT_UINT && sample_format != SAMPLEFORMAT_VOID) {
+        th_error_set(err, "signed or complex TIFF samples are not supported");
+        return false;
+    }
+    if (!depth_supported(t->color, bps)) {
+        th_error_set(err, "%d-bit %s TIFF is not supported", bps, color_name(t->color));
+        return false;
+    }
+    t->base = t->color == COLOR_RGB ? 3 : 1;
+    if (t->spp > 4) {
+        th_error_set(err, "TIFF with %d samples per pixel is not supported", t->spp);
+        return false;
+    }
+    if (t->spp < t->base) {
+        th_error_set(err, "RGB TIFF with only %d sample(s) per pixel", t->spp);
+        return false;
+    }
+    if (t->spp > t->base) {
+        // the first extra sample is alpha if it says so; unspecified extras are ignored
+        uint16_t count = 0;
+        uint16_t *types = NULL;
+        if (TIFFGetField(t->tiff, TIFFTAG_EXTRASAMPLES, &count, &types) && count > 0) {
+            t->alpha = types[0] == EXTRASAMPLE_ASSOCALPHA   ? ALPHA_ASSOC
+                       : types[0] == EXTRASAMPLE_UNASSALPHA ? ALPHA_UNASSOC
+                                                            : ALPHA_NONE;
+        }
+    }
+    return true;
+}
+
+static bool inspect(tiff_src *t, th_error **err)
+{
+    uint32_t w = 0, h = 0;
+    uint16_t photometric = 0, compression = 0, bps = 0, spp = 0, sample_format = 0, planar = 0;
+    TIFF *tif = t->tiff;
+
+    if (!TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w) || !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h) ||
+        w == 0 || h == 0) {
+        th_error_set(err, "TIFF has no valid image size");
+        return false;
+    }
+    t->img_w = w;
+    t->img_h = h;
+    if (!TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric)) {
+        th_error_set(err, "TIFF has no photometric interpretation");
+        return false;
+    }
+    TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &compression);
+    if (!TIFFIsCODECConfigured(compression)) {
+        th_error_set(err, "TIFF compression %u is not supported", (unsigned)compression);
+        return false;
+    }
+    TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bps);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &sample_format);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar);
+    t->bps = bps;
+    t->spp = spp;
+    if (!check_photometric(t, photometric, compression, err) ||
+        !check_samples(t, sample_format, err)) {
+        return false;
+    }
+    if (spp > 1 && planar != PLANARCONFIG_CONTIG) {
+        th_error_set(err, "planar (separate-plane) TIFF is not supported");
+        return false;
+    }
+    return t->color != COLOR_PALETTE || read_palette(t, err);
+}
+
+// Block geometry and buffers: everything a read needs is allocated here, never per read.
+static bool plan_blocks(tiff_src *t, th_error **err)
+{
+    TIFF *tif = t->tiff;
+    t->tiled = TIFFIsTiled(tif);
+    if (t->tiled) {
+        uint32_t tw = 0, th = 0;
+        TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw);
+        TIFFGetField(tif, TIFFTAG_TILELENGTH, &th);
+        if (tw == 0 || th == 0 || (uint64_t)tw * th * 3 > BLOCK_MAX_BYTES) {
+            th_error_set(err, "TIFF tile size %ux%u is not supported", (unsigned)tw, (unsigned)th);
+            return false;
+        }
+        t->block_w = tw;
+        t->block_h = th;
+        t->raw_size = TIFFTileSize(tif);
+        t->raw_stride = TIFFTileRowSize(tif);
+    } else {
+        uint32_t rps = 0;
+        TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rps);
+        // a band is one strip when that fits, else as many rows as fit (at least one)
+        uint64_t max_rows = TH_MAX(1, BLOCK_MAX_BYTES / ((uint64_t)t->img_w * 3));
+        t->block_w = t->img_w;
+        t->block_h = (uint32_t)TH_MIN(TH_MIN((uint64_t)TH_MAX(rps, 1), t->img_h), max_rows);
+        t->raw_size = TIFFScanlineSize(tif);
+        t->raw_stride = t->raw_size;
+    }
+    if (t->raw_size <= 0 || t->raw_stride <= 0) {
+        th_error_set(err, "cannot size TIFF buffers: %s", lib_msg(t));
+        return false;
+    }
+    // convert_row reads block_w packed pixels from each of block_h (tile) rows of raw
+    if ((uint64_t)t->raw_stride * 8 < (uint64_t)t->block_w * t->spp * t->bps ||
+        (t->tiled && (uint64_t)t->raw_stride * t->block_h > (uint64_t)t->raw_size)) {
+        th_error_set(err, "unexpected TIFF row layout");
+        return false;
+    }
+    t->blocks_across = (t->img_w + t->block_w - 1) / t->block_w;
+    int64_t blocks = (int64_t)t->blocks_across * ((t->img_h + t->block_h - 1) / t->block_h);
+    t->slot_bytes = (size_t)t->block_w * t->block_h * 3;
+    t->slots = TH_MAX(1, TH_MIN(blocks, (int64_t)(CACHE_MAX_BYTES / t->slot_bytes)));
+    t->raw = th_malloc((size_t)t->raw_size, err);
+    t->cache = t->raw ? th_calloc((size_t)t->slots, t->slot_bytes, err) : NULL;
+    t->cache_tag = t->cache ? th_calloc((size_t)t->slots, sizeof(int64_t), err) : NULL;
+    if (!t->cache_tag) {
+        return false;
+    }
+    for (int64_t i = 0; i < t->slots; i++) {
+        t->cache_tag[i] = -1;
+    }
+    return true;
+}
+
+// Sample i (counting every sample of every pixel) of a packed, MSB-first row, as libtiff
+// decodes it (16-bit samples are in native byte order).
+static inline uint32_t sample(const uint8_t *row, size_t i, int bps)
+{
+    if (bps == 8) {
+        return row[i];
+    }
+    if (bps == 16) {
+        uint16_t v;
+        memcpy(&v, row + 2 * i, 2);
+        return v;
+    }
+    size_t bit = i * (size_t)bps; // 1, 2 and 4-bit samples never straddle a byte
+    return (row[bit >> 3] >> (8 - bps - (int)(bit & 7))) & ((1u << bps) - 1);
+}
+
+// To 8 bits: 16-bit samples keep their high byte (v >> 8, as libpng's strip_16); 1-4 bit
+// samples are scaled so that the maximum maps to 255.
+static inline uint32_t to8(uint32_t v, int bps)
+{
+    return bps == 16 ? v >> 8 : bps == 8 ? v : v * 255 / ((1u << bps) - 1);
+}
+
+// Alpha over white. Unassociated: c*a/255 + (255 - a), rounded; associated (premultiplied):
+// c + 255 - a, clamped for broken data with c > a.
+static inline uint8_t over_white(uint32_t c, uint32_t a, enum alpha kind)
+{
+    if (kind == ALPHA_UNASSOC) {
+        return (uint8_t)((c * a + 255 * (255 - a) + 127) / 255);
+    }
+    uint32_t v = c + 255 - a;
+    return (uint8_t)(v > 255 ? 255 : v);
+}
+
+// n pixels of a decoded row -> (n, 3) RGB.
+static void convert_row(const tiff_src *t, const uint8_t *raw, uint8_t *out, uint32_t n)
+{
+    if (t->color == COLOR_RGB && t->bps == 8 && t->spp == 3) {
+        memcpy(out, raw, (size_t)n * 3); // the common case
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        size_t s = (size_t)i * t->spp;
+        uint32_t c[3];
+        if (t->color == COLOR_PALETTE) {
+            uint32_t idx = sample(raw, s, t->bps);
+            c[0] = t->palette[0][idx];
+            c[1] = t->palette[1][idx];
+            c[2] = t->palette[2][idx];
+        } else if (t->color == COLOR_GRAY) {
+            uint32_t g = to8(sample(raw, s, t->bps), t->bps);
+            c[0] = c[1] = c[2] = t->min_is_white ? 255 - g : g;
+        } else {
+            for (int k = 0; k < 3; k++) {
+                c[k] = to8(sample(raw, s + k, t->bps), t->bps);
+            }
+        }
+        uint32_t a = t->alpha == ALPHA_NONE ? 255 : to8(sample(raw, s + t->base, t->bps), t->bps);
+        for (int k = 0; k < 3; k++) {
+            out[3 * i + k] = a == 255 ? (uint8_t)c[k] : over_white(c[k], a, t->alpha);
+        }
+    }
+}
+
+// Decode block idx into out, (block_h, block_w, 3) RGB; rows and columns past the image edge
+// are left untouched (never copied out).
+static bool decode_block(tiff_src *t, int64_t idx, uint8_t *out, th_error **err)
+{
+    uint32_t x0 = (uint32_t)(idx % t->blocks_across) * t->block_w;
+    uint32_t y0 = (uint32_t)(idx / t->blocks_across) * t->block_h;
+    uint32_t rows = TH_MIN(t->block_h, t->img_h - y0);
+    uint32_t cols = TH_MIN(t->block_w, t->img_w - x0);
+    size_t out_stride = (size_t)t->block_w * 3;
+
+    clear_msg(t);
+    if (t->tiled) {
+        ttile_t tile = TIFFComputeTile(t->tiff, x0, y0, 0, 0);
+        if (TIFFReadEncodedTile(t->tiff, tile, t->raw, t->raw_size) < 0) {
+            th_error_set(err, "cannot decode TIFF tile at %u,%u: %s", (unsigned)x0, (unsigned)y0,
+                         lib_msg(t));
+            return false;
+        }
+        for (uint32_t r = 0; r < rows; r++) {
+            convert_row(t, t->raw + r * t->raw_stride, out + r * out_stride, cols);
+        }
+        return true;
+    }
+    // Scanlines: libtiff restarts a strip's decoder itself when asked for an earlier row.
+    for (uint32_t r = 0; r < rows; r++) {
+        if (TIFFReadScanline(t->tiff, t->raw, y0 + r, 0) < 0) {
+            th_error_set(err, "cannot decode TIFF row %u: %s", (unsigned)(y0 + r), lib_msg(t));
+            return false;
+        }
+        convert_row(t, t->raw, out + r * out_stride, cols);
+    }
+    return true;
+}
+
+// The cached RGB block idx, decoding it into its direct-mapped slot if needed. Lock held.
+static const uint8_t *get_block(tiff_src *t, int64_t idx, th_error **err)
+{
+    int64_t slot = idx % t->slots;
+    uint8_t *p = t->cache + (size_t)slot * t->slot_bytes;
+    if (t->cache_tag[slot] != idx) {
+        t->cache_tag[slot] = -1; // a failed decode leaves the slot empty
+        if (!decode_block(t, idx, p, err)) {
+            return NULL;
+        }
+        t->cache_tag[slot] = idx;
+    }
+    return p;
+}
+
+static bool copy_region(tiff_src *t, uint8_t *dest, int64_t x, int64_t y, int64_t w, int64_t h,
+                        th_error **err)
+{
+    int64_t ix0 = TH_MAX(x, 0), iy0 = TH_MAX(y, 0);
+    int64_t ix1 = TH_MIN(x + w, (int64_t)t->img_w), iy1 = TH_MIN(y + h, (int64_t)t->img_h);
+    int64_t bw = t->block_w, bh = t->block_h;
+
+    for (int64_t by = iy0 / bh; by <= (iy1 - 1) / bh; by++) {
+        for (int64_t bx = ix0 / bw; bx <= (ix1 - 1) / bw; bx++) {
+            const uint8_t *blk = get_block(t, by * t->blocks_across + bx, err);
+            if (!blk) {
+                return false;
+            }
+            int64_t r0 = TH_MAX(iy0, by * bh), r1 = TH_MIN(iy1, (by + 1) * bh);
+            int64_t c0 = TH_MAX(ix0, bx * bw), c1 = TH_MIN(ix1, (bx + 1) * bw);
+            for (int64_t r = r0; r < r1; r++) {
+                const uint8_t *src = blk + ((r - by * bh) * bw + (c0 - bx * bw)) * 3;
+                memcpy(dest + ((r - y) * w + (c0 - x)) * 3, src, (size_t)(c1 - c0) * 3);
+            }
+        }
+    }
+    return true;
+}
+
+static bool tiff_read_region(th_slide *slide, uint8_t *dest, int64_t x, int64_t y, int level,
+                             int64_t w, int64_t h, th_error **err)
+{
+    tiff_src *t = slide->data;
+    th_slide_fill_white(dest, w, h);
+    if (x >= (int64_t)t->img_w || y >= (int64_t)t->img_h || x + w <= 0 || y + h <= 0) {
+        return true;
+    }
+    pthread_mutex_lock(&t->lock);
+    bool ok = copy_region(t, dest, x, y, w, h, err);
+    pthread_mutex_unlock(&t->lock);
+    return ok;
+}
+
+static void free_src(tiff_src *t)
+{
+    if (!t) {
+        return;
+    }
+    if (t->tiff) {
+        TIFFClose(t->tiff);
+    }
+    pthread_mutex_destroy(&t->lock);
+    th_free(t->cache_tag);
+    th_free(t->cache);
+    th_free(t->raw);
+    th_free(t);
+}
+
+static void tiff_close(th_slide *slide)
+{
+    free_src(slide->data);
+    slide->data = NULL;
+}
+
+static const th_slide_ops tiff_ops = {
+    .read_region = tiff_read_region,
+    .close = tiff_close,
+};
+
+// µm per pixel from resolution tags in pixels per centimetre, if plausible for a microscope
+// (inch-based resolutions are screen or print settings, not a scan's scale).
+static void set_mpp(th_slide *slide, TIFF *tif)
+{
+    uint16_t unit = 0;
+    float rx = 0, ry = 0;
+    if (TIFFGetField(tif, TIFFTAG_RESOLUTIONUNIT, &unit) && unit == RESUNIT_CENTIMETER &&
+        TIFFGetField(tif, TIFFTAG_XRESOLUTION, &rx) &&
+        TIFFGetField(tif, TIFFTAG_YRESOLUTION, &ry) && rx > 0 && ry > 0 &&
+        1e4 / rx <= MAX_RESOLUTION_MPP && 1e4 / ry <= MAX_RESOLUTION_MPP) {
+        slide->mpp_x = 1e4 / rx;
+        slide->mpp_y = 1e4 / ry;
+    }
+}
+
+bool th_slide_tiff_open(th_slide *slide, const char *path, th_error **err)
+{
+    tiff_src *t = NULL;
+    TIFFOpenOptions *opts = NULL;
+    bool ok = false;
+
+    if (!is_tiff(path)) {
+        return false; // not ours
+    }
+    t = th_calloc(1, sizeof(*t), err);
+    if (!t) {
+        return false;
+    }
+    if (pthread_mutex_init(&t->lock, NULL) != 0) {
+        th_error_set(err, "cannot create a mutex");
+        th_free(t);
+        return false;
+    }
+    opts = TIFFOpenOptionsAlloc();
+    if (!opts) {
+        th_error_set(err, "out of memory");
+        goto out;
+    }
+    // per-handle handlers (copied into the TIFF* by TIFFOpenExt); never the global ones
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, t);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, t);
+    t->tiff = TIFFOpenExt(path, "r", opts);
+    if (!t->tiff) {
+        th_error_set(err, "cannot open TIFF: %s", lib_msg(t));
+        goto out;
+    }
+    if (!inspect(t, err) || !plan_blocks(t, err)) {
+        goto out;
+    }
+    snprintf(slide->format, sizeof(slide->format), "tiff");
+    slide->level_count = 1;
+    slide->level_w[0] = t->img_w;
+    slide->level_h[0] = t->img_h;
+    slide->downsample[0] = 1.0;
+    set_mpp(slide, t->tiff);
+    slide->ops = &tiff_ops;
+    slide->data = t;
+    t = NULL;
+    ok = true;
+out:
+    if (opts) {
+        TIFFOpenOptionsFree(opts);
+    }
+    free_src(t);
+    return ok;
+}
