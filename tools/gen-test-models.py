@@ -598,6 +598,24 @@ def broken_models():
     return written
 
 
+def cli_model():
+    """cli-model.onnx: a 224x224 four-class model with random weights for tests/cli.sh, which
+    checks the command line's behaviour (outputs, errors, thread invariance), not accuracy."""
+    net = Net([nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+               nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+               nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)], 8, 4)
+    randomize(net, 7)
+    net.eval()
+    model = torch_export(net, dict(size=(224, 224)))
+    meta = dict(class_names="background,stroma,cellular,fat", background_classes="background",
+                mpp="0.5", source="random weights (tools/gen-test-models.py)")
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    path = os.path.join(OUT, "cli-model.onnx")
+    onnx.save(model, path)
+    return [path]
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     slide = openslide.OpenSlide(os.path.join(DATA, SLIDE_REL))
@@ -606,6 +624,7 @@ def main():
     for idx, spec in enumerate(specs()):
         written += build(spec, slide, idx)
     written += broken_models()
+    written += cli_model()
     total = 0
     for p in written:
         size = os.path.getsize(p)
