@@ -121,7 +121,23 @@ static void set_mpp(th_slide *slide, openslide_t *osr)
     slide->mpp_y = my;
 }
 
-static bool read_levels(th_slide *slide, openslide_t *osr, th_error **err)
+// OpenSlide 3.4.1 with libtiff 4.5 returns garbled, run-to-run different pixels on generic-TIFF
+// levels smaller than one tile (seen on boxes.tiff levels 2-3 and patch-8-level.tif levels
+// 1-8): such a level, and every smaller one after it, is hidden. Level 0 always stays.
+static bool level_unreliable(openslide_t *osr, bool generic_tiff, int32_t level, int64_t w,
+                             int64_t h)
+{
+    char kw[64], kh[64];
+    snprintf(kw, sizeof(kw), "openslide.level[%d].tile-width", (int)level);
+    snprintf(kh, sizeof(kh), "openslide.level[%d].tile-height", (int)level);
+    const char *tw = openslide_get_property_value(osr, kw);
+    const char *tht = openslide_get_property_value(osr, kh);
+    int64_t tile_w, tile_h;
+    return generic_tiff && level > 0 && tw && tht && th_parse_int64(tw, &tile_w) &&
+           th_parse_int64(tht, &tile_h) && (w < tile_w || h < tile_h);
+}
+
+static bool read_levels(th_slide *slide, openslide_t *osr, bool generic_tiff, th_error **err)
 {
     int32_t n = openslide_get_level_count(osr);
     if (n < 1 || n > TH_SLIDE_MAX_LEVELS) {
@@ -132,6 +148,10 @@ static bool read_levels(th_slide *slide, openslide_t *osr, th_error **err)
     for (int32_t i = 0; i < n; i++) {
         openslide_get_level_dimensions(osr, i, &slide->level_w[i], &slide->level_h[i]);
         slide->downsample[i] = openslide_get_level_downsample(osr, i);
+        if (level_unreliable(osr, generic_tiff, i, slide->level_w[i], slide->level_h[i])) {
+            slide->level_count = i;
+            break;
+        }
     }
     const char *msg = openslide_get_error(osr);
     if (msg) {
@@ -158,7 +178,7 @@ bool th_slide_openslide_open(th_slide *slide, const char *path, th_error **err)
         openslide_close(osr);
         return false;
     }
-    if (!read_levels(slide, osr, err)) {
+    if (!read_levels(slide, osr, strcmp(vendor, "generic-tiff") == 0, err)) {
         openslide_close(osr);
         return false;
     }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Tests for tiler.c on real slides: grid sizes with exact multiples and partial edges, images
- * smaller than a tile, levels with uneven downsamples (boxes.tiff, from python3-openslide:
- * 300×250, 150×125, 75×62, 37×31 at 1, 2, 4.016129, 8.086312), and levels smaller than a tile
- * (patch-8-level.tif, 256×256 halving down to 1×1). */
+ * smaller than a tile, levels with uneven downsamples (from python3-openslide: TCGA level 1
+ * 2221×1783 at 2.0005055, the generic pyramid's level 3 277×370 at 8.0166797), and the levels
+ * tileheat hides because OpenSlide garbles them (boxes.tiff 75×62, patch-8-level.tif 128×128
+ * and below, each smaller than one TIFF tile). */
 #include <config.h>
 
 #include "tap.h"
@@ -66,23 +67,31 @@ int main(void)
     th_slide *p8 = open_or_bail("slides/patch-8-level.tif");
     expect_grid(p8, 0, 128, 2, 2, "256×256: exact multiple");
     expect_grid(p8, 0, 256, 1, 1, "256×256: one tile exactly");
-    expect_grid(p8, 3, 32, 1, 1, "level 3 (32×32): one tile exactly");
-    expect_error(p8, 4, 32, "image is 16×16, smaller than the model input 32×32",
-                 "level 4 smaller than the tile");
-    expect_error(p8, 8, 2, "image is 1×1", "the 1×1 level");
-    th_grid_init(&g, p8, 1, 64, 64, NULL);
-    expect_rect(&g, 1, 1, 128, 128, 128, "downsample 2");
+    expect_error(p8, 0, 257, "image is 256×256, smaller than the model input 257×257",
+                 "one pixel short");
+    // Its levels 1-8 are smaller than one 256-px TIFF tile, which OpenSlide 3.4.1 garbles:
+    // tileheat hides them.
+    expect_error(p8, 3, 32, "no level 3 (the slide has 1)", "hidden level");
     th_slide_close(p8);
 
     th_slide *boxes = open_or_bail("slides/boxes.tiff");
-    expect_grid(boxes, 2, 32, 2, 1, "boxes level 2 (75×62)");
-    th_grid_init(&g, boxes, 2, 32, 32, NULL);
-    // 32 × 4.016129 = 128.52: rounded to the nearest level-0 pixel.
-    expect_rect(&g, 1, 0, 129, 0, 129, "uneven downsample 4.016");
-    expect_grid(boxes, 3, 16, 2, 1, "boxes level 3 (37×31)");
-    th_grid_init(&g, boxes, 3, 16, 16, NULL);
-    expect_rect(&g, 1, 0, 129, 0, 129, "uneven downsample 8.086 (16 × 8.086 = 129.4)");
+    expect_grid(boxes, 1, 64, 2, 1, "boxes level 1 (150×125)");
+    expect_error(boxes, 2, 32, "no level 2 (the slide has 2)", "boxes: 75×62 level hidden");
     th_slide_close(boxes);
+
+    // Uneven downsamples: TCGA level 1 is 2221×1783 at 2.0005055; the generic pyramid's level 3
+    // is 277×370 at 8.0166797. Tile corners round to the nearest level-0 pixel.
+    th_slide *tcga = open_or_bail("slides/TCGA-CR-7395-01A-01-TS1.svs");
+    expect_grid(tcga, 1, 224, 9, 7, "TCGA level 1");
+    th_grid_init(&g, tcga, 1, 224, 224, NULL);
+    expect_rect(&g, 1, 0, 448, 0, 448, "224 × 2.0005 = 448.11");
+    expect_rect(&g, 8, 6, 3585, 2689, 448, "8 × 448.11 = 3584.9, 6 × 448.11 = 2688.7");
+    th_slide_close(tcga);
+    th_slide *pyr = open_or_bail("slides/CMU-1-Small-Region.generic-pyramid.tiff");
+    expect_grid(pyr, 3, 64, 4, 5, "generic pyramid level 3");
+    th_grid_init(&g, pyr, 3, 64, 64, NULL);
+    expect_rect(&g, 3, 4, 1539, 2052, 513, "64 × 8.0167 = 513.07");
+    th_slide_close(pyr);
 
     th_slide *small = open_or_bail("slides/small.svs");
     expect_error(small, 0, 224, "image is 16×16, smaller than the model input 224×224",
