@@ -1,5 +1,542 @@
 /* SPDX-License-Identifier: MIT */
-/* STUB: the oneDNN fast engine (to be written). */
+/* The fast backend on oneDNN's C API: at plan time one primitive per trunk layer (convolution
+ * with its ReLU fused as a post-op, max pooling, standalone ReLU) in formats oneDNN picks, plus
+ * the reorders between them, with conv weights reordered once; each workspace owns a stream,
+ * memory objects and scratchpad. oneDNN runs single-threaded: tiles are the parallel unit. */
 #include <config.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <dnnl.h>
+#include <dnnl_debug.h>
+
 #include "engine.h"
+#include "kernels.h"
+
+/* Buffers of a workspace: the normalised input, two ping-pong activations, the final map in
+ * plain (C, H, W), its channel means, and the oneDNN scratchpad shared by every step (they run
+ * one at a time). */
+enum { BUF_INPUT, BUF_A, BUF_B, BUF_FEAT, BUF_GAP, BUF_SCRATCH, N_BUFS };
+
+/* The arguments of a step, in the order of step_arg_ids. */
+enum { ARG_SRC, ARG_DST, ARG_WEIGHTS, ARG_BIAS, ARG_SCRATCH, N_ARGS };
+static const int step_arg_ids[N_ARGS] = {DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_WEIGHTS,
+                                         DNNL_ARG_BIAS, DNNL_ARG_SCRATCHPAD};
+
+// One primitive of the plan: its argument layouts and where each argument lives.
+typedef struct step {
+    dnnl_primitive_t prim;
+    int layer;                     // trunk layer it belongs to (a reorder: the layer it feeds)
+    dnnl_memory_desc_t md[N_ARGS]; // layouts; zero md = argument unused
+    int buf[2];                    // BUF_* of src and dst (equal for the in-place ReLU)
+    void *wei;                     // conv weights in md[ARG_WEIGHTS]'s layout, owned, aligned
+    float *bias;                   // (c_out) conv bias, owned
+} step;
+
+typedef struct dnnl_plan {
+    dnnl_engine_t eng;
+    int n_steps;
+    step *steps;              // (n_steps) in execution order
+    size_t buf_bytes[N_BUFS]; // size of each workspace buffer
+    size_t off[N_BUFS];       // byte offset of each buffer in the workspace (64-aligned)
+    size_t ws_bytes;
+} dnnl_plan;
+
+// A workspace: the common struct first, so a th_engine_ws * of this backend is a dnnl_ws *.
+typedef struct dnnl_ws {
+    th_engine_ws base;
+    dnnl_stream_t stream;
+    dnnl_memory_t *mem; // (n_steps, N_ARGS) memory objects on this workspace's buffers
+} dnnl_ws;
+
+// The layout and place of the activation between two steps while the plan is built.
+typedef struct act {
+    dnnl_memory_desc_t md;
+    int buf;
+    int c, h, w;
+} act;
+
+static bool check(dnnl_status_t s, const char *what, th_error **err)
+{
+    if (s != dnnl_success) {
+        th_error_set(err, "oneDNN %s: %s", what, dnnl_status2str(s));
+        return false;
+    }
+    return true;
+}
+
+/*
+ * oneDNN's OpenMP build sizes its kernels for omp_get_max_threads() when a primitive is made,
+ * and runs a parallel region of that many threads when called outside one. Tiles are our
+ * parallel unit and nested parallelism is banned, so oneDNN must plan and run with one thread
+ * wherever it is called from: serial_begin makes this task's thread count 1 (inside the tile
+ * loop oneDNN already runs serially; a serial caller gets the same kernels and the same bits),
+ * serial_end restores it. Without OpenMP here oneDNN keeps its own threading.
+ */
+static int serial_begin(void)
+{
+#ifdef _OPENMP
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    return saved;
+#else
+    return 0;
+#endif
+}
+
+static void serial_end(int saved)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#else
+    (void)saved;
+#endif
+}
+
+static bool md_plain(dnnl_memory_desc_t *md, int c, int h, int w, th_error **err)
+{
+    const dnnl_dims_t dims = {1, c, h, w};
+    return check(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nchw), "memory", err);
+}
+
+// A buffer must hold every layout placed in it.
+static void place(dnnl_plan *p, int buf, const dnnl_memory_desc_t *md)
+{
+    p->buf_bytes[buf] = TH_MAX(p->buf_bytes[buf], dnnl_memory_desc_get_size(md));
+}
+
+static step *new_step(dnnl_plan *p, int layer, int src_buf, int dst_buf)
+{
+    step *s = &p->steps[p->n_steps++];
+    s->layer = layer;
+    s->buf[0] = src_buf;
+    s->buf[1] = dst_buf;
+    return s;
+}
+
+static int other_buf(int buf)
+{
+    return buf == BUF_A ? BUF_B : BUF_A;
+}
+
+/*
+ * Make the primitive of pd into step s: record its src, dst and scratchpad layouts (the
+ * scratchpad goes to BUF_SCRATCH), then create it. Takes pd over.
+ */
+static bool finish_step(dnnl_plan *p, step *s, dnnl_primitive_desc_t pd, th_error **err)
+{
+    static const dnnl_query_t queries[N_ARGS] = {dnnl_query_src_md, dnnl_query_dst_md,
+                                                 dnnl_query_weights_md, dnnl_query_weights_md,
+                                                 dnnl_query_scratchpad_md};
+    const int index[N_ARGS] = {0, 0, 0, 1, 0}; // bias is weights #1
+    for (int a = 0; a < N_ARGS; a++) {
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, queries[a], index[a]);
+        if (md) {
+            s->md[a] = *md;
+        }
+    }
+    place(p, s->buf[0], &s->md[ARG_SRC]);
+    place(p, s->buf[1], &s->md[ARG_DST]);
+    place(p, BUF_SCRATCH, &s->md[ARG_SCRATCH]);
+    bool ok = check(dnnl_primitive_create(&s->prim, pd), "primitive", err);
+    dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+// Reorder the activation into `want` (another buffer) if it is in a different layout.
+static bool plan_reorder(dnnl_plan *p, act *cur, const dnnl_memory_desc_t *want, int dst_buf,
+                         int layer, th_error **err)
+{
+    if (dnnl_memory_desc_equal(&cur->md, want)) {
+        return true;
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    if (!check(dnnl_reorder_primitive_desc_create(&pd, &cur->md, p->eng, want, p->eng, NULL),
+               "reorder", err)) {
+        return false;
+    }
+    step *s = new_step(p, layer, cur->buf, dst_buf);
+    cur->md = *want;
+    cur->buf = dst_buf;
+    return finish_step(p, s, pd, err);
+}
+
+// A primitive attribute: user scratchpad (one per workspace), and a fused ReLU if asked.
+static bool make_attr(dnnl_primitive_attr_t *attr, bool relu, th_error **err)
+{
+    dnnl_post_ops_t po = NULL;
+    bool ok = check(dnnl_primitive_attr_create(attr), "attribute", err) &&
+              check(dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user),
+                    "scratchpad mode", err);
+    if (ok && relu) {
+        ok = check(dnnl_post_ops_create(&po), "post-ops", err) &&
+             check(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0, 0), "post-ops",
+                   err) &&
+             check(dnnl_primitive_attr_set_post_ops(*attr, po), "post-ops", err);
+        dnnl_post_ops_destroy(po);
+    }
+    return ok;
+}
+
+// Run one reorder from a user buffer to another now, on a temporary stream (plan time only).
+static bool reorder_now(dnnl_engine_t eng, const dnnl_memory_desc_t *from, void *src,
+                        const dnnl_memory_desc_t *to, void *dst, th_error **err)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_stream_t stream = NULL;
+    dnnl_memory_t m_src = NULL, m_dst = NULL;
+    bool ok =
+        check(dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, NULL), "reorder", err) &&
+        check(dnnl_primitive_create(&prim, pd), "reorder", err) &&
+        check(dnnl_stream_create(&stream, eng, dnnl_stream_default_flags), "stream", err) &&
+        check(dnnl_memory_create(&m_src, from, eng, src), "memory", err) &&
+        check(dnnl_memory_create(&m_dst, to, eng, dst), "memory", err);
+    if (ok) {
+        const dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, m_src}, {DNNL_ARG_TO, m_dst}};
+        ok = check(dnnl_primitive_execute(prim, stream, 2, args), "reorder", err) &&
+             check(dnnl_stream_wait(stream), "stream", err);
+    }
+    dnnl_memory_destroy(m_dst);
+    dnnl_memory_destroy(m_src);
+    dnnl_stream_destroy(stream);
+    dnnl_primitive_destroy(prim);
+    dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+// The conv step's own copies of its weights (in oneDNN's chosen layout) and bias.
+static bool conv_weights(dnnl_plan *p, step *s, const th_layer *l, th_error **err)
+{
+    const dnnl_dims_t dims = {l->c_out, l->c_in, l->kh, l->kw};
+    dnnl_memory_desc_t oihw;
+    size_t bytes = dnnl_memory_desc_get_size(&s->md[ARG_WEIGHTS]);
+    s->wei = th_malloc_aligned(bytes ? bytes : 1, err);
+    s->bias = th_malloc_aligned(sizeof(float) * l->c_out, err);
+    if (!s->wei || !s->bias ||
+        !check(dnnl_memory_desc_init_by_tag(&oihw, 4, dims, dnnl_f32, dnnl_oihw), "memory", err)) {
+        return false;
+    }
+    memcpy(s->bias, l->bias, sizeof(float) * l->c_out);
+    // weight: (c_out, c_in, kh, kw) row-major, only read by the reorder
+    return reorder_now(p->eng, &oihw, (void *)l->weight, &s->md[ARG_WEIGHTS], s->wei, err);
+}
+
+static bool conv_desc(const th_layer *l, const act *cur, int oh, int ow,
+                      dnnl_convolution_desc_t *cd, th_error **err)
+{
+    const dnnl_dims_t src_dims = {1, l->c_in, cur->h, cur->w};
+    const dnnl_dims_t wei_dims = {l->c_out, l->c_in, l->kh, l->kw};
+    const dnnl_dims_t bias_dims = {l->c_out}, dst_dims = {1, l->c_out, oh, ow};
+    const dnnl_dims_t strides = {l->sh, l->sw}, dilates = {l->dh - 1, l->dw - 1};
+    const dnnl_dims_t pad_l = {l->pad_t, l->pad_l}, pad_r = {l->pad_b, l->pad_r};
+    dnnl_memory_desc_t src, wei, bias, dst;
+    return check(dnnl_memory_desc_init_by_tag(&src, 4, src_dims, dnnl_f32, dnnl_format_tag_any),
+                 "memory", err) &&
+           check(dnnl_memory_desc_init_by_tag(&wei, 4, wei_dims, dnnl_f32, dnnl_format_tag_any),
+                 "memory", err) &&
+           check(dnnl_memory_desc_init_by_tag(&bias, 1, bias_dims, dnnl_f32, dnnl_x), "memory",
+                 err) &&
+           check(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, dnnl_f32, dnnl_format_tag_any),
+                 "memory", err) &&
+           check(dnnl_dilated_convolution_forward_desc_init(
+                     cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei, &bias, &dst,
+                     strides, dilates, pad_l, pad_r),
+                 "convolution", err);
+}
+
+// Convolution + bias (+ fused ReLU); its input reordered first if it wants another layout.
+static bool plan_conv(dnnl_plan *p, int i, const th_layer *l, act *cur, int oh, int ow,
+                      th_error **err)
+{
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    bool ok = conv_desc(l, cur, oh, ow, &cd, err) && make_attr(&attr, l->relu, err) &&
+              check(dnnl_primitive_desc_create(&pd, &cd, attr, p->eng, NULL), "convolution", err);
+    dnnl_primitive_attr_destroy(attr);
+    if (!ok) {
+        return false;
+    }
+    const dnnl_memory_desc_t want = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    if (!plan_reorder(p, cur, &want, other_buf(cur->buf), i, err)) {
+        dnnl_primitive_desc_destroy(pd);
+        return false;
+    }
+    step *s = new_step(p, i, cur->buf, other_buf(cur->buf));
+    if (!finish_step(p, s, pd, err) || !conv_weights(p, s, l, err)) {
+        return false;
+    }
+    *cur = (act){.md = s->md[ARG_DST], .buf = s->buf[1], .c = l->c_out, .h = oh, .w = ow};
+    return true;
+}
+
+/*
+ * Max pooling in the activation's layout. oneDNN's max pooling never lets a padded cell win,
+ * as ONNX. It has no ceil_mode: the right/bottom padding it gets is the least one that gives
+ * th_layer_out_size's output (any such padding adds only cells that never win).
+ */
+static bool plan_pool(dnnl_plan *p, int i, const th_layer *l, act *cur, int oh, int ow,
+                      th_error **err)
+{
+    const int need_b = (oh - 1) * l->sh + l->kh - cur->h - l->pad_t;
+    const int need_r = (ow - 1) * l->sw + l->kw - cur->w - l->pad_l;
+    const dnnl_dims_t dst_dims = {1, cur->c, oh, ow}, strides = {l->sh, l->sw};
+    const dnnl_dims_t kernel = {l->kh, l->kw}, dilation = {0, 0};
+    const dnnl_dims_t pad_l = {l->pad_t, l->pad_l}, pad_r = {TH_MAX(need_b, 0), TH_MAX(need_r, 0)};
+    dnnl_memory_desc_t dst;
+    dnnl_pooling_v2_desc_t pdesc;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    bool ok =
+        check(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, dnnl_f32, dnnl_format_tag_any),
+              "memory", err) &&
+        check(dnnl_pooling_v2_forward_desc_init(&pdesc, dnnl_forward_inference, dnnl_pooling_max,
+                                                &cur->md, &dst, strides, kernel, dilation, pad_l,
+                                                pad_r),
+              "max pooling", err) &&
+        make_attr(&attr, false, err) &&
+        check(dnnl_primitive_desc_create(&pd, &pdesc, attr, p->eng, NULL), "max pooling", err);
+    dnnl_primitive_attr_destroy(attr);
+    if (!ok) {
+        return false;
+    }
+    step *s = new_step(p, i, cur->buf, other_buf(cur->buf));
+    if (!finish_step(p, s, pd, err)) {
+        return false;
+    }
+    cur->md = s->md[ARG_DST];
+    cur->buf = s->buf[1];
+    cur->h = oh;
+    cur->w = ow;
+    return true;
+}
+
+// A standalone ReLU, in place in the activation's buffer and layout.
+static bool plan_relu(dnnl_plan *p, int i, act *cur, th_error **err)
+{
+    dnnl_eltwise_desc_t ed;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    bool ok = check(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, dnnl_eltwise_relu,
+                                                   &cur->md, 0, 0),
+                    "relu", err) &&
+              make_attr(&attr, false, err) &&
+              check(dnnl_primitive_desc_create(&pd, &ed, attr, p->eng, NULL), "relu", err);
+    dnnl_primitive_attr_destroy(attr);
+    return ok && finish_step(p, new_step(p, i, cur->buf, cur->buf), pd, err);
+}
+
+// Every layer in turn, then a reorder of the last map into plain (C, H, W) in BUF_FEAT.
+static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
+{
+    const th_model *m = e->model;
+    act cur = {.buf = BUF_INPUT, .c = m->in_c, .h = e->tile_h, .w = e->tile_w};
+    if (!md_plain(&cur.md, cur.c, cur.h, cur.w, err)) {
+        return false;
+    }
+    place(p, BUF_INPUT, &cur.md);
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer *l = &m->layers[i];
+        int oh, ow;
+        bool ok = th_layer_out_size(l, cur.h, cur.w, &oh, &ow); // checked by th_engine_new
+        switch (l->kind) {
+        case TH_LAYER_CONV:
+            ok = ok && plan_conv(p, i, l, &cur, oh, ow, err);
+            break;
+        case TH_LAYER_MAXPOOL:
+            ok = ok && plan_pool(p, i, l, &cur, oh, ow, err);
+            break;
+        case TH_LAYER_RELU:
+            ok = ok && plan_relu(p, i, &cur, err);
+            break;
+        }
+        if (!ok) {
+            th_error_prefix(err, "node '%s': ", l->name);
+            return false;
+        }
+    }
+    dnnl_memory_desc_t feat;
+    dnnl_primitive_desc_t pd = NULL;
+    if (!md_plain(&feat, cur.c, cur.h, cur.w, err) ||
+        !check(dnnl_reorder_primitive_desc_create(&pd, &cur.md, p->eng, &feat, p->eng, NULL),
+               "reorder", err)) {
+        return false;
+    }
+    // Profiled as part of the last layer, if any.
+    return finish_step(p, new_step(p, m->n_layers - 1, cur.buf, BUF_FEAT), pd, err);
+}
+
+static void fast_free(th_engine *e)
+{
+    dnnl_plan *p = e->data;
+    if (p) {
+        for (int i = 0; i < p->n_steps; i++) {
+            dnnl_primitive_destroy(p->steps[i].prim);
+            th_free(p->steps[i].wei);
+            th_free(p->steps[i].bias);
+        }
+        th_free(p->steps);
+        if (p->eng) {
+            dnnl_engine_destroy(p->eng);
+        }
+        th_free(p);
+    }
+    e->data = NULL;
+}
+
+// Lay the buffers out one after another, each on whole 64-byte lines.
+static bool layout(dnnl_plan *p, th_error **err)
+{
+    p->ws_bytes = 0;
+    for (int b = 0; b < N_BUFS; b++) {
+        size_t lines = p->buf_bytes[b] / 64 + (p->buf_bytes[b] % 64 != 0);
+        if (lines > (SIZE_MAX - p->ws_bytes) / 64) {
+            th_error_set(err, "the workspace would be larger than memory");
+            return false;
+        }
+        p->off[b] = p->ws_bytes;
+        p->ws_bytes += lines * 64;
+    }
+    return true;
+}
+
+static bool fast_plan(th_engine *e, th_error **err)
+{
+    const dnnl_version_t *v = dnnl_version();
+    if (v->cpu_runtime != DNNL_RUNTIME_OMP && v->cpu_runtime != DNNL_RUNTIME_SEQ) {
+        th_error_set(err,
+                     "oneDNN %d.%d uses the %s CPU runtime; tileheat needs OpenMP or "
+                     "sequential",
+                     v->major, v->minor, dnnl_runtime2str(v->cpu_runtime));
+        return false;
+    }
+    dnnl_plan *p = th_calloc(1, sizeof(*p), err);
+    e->data = p;
+    // At most a reorder before each layer, plus the final reorder.
+    if (!p || !(p->steps = th_calloc(2 * (size_t)e->model->n_layers + 1, sizeof(step), err)) ||
+        !check(dnnl_engine_create(&p->eng, dnnl_cpu, 0), "CPU engine", err)) {
+        return false;
+    }
+    int saved = serial_begin();
+    bool ok = plan_steps(e, p, err);
+    serial_end(saved);
+    p->buf_bytes[BUF_GAP] = sizeof(float) * (size_t)e->feat_c;
+    return ok && layout(p, err);
+}
+
+static void fast_ws_free(th_engine_ws *base)
+{
+    dnnl_ws *ws = (dnnl_ws *)base;
+    const dnnl_plan *p = base->engine->data;
+    if (ws->mem) {
+        for (int i = 0; i < p->n_steps * N_ARGS; i++) {
+            dnnl_memory_destroy(ws->mem[i]);
+        }
+        th_free(ws->mem);
+    }
+    if (ws->stream) {
+        dnnl_stream_destroy(ws->stream);
+    }
+    th_free(base->mem);
+    th_free(ws);
+}
+
+// The memory objects of one step: activations and scratchpad in the workspace, weights shared.
+static bool step_memories(const dnnl_plan *p, const step *s, dnnl_ws *ws, dnnl_memory_t *mem,
+                          th_error **err)
+{
+    char *base = (char *)ws->base.mem;
+    void *where[N_ARGS] = {base + p->off[s->buf[0]], base + p->off[s->buf[1]], s->wei, s->bias,
+                           base + p->off[BUF_SCRATCH]};
+    for (int a = 0; a < N_ARGS; a++) {
+        if (dnnl_memory_desc_get_size(&s->md[a]) == 0) {
+            continue; // argument not used by this primitive
+        }
+        if (!check(dnnl_memory_create(&mem[a], &s->md[a], p->eng, where[a]), "memory", err)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static th_engine_ws *fast_ws_new(const th_engine *e, th_error **err)
+{
+    const dnnl_plan *p = e->data;
+    dnnl_ws *ws = th_calloc(1, sizeof(*ws), err);
+    if (!ws) {
+        return NULL;
+    }
+    ws->base.ops = e->ops;
+    ws->base.engine = e;
+    int saved = serial_begin(); // creating memory may zero the padding of blocked layouts
+    bool ok =
+        (ws->base.mem = th_malloc_aligned(p->ws_bytes, err)) &&
+        (ws->mem = th_calloc((size_t)p->n_steps * N_ARGS, sizeof(dnnl_memory_t), err)) &&
+        check(dnnl_stream_create(&ws->stream, p->eng, dnnl_stream_default_flags), "stream", err);
+    for (int i = 0; ok && i < p->n_steps; i++) {
+        ok = step_memories(p, &p->steps[i], ws, ws->mem + (size_t)i * N_ARGS, err);
+    }
+    serial_end(saved);
+    if (!ok) {
+        fast_ws_free(&ws->base);
+        return NULL;
+    }
+    return &ws->base;
+}
+
+static bool run_steps(const dnnl_plan *p, dnnl_ws *ws, th_error **err)
+{
+    for (int i = 0; i < p->n_steps; i++) {
+        const double t0 = ws->base.layer_sec ? th_engine_clock() : 0;
+        dnnl_memory_t *mem = ws->mem + (size_t)i * N_ARGS;
+        dnnl_exec_arg_t args[N_ARGS];
+        int n = 0;
+        for (int a = 0; a < N_ARGS; a++) {
+            if (mem[a]) {
+                args[n++] = (dnnl_exec_arg_t){step_arg_ids[a], mem[a]};
+            }
+        }
+        if (!check(dnnl_primitive_execute(p->steps[i].prim, ws->stream, n, args), "execute", err)) {
+            return false;
+        }
+        if (ws->base.layer_sec && p->steps[i].layer >= 0) {
+            ws->base.layer_sec[p->steps[i].layer] += th_engine_clock() - t0;
+        }
+    }
+    return check(dnnl_stream_wait(ws->stream), "stream", err);
+}
+
+static bool fast_forward(const th_engine *e, th_engine_ws *base, const uint8_t *rgb, float *logits,
+                         float *feat, th_error **err)
+{
+    const th_model *m = e->model;
+    const dnnl_plan *p = e->data;
+    char *mem = (char *)base->mem;
+    float *map = (float *)(mem + p->off[BUF_FEAT]); // (feat_c, feat_h, feat_w)
+    float *gap = (float *)(mem + p->off[BUF_GAP]);  // (feat_c)
+
+    th_kernel_input(rgb, e->tile_h, e->tile_w, m, (float *)(mem + p->off[BUF_INPUT]));
+    int saved = serial_begin();
+    bool ok = run_steps(p, (dnnl_ws *)base, err);
+    serial_end(saved);
+    if (!ok) {
+        return false;
+    }
+    if (feat) {
+        memcpy(feat, map, (size_t)e->feat_c * e->feat_h * e->feat_w * sizeof(float));
+    }
+    th_kernel_gap(map, e->feat_c, e->feat_h, e->feat_w, gap);
+    th_kernel_dense(gap, e->feat_c, m->dense_w, m->dense_b, m->n_classes, logits);
+    return true;
+}
+
+const th_engine_ops th_engine_dnnl_ops = {
+    .name = "fast (oneDNN)",
+    .plan = fast_plan,
+    .free = fast_free,
+    .ws_new = fast_ws_new,
+    .ws_free = fast_ws_free,
+    .forward = fast_forward,
+};

@@ -4,6 +4,8 @@
  * input -> trunk -> GAP -> dense in two ping-pong buffers with no allocation per tile. */
 #include <config.h>
 
+#include <time.h>
+
 #include "engine.h"
 #include "kernels.h"
 
@@ -137,6 +139,7 @@ static float *ref_trunk(const th_model *m, const ref_plan *p, th_engine_ws *ws, 
     for (int i = 0; i < m->n_layers; i++) {
         const th_layer *layer = &m->layers[i];
         const int oh = p->out_h[i], ow = p->out_w[i];
+        const double t0 = ws->layer_sec ? th_engine_clock() : 0;
         float *dst = cur == act[0] ? act[1] : act[0]; // never the buffer being read
         switch (layer->kind) {
         case TH_LAYER_CONV:
@@ -150,6 +153,9 @@ static float *ref_trunk(const th_model *m, const ref_plan *p, th_engine_ws *ws, 
         case TH_LAYER_RELU:
             th_kernel_relu(cur, (size_t)c * h * w);
             break;
+        }
+        if (ws->layer_sec) {
+            ws->layer_sec[i] += th_engine_clock() - t0;
         }
         c = p->out_c[i];
         h = oh;
@@ -186,6 +192,13 @@ static const th_engine_ops ref_ops = {
 
 /* ---------------------------------------------------------------- front end */
 
+double th_engine_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 // The backend for a kind; a fast backend adds its case here and nothing else changes.
 static const th_engine_ops *backend(th_engine_kind kind, th_error **err)
 {
@@ -193,8 +206,12 @@ static const th_engine_ops *backend(th_engine_kind kind, th_error **err)
     case TH_ENGINE_REF:
         return &ref_ops;
     case TH_ENGINE_FAST:
+#ifdef HAVE_DNNL
+        return &th_engine_dnnl_ops;
+#else
         th_error_set(err, "the fast engine is not built into this tileheat");
         return NULL;
+#endif
     }
     th_error_set(err, "unknown engine kind %d", (int)kind);
     return NULL;

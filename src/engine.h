@@ -31,12 +31,22 @@ struct th_engine {
 };
 
 /* A workspace: one 64-byte aligned block that its backend lays out by its plan. Every backend
- * uses this struct, so th_engine_ws_free can dispatch and forward can refuse a foreign one. */
+ * uses this struct (as the first member of its own, if it needs more state), so
+ * th_engine_ws_free can dispatch and forward can refuse a foreign one. */
 struct th_engine_ws {
     const th_engine_ops *ops; /* the backend that made it (static) */
     const th_engine *engine;  /* borrowed, only compared: forward checks it is the caller's */
     float *mem;               /* float32, laid out by the backend's plan */
+    double *layer_sec;        /* (n_layers) optional profile, NULL unless the caller sets it:
+                                 forward then adds each trunk layer's wall time in seconds */
 };
+
+#ifdef HAVE_DNNL
+extern const th_engine_ops th_engine_dnnl_ops; /* engine-dnnl.c: the fast backend on oneDNN */
+#endif
+
+/* Monotonic wall clock in seconds (layer profiles). */
+double th_engine_clock(void);
 
 /* Plan an engine for the model at a tile_w×tile_h input. */
 th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
