@@ -230,8 +230,12 @@ typedef struct th_render_options {
     bool multi;                /**< multi-class overlay (fixed palette, legend) even if n_shown is 1 */
     th_colormap colormap;      /**< single only; default viridis */
     double alpha;              /**< overlay opacity at full strength, 0–1; default 0.5 */
-    double threshold;          /**< multi: normalised strength below which nothing is drawn; default 0.2 */
-    int width;                 /**< long side of the image in px; default 2000, capped at the slide */
+    double threshold;          /**< multi: normalised strength below which nothing is drawn; above
+                                    it the opacity rises linearly to alpha at 1; default 0.2 */
+    int width;                 /**< long side of the slide thumbnail in px; default 2000, capped at
+                                    the slide's level-0 long side. The legend is a strip appended
+                                    along the short side (right of a portrait or square slide,
+                                    below a landscape one), so the PNG is larger by that strip */
     th_norm norm;              /**< default TH_NORM_PERCENTILE */
     double percentile;         /**< for TH_NORM_PERCENTILE, default 99 */
 } th_render_options;
@@ -241,7 +245,10 @@ TH_API void th_render_options_init(th_render_options *opt);
 
 /**
  * Write `path` (PNG): the slide thumbnail blended with the CAMs of the shown classes, the CAM
- * upsampled bilinearly across tile borders, plus a colour bar (single) or legend (multi).
+ * upsampled bilinearly across tile borders, plus a colour bar (single) or legend (multi) on a
+ * light strip appended along the thumbnail's short side. Labels are the class names (from
+ * `model`, or "class<c>" if model is NULL) with th_result_get_percent. The image is streamed in
+ * bands of rows, so memory stays O(image width) whatever the slide size.
  * Written to a temporary name and renamed, so a failure leaves no file.
  * @since 0.1
  */

@@ -1,5 +1,866 @@
 /* SPDX-License-Identifier: MIT */
-/* STUB: src/render.c — to be written. */
+/* Heatmap rendering: colormaps, the multi-class palette, the legend panel, and the streaming PNG
+ * writer. The image is produced in bands of rows: each band's slide pixels are read from the best
+ * pyramid level, box-filtered down, blended with the CAMs sampled per output pixel, and written
+ * with png_write_row, so memory stays O(output width × band height) whatever the slide size. */
 #include <config.h>
 
+#include <assert.h>
+#include <inttypes.h>
+#include <png.h>
+#include <strings.h>
+
+#include "cam.h"
 #include "render.h"
+
+#define BAND_ROWS 32                     // output rows rendered at a time
+#define REGION_MAX_PX (1 << 21)          // slide pixels read at a time (6 MB of RGB)
+#define STRIP_MAX_ROWS 256               // slide rows read at a time
+#define LABEL_MAX 48                     // bytes of a legend label, NUL included
+#define NAME_MAX_CHARS 32                // class names are cut to this many bytes in the legend
+#define PANEL_MAX (2 + 6 * TH_MAX_SHOWN) // background, separator, 6 per legend entry
+
+// BEGIN gen-colormaps (tools/gen-colormaps.py, matplotlib 3.6.3; do not edit)
+static const uint32_t cmap_viridis[256] = {
+    0x440154, 0x440256, 0x450457, 0x450559, 0x46075a, 0x46085c, 0x460a5d, 0x460b5e, 0x470d60,
+    0x470e61, 0x471063, 0x471164, 0x471365, 0x481467, 0x481668, 0x481769, 0x48186a, 0x481a6c,
+    0x481b6d, 0x481c6e, 0x481d6f, 0x481f70, 0x482071, 0x482173, 0x482374, 0x482475, 0x482576,
+    0x482677, 0x482878, 0x482979, 0x472a7a, 0x472c7a, 0x472d7b, 0x472e7c, 0x472f7d, 0x46307e,
+    0x46327e, 0x46337f, 0x463480, 0x453581, 0x453781, 0x453882, 0x443983, 0x443a83, 0x443b84,
+    0x433d84, 0x433e85, 0x423f85, 0x424086, 0x424186, 0x414287, 0x414487, 0x404588, 0x404688,
+    0x3f4788, 0x3f4889, 0x3e4989, 0x3e4a89, 0x3e4c8a, 0x3d4d8a, 0x3d4e8a, 0x3c4f8a, 0x3c508b,
+    0x3b518b, 0x3b528b, 0x3a538b, 0x3a548c, 0x39558c, 0x39568c, 0x38588c, 0x38598c, 0x375a8c,
+    0x375b8d, 0x365c8d, 0x365d8d, 0x355e8d, 0x355f8d, 0x34608d, 0x34618d, 0x33628d, 0x33638d,
+    0x32648e, 0x32658e, 0x31668e, 0x31678e, 0x31688e, 0x30698e, 0x306a8e, 0x2f6b8e, 0x2f6c8e,
+    0x2e6d8e, 0x2e6e8e, 0x2e6f8e, 0x2d708e, 0x2d718e, 0x2c718e, 0x2c728e, 0x2c738e, 0x2b748e,
+    0x2b758e, 0x2a768e, 0x2a778e, 0x2a788e, 0x29798e, 0x297a8e, 0x297b8e, 0x287c8e, 0x287d8e,
+    0x277e8e, 0x277f8e, 0x27808e, 0x26818e, 0x26828e, 0x26828e, 0x25838e, 0x25848e, 0x25858e,
+    0x24868e, 0x24878e, 0x23888e, 0x23898e, 0x238a8d, 0x228b8d, 0x228c8d, 0x228d8d, 0x218e8d,
+    0x218f8d, 0x21908d, 0x21918c, 0x20928c, 0x20928c, 0x20938c, 0x1f948c, 0x1f958b, 0x1f968b,
+    0x1f978b, 0x1f988b, 0x1f998a, 0x1f9a8a, 0x1e9b8a, 0x1e9c89, 0x1e9d89, 0x1f9e89, 0x1f9f88,
+    0x1fa088, 0x1fa188, 0x1fa187, 0x1fa287, 0x20a386, 0x20a486, 0x21a585, 0x21a685, 0x22a785,
+    0x22a884, 0x23a983, 0x24aa83, 0x25ab82, 0x25ac82, 0x26ad81, 0x27ad81, 0x28ae80, 0x29af7f,
+    0x2ab07f, 0x2cb17e, 0x2db27d, 0x2eb37c, 0x2fb47c, 0x31b57b, 0x32b67a, 0x34b679, 0x35b779,
+    0x37b878, 0x38b977, 0x3aba76, 0x3bbb75, 0x3dbc74, 0x3fbc73, 0x40bd72, 0x42be71, 0x44bf70,
+    0x46c06f, 0x48c16e, 0x4ac16d, 0x4cc26c, 0x4ec36b, 0x50c46a, 0x52c569, 0x54c568, 0x56c667,
+    0x58c765, 0x5ac864, 0x5cc863, 0x5ec962, 0x60ca60, 0x63cb5f, 0x65cb5e, 0x67cc5c, 0x69cd5b,
+    0x6ccd5a, 0x6ece58, 0x70cf57, 0x73d056, 0x75d054, 0x77d153, 0x7ad151, 0x7cd250, 0x7fd34e,
+    0x81d34d, 0x84d44b, 0x86d549, 0x89d548, 0x8bd646, 0x8ed645, 0x90d743, 0x93d741, 0x95d840,
+    0x98d83e, 0x9bd93c, 0x9dd93b, 0xa0da39, 0xa2da37, 0xa5db36, 0xa8db34, 0xaadc32, 0xaddc30,
+    0xb0dd2f, 0xb2dd2d, 0xb5de2b, 0xb8de29, 0xbade28, 0xbddf26, 0xc0df25, 0xc2df23, 0xc5e021,
+    0xc8e020, 0xcae11f, 0xcde11d, 0xd0e11c, 0xd2e21b, 0xd5e21a, 0xd8e219, 0xdae319, 0xdde318,
+    0xdfe318, 0xe2e418, 0xe5e419, 0xe7e419, 0xeae51a, 0xece51b, 0xefe51c, 0xf1e51d, 0xf4e61e,
+    0xf6e620, 0xf8e621, 0xfbe723, 0xfde725,
+};
+static const uint32_t cmap_inferno[256] = {
+    0x000004, 0x010005, 0x010106, 0x010108, 0x02010a, 0x02020c, 0x02020e, 0x030210, 0x040312,
+    0x040314, 0x050417, 0x060419, 0x07051b, 0x08051d, 0x09061f, 0x0a0722, 0x0b0724, 0x0c0826,
+    0x0d0829, 0x0e092b, 0x10092d, 0x110a30, 0x120a32, 0x140b34, 0x150b37, 0x160b39, 0x180c3c,
+    0x190c3e, 0x1b0c41, 0x1c0c43, 0x1e0c45, 0x1f0c48, 0x210c4a, 0x230c4c, 0x240c4f, 0x260c51,
+    0x280b53, 0x290b55, 0x2b0b57, 0x2d0b59, 0x2f0a5b, 0x310a5c, 0x320a5e, 0x340a5f, 0x360961,
+    0x380962, 0x390963, 0x3b0964, 0x3d0965, 0x3e0966, 0x400a67, 0x420a68, 0x440a68, 0x450a69,
+    0x470b6a, 0x490b6a, 0x4a0c6b, 0x4c0c6b, 0x4d0d6c, 0x4f0d6c, 0x510e6c, 0x520e6d, 0x540f6d,
+    0x550f6d, 0x57106e, 0x59106e, 0x5a116e, 0x5c126e, 0x5d126e, 0x5f136e, 0x61136e, 0x62146e,
+    0x64156e, 0x65156e, 0x67166e, 0x69166e, 0x6a176e, 0x6c186e, 0x6d186e, 0x6f196e, 0x71196e,
+    0x721a6e, 0x741a6e, 0x751b6e, 0x771c6d, 0x781c6d, 0x7a1d6d, 0x7c1d6d, 0x7d1e6d, 0x7f1e6c,
+    0x801f6c, 0x82206c, 0x84206b, 0x85216b, 0x87216b, 0x88226a, 0x8a226a, 0x8c2369, 0x8d2369,
+    0x8f2469, 0x902568, 0x922568, 0x932667, 0x952667, 0x972766, 0x982766, 0x9a2865, 0x9b2964,
+    0x9d2964, 0x9f2a63, 0xa02a63, 0xa22b62, 0xa32c61, 0xa52c60, 0xa62d60, 0xa82e5f, 0xa92e5e,
+    0xab2f5e, 0xad305d, 0xae305c, 0xb0315b, 0xb1325a, 0xb3325a, 0xb43359, 0xb63458, 0xb73557,
+    0xb93556, 0xba3655, 0xbc3754, 0xbd3853, 0xbf3952, 0xc03a51, 0xc13a50, 0xc33b4f, 0xc43c4e,
+    0xc63d4d, 0xc73e4c, 0xc83f4b, 0xca404a, 0xcb4149, 0xcc4248, 0xce4347, 0xcf4446, 0xd04545,
+    0xd24644, 0xd34743, 0xd44842, 0xd54a41, 0xd74b3f, 0xd84c3e, 0xd94d3d, 0xda4e3c, 0xdb503b,
+    0xdd513a, 0xde5238, 0xdf5337, 0xe05536, 0xe15635, 0xe25734, 0xe35933, 0xe45a31, 0xe55c30,
+    0xe65d2f, 0xe75e2e, 0xe8602d, 0xe9612b, 0xea632a, 0xeb6429, 0xeb6628, 0xec6726, 0xed6925,
+    0xee6a24, 0xef6c23, 0xef6e21, 0xf06f20, 0xf1711f, 0xf1731d, 0xf2741c, 0xf3761b, 0xf37819,
+    0xf47918, 0xf57b17, 0xf57d15, 0xf67e14, 0xf68013, 0xf78212, 0xf78410, 0xf8850f, 0xf8870e,
+    0xf8890c, 0xf98b0b, 0xf98c0a, 0xf98e09, 0xfa9008, 0xfa9207, 0xfa9407, 0xfb9606, 0xfb9706,
+    0xfb9906, 0xfb9b06, 0xfb9d07, 0xfc9f07, 0xfca108, 0xfca309, 0xfca50a, 0xfca60c, 0xfca80d,
+    0xfcaa0f, 0xfcac11, 0xfcae12, 0xfcb014, 0xfcb216, 0xfcb418, 0xfbb61a, 0xfbb81d, 0xfbba1f,
+    0xfbbc21, 0xfbbe23, 0xfac026, 0xfac228, 0xfac42a, 0xfac62d, 0xf9c72f, 0xf9c932, 0xf9cb35,
+    0xf8cd37, 0xf8cf3a, 0xf7d13d, 0xf7d340, 0xf6d543, 0xf6d746, 0xf5d949, 0xf5db4c, 0xf4dd4f,
+    0xf4df53, 0xf4e156, 0xf3e35a, 0xf3e55d, 0xf2e661, 0xf2e865, 0xf2ea69, 0xf1ec6d, 0xf1ed71,
+    0xf1ef75, 0xf1f179, 0xf2f27d, 0xf2f482, 0xf3f586, 0xf3f68a, 0xf4f88e, 0xf5f992, 0xf6fa96,
+    0xf8fb9a, 0xf9fc9d, 0xfafda1, 0xfcffa4,
+};
+static const uint32_t cmap_magma[256] = {
+    0x000004, 0x010005, 0x010106, 0x010108, 0x020109, 0x02020b, 0x02020d, 0x03030f, 0x030312,
+    0x040414, 0x050416, 0x060518, 0x06051a, 0x07061c, 0x08071e, 0x090720, 0x0a0822, 0x0b0924,
+    0x0c0926, 0x0d0a29, 0x0e0b2b, 0x100b2d, 0x110c2f, 0x120d31, 0x130d34, 0x140e36, 0x150e38,
+    0x160f3b, 0x180f3d, 0x19103f, 0x1a1042, 0x1c1044, 0x1d1147, 0x1e1149, 0x20114b, 0x21114e,
+    0x221150, 0x241253, 0x251255, 0x271258, 0x29115a, 0x2a115c, 0x2c115f, 0x2d1161, 0x2f1163,
+    0x311165, 0x331067, 0x341069, 0x36106b, 0x38106c, 0x390f6e, 0x3b0f70, 0x3d0f71, 0x3f0f72,
+    0x400f74, 0x420f75, 0x440f76, 0x451077, 0x471078, 0x491078, 0x4a1079, 0x4c117a, 0x4e117b,
+    0x4f127b, 0x51127c, 0x52137c, 0x54137d, 0x56147d, 0x57157e, 0x59157e, 0x5a167e, 0x5c167f,
+    0x5d177f, 0x5f187f, 0x601880, 0x621980, 0x641a80, 0x651a80, 0x671b80, 0x681c81, 0x6a1c81,
+    0x6b1d81, 0x6d1d81, 0x6e1e81, 0x701f81, 0x721f81, 0x732081, 0x752181, 0x762181, 0x782281,
+    0x792282, 0x7b2382, 0x7c2382, 0x7e2482, 0x802582, 0x812581, 0x832681, 0x842681, 0x862781,
+    0x882781, 0x892881, 0x8b2981, 0x8c2981, 0x8e2a81, 0x902a81, 0x912b81, 0x932b80, 0x942c80,
+    0x962c80, 0x982d80, 0x992d80, 0x9b2e7f, 0x9c2e7f, 0x9e2f7f, 0xa02f7f, 0xa1307e, 0xa3307e,
+    0xa5317e, 0xa6317d, 0xa8327d, 0xaa337d, 0xab337c, 0xad347c, 0xae347b, 0xb0357b, 0xb2357b,
+    0xb3367a, 0xb5367a, 0xb73779, 0xb83779, 0xba3878, 0xbc3978, 0xbd3977, 0xbf3a77, 0xc03a76,
+    0xc23b75, 0xc43c75, 0xc53c74, 0xc73d73, 0xc83e73, 0xca3e72, 0xcc3f71, 0xcd4071, 0xcf4070,
+    0xd0416f, 0xd2426f, 0xd3436e, 0xd5446d, 0xd6456c, 0xd8456c, 0xd9466b, 0xdb476a, 0xdc4869,
+    0xde4968, 0xdf4a68, 0xe04c67, 0xe24d66, 0xe34e65, 0xe44f64, 0xe55064, 0xe75263, 0xe85362,
+    0xe95462, 0xea5661, 0xeb5760, 0xec5860, 0xed5a5f, 0xee5b5e, 0xef5d5e, 0xf05f5e, 0xf1605d,
+    0xf2625d, 0xf2645c, 0xf3655c, 0xf4675c, 0xf4695c, 0xf56b5c, 0xf66c5c, 0xf66e5c, 0xf7705c,
+    0xf7725c, 0xf8745c, 0xf8765c, 0xf9785d, 0xf9795d, 0xf97b5d, 0xfa7d5e, 0xfa7f5e, 0xfa815f,
+    0xfb835f, 0xfb8560, 0xfb8761, 0xfc8961, 0xfc8a62, 0xfc8c63, 0xfc8e64, 0xfc9065, 0xfd9266,
+    0xfd9467, 0xfd9668, 0xfd9869, 0xfd9a6a, 0xfd9b6b, 0xfe9d6c, 0xfe9f6d, 0xfea16e, 0xfea36f,
+    0xfea571, 0xfea772, 0xfea973, 0xfeaa74, 0xfeac76, 0xfeae77, 0xfeb078, 0xfeb27a, 0xfeb47b,
+    0xfeb67c, 0xfeb77e, 0xfeb97f, 0xfebb81, 0xfebd82, 0xfebf84, 0xfec185, 0xfec287, 0xfec488,
+    0xfec68a, 0xfec88c, 0xfeca8d, 0xfecc8f, 0xfecd90, 0xfecf92, 0xfed194, 0xfed395, 0xfed597,
+    0xfed799, 0xfed89a, 0xfdda9c, 0xfddc9e, 0xfddea0, 0xfde0a1, 0xfde2a3, 0xfde3a5, 0xfde5a7,
+    0xfde7a9, 0xfde9aa, 0xfdebac, 0xfcecae, 0xfceeb0, 0xfcf0b2, 0xfcf2b4, 0xfcf4b6, 0xfcf6b8,
+    0xfcf7b9, 0xfcf9bb, 0xfcfbbd, 0xfcfdbf,
+};
+static const uint32_t cmap_ylorrd[9] = {
+    0xffffcc, 0xffeda0, 0xfed976, 0xfeb24c, 0xfd8d3c, 0xfc4e2a, 0xe31a1c, 0xbd0026, 0x800026,
+};
+// END gen-colormaps
+
+/* The multi-class palette: Okabe & Ito (2008), "Color Universal Design", chosen because it stays
+ * distinguishable under deuteranopia and protanopia. Reddish purple (#CC79A7) is left out: it is
+ * the colour of eosin, and black reads as ink or necrosis. The first four are the ones farthest
+ * from H&E's pink and purple and from each other: bluish green (the complement of eosin),
+ * orange, sky blue, yellow. The two close pairs of the set (bluish green/blue, orange/vermillion)
+ * are split between the first four and the last two, so they only meet with five or six classes. */
+const uint8_t th_palette[TH_MAX_SHOWN][3] = {
+    {0x00, 0x9e, 0x73}, // bluish green
+    {0xe6, 0x9f, 0x00}, // orange
+    {0x56, 0xb4, 0xe9}, // sky blue
+    {0xf0, 0xe4, 0x42}, // yellow
+    {0x00, 0x72, 0xb2}, // blue
+    {0xd5, 0x5e, 0x00}, // vermillion
+};
+
+static const uint8_t ink[3] = {0x22, 0x22, 0x22};       // text, frames and ticks
+static const uint8_t panel_bg[3] = {0xf7, 0xf7, 0xf7};  // the legend panel
+static const uint8_t separator[3] = {0xb0, 0xb0, 0xb0}; // between thumbnail and panel
+
+// Linear interpolation in a table of n 0xRRGGBB entries spread evenly over [0, 1].
+static void lut_rgb(const uint32_t *lut, int n, float t, uint8_t rgb[3])
+{
+    float pos = t * (float)(n - 1);
+    int i = TH_MIN((int)pos, n - 2);
+    float f = pos - (float)i;
+    for (int ch = 0; ch < 3; ch++) {
+        int shift = 16 - 8 * ch;
+        float a = (float)((lut[i] >> shift) & 0xff), b = (float)((lut[i + 1] >> shift) & 0xff);
+        rgb[ch] = (uint8_t)lrintf(a + (b - a) * f);
+    }
+}
+
+void th_colormap_rgb(th_colormap cmap, float t, uint8_t rgb[3])
+{
+    t = TH_CLAMP(t, 0.0f, 1.0f); // NaN becomes 0
+    switch (cmap) {
+    case TH_COLORMAP_INFERNO:
+        lut_rgb(cmap_inferno, 256, t, rgb);
+        return;
+    case TH_COLORMAP_MAGMA:
+        lut_rgb(cmap_magma, 256, t, rgb);
+        return;
+    case TH_COLORMAP_JET:
+        // The classic piecewise-linear jet: dark blue, blue, cyan, yellow, red, dark red.
+        for (int ch = 0; ch < 3; ch++) {
+            float v = 1.5f - fabsf(4.0f * t - (float)(3 - ch));
+            rgb[ch] = (uint8_t)lrintf(255.0f * TH_CLAMP(v, 0.0f, 1.0f));
+        }
+        return;
+    case TH_COLORMAP_YLORRD:
+        lut_rgb(cmap_ylorrd, 9, t, rgb);
+        return;
+    case TH_COLORMAP_VIRIDIS:
+    default:
+        lut_rgb(cmap_viridis, 256, t, rgb);
+        return;
+    }
+}
+
+bool th_colormap_from_name(const char *name, th_colormap *out)
+{
+    static const struct {
+        const char *name;
+        th_colormap cmap;
+    } names[] = {
+        {"viridis", TH_COLORMAP_VIRIDIS}, {"inferno", TH_COLORMAP_INFERNO},
+        {"magma", TH_COLORMAP_MAGMA},     {"jet", TH_COLORMAP_JET},
+        {"ylorrd", TH_COLORMAP_YLORRD},
+    };
+    for (size_t i = 0; name && i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcasecmp(name, names[i].name) == 0) {
+            if (out) {
+                *out = names[i].cmap;
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
+void th_render_options_init(th_render_options *opt)
+{
+    memset(opt, 0, sizeof(*opt));
+    opt->n_shown = 1;
+    opt->shown[0] = 0;
+    opt->multi = false;
+    opt->colormap = TH_COLORMAP_VIRIDIS;
+    opt->alpha = 0.5;
+    opt->threshold = 0.2;
+    opt->width = 2000;
+    opt->norm = TH_NORM_PERCENTILE;
+    opt->percentile = 99;
+}
+
+/* ---------------------------------------------------------------- the legend panel */
+
+// What the panel draws, in panel coordinates; rasterised band by band.
+typedef enum prim_kind { PRIM_FILL, PRIM_GRAD_V, PRIM_GRAD_H, PRIM_TEXT } prim_kind;
+
+typedef struct prim {
+    prim_kind kind;
+    int x, y, w, h;       // PRIM_TEXT: only x, y (top-left of the text cell)
+    uint8_t rgb[3];       // PRIM_FILL and PRIM_TEXT
+    char text[LABEL_MAX]; // PRIM_TEXT
+} prim;
+
+typedef struct panel {
+    int n;
+    prim p[PANEL_MAX];
+} panel;
+
+// Everything the panel shows: labels are "name 41.2%"; ticks are the colour bar's ends.
+typedef struct legend {
+    bool multi;
+    int n; // classes shown
+    char label[TH_MAX_SHOWN][LABEL_MAX];
+    char tick_lo[LABEL_MAX], tick_hi[LABEL_MAX];
+} legend;
+
+// The next free primitive; PANEL_MAX is sized for the largest legend.
+static prim *new_prim(panel *p)
+{
+    assert(p->n < PANEL_MAX);
+    return &p->p[p->n++];
+}
+
+static void add_fill(panel *p, int x, int y, int w, int h, const uint8_t rgb[3])
+{
+    prim *q = new_prim(p);
+    *q = (prim){.kind = PRIM_FILL, .x = x, .y = y, .w = w, .h = h};
+    memcpy(q->rgb, rgb, 3);
+}
+
+// A filled rectangle with a frame of thickness ft drawn just inside it.
+static void add_framed(panel *p, prim_kind kind, int x, int y, int w, int h, const uint8_t *rgb,
+                       int ft)
+{
+    prim *q = new_prim(p);
+    *q = (prim){.kind = kind, .x = x, .y = y, .w = w, .h = h};
+    if (rgb) {
+        memcpy(q->rgb, rgb, 3);
+    }
+    add_fill(p, x, y, w, ft, ink);
+    add_fill(p, x, y + h - ft, w, ft, ink);
+    add_fill(p, x, y, ft, h, ink);
+    add_fill(p, x + w - ft, y, ft, h, ink);
+}
+
+static void add_text(panel *p, int x, int y, const char *s)
+{
+    prim *q = new_prim(p);
+    *q = (prim){.kind = PRIM_TEXT, .x = x, .y = y};
+    memcpy(q->rgb, ink, 3);
+    snprintf(q->text, sizeof(q->text), "%s", s);
+}
+
+/* Single class beside a portrait thumbnail: the label on top, then a vertical colour bar (high
+ * end up) with its two tick labels to the right. Sets the content size in *w, *h. */
+static void panel_single_right(const legend *lg, int thumb_h, int s, panel *p, int *w, int *h)
+{
+    int m = 6 * s, cap = TH_FONT_ASCENT * s, ft = TH_MAX(1, s / 2);
+    int bar_w = 8 * s, tick = 3 * s;
+    int bar_y = m + TH_FONT_H * s + m + cap / 2;
+    int bar_h = TH_MAX(24 * s, TH_MIN(thumb_h / 2, thumb_h - bar_y - cap - m));
+    int label_x = m + bar_w + tick + s;
+    add_text(p, m, m, lg->label[0]);
+    add_framed(p, PRIM_GRAD_V, m, bar_y, bar_w, bar_h, NULL, ft);
+    add_fill(p, m + bar_w, bar_y, tick, ft, ink);
+    add_fill(p, m + bar_w, bar_y + bar_h - ft, tick, ft, ink);
+    add_text(p, label_x, bar_y - cap / 2, lg->tick_hi);
+    add_text(p, label_x, bar_y + bar_h - cap / 2, lg->tick_lo);
+    int ticks_w = TH_MAX(th_font_text_width(lg->tick_hi, s), th_font_text_width(lg->tick_lo, s));
+    *w = m + TH_MAX(th_font_text_width(lg->label[0], s), label_x - m + ticks_w) + m;
+    *h = bar_y + bar_h + cap + m;
+}
+
+/* Single class below a landscape thumbnail: the label, then a horizontal colour bar (high end
+ * right) with the tick labels centred under its ends. */
+static void panel_single_below(const legend *lg, int thumb_w, int s, panel *p, int *w, int *h)
+{
+    int m = 6 * s, ft = TH_MAX(1, s / 2), tick = 3 * s;
+    int lo_w = th_font_text_width(lg->tick_lo, s), hi_w = th_font_text_width(lg->tick_hi, s);
+    int bar_x = m + lo_w / 2, bar_y = m + TH_FONT_H * s + m, bar_h = 8 * s;
+    int bar_w = TH_MAX(24 * s, thumb_w / 2);
+    int label_y = bar_y + bar_h + tick + s;
+    add_text(p, m, m, lg->label[0]);
+    add_framed(p, PRIM_GRAD_H, bar_x, bar_y, bar_w, bar_h, NULL, ft);
+    add_fill(p, bar_x, bar_y + bar_h, ft, tick, ink);
+    add_fill(p, bar_x + bar_w - ft, bar_y + bar_h, ft, tick, ink);
+    add_text(p, bar_x - lo_w / 2, label_y, lg->tick_lo);
+    add_text(p, bar_x + bar_w - hi_w / 2, label_y, lg->tick_hi);
+    *w = TH_MAX(m + th_font_text_width(lg->label[0], s), bar_x + bar_w + hi_w / 2) + m;
+    *h = label_y + TH_FONT_H * s + m;
+}
+
+/* Multi: one swatch and label per class, stacked (right of a portrait thumbnail) or in rows
+ * that wrap at the thumbnail's width (below a landscape one). */
+static void panel_multi(const legend *lg, bool below, int thumb_w, int s, panel *p, int *w, int *h)
+{
+    int m = 6 * s, ft = TH_MAX(1, s / 2), sw = TH_FONT_H * s, pitch = sw + 4 * s;
+    int x = m, y = m, right = m;
+    for (int i = 0; i < lg->n; i++) {
+        int item_w = sw + 3 * s + th_font_text_width(lg->label[i], s);
+        if (below && x > m && x + item_w + m > thumb_w) {
+            x = m;
+            y += pitch;
+        }
+        add_framed(p, PRIM_FILL, x, y, sw, sw, th_palette[i], ft);
+        add_text(p, x + sw + 3 * s, y + s, lg->label[i]);
+        right = TH_MAX(right, x + item_w);
+        if (below) {
+            x += item_w + 3 * m;
+        } else {
+            y += pitch;
+        }
+    }
+    *w = right + m;
+    *h = (below ? y + pitch : y) - 4 * s + m;
+}
+
+/* Lay out the image: the thumbnail's long side is min(width, slide long side); the panel goes
+ * along the short side, so it never covers tissue and the long side stays as asked. */
+static void plan_layout(const legend *lg, int64_t slide_w, int64_t slide_h, int width,
+                        th_render_layout *L, panel *p)
+{
+    int64_t long0 = TH_MAX(slide_w, slide_h);
+    int out_long = (int)TH_MIN((int64_t)width, long0);
+    memset(L, 0, sizeof(*L));
+    if (slide_w >= slide_h) {
+        L->thumb_w = out_long;
+        L->thumb_h = (int)TH_MAX(1, llround((double)slide_h * out_long / (double)slide_w));
+    } else {
+        L->thumb_h = out_long;
+        L->thumb_w = (int)TH_MAX(1, llround((double)slide_w * out_long / (double)slide_h));
+    }
+    // Legible on a 2000-px image (scale 3: 21-px capitals), still fits on a 300-px one.
+    int s = L->font_scale = TH_MAX(1, (out_long + 300) / 600);
+    bool below = L->thumb_w > L->thumb_h;
+    p->n = 0;
+    add_fill(p, 0, 0, 0, 0, panel_bg); // resized to the whole panel below
+    add_fill(p, 0, 0, below ? 0 : TH_MAX(1, s / 2), below ? TH_MAX(1, s / 2) : 0, separator);
+    int cw, ch;
+    if (lg->multi) {
+        panel_multi(lg, below, L->thumb_w, s, p, &cw, &ch);
+    } else if (below) {
+        panel_single_below(lg, L->thumb_w, s, p, &cw, &ch);
+    } else {
+        panel_single_right(lg, L->thumb_h, s, p, &cw, &ch);
+    }
+    if (below) {
+        L->panel_y = L->thumb_h;
+        L->panel_w = TH_MAX(L->thumb_w, cw);
+        L->panel_h = ch;
+        L->image_w = L->panel_w;
+        L->image_h = L->thumb_h + L->panel_h;
+        p->p[1].w = L->panel_w;
+    } else {
+        L->panel_x = L->thumb_w;
+        L->panel_w = cw;
+        L->panel_h = TH_MAX(L->thumb_h, ch);
+        L->image_w = L->thumb_w + L->panel_w;
+        L->image_h = L->panel_h;
+        p->p[1].h = L->panel_h;
+    }
+    p->p[0].w = L->panel_w;
+    p->p[0].h = L->panel_h;
+}
+
+/* ---------------------------------------------------------------- planning */
+
+// The whole render: options resolved, ranges computed, layout planned, buffers.
+typedef struct render {
+    th_slide *slide;
+    const th_result *res;
+    th_colormap cmap;
+    bool multi;
+    int n;                  // classes shown
+    int cls[TH_MAX_SHOWN];  // their indices
+    float lo[TH_MAX_SHOWN]; // display range of each (t = (v - lo) / (hi - lo))
+    float hi[TH_MAX_SHOWN];
+    float alpha, threshold;
+    legend lg;
+    th_render_layout L;
+    panel pn;
+    // source geometry
+    int level;
+    double ds; // downsample of `level`
+    int64_t level_w, level_h;
+    double sx, sy;      // level-0 pixels per output pixel
+    double kx, ky;      // level pixels per output pixel (sx / ds, sy / ds)
+    int strip_rows;     // level rows read at a time
+    int chunk_cols;     // output columns whose level pixels are read at a time
+    int64_t region_cap; // pixels the region buffer holds
+    // buffers, all O(output width × band height) or bounded
+    uint8_t *region;   // (strip_rows, ≤ region_cap / strip_rows, 3) RGB level pixels
+    int32_t *col_of;   // (region_cap / strip_rows) output column of each region column
+    uint64_t *acc;     // (BAND_ROWS, thumb_w, 4) sums of R, G, B and pixel count
+    uint8_t *band;     // (BAND_ROWS, image_w, 3) RGB rows ready for libpng
+    char png_msg[256]; // libpng's error message (written by the error callback)
+} render;
+
+static bool check_options(const th_result *res, const th_render_options *opt, th_error **err)
+{
+    if (opt->n_shown < 1 || opt->n_shown > TH_MAX_SHOWN) {
+        th_error_set(err, "%d classes to show (must be 1 to %d)", opt->n_shown, TH_MAX_SHOWN);
+        return false;
+    }
+    for (int i = 0; i < opt->n_shown; i++) {
+        if (opt->shown[i] < 0 || opt->shown[i] >= res->n_classes) {
+            th_error_set(err, "no class %d (the result has %d)", opt->shown[i], res->n_classes);
+            return false;
+        }
+    }
+    if (!(opt->alpha >= 0 && opt->alpha <= 1) || !(opt->threshold >= 0 && opt->threshold <= 1)) {
+        th_error_set(err, "alpha %g and threshold %g must be between 0 and 1", opt->alpha,
+                     opt->threshold);
+        return false;
+    }
+    if (opt->width < 1) {
+        th_error_set(err, "image width %d must be at least 1", opt->width);
+        return false;
+    }
+    if (opt->norm != TH_NORM_PERCENTILE && opt->norm != TH_NORM_RAW) {
+        th_error_set(err, "unknown normalisation %d", (int)opt->norm);
+        return false;
+    }
+    if (opt->norm == TH_NORM_PERCENTILE && !(opt->percentile > 0 && opt->percentile <= 100)) {
+        th_error_set(err, "percentile %g must be in (0, 100]", opt->percentile);
+        return false;
+    }
+    if ((unsigned)opt->colormap > TH_COLORMAP_YLORRD) {
+        th_error_set(err, "unknown colormap %d", (int)opt->colormap);
+        return false;
+    }
+    return true;
+}
+
+// The result must come from this slide: its grid's level has to have the grid's size.
+static bool check_result(const th_slide *slide, const th_result *res, const th_model *model,
+                         th_error **err)
+{
+    int64_t w, h;
+    const th_grid *g = &res->grid;
+    if (!th_slide_get_level_dimensions(slide, g->level, &w, &h) || w != g->level_w ||
+        h != g->level_h) {
+        th_error_set(err,
+                     "the result was computed on a %" PRId64 "×%" PRId64 " level %d, "
+                     "which this slide does not have",
+                     g->level_w, g->level_h, g->level);
+        return false;
+    }
+    if (model && th_model_get_class_count(model) != res->n_classes) {
+        th_error_set(err, "the model has %d classes, the result %d",
+                     th_model_get_class_count(model), res->n_classes);
+        return false;
+    }
+    return true;
+}
+
+static void make_legend(render *r, const th_model *model, const th_render_options *opt)
+{
+    legend *lg = &r->lg;
+    lg->multi = r->multi;
+    lg->n = r->n;
+    for (int i = 0; i < r->n; i++) {
+        int c = r->cls[i];
+        const char *name = th_model_get_class_name(model, c);
+        char fallback[24];
+        if (!name) {
+            snprintf(fallback, sizeof(fallback), "class%d", c);
+            name = fallback;
+        }
+        snprintf(lg->label[i], LABEL_MAX, "%.*s %.1f%%", NAME_MAX_CHARS, name, r->res->percent[c]);
+    }
+    if (opt->norm == TH_NORM_PERCENTILE) {
+        snprintf(lg->tick_lo, LABEL_MAX, "0");
+        snprintf(lg->tick_hi, LABEL_MAX, "p%g", opt->percentile);
+    } else {
+        snprintf(lg->tick_lo, LABEL_MAX, "%.3g", r->lo[0]);
+        snprintf(lg->tick_hi, LABEL_MAX, "%.3g", r->hi[0]);
+    }
+}
+
+// Display ranges: per class for TH_NORM_PERCENTILE, one shared range for TH_NORM_RAW.
+static bool compute_ranges(render *r, const th_render_options *opt, th_error **err)
+{
+    for (int i = 0; i < r->n; i++) {
+        if (opt->norm == TH_NORM_RAW && i > 0) {
+            r->lo[i] = r->lo[0];
+            r->hi[i] = r->hi[0];
+            continue;
+        }
+        const int *classes = opt->norm == TH_NORM_RAW ? r->cls : &r->cls[i];
+        int n = opt->norm == TH_NORM_RAW ? r->n : 1;
+        if (!th_cam_range(r->res, opt->norm, opt->percentile, classes, n, &r->lo[i], &r->hi[i],
+                          err)) {
+            return false;
+        }
+        if (!(r->hi[i] > r->lo[i])) {
+            r->hi[i] = r->lo[i] + 1; // a flat class: everything at the low end
+        }
+    }
+    return true;
+}
+
+// Validate, compute the display ranges, the legend and the layout (no pixel buffers yet).
+static bool prepare(render *r, th_slide *slide, const th_result *res, const th_model *model,
+                    const th_render_options *opt, th_error **err)
+{
+    memset(r, 0, sizeof(*r));
+    if (!slide || !res || !opt) {
+        th_error_set(err, "render: no slide, result or options");
+        return false;
+    }
+    if (!check_options(res, opt, err) || !check_result(slide, res, model, err)) {
+        return false;
+    }
+    r->slide = slide;
+    r->res = res;
+    r->cmap = opt->colormap;
+    r->multi = opt->multi || opt->n_shown > 1;
+    r->n = opt->n_shown;
+    memcpy(r->cls, opt->shown, sizeof(r->cls));
+    r->alpha = (float)opt->alpha;
+    r->threshold = (float)opt->threshold;
+    if (!compute_ranges(r, opt, err)) {
+        return false;
+    }
+    make_legend(r, model, opt);
+    int64_t w0, h0;
+    th_slide_get_level_dimensions(slide, 0, &w0, &h0);
+    plan_layout(&r->lg, w0, h0, opt->width, &r->L, &r->pn);
+    r->sx = (double)w0 / r->L.thumb_w;
+    r->sy = (double)h0 / r->L.thumb_h;
+    // Read the coarsest level that still has at least one pixel per output pixel.
+    double scale = TH_MIN(r->sx, r->sy);
+    for (int l = 0; l < th_slide_get_level_count(slide); l++) {
+        double ds = th_slide_get_level_downsample(slide, l);
+        if (l == 0 || (ds <= scale * (1 + 1e-9) && ds > r->ds)) {
+            r->L.level = l;
+            r->ds = ds;
+        }
+    }
+    r->level = r->L.level;
+    th_slide_get_level_dimensions(slide, r->level, &r->level_w, &r->level_h);
+    r->kx = r->sx / r->ds;
+    r->ky = r->sy / r->ds;
+    return true;
+}
+
+bool th_render_plan(const th_slide *slide, const th_result *result, const th_model *model,
+                    const th_render_options *opt, th_render_layout *layout, th_error **err)
+{
+    render *r = th_malloc(sizeof(*r), err);
+    if (!r) {
+        return false;
+    }
+    // prepare() only reads the slide; the cast lets th_render_heatmap share it.
+    bool ok = prepare(r, (th_slide *)slide, result, model, opt, err);
+    if (ok) {
+        *layout = r->L;
+    }
+    th_free(r);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- streaming */
+
+// Size the read buffers: everything bounded, nothing slide-sized.
+static bool alloc_buffers(render *r, th_error **err)
+{
+    int rows_per_band = (int)TH_MIN(ceil(BAND_ROWS * r->ky) + 1, (double)STRIP_MAX_ROWS);
+    r->strip_rows = TH_MAX(1, rows_per_band);
+    double per_row = (double)(REGION_MAX_PX / r->strip_rows) - 3;
+    r->chunk_cols = (int)TH_CLAMP(floor(per_row / r->kx), 1.0, (double)r->L.thumb_w);
+    int64_t region_w = (int64_t)ceil(r->chunk_cols * r->kx) + 3;
+    r->region_cap = region_w * r->strip_rows;
+    size_t acc_n = (size_t)BAND_ROWS * r->L.thumb_w * 4;
+    r->region = th_malloc((size_t)r->region_cap * 3, err);
+    r->col_of = th_malloc((size_t)region_w * sizeof(int32_t), err);
+    r->acc = th_malloc(acc_n * sizeof(uint64_t), err);
+    r->band = th_malloc((size_t)BAND_ROWS * r->L.image_w * 3, err);
+    return r->region && r->col_of && r->acc && r->band;
+}
+
+static void free_buffers(render *r)
+{
+    TH_FREE(r->region);
+    TH_FREE(r->col_of);
+    TH_FREE(r->acc);
+    TH_FREE(r->band);
+}
+
+// First level row (or column) whose centre falls in output row (column) o or later.
+static int64_t level_start(double o, double k, int64_t limit)
+{
+    double v = ceil(o * k - 0.5);
+    return (int64_t)TH_CLAMP(v, 0.0, (double)limit);
+}
+
+// Add a w×h region (level pixels from lx, ly) into the band's sums: each level pixel counts for
+// the output pixel that contains its centre (a box filter).
+static void accumulate(render *r, int64_t lx, int64_t ly, int64_t w, int64_t h, int ox0, int ox1,
+                       int oy0, int oy1)
+{
+    for (int64_t i = 0; i < w; i++) {
+        double ox = floor(((double)(lx + i) + 0.5) / r->kx);
+        r->col_of[i] = (int32_t)TH_CLAMP(ox, (double)ox0, (double)(ox1 - 1));
+    }
+    for (int64_t j = 0; j < h; j++) {
+        double oy = floor(((double)(ly + j) + 0.5) / r->ky);
+        int row = (int)TH_CLAMP(oy, (double)oy0, (double)(oy1 - 1)) - oy0;
+        uint64_t *acc = r->acc + (size_t)row * r->L.thumb_w * 4; // (thumb_w, 4)
+        const uint8_t *src = r->region + (size_t)j * w * 3;      // (w, 3)
+        for (int64_t i = 0; i < w; i++) {
+            uint64_t *a = acc + (size_t)r->col_of[i] * 4;
+            a[0] += src[i * 3];
+            a[1] += src[i * 3 + 1];
+            a[2] += src[i * 3 + 2];
+            a[3]++;
+        }
+    }
+}
+
+// Box-filter the slide down into the sums for output rows oy0 .. oy1-1 of the thumbnail,
+// reading strips of level rows, each split into chunks of columns.
+static bool downsample(render *r, int oy0, int oy1, th_error **err)
+{
+    int tw = r->L.thumb_w;
+    memset(r->acc, 0, (size_t)(oy1 - oy0) * tw * 4 * sizeof(uint64_t));
+    int64_t ly_a = level_start(oy0, r->ky, r->level_h);
+    int64_t ly_b = oy1 == r->L.thumb_h ? r->level_h : level_start(oy1, r->ky, r->level_h);
+    for (int64_t ly = ly_a; ly < ly_b; ly += r->strip_rows) {
+        int64_t h = TH_MIN((int64_t)r->strip_rows, ly_b - ly);
+        for (int ox0 = 0; ox0 < tw; ox0 += r->chunk_cols) {
+            int ox1 = TH_MIN(ox0 + r->chunk_cols, tw);
+            int64_t lx_a = level_start(ox0, r->kx, r->level_w);
+            int64_t lx_b = ox1 == tw ? r->level_w : level_start(ox1, r->kx, r->level_w);
+            if (lx_b <= lx_a) {
+                continue;
+            }
+            if ((lx_b - lx_a) * h > r->region_cap) {
+                th_error_set(err, "internal error: region %" PRId64 "×%" PRId64 " too large",
+                             lx_b - lx_a, h);
+                return false;
+            }
+            int64_t x0 = llround((double)lx_a * r->ds), y0 = llround((double)ly * r->ds);
+            if (!th_slide_read_region(r->slide, r->region, x0, y0, r->level, lx_b - lx_a, h, err)) {
+                th_error_prefix(err, "reading the slide at %" PRId64 ",%" PRId64 ": ", x0, y0);
+                return false;
+            }
+            accumulate(r, lx_a, ly, lx_b - lx_a, h, ox0, ox1, oy0, oy1);
+        }
+    }
+    return true;
+}
+
+static void blend(uint8_t *px, const uint8_t rgb[3], float op)
+{
+    for (int ch = 0; ch < 3; ch++) {
+        px[ch] = (uint8_t)lrintf((float)px[ch] + op * ((float)rgb[ch] - (float)px[ch]));
+    }
+}
+
+// Overlay the CAMs on one thumbnail pixel whose centre is at level-0 (cx, cy).
+static void overlay(const render *r, double cx, double cy, uint8_t *px)
+{
+    int best = -1;
+    float best_t = 0;
+    for (int i = 0; i < r->n; i++) {
+        float v;
+        if (!th_cam_sample(r->res, r->cls[i], cx, cy, &v)) {
+            return; // no tile covers the point (the untiled edge strips): plain slide
+        }
+        float t = (v - r->lo[i]) / (r->hi[i] - r->lo[i]);
+        t = TH_CLAMP(t, 0.0f, 1.0f);
+        if (best < 0 || t > best_t) {
+            best = i;
+            best_t = t;
+        }
+    }
+    if (!r->multi) {
+        uint8_t rgb[3];
+        th_colormap_rgb(r->cmap, best_t, rgb);
+        blend(px, rgb, r->alpha);
+        return;
+    }
+    // Multi: the strongest class, fading in from nothing at the threshold to alpha at t = 1.
+    if (best_t < r->threshold || best_t <= 0) {
+        return;
+    }
+    float op =
+        r->threshold < 1 ? r->alpha * (best_t - r->threshold) / (1 - r->threshold) : r->alpha;
+    blend(px, th_palette[best], op);
+}
+
+// Thumbnail row oy (band row j): the averaged slide, then the overlay.
+static void compose_row(render *r, int oy, int j)
+{
+    const uint64_t *acc = r->acc + (size_t)j * r->L.thumb_w * 4; // (thumb_w, 4)
+    uint8_t *row = r->band + (size_t)j * r->L.image_w * 3;       // (image_w, 3)
+    double cy = (oy + 0.5) * r->sy;
+    for (int ox = 0; ox < r->L.thumb_w; ox++) {
+        const uint64_t *a = acc + (size_t)ox * 4;
+        uint8_t *px = row + (size_t)ox * 3;
+        for (int ch = 0; ch < 3; ch++) {
+            px[ch] = a[3] ? (uint8_t)((a[ch] + a[3] / 2) / a[3]) : 255;
+        }
+        overlay(r, (ox + 0.5) * r->sx, cy, px);
+    }
+}
+
+// Rasterise the panel's primitives that fall in the band.
+static void draw_panel(const render *r, const th_band *band)
+{
+    for (int k = 0; k < r->pn.n; k++) {
+        const prim *q = &r->pn.p[k];
+        int64_t x = (int64_t)r->L.panel_x + q->x, y = (int64_t)r->L.panel_y + q->y;
+        if (q->kind == PRIM_TEXT) {
+            th_font_draw(band, x, y, q->text, r->L.font_scale, q->rgb);
+            continue;
+        }
+        int64_t y0 = TH_MAX(y, band->y0), y1 = TH_MIN(y + q->h, band->y0 + band->h);
+        int64_t x0 = TH_MAX(x, 0), x1 = TH_MIN(x + q->w, (int64_t)band->w);
+        for (int64_t yy = y0; yy < y1; yy++) {
+            uint8_t *row = band->rgb + (size_t)(yy - band->y0) * band->w * 3;
+            for (int64_t xx = x0; xx < x1; xx++) {
+                uint8_t rgb[3];
+                if (q->kind == PRIM_GRAD_V) { // high end at the top
+                    th_colormap_rgb(r->cmap, 1.0f - (float)((yy - y) + 0.5) / q->h, rgb);
+                } else if (q->kind == PRIM_GRAD_H) {
+                    th_colormap_rgb(r->cmap, (float)((xx - x) + 0.5) / q->w, rgb);
+                } else {
+                    memcpy(rgb, q->rgb, 3);
+                }
+                memcpy(row + xx * 3, rgb, 3);
+            }
+        }
+    }
+}
+
+// Render output rows y0 .. y0+h-1 into r->band.
+static bool render_band(render *r, int y0, int h, th_error **err)
+{
+    memset(r->band, 255, (size_t)h * r->L.image_w * 3);
+    int ty1 = TH_MIN(y0 + h, r->L.thumb_h);
+    if (y0 < ty1) {
+        if (!downsample(r, y0, ty1, err)) {
+            return false;
+        }
+        for (int oy = y0; oy < ty1; oy++) {
+            compose_row(r, oy, oy - y0);
+        }
+    }
+    th_band band = {.rgb = r->band, .w = r->L.image_w, .h = h, .y0 = y0};
+    draw_panel(r, &band);
+    return true;
+}
+
+/* ---------------------------------------------------------------- PNG */
+
+static void png_on_error(png_structp png, png_const_charp msg)
+{
+    render *r = png_get_error_ptr(png);
+    snprintf(r->png_msg, sizeof(r->png_msg), "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg)
+{
+    // The library never prints; libpng's warnings do not affect the output.
+}
+
+static bool write_png(render *rr, FILE *fp, th_error **err)
+{
+    render *volatile r = rr; // read after longjmp
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, r, png_on_error, png_on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info) {
+        png_destroy_write_struct(&png, NULL);
+        th_error_set(err, "out of memory");
+        return false;
+    }
+    // png and info are not changed between here and the end: safe to use after longjmp.
+    if (setjmp(png_jmpbuf(png))) {
+        th_error_set(err, "%s", r->png_msg);
+        png_destroy_write_struct(&png, &info);
+        return false;
+    }
+    png_init_io(png, fp);
+    png_set_IHDR(png, info, (png_uint_32)r->L.image_w, (png_uint_32)r->L.image_h, 8,
+                 PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_text text = {.compression = PNG_TEXT_COMPRESSION_NONE,
+                     .key = (png_charp) "Software",
+                     .text = (png_charp) "tileheat " PACKAGE_VERSION};
+    png_set_text(png, info, &text, 1);
+    png_write_info(png, info);
+    for (int y0 = 0; y0 < r->L.image_h; y0 += BAND_ROWS) {
+        int h = TH_MIN(BAND_ROWS, r->L.image_h - y0);
+        if (!render_band(r, y0, h, err)) {
+            png_destroy_write_struct(&png, &info);
+            return false;
+        }
+        for (int j = 0; j < h; j++) {
+            png_write_row(png, r->band + (size_t)j * r->L.image_w * 3);
+        }
+    }
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    return true;
+}
+
+bool th_render_heatmap(th_slide *slide, const th_result *result, const th_model *model,
+                       const th_render_options *opt, const char *path, th_error **err)
+{
+    th_outfile out = {0};
+    bool ok = false;
+    render *r = th_malloc(sizeof(*r), err);
+    if (!r || !prepare(r, slide, result, model, opt, err) || !alloc_buffers(r, err)) {
+        goto out;
+    }
+    if (!path) {
+        th_error_set(err, "no output path");
+        goto out;
+    }
+    if (!th_outfile_open(&out, path, err)) {
+        goto out;
+    }
+    if (!write_png(r, out.fp, err)) {
+        th_outfile_abort(&out);
+        goto out;
+    }
+    ok = th_outfile_commit(&out, err);
+out:
+    if (r) {
+        free_buffers(r);
+    }
+    th_free(r);
+    if (!ok) {
+        th_error_prefix(err, "%s: ", path ? path : "heatmap");
+    }
+    return ok;
+}

@@ -1,3 +1,102 @@
 #!/bin/sh
-echo 1..1
-echo ok 1 - stub
+# SPDX-License-Identifier: MIT
+# CLI tests (TAP): the cases in tests/cli-cases.txt (exit code, one-line message, no output left
+# behind), then real runs on CMU-1-Small-Region: outputs present and consistent, and identical
+# bytes for 1 and 2 threads.
+set -u
+SRC=${TH_SRCDIR:-.}
+BUILD=${TH_BUILDDIR:-.}
+DATA=${TH_DATA:-$SRC/../shared/data}
+TH="$BUILD/tileheat"
+MODEL="$SRC/tests/data/models/cli-model.onnx"
+UNET="$DATA/models/tissue-unet.onnx"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tileheat-cli-XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+n=0
+failed=0
+
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+check() { if eval "$1"; then ok "$2"; else not_ok "$2"; fi; }
+
+if [ ! -d "$DATA/slides" ]; then
+  echo "1..0 # SKIP no shared data at $DATA"
+  exit 0
+fi
+
+# ---- table-driven cases
+tab=$(printf '\t')
+case_no=0
+while IFS="$tab" read -r want regex args; do
+  case "$want" in ''|'#'*) continue ;; esac
+  case_no=$((case_no + 1))
+  OUT="$TMP/case$case_no"
+  mkdir -p "$OUT"
+  expanded=$(printf '%s' "$args" | sed -e "s|\$DATA|$DATA|g" -e "s|\$OUT|$OUT|g" \
+    -e "s|\$MODEL|$MODEL|g" -e "s|\$UNET|$UNET|g")
+  # shellcheck disable=SC2086
+  (cd "$TMP" && "$TH" $expanded >"$TMP/stdout" 2>"$TMP/stderr" </dev/null)
+  got=$?
+  first=$(head -n 1 "$TMP/stderr")
+  lines=$(wc -l <"$TMP/stderr")
+  desc="tileheat $args"
+  if [ "$got" != "$want" ]; then
+    not_ok "$desc: exit $got, expected $want"
+    sed 's/^/# stderr: /' "$TMP/stderr"
+    continue
+  fi
+  if [ "$want" = 0 ]; then
+    check "[ \"$lines\" -eq 0 ] && [ -s \"$TMP/stdout\" ]" "$desc: prints to stdout only"
+    continue
+  fi
+  if ! printf '%s\n' "$first" | grep -Eq "$regex"; then
+    not_ok "$desc: message '$first' does not match /$regex/"
+    continue
+  fi
+  if [ "$want" = 1 ] && [ "$lines" -ne 1 ]; then
+    not_ok "$desc: $lines lines on stderr, expected 1"
+    sed 's/^/# stderr: /' "$TMP/stderr"
+    continue
+  fi
+  if [ -n "$(ls -A "$OUT")" ]; then
+    not_ok "$desc: left files behind: $(ls -A "$OUT" | tr '\n' ' ')"
+    continue
+  fi
+  ok "$desc"
+done <"$SRC/tests/cli-cases.txt"
+
+# ---- real runs
+SLIDE="$DATA/slides/CMU-1-Small-Region.svs"
+png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{print $1*16777216+$2*65536+$3*256+$4, $5*16777216+$6*65536+$7*256+$8}'; }
+
+"$TH" multi --model "$MODEL" --threads 1 --quiet -o "$TMP/m1" "$SLIDE" 2>"$TMP/err1"
+check '[ $? -eq 0 ]' "multi on CMU-1-Small-Region with 1 thread succeeds"
+"$TH" multi --model "$MODEL" --threads 2 -o "$TMP/m2" "$SLIDE" >"$TMP/table" 2>"$TMP/err2"
+check '[ $? -eq 0 ]' "multi with 2 threads succeeds"
+for f in heatmap.png report.json tiles.csv; do
+  check "cmp -s '$TMP/m1/$f' '$TMP/m2/$f'" "$f identical for 1 and 2 threads"
+done
+check '[ ! -s "$TMP/err1" ] && [ ! -s "$TMP/err2" ]' "nothing on stderr when not a TTY"
+check '[ "$(ls -A "$TMP/m1" | tr "\n" " ")" = "heatmap.png report.json tiles.csv " ]' \
+  "exactly heatmap.png, report.json, tiles.csv and no temporary files"
+check '[ "$(wc -l <"$TMP/m1/tiles.csv")" -eq 118 ]' "tiles.csv: header + 9 × 13 full tiles"
+check 'grep -q "\"total\":[[:space:]]*117" "$TMP/m1/report.json"' "report.json: 117 tiles in the grid"
+check '[ "$(png_size "$TMP/m1/heatmap.png" | cut -d" " -f2)" -eq 2000 ]' \
+  "heatmap.png: 2000 px on the long side"
+sum=$(awk -F, 'NR > 1 { for (i = 7; i <= NF; i++) s += $i; n++ } END { printf "%.3f", s / n }' "$TMP/m1/tiles.csv")
+check '[ "$sum" = "1.000" ]' "tiles.csv: probabilities sum to 1 per tile ($sum)"
+check 'grep -q "117 tiles (9 × 13) at level 0" "$TMP/table"' "the table is printed"
+
+"$TH" single --model "$MODEL" --quiet --width 500 --colormap magma -o "$TMP/s" "$SLIDE"
+check '[ $? -eq 0 ]' "single succeeds"
+check '[ "$(png_size "$TMP/s/heatmap.png" | cut -d" " -f2)" -eq 500 ]' "--width 500 is honoured"
+
+# default output directory: SLIDE-NAME.tileheat in the current directory
+(cd "$TMP" && "$TH" multi --model "$MODEL" --quiet "$SLIDE")
+check '[ -f "$TMP/CMU-1-Small-Region.tileheat/report.json" ]' "default -o is SLIDE-NAME.tileheat/"
+
+"$TH" info --model "$MODEL" "$SLIDE" >"$TMP/info"
+check 'grep -q "aperio" "$TMP/info" && grep -q "2220 × 2967" "$TMP/info"' "info describes the slide"
+
+echo "1..$n"
+[ "$failed" -eq 0 ]
