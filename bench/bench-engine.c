@@ -17,19 +17,11 @@
 #endif
 
 #include "engine.h"
+#include "testutil.h" // bench/ has no -I for tests/
 
 enum { MAX_LAYERS = 32, N_CLASSES = 4, N_ACC = 12 };
 
-static uint64_t rng_state = 0x853c49e6748fea9bull;
-
-static float frand(float lo, float hi)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return lo + (hi - lo) * (float)((double)(z >> 40) / 16777216.0);
-}
+static tu_rng rng = {0x853c49e6748fea9bull}; // splitmix64: the same weights on every machine
 
 static void *xcalloc(size_t n, size_t size)
 {
@@ -45,9 +37,7 @@ static void *xcalloc(size_t n, size_t size)
 static float *random_floats(size_t n, float lo, float hi)
 {
     float *p = xcalloc(n, sizeof(float));
-    for (size_t i = 0; i < n; i++) {
-        p[i] = frand(lo, hi);
-    }
+    tu_rng_fill(&rng, p, n, lo, hi);
     return p;
 }
 
@@ -442,7 +432,7 @@ int main(int argc, char **argv)
 
     uint8_t *rgb = xcalloc((size_t)o.size * o.size * 3, 1); // (size, size, 3)
     for (size_t i = 0; i < (size_t)o.size * o.size * 3; i++) {
-        rgb[i] = (uint8_t)frand(0, 256);
+        rgb[i] = (uint8_t)tu_rng_float(&rng, 0, 256);
     }
     run_stats s[4] = {{0}}; // reference 1t, 2t; fast 1t, 2t
     double best_peak[2] = {peak[isa][0], peak[isa][1]};

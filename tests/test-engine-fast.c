@@ -11,6 +11,7 @@
 
 #include "engine.h"
 #include "tap.h"
+#include "testutil.h"
 
 #ifndef HAVE_DNNL
 int main(void)
@@ -22,35 +23,7 @@ int main(void)
 
 /* ---------------------------------------------------------------- helpers */
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-// splitmix64 -> uniform float in [lo, hi): the same weights on every machine.
-static float frand(float lo, float hi)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return lo + (hi - lo) * (float)((double)(z >> 40) / 16777216.0);
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = th_calloc(n ? n : 1, size, NULL);
-    if (!p) {
-        bail("out of memory");
-    }
-    return p;
-}
-
-static float *random_floats(size_t n, float lo, float hi)
-{
-    float *p = xcalloc(n, sizeof(float));
-    for (size_t i = 0; i < n; i++) {
-        p[i] = frand(lo, hi);
-    }
-    return p;
-}
+static tu_rng rng = {0x2545f4914f6cdd1dull}; // splitmix64: the same weights on every machine
 
 // max|got - want| / max|want|: the fast engine must stay within 1e-4.
 static double rel_err(const float *got, const float *want, size_t n)
@@ -95,24 +68,11 @@ typedef struct conv_spec {
 static th_layer *net_conv(net *n, const conv_spec *k)
 {
     th_layer *l = &n->layers[n->m.n_layers++];
-    *l = (th_layer){.kind = TH_LAYER_CONV,
-                    .kh = k->kh,
-                    .kw = k->kw,
-                    .sh = k->sh,
-                    .sw = k->sw,
-                    .dh = k->dh,
-                    .dw = k->dw,
-                    .pad_t = k->pad_t,
-                    .pad_l = k->pad_l,
-                    .pad_b = k->pad_b,
-                    .pad_r = k->pad_r,
-                    .relu = k->relu,
-                    .c_in = n->c,
-                    .c_out = k->c_out};
+    *l = TU_MODEL_CONV(k, n->c, k->c_out);
     snprintf(l->name, sizeof(l->name), "conv%d", n->m.n_layers - 1);
     float a = sqrtf(6.0f / (float)(n->c * k->kh * k->kw));
-    l->weight = random_floats((size_t)k->c_out * n->c * k->kh * k->kw, -a, a);
-    l->bias = random_floats((size_t)k->c_out, -0.5f, 0.5f);
+    l->weight = tu_rng_floats(&rng, (size_t)k->c_out * n->c * k->kh * k->kw, -a, a);
+    l->bias = tu_rng_floats(&rng, (size_t)k->c_out, -0.5f, 0.5f);
     n->c = k->c_out;
     return l;
 }
@@ -155,8 +115,8 @@ static void net_relu(net *n)
 static void net_finish(net *n)
 {
     n->m.feat_c = n->c;
-    n->m.dense_w = random_floats((size_t)N_CLASSES * n->c, -1, 1);
-    n->m.dense_b = random_floats(N_CLASSES, -1, 1);
+    n->m.dense_w = tu_rng_floats(&rng, (size_t)N_CLASSES * n->c, -1, 1);
+    n->m.dense_b = tu_rng_floats(&rng, N_CLASSES, -1, 1);
 }
 
 static void net_free(net *n)
@@ -173,9 +133,9 @@ static void net_free(net *n)
 
 static uint8_t *random_tile(int w, int h)
 {
-    uint8_t *rgb = xcalloc((size_t)w * h * 3, 1);
+    uint8_t *rgb = tu_xcalloc((size_t)w * h * 3, 1);
     for (size_t i = 0; i < (size_t)w * h * 3; i++) {
-        rgb[i] = (uint8_t)frand(0, 256);
+        rgb[i] = (uint8_t)tu_rng_float(&rng, 0, 256);
     }
     return rgb;
 }
@@ -192,7 +152,7 @@ static bool run_engine(const th_model *m, th_engine_kind kind, const uint8_t *rg
         shape[0] = e->feat_c;
         shape[1] = e->feat_h;
         shape[2] = e->feat_w;
-        *feat = xcalloc((size_t)e->feat_c * e->feat_h * e->feat_w, sizeof(float));
+        *feat = tu_xcalloc((size_t)e->feat_c * e->feat_h * e->feat_w, sizeof(float));
         ran = th_engine_forward(e, ws, rgb, logits, NULL, *feat, &err);
     }
     if (!ran) {
@@ -409,8 +369,8 @@ typedef struct outputs {
 static void outputs_init(outputs *o, const th_engine *e)
 {
     o->feat_n = (size_t)e->feat_c * e->feat_h * e->feat_w;
-    o->feat = xcalloc(N_TILES * o->feat_n, sizeof(float));
-    o->logits = xcalloc(N_TILES * N_CLASSES, sizeof(float));
+    o->feat = tu_xcalloc(N_TILES * o->feat_n, sizeof(float));
+    o->logits = tu_xcalloc(N_TILES * N_CLASSES, sizeof(float));
 }
 
 static bool same_outputs(const outputs *a, const outputs *b)

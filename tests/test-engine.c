@@ -8,38 +8,11 @@
 #include "engine.h"
 #include "kernels.h"
 #include "tap.h"
+#include "testutil.h"
 
 /* ---------------------------------------------------------------- helpers */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-// splitmix64 -> uniform float in [lo, hi): the same weights on every machine.
-static float frand(float lo, float hi)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return lo + (hi - lo) * (float)((double)(z >> 40) / 16777216.0);
-}
-
-static float *new_floats(size_t n)
-{
-    float *p = th_calloc(n ? n : 1, sizeof(float), NULL);
-    if (!p) {
-        bail("out of memory");
-    }
-    return p;
-}
-
-static float *random_floats(size_t n, float lo, float hi)
-{
-    float *p = new_floats(n);
-    for (size_t i = 0; i < n; i++) {
-        p[i] = frand(lo, hi);
-    }
-    return p;
-}
+static tu_rng rng = {0x9e3779b97f4a7c15ull}; // splitmix64: the same weights on every machine
 
 // Largest |got - want| relative to the largest |want| (1e-5 of the max magnitude passes).
 static double rel_err(const float *got, const double *want, size_t n)
@@ -60,23 +33,10 @@ typedef struct conv_case {
 // A conv layer with PRNG weights in [-1, 1) (caller frees weight and bias).
 static th_layer make_conv(const conv_case *k)
 {
-    th_layer l = {.kind = TH_LAYER_CONV,
-                  .kh = k->kh,
-                  .kw = k->kw,
-                  .sh = k->sh,
-                  .sw = k->sw,
-                  .dh = k->dh,
-                  .dw = k->dw,
-                  .pad_t = k->pad_t,
-                  .pad_l = k->pad_l,
-                  .pad_b = k->pad_b,
-                  .pad_r = k->pad_r,
-                  .relu = k->relu,
-                  .c_in = k->c_in,
-                  .c_out = k->c_out};
+    th_layer l = TU_MODEL_CONV(k, k->c_in, k->c_out);
     snprintf(l.name, sizeof(l.name), "conv%dx%d", k->kh, k->kw);
-    l.weight = random_floats((size_t)k->c_out * k->c_in * k->kh * k->kw, -1, 1);
-    l.bias = random_floats((size_t)k->c_out, -1, 1);
+    l.weight = tu_rng_floats(&rng, (size_t)k->c_out * k->c_in * k->kh * k->kw, -1, 1);
+    l.bias = tu_rng_floats(&rng, (size_t)k->c_out, -1, 1);
     return l;
 }
 
@@ -241,8 +201,8 @@ static void test_conv(const conv_case *k)
     int got_h = 0, got_w = 0;
     bool sized = th_layer_out_size(&l, k->h, k->w, &got_h, &got_w);
     size_t n_in = (size_t)k->c_in * k->h * k->w, n_out = (size_t)k->c_out * oh * ow;
-    float *in = random_floats(n_in, -1, 1);
-    float *out = new_floats(n_out);
+    float *in = tu_rng_floats(&rng, n_in, -1, 1);
+    float *out = tu_xcalloc(n_out, sizeof(float));
     double *din = to_double(in, n_in), *want = th_calloc(n_out, sizeof(double), NULL);
     th_kernel_conv(&l, in, k->h, k->w, out, oh, ow);
     oracle_conv(&l, din, k->h, k->w, want, oh, ow);
@@ -303,8 +263,8 @@ static void test_maxpool(const pool_case *k)
         return;
     }
     size_t n_in = (size_t)k->c * k->h * k->w, n_out = (size_t)k->c * oh * ow;
-    float *in = random_floats(n_in, k->lo, k->hi);
-    float *out = new_floats(n_out);
+    float *in = tu_rng_floats(&rng, n_in, k->lo, k->hi);
+    float *out = tu_xcalloc(n_out, sizeof(float));
     double *din = to_double(in, n_in), *want = th_calloc(n_out, sizeof(double), NULL);
     th_kernel_maxpool(&l, in, k->c, k->h, k->w, out, oh, ow);
     oracle_maxpool(&l, din, k->c, k->h, k->w, want, oh, ow);
@@ -329,14 +289,14 @@ static void test_small_kernels(void)
        "relu clamps negatives to 0 and keeps positives");
 
     enum { C = 5, H = 7, W = 9, N_OUT = 4 };
-    float *map = random_floats(C * H * W, -1, 3);
+    float *map = tu_rng_floats(&rng, C * H * W, -1, 3);
     double *dmap = to_double(map, C * H * W), want[C], dwant[N_OUT];
     float gap[C], dense[N_OUT];
     th_kernel_gap(map, C, H, W, gap);
     oracle_gap(dmap, C, H, W, want);
     ok(rel_err(gap, want, C) < 1e-6, "gap equals the mean of each channel");
 
-    float *dw = random_floats(N_OUT * C, -1, 1), *db = random_floats(N_OUT, -1, 1);
+    float *dw = tu_rng_floats(&rng, N_OUT * C, -1, 1), *db = tu_rng_floats(&rng, N_OUT, -1, 1);
     double dgap[C];
     for (int i = 0; i < C; i++) {
         dgap[i] = gap[i];
@@ -430,8 +390,8 @@ static void build_model(void)
     test_layers[2] = make_conv(&c1);
     test_layers[3] =
         (th_layer){.kind = TH_LAYER_RELU, .name = "relu", .c_in = FEAT_C, .c_out = FEAT_C};
-    test_model.dense_w = random_floats(N_CLASSES * FEAT_C, -1, 1);
-    test_model.dense_b = random_floats(N_CLASSES, -1, 1);
+    test_model.dense_w = tu_rng_floats(&rng, N_CLASSES * FEAT_C, -1, 1);
+    test_model.dense_b = tu_rng_floats(&rng, N_CLASSES, -1, 1);
 }
 
 static void free_model(void)
@@ -467,7 +427,7 @@ static void oracle_forward(const uint8_t *rgb, double *feat, double *logits, dou
 static void random_tile(uint8_t *rgb)
 {
     for (int i = 0; i < TILE_W * TILE_H * 3; i++) {
-        rgb[i] = (uint8_t)frand(0, 256);
+        rgb[i] = (uint8_t)tu_rng_float(&rng, 0, 256);
     }
 }
 

@@ -10,6 +10,7 @@
 #include "onnx.pb-c.h"
 #include "model.h"
 #include "tap.h"
+#include "testutil.h"
 
 static const char *const ref_models[] = {
     "vgg-basic", "vgg-strided", "vgg-dynamic", "vgg-bn", "vgg-nhwc", "vgg-reducemean18",
@@ -17,12 +18,11 @@ static const char *const ref_models[] = {
 
 /* ------------------------------------------------------------------ .ref files */
 
-#define REF_MAX 64
+#define REF_MAX TU_REF_MAX
 
 // The text header of a .ref file (see tools/gen-test-models.py) and its float32 blocks.
 typedef struct ref {
-    char *buf; // whole file, owned
-    size_t len;
+    tu_ref file; // buffer and float32 blocks
     int in_w, in_h, graph_w, graph_h, nhwc, n_classes, feat_c, feat_h, feat_w, softmax;
     char class_names[512], background[256], input_mean[64], input_std[64];
     double input_scale, mpp;
@@ -31,16 +31,12 @@ typedef struct ref {
     int n_layers;
     char layer_kind[REF_MAX][16];
     int layer[REF_MAX][14]; // c_in c_out kh kw sh sw dh dw pad_t pad_l pad_b pad_r relu ceil
-    int n_blocks;
-    char block_name[REF_MAX][32];
-    size_t block_count[REF_MAX], block_off[REF_MAX]; // offsets in buf
 } ref;
 
-static void ref_line(ref *r, const char *line, size_t *off)
+static void ref_line(void *ctx, const char *line)
 {
+    ref *r = ctx;
     int *L = r->layer[r->n_layers < REF_MAX ? r->n_layers : 0];
-    size_t count;
-    char name[32];
     if (sscanf(line, "input_size %d %d", &r->in_w, &r->in_h) == 2 ||
         sscanf(line, "graph_size %d %d", &r->graph_w, &r->graph_h) == 2 ||
         sscanf(line, "input_nhwc %d", &r->nhwc) == 1 ||
@@ -64,71 +60,13 @@ static void ref_line(ref *r, const char *line, size_t *off)
                       r->layer_kind[r->n_layers], &L[0], &L[1], &L[2], &L[3], &L[4], &L[5], &L[6],
                       &L[7], &L[8], &L[9], &L[10], &L[11], &L[12], &L[13]) == 15) {
         r->n_layers++;
-    } else if (sscanf(line, "block %31s %zu", name, &count) == 2 && r->n_blocks < REF_MAX) {
-        snprintf(r->block_name[r->n_blocks], sizeof(r->block_name[0]), "%s", name);
-        r->block_count[r->n_blocks] = count;
-        r->block_off[r->n_blocks++] = *off;
-        *off += count * 4;
     }
 }
 
 static bool ref_load(ref *r, const char *name)
 {
-    char rel[256];
     memset(r, 0, sizeof(*r));
-    snprintf(rel, sizeof(rel), "tests/data/models/%s.ref", name);
-    r->buf = th_read_file(test_src_path(rel), &r->len, NULL);
-    if (!r->buf) {
-        return false;
-    }
-    size_t off = 0; // data bytes after the header
-    char *p = r->buf, *end = r->buf + r->len;
-    while (p < end) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl) {
-            return false;
-        }
-        *nl = 0;
-        if (strcmp(p, "data") == 0) {
-            size_t start = (size_t)(nl + 1 - r->buf);
-            for (int i = 0; i < r->n_blocks; i++) {
-                r->block_off[i] += start;
-            }
-            return start + off == r->len;
-        }
-        ref_line(r, p, &off);
-        p = nl + 1;
-    }
-    return false;
-}
-
-// Block `name` decoded from little-endian float32 (caller frees), or NULL.
-static float *ref_block(const ref *r, const char *name, size_t *count)
-{
-    for (int i = 0; i < r->n_blocks; i++) {
-        if (strcmp(r->block_name[i], name) == 0) {
-            float *v = th_calloc(r->block_count[i] + 1, sizeof(float), NULL);
-            const uint8_t *b = (const uint8_t *)r->buf + r->block_off[i];
-            for (size_t j = 0; v && j < r->block_count[i]; j++) {
-                uint32_t u = (uint32_t)b[4 * j] | (uint32_t)b[4 * j + 1] << 8 |
-                             (uint32_t)b[4 * j + 2] << 16 | (uint32_t)b[4 * j + 3] << 24;
-                memcpy(&v[j], &u, 4);
-            }
-            *count = r->block_count[i];
-            return v;
-        }
-    }
-    return NULL;
-}
-
-static double max_rel_diff(const float *got, const float *want, size_t n)
-{
-    double scale = 0, diff = 0;
-    for (size_t i = 0; i < n; i++) {
-        scale = fmax(scale, fabs(want[i]));
-        diff = fmax(diff, fabs((double)got[i] - want[i]));
-    }
-    return scale > 0 ? diff / scale : diff;
+    return tu_ref_load(&r->file, name, ref_line, r);
 }
 
 /* ------------------------------------------------------------------ reference models */
@@ -235,12 +173,12 @@ static void check_metadata(const th_model *m, const ref *r, const char *name)
 static void check_weights(const th_model *m, const ref *r, const char *name)
 {
     size_t n;
-    float *w = ref_block(r, "dense_w", &n);
-    ok(w && n == (size_t)m->n_classes * m->feat_c && max_rel_diff(m->dense_w, w, n) < 1e-6,
+    float *w = tu_ref_block(&r->file, "dense_w", &n);
+    ok(w && n == (size_t)m->n_classes * m->feat_c && tu_max_rel_diff(m->dense_w, w, n) < 1e-6,
        "%s: dense weights (n_classes, feat_c), alpha applied", name);
     th_free(w);
-    w = ref_block(r, "dense_b", &n);
-    ok(w && n == (size_t)m->n_classes && max_rel_diff(m->dense_b, w, n) < 1e-6,
+    w = tu_ref_block(&r->file, "dense_b", &n);
+    ok(w && n == (size_t)m->n_classes && tu_max_rel_diff(m->dense_b, w, n) < 1e-6,
        "%s: dense bias, beta applied", name);
     th_free(w);
     // Conv layers with a BatchNorm: folded weights vs numpy's float64 fold of the raw tensors.
@@ -249,13 +187,13 @@ static void check_weights(const th_model *m, const ref *r, const char *name)
         size_t nb;
         snprintf(bw, sizeof(bw), "weight.%d", i);
         snprintf(bb, sizeof(bb), "bias.%d", i);
-        w = ref_block(r, bw, &n);
-        float *b = ref_block(r, bb, &nb);
+        w = tu_ref_block(&r->file, bw, &n);
+        float *b = tu_ref_block(&r->file, bb, &nb);
         const th_layer *l = &m->layers[i];
         if (w && b) {
             size_t nw = (size_t)l->c_out * l->c_in * l->kh * l->kw;
-            double dw = n == nw ? max_rel_diff(l->weight, w, n) : 1;
-            double db = nb == (size_t)l->c_out ? max_rel_diff(l->bias, b, nb) : 1;
+            double dw = n == nw ? tu_max_rel_diff(l->weight, w, n) : 1;
+            double db = nb == (size_t)l->c_out ? tu_max_rel_diff(l->bias, b, nb) : 1;
             ok(dw < 1e-6 && db < 1e-6, "%s: BatchNorm folded into layer %d (weight %g, bias %g)",
                name, i, dw, db);
         }
@@ -271,7 +209,7 @@ static void test_reference_models(void)
         char rel[256];
         ref r;
         if (!ok(ref_load(&r, name), "%s: reference file", name)) {
-            th_free(r.buf);
+            th_free(r.file.buf);
             continue;
         }
         th_error *err = NULL;
@@ -286,7 +224,7 @@ static void test_reference_models(void)
         }
         th_model_free(m);
         th_error_free(err);
-        th_free(r.buf);
+        th_free(r.file.buf);
     }
 }
 

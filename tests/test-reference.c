@@ -9,32 +9,28 @@
 #include "engine.h"
 #include "model.h"
 #include "tap.h"
+#include "testutil.h"
 
 static const char *const ref_models[] = {
     "vgg-basic", "vgg-strided", "vgg-dynamic", "vgg-bn", "vgg-nhwc", "vgg-reducemean18",
 };
 
-#define REF_MAX 64
+#define REF_MAX TU_REF_MAX
 #define SLIDE "slides/CMU-1-Small-Region.svs"
 
 // What test-reference needs of a .ref file (format in tools/gen-test-models.py).
 typedef struct ref {
-    char *buf; // whole file, owned
-    size_t len;
+    tu_ref file; // buffer and float32 blocks
     char slide[256];
     int in_w, in_h, n_classes, feat_c, feat_h, feat_w;
     int n_tiles;
     int64_t tile_x[REF_MAX], tile_y[REF_MAX];
-    int n_blocks;
-    char block_name[REF_MAX][32];
-    size_t block_count[REF_MAX], block_off[REF_MAX];
 } ref;
 
-static void ref_line(ref *r, const char *line, size_t *off)
+static void ref_line(void *ctx, const char *line)
 {
+    ref *r = ctx;
     long long x, y;
-    size_t count;
-    char name[32];
     if (sscanf(line, "slide %255s", r->slide) == 1 ||
         sscanf(line, "input_size %d %d", &r->in_w, &r->in_h) == 2 ||
         sscanf(line, "n_classes %d", &r->n_classes) == 1 ||
@@ -44,70 +40,26 @@ static void ref_line(ref *r, const char *line, size_t *off)
     if (sscanf(line, "tile %lld %lld", &x, &y) == 2 && r->n_tiles < REF_MAX) {
         r->tile_x[r->n_tiles] = x;
         r->tile_y[r->n_tiles++] = y;
-    } else if (sscanf(line, "block %31s %zu", name, &count) == 2 && r->n_blocks < REF_MAX) {
-        snprintf(r->block_name[r->n_blocks], sizeof(r->block_name[0]), "%s", name);
-        r->block_count[r->n_blocks] = count;
-        r->block_off[r->n_blocks++] = *off;
-        *off += count * 4;
     }
 }
 
 static bool ref_load(ref *r, const char *name)
 {
-    char rel[256];
     memset(r, 0, sizeof(*r));
-    snprintf(rel, sizeof(rel), "tests/data/models/%s.ref", name);
-    r->buf = th_read_file(test_src_path(rel), &r->len, NULL);
-    size_t off = 0;
-    char *p = r->buf, *end = r->buf + (r->buf ? r->len : 0);
-    while (p < end) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl) {
-            return false;
-        }
-        *nl = 0;
-        if (strcmp(p, "data") == 0) {
-            size_t start = (size_t)(nl + 1 - r->buf);
-            for (int i = 0; i < r->n_blocks; i++) {
-                r->block_off[i] += start;
-            }
-            return start + off == r->len;
-        }
-        ref_line(r, p, &off);
-        p = nl + 1;
-    }
-    return false;
+    return tu_ref_load(&r->file, name, ref_line, r);
 }
 
-// Block "<kind>.<tile>" decoded from little-endian float32 (caller frees), or NULL.
+// Block "<kind>.<tile>" of exactly `want` floats (caller frees), or NULL.
 static float *ref_block(const ref *r, const char *kind, int tile, size_t want)
 {
     char name[32];
+    size_t count = 0;
     snprintf(name, sizeof(name), "%s.%d", kind, tile);
-    for (int i = 0; i < r->n_blocks; i++) {
-        if (strcmp(r->block_name[i], name) == 0 && r->block_count[i] == want) {
-            float *v = th_calloc(want, sizeof(float), NULL);
-            const uint8_t *b = (const uint8_t *)r->buf + r->block_off[i];
-            for (size_t j = 0; v && j < want; j++) {
-                uint32_t u = (uint32_t)b[4 * j] | (uint32_t)b[4 * j + 1] << 8 |
-                             (uint32_t)b[4 * j + 2] << 16 | (uint32_t)b[4 * j + 3] << 24;
-                memcpy(&v[j], &u, 4);
-            }
-            return v;
-        }
+    float *v = tu_ref_block(&r->file, name, &count);
+    if (v && count != want) {
+        TH_FREE(v);
     }
-    return NULL;
-}
-
-// max|got - want| relative to max|want|.
-static double rel_err(const float *got, const float *want, size_t n)
-{
-    double scale = 0, diff = 0;
-    for (size_t i = 0; i < n; i++) {
-        scale = fmax(scale, fabs(want[i]));
-        diff = fmax(diff, fabs((double)got[i] - want[i]));
-    }
-    return scale > 0 ? diff / scale : diff;
+    return v;
 }
 
 // Compare one tile's engine outputs with the reference.
@@ -120,9 +72,9 @@ static void check_tile(const ref *r, int t, const float *logits, const float *pr
     if (!want_logits || !want_cam) {
         ok(false, "%s: tile %d has reference blocks", what, t);
     } else {
-        double e = rel_err(logits, want_logits, n);
+        double e = tu_max_rel_diff(logits, want_logits, n);
         ok(e <= 1e-4, "%s: tile %d logits (rel err %.2g)", what, t, e);
-        e = rel_err(cam, want_cam, cells);
+        e = tu_max_rel_diff(cam, want_cam, cells);
         ok(e <= 1e-4, "%s: tile %d CAM (rel err %.2g)", what, t, e);
         double mx = want_logits[0], sum = 0, worst = 0;
         for (size_t c = 1; c < n; c++) {
@@ -187,7 +139,7 @@ static void test_model(th_slide *slide, const char *name)
     char rel[256], what[128];
     th_error *err = NULL;
     if (!ok(ref_load(&r, name), "%s: reference file", name)) {
-        th_free(r.buf);
+        th_free(r.file.buf);
         return;
     }
     is_string(r.slide, SLIDE, "%s: tiles come from the slide opened here", name);
@@ -210,7 +162,7 @@ static void test_model(th_slide *slide, const char *name)
     }
     th_model_free(m);
     th_error_free(err);
-    th_free(r.buf);
+    th_free(r.file.buf);
 }
 
 int main(void)

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by several test programs (and bench/): a splitmix64 PRNG, the reader of the
+ * .ref files that tools/gen-test-models.py writes, and a conv th_layer built from a spec. */
+#ifndef TH_TESTUTIL_H
+#define TH_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- PRNG */
+
+// splitmix64; each program seeds its own state so its weights stay what they were.
+typedef struct tu_rng {
+    uint64_t state;
+} tu_rng;
+
+// Uniform float in [lo, hi): the same values on every machine.
+float tu_rng_float(tu_rng *rng, float lo, float hi);
+// Fill p[0..n) with tu_rng_float(rng, lo, hi).
+void tu_rng_fill(tu_rng *rng, float *p, size_t n, float lo, float hi);
+// A new array of n (at least 1) zeroed elements of `size` bytes; bail()s when out of memory.
+void *tu_xcalloc(size_t n, size_t size);
+// tu_xcalloc'ed n floats filled by tu_rng_fill (caller frees with th_free).
+float *tu_rng_floats(tu_rng *rng, size_t n, float lo, float hi);
+
+/* ---------------------------------------------------------------- .ref files */
+
+#define TU_REF_MAX 64
+
+// A .ref file (format in tools/gen-test-models.py): its text header goes line by line to the
+// caller; "block <name> <count>" lines are kept here with the offsets of their float32 data.
+typedef struct tu_ref {
+    char *buf; // whole file, owned (caller frees with th_free)
+    size_t len;
+    int n_blocks;
+    char block_name[TU_REF_MAX][32];
+    size_t block_count[TU_REF_MAX], block_off[TU_REF_MAX]; // offsets in buf
+} tu_ref;
+
+// Called with each header line (NUL-terminated) that is not a block line.
+typedef void tu_ref_line_fn(void *ctx, const char *line);
+
+// Read tests/data/models/<name>.ref; false unless the header ends in "data" and the blocks fill
+// the rest of the file exactly. r->buf may be set even on failure.
+bool tu_ref_load(tu_ref *r, const char *name, tu_ref_line_fn *line, void *ctx);
+// Block `name` decoded from little-endian float32 (caller frees), its length in *count; or NULL.
+float *tu_ref_block(const tu_ref *r, const char *name, size_t *count);
+// max|got - want| relative to max|want| (the absolute difference when want is all zero).
+double tu_max_rel_diff(const float *got, const float *want, size_t n);
+
+/* ---------------------------------------------------------------- hand-built models */
+
+// A conv th_layer (no name, no weights) from any spec `k` with fields kh, kw, sh, sw, dh, dw,
+// pad_t, pad_l, pad_b, pad_r and relu.
+#define TU_MODEL_CONV(k, cin, cout)                                                                \
+    ((th_layer){.kind = TH_LAYER_CONV,                                                             \
+                .kh = (k)->kh,                                                                     \
+                .kw = (k)->kw,                                                                     \
+                .sh = (k)->sh,                                                                     \
+                .sw = (k)->sw,                                                                     \
+                .dh = (k)->dh,                                                                     \
+                .dw = (k)->dw,                                                                     \
+                .pad_t = (k)->pad_t,                                                               \
+                .pad_l = (k)->pad_l,                                                               \
+                .pad_b = (k)->pad_b,                                                               \
+                .pad_r = (k)->pad_r,                                                               \
+                .relu = (k)->relu,                                                                 \
+                .c_in = (cin),                                                                     \
+                .c_out = (cout)})
+
+#endif
