@@ -385,12 +385,29 @@ static const char *default_out_dir(cli *a)
     return a->out_dir_owned;
 }
 
+// mkdir -p: the output directory and any missing parents.
 static void make_out_dir(const char *dir)
 {
+    char path[4096];
     struct stat st;
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "%s: %s: cannot create directory: %s\n", progname, dir, strerror(errno));
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+        fprintf(stderr, "%s: %s: path too long\n", progname, dir);
         exit(EXIT_FAILURE);
+    }
+    for (char *p = path + 1;; p++) {
+        bool end = *p == 0;
+        if (*p == '/' || end) {
+            *p = 0;
+            if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+                fprintf(stderr, "%s: %s: cannot create directory: %s\n", progname, path,
+                        strerror(errno));
+                exit(EXIT_FAILURE);
+            }
+            if (end) {
+                break;
+            }
+            *p = '/';
+        }
     }
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "%s: %s: not a directory\n", progname, dir);
