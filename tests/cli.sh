@@ -95,6 +95,13 @@ check '[ "$(png_size "$TMP/s/heatmap.png" | cut -d" " -f2)" -eq 500 ]' "--width 
 (cd "$TMP" && "$TH" multi --model "$MODEL" --quiet "$SLIDE")
 check '[ -f "$TMP/CMU-1-Small-Region.tileheat/report.json" ]' "default -o is SLIDE-NAME.tileheat/"
 
+"$TH" single --model "$MODEL" --quiet --width 100 -o "$TMP/a/b/c" "$SLIDE"
+check '[ -f "$TMP/a/b/c/heatmap.png" ]' "-o creates missing parent directories"
+
+"$TH" info >"$TMP/default-info"
+check 'grep -q "background  (background)" "$TMP/default-info" && grep -q "224 × 224" "$TMP/default-info"' \
+  "info without --model describes the bundled model"
+
 "$TH" info --model "$MODEL" "$SLIDE" >"$TMP/info"
 check 'grep -q "aperio" "$TMP/info" && grep -q "2220 × 2967" "$TMP/info"' "info describes the slide"
 
