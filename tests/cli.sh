@@ -33,7 +33,7 @@ while IFS="$tab" read -r want regex args; do
   OUT="$TMP/case$case_no"
   mkdir -p "$OUT"
   expanded=$(printf '%s' "$args" | sed -e "s|\$DATA|$DATA|g" -e "s|\$OUT|$OUT|g" \
-    -e "s|\$MODEL|$MODEL|g" -e "s|\$UNET|$UNET|g")
+    -e "s|\$MODEL|$MODEL|g" -e "s|\$UNET|$UNET|g" -e "s|\$SRC|$SRC|g")
   # shellcheck disable=SC2086
   (cd "$TMP" && "$TH" $expanded >"$TMP/stdout" 2>"$TMP/stderr" </dev/null)
   got=$?
