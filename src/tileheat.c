@@ -472,23 +472,36 @@ static char *join_path(const char *dir, const char *name)
     return p;
 }
 
-// Pick the classes to draw: --class / top class (single), --classes-shown / --top (multi).
-static void choose_shown(cli *a, const th_result *r, const th_model *model)
+// Classes named on the command line (--class, --classes-shown), resolved before the long run so
+// that a wrong name fails at once. n_shown stays 0 when the run's top classes are to be drawn.
+static void name_shown(cli *a, const th_model *model)
 {
     th_render_options *ro = &a->render;
-    if (a->cmd == CMD_SINGLE) {
-        ro->multi = false;
+    ro->multi = a->cmd == CMD_MULTI;
+    ro->n_shown = 0;
+    if (a->class_name) {
+        ro->shown[0] = class_or_die(a, model, a->class_name);
         ro->n_shown = 1;
-        if (a->class_name) {
-            ro->shown[0] = class_or_die(a, model, a->class_name);
-        } else if (th_result_top_classes(r, model, 1, ro->shown) < 1) {
+    } else if (a->shown) {
+        ro->n_shown = parse_shown(a, model, ro->shown);
+    }
+}
+
+// After the run, unless named: the top class (single) or the --top classes (multi).
+static void choose_top(cli *a, const th_result *r, const th_model *model)
+{
+    th_render_options *ro = &a->render;
+    if (ro->n_shown > 0) {
+        return;
+    }
+    if (a->cmd == CMD_SINGLE) {
+        ro->n_shown = 1;
+        if (th_result_top_classes(r, model, 1, ro->shown) < 1) {
             ro->shown[0] = 0;
         }
         return;
     }
-    ro->multi = true;
-    ro->n_shown = a->shown ? parse_shown(a, model, ro->shown)
-                           : th_result_top_classes(r, model, a->top, ro->shown);
+    ro->n_shown = th_result_top_classes(r, model, a->top, ro->shown);
     if (ro->n_shown == 0) {
         fprintf(stderr, "%s: every class of the model is a background class; name the classes "
                         "to draw with --classes-shown\n", progname);
@@ -524,13 +537,7 @@ static int cmd_run(cli *a)
 {
     th_error *err = NULL;
     th_model *model = load_model(a);
-    if (a->class_name) {
-        class_or_die(a, model, a->class_name); // fail before the long run, not after
-    }
-    if (a->shown) {
-        int tmp[TH_MAX_SHOWN];
-        parse_shown(a, model, tmp);
-    }
+    name_shown(a, model);
     th_slide *slide = th_slide_open(a->slide_path, &err);
     if (!slide) {
         die_error(a->slide_path, err);
@@ -548,7 +555,7 @@ static int cmd_run(cli *a)
     if (!r) {
         die_error(a->slide_path, err);
     }
-    choose_shown(a, r, model);
+    choose_top(a, r, model);
     write_outputs(a, slide, r, model);
     if (!a->quiet) {
         print_table(a, r, model);
