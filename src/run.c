@@ -57,12 +57,10 @@ typedef struct run_ctx {
 static void publish_error(run_ctx *ctx, th_error **err)
 {
     th_error *expected = NULL;
-    if (atomic_compare_exchange_strong(&ctx->first_error, &expected, *err)) {
-        *err = NULL;
-    } else {
-        th_error_free(*err);
-        *err = NULL;
+    if (!atomic_compare_exchange_strong(&ctx->first_error, &expected, *err)) {
+        th_error_free(*err); // a later failure: the first one is kept
     }
+    *err = NULL;
     atomic_store(&ctx->failed, true);
 }
 
