@@ -140,12 +140,23 @@ typedef void (*th_progress_fn)(void *user, int64_t done, int64_t total);
 
 /** Options for th_run. Fill with th_run_options_init, then change fields. @since 0.1 */
 typedef struct th_run_options {
-    int level;               /**< pyramid level to tile (default 0) */
+    int level;               /**< pyramid level to tile; -1 (default) = chosen from the µm/px of
+                                  slide and model, with resampling; >= 0 forces that level as is */
     int tile;                /**< tile size in level pixels for models with dynamic input; 0 = from the model */
     int threads;             /**< worker threads; 0 = OpenMP default */
     th_engine_kind engine;   /**< default TH_ENGINE_REF */
     th_progress_fn progress; /**< optional */
     void *progress_user;
+    double slide_mpp;        /**< µm per level-0 pixel; 0 (default) = from the slide's metadata @since 0.2 */
+    double model_mpp;        /**< µm per model input pixel; 0 (default) = from the model @since 0.2 */
+    double mpp_tolerance;    /**< relative; within it no resampling is done (default 0.05) @since 0.2 */
+    double min_tissue;       /**< tiles with a smaller tissue fraction are not run (default 0.1;
+                                  0 = no tissue detection) @since 0.2 */
+    int stride;              /**< tile step in model pixels; 0 (default) = the tile size. Smaller
+                                  strides overlap tiles and average their CAMs; a multiple of the
+                                  model's feature stride @since 0.2 */
+    bool edge_pad;           /**< also run the partial right/bottom tiles, padded with white @since 0.2 */
+    int64_t roi_x, roi_y, roi_w, roi_h; /**< level-0 region to run; roi_w = 0 (default) = all @since 0.2 */
 } th_run_options;
 
 /** Set defaults. @since 0.1 */
@@ -187,8 +198,40 @@ TH_API const float *th_result_get_probs(const th_result *result, int64_t i);
 /** CAM feature cells per tile: fw columns × fh rows. @since 0.1 */
 TH_API void th_result_get_cam_size(const th_result *result, int *fw, int *fh);
 
-/** Raw CAM of tile i: (classes, fh, fw) row-major float32, bias not included (borrowed). @since 0.1 */
-TH_API const float *th_result_get_cam(const th_result *result, int64_t i);
+/**
+ * The slide-wide CAM grid: gw × gh cells of the last feature map, cell (0,0)'s top-left corner at
+ * level-0 (x0, y0), each cell cell_w0 × cell_h0 level-0 pixels. Overlapping tiles (stride) are
+ * averaged. Any pointer may be NULL. @since 0.2
+ */
+TH_API void th_result_get_cam_grid(const th_result *result, int64_t *gw, int64_t *gh, double *x0,
+                                   double *y0, double *cell_w0, double *cell_h0);
+
+/** Row gy of class c's raw CAM grid into out (gw floats), NaN where no tile ran. @since 0.2 */
+TH_API void th_result_read_cam_row(const th_result *result, int c, int64_t gy, float *out);
+
+/** µm per level-0 pixel used (0 if none) and where it came from: "--mpp", "openslide",
+ *  "tiff-tags", "png-tags", "assumed" (plain image taken at the model's resolution) or "none". @since 0.2 */
+TH_API double th_result_get_mpp(const th_result *result, const char **source);
+
+/** Level-0 pixels per model pixel (the resampling scale; 1 with no mpp). @since 0.2 */
+TH_API double th_result_get_scale(const th_result *result);
+
+/** The pyramid level tiles were read from. @since 0.2 */
+TH_API int th_result_get_level(const th_result *result);
+
+/** Tiles in the grid, tiles skipped for too little tissue (not run). @since 0.2 */
+TH_API void th_result_get_tile_counts(const th_result *result, int64_t *total, int64_t *skipped);
+
+/** Write the tissue mask found by tissue detection as a grayscale PNG (255 = tissue). Errors if
+ *  the run had no tissue detection (min_tissue 0). @since 0.2 */
+TH_API bool th_result_write_tissue_png(const th_result *result, const char *path, th_error **err);
+
+/** Wall seconds of named stages, in order; n of them. Borrowed. @since 0.2 */
+typedef struct th_stage {
+    const char *name;
+    double seconds;
+} th_stage;
+TH_API const th_stage *th_result_get_stages(const th_result *result, int *n);
 
 /** Mean over tiles of the softmax probability of class c, 0–100. @since 0.1 */
 TH_API double th_result_get_percent(const th_result *result, int c);
@@ -255,12 +298,16 @@ TH_API void th_render_options_init(th_render_options *opt);
 TH_API bool th_render_heatmap(th_slide *slide, const th_result *result, const th_model *model,
                               const th_render_options *opt, const char *path, th_error **err);
 
-/** What report.json records besides the result. Strings are borrowed. @since 0.1 */
+/** What report.json and run.json record besides the result. Strings are borrowed. @since 0.1 */
 typedef struct th_report_info {
     const char *slide_path; /**< as given by the user */
     const char *model_path; /**< as given by the user */
     const char *command;    /**< "single" or "multi" */
     int level;
+    const th_stage *stages; /**< extra stages after the run (render, outputs) @since 0.2 */
+    int n_stages;
+    int64_t peak_rss;       /**< bytes, 0 if unknown @since 0.2 */
+    const char *options;    /**< run.json: the command line's options as JSON object text @since 0.2 */
 } th_report_info;
 
 /** Write report.json (schema 1; see README). Temporary name + rename. @since 0.1 */
@@ -270,6 +317,35 @@ TH_API bool th_report_write_json(const th_result *result, const th_model *model,
 /** Write tiles.csv: col,row,x,y,w,h,<class names...>. Temporary name + rename. @since 0.1 */
 TH_API bool th_report_write_csv(const th_result *result, const th_model *model, const char *path,
                                 th_error **err);
+
+/** Write run.json: the run's provenance (version, model SHA-256, slide path and size, options,
+ *  µm/px and its source, stage timings, peak RSS). Temporary name + rename. @since 0.2 */
+TH_API bool th_report_write_run_json(const th_result *result, const th_model *model,
+                                     const th_report_info *info, const char *path, th_error **err);
+
+/* ---------------------------------------------------------------- exports */
+
+/** Write tiles.geojson: a FeatureCollection QuPath 0.4+ imports, one Feature per tile run:
+ *  Polygon in level-0 px, properties objectType "tile", classification {name, color} = the top
+ *  class, measurements = class probabilities. Temporary name + rename. @since 0.2 */
+TH_API bool th_export_geojson(const th_result *result, const th_model *model, const char *path,
+                              th_error **err);
+
+/** Write cam.npy (classes × gh × gw float32, the raw CAM grid, NaN where no tile ran) and
+ *  probabilities.npy (tiles × classes float32, tiles in tiles.csv order). Either path may be
+ *  NULL. Streams; temporary name + rename. @since 0.2 */
+TH_API bool th_export_npy(const th_result *result, const char *cam_path, const char *probs_path,
+                          th_error **err);
+
+/** Write heatmap.tiff: the slide blended with the heatmap (as th_render_heatmap draws it, no
+ *  legend) at level-0 resolution, as a tiled pyramidal BigTIFF (256×256 JPEG tiles, a page per
+ *  level halving down to ≤ 1024 px, SUBFILETYPE reduced-image, resolution tags from the slide's
+ *  µm/px) that OpenSlide opens. Streams rows; memory does not grow with the slide. @since 0.2 */
+TH_API bool th_render_tiff(th_slide *slide, const th_result *result, const th_model *model,
+                           const th_render_options *opt, const char *path, th_error **err);
+
+/** Peak resident memory of this process so far, in bytes (0 if unknown). @since 0.2 */
+TH_API int64_t th_peak_rss(void);
 
 #ifdef __cplusplus
 }

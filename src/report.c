@@ -115,3 +115,10 @@ bool th_report_write_csv(const th_result *result, const th_model *model, const c
     }
     return th_outfile_commit(&out, err);
 }
+
+bool th_report_write_run_json(const th_result *result, const th_model *model,
+                              const th_report_info *info, const char *path, th_error **err)
+{
+    th_error_set(err, "run.json is not implemented yet");
+    return false;
+}

@@ -118,9 +118,84 @@ void th_result_get_cam_size(const th_result *result, int *fw, int *fh)
     *fh = result->cam_h;
 }
 
-const float *th_result_get_cam(const th_result *result, int64_t i)
+void th_result_get_cam_grid(const th_result *result, int64_t *gw, int64_t *gh, double *x0,
+                            double *y0, double *cell_w0, double *cell_h0)
 {
-    return result->cam + (size_t)i * result->n_classes * result->cam_h * result->cam_w;
+    const th_grid *g = &result->grid;
+    if (gw) {
+        *gw = (int64_t)g->cols * result->cam_w;
+    }
+    if (gh) {
+        *gh = (int64_t)g->rows * result->cam_h;
+    }
+    if (x0) {
+        *x0 = 0;
+    }
+    if (y0) {
+        *y0 = 0;
+    }
+    if (cell_w0) {
+        *cell_w0 = g->tile_w * g->downsample / result->cam_w;
+    }
+    if (cell_h0) {
+        *cell_h0 = g->tile_h * g->downsample / result->cam_h;
+    }
+}
+
+void th_result_read_cam_row(const th_result *result, int c, int64_t gy, float *out)
+{
+    const th_grid *g = &result->grid;
+    int64_t row = gy / result->cam_h;
+    size_t cells = (size_t)result->cam_h * result->cam_w;
+    for (int col = 0; col < g->cols; col++) {
+        int64_t t = result->index[row * g->cols + col];
+        float *dst = out + (size_t)col * result->cam_w;
+        for (int i = 0; i < result->cam_w; i++) {
+            dst[i] = t < 0 ? NAN
+                           : result->cam[((size_t)t * result->n_classes + c) * cells +
+                                         (size_t)(gy % result->cam_h) * result->cam_w + i];
+        }
+    }
+}
+
+double th_result_get_mpp(const th_result *result, const char **source)
+{
+    if (source) {
+        *source = "none";
+    }
+    return 0;
+}
+
+double th_result_get_scale(const th_result *result)
+{
+    return result->grid.downsample;
+}
+
+int th_result_get_level(const th_result *result)
+{
+    return result->grid.level;
+}
+
+void th_result_get_tile_counts(const th_result *result, int64_t *total, int64_t *skipped)
+{
+    if (total) {
+        *total = (int64_t)result->grid.cols * result->grid.rows;
+    }
+    if (skipped) {
+        *skipped = 0;
+    }
+}
+
+bool th_result_write_tissue_png(const th_result *result, const char *path, th_error **err)
+{
+    th_error_set(err, "the run had no tissue detection");
+    return false;
+}
+
+const th_stage *th_result_get_stages(const th_result *result, int *n)
+{
+    *n = 0;
+    return NULL;
 }
 
 double th_result_get_percent(const th_result *result, int c)

@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -282,4 +283,13 @@ void th_outfile_printf(th_outfile *out, const char *fmt, ...)
 const char *th_version(void)
 {
     return PACKAGE_VERSION;
+}
+
+int64_t th_peak_rss(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) {
+        return 0;
+    }
+    return (int64_t)ru.ru_maxrss * 1024; // Linux reports kilobytes
 }

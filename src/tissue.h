@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/* Tissue detection on a low-resolution level: a binary mask at about 8 µm/px, and the tissue
+ * fraction of any level-0 rectangle. Used by run.c to skip tiles that are mostly glass. */
+#ifndef TH_TISSUE_H
+#define TH_TISSUE_H
+
+#include "th-private.h"
+
+typedef struct th_tissue {
+    int w, h;            /* mask size in pixels */
+    double sx, sy;       /* level-0 pixels per mask pixel */
+    uint8_t *mask;       /* (h, w): 1 = tissue, 0 = background */
+    double threshold;    /* the saturation threshold chosen (0..1) */
+    double fraction;     /* tissue share of the whole mask, 0..1 */
+} th_tissue;
+
+/* Detect tissue. mpp0 = µm per level-0 pixel (0 if unknown: then the mask's long side is about
+ * 2000 px). Reads the slide in bands from the best level; memory is the mask plus one band.
+ * Errors: read failures. */
+th_tissue *th_tissue_detect(th_slide *slide, double mpp0, th_error **err);
+
+void th_tissue_free(th_tissue *tissue);
+
+/* Share (0..1) of the level-0 rectangle [x, x+w) × [y, y+h) that is tissue; mask pixels count
+ * by their overlap area; parts outside the slide count as background. */
+double th_tissue_fraction(const th_tissue *tissue, double x, double y, double w, double h);
+
+/* The mask as an 8-bit grayscale PNG, 255 = tissue (temporary name + rename). */
+bool th_tissue_write_png(const th_tissue *tissue, const char *path, th_error **err);
+
+#endif
