@@ -307,7 +307,8 @@ typedef struct th_report_info {
     const th_stage *stages; /**< extra stages after the run (render, outputs) @since 0.2 */
     int n_stages;
     int64_t peak_rss;       /**< bytes, 0 if unknown @since 0.2 */
-    const char *options;    /**< run.json: the command line's options as JSON object text @since 0.2 */
+    int argc;               /**< run.json: the command line, as given @since 0.2 */
+    char *const *argv;
 } th_report_info;
 
 /** Write report.json (schema 1; see README). Temporary name + rename. @since 0.1 */

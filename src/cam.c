@@ -1,11 +1,128 @@
 /* SPDX-License-Identifier: MIT */
 /* Class activation maps (Zhou et al. 2016): CAM_c = Σ_k W[c,k]·A_k over the feature map A that
  * feeds global average pooling. The dense bias is left out: it shifts every cell of a class by
- * the same amount and carries no location. Also the slide-wide display range and the bilinear
- * sampler that stitches tiles without seams. */
+ * the same amount and carries no location. Also the sparse slide-wide CAM grid, the display
+ * range and the bilinear sampler that stitches tiles without seams. */
 #include <config.h>
 
 #include "cam.h"
+#include "result.h"
+
+/* ---------------------------------------------------------------- the grid */
+
+bool th_camgrid_init(th_camgrid *cg, const th_grid *grid, int n_classes, int cam_w, int cam_h,
+                     th_error **err)
+{
+    memset(cg, 0, sizeof(*cg));
+    // Overlapping tiles line up only if the stride is a whole number of feature cells.
+    if (grid->stride_x * cam_w % grid->tile_w || grid->stride_y * cam_h % grid->tile_h) {
+        th_error_set(err, "stride %d is not a multiple of the model's feature stride (%g px)",
+                     grid->stride_x, (double)grid->tile_w / cam_w);
+        return false;
+    }
+    cg->n_classes = n_classes;
+    cg->chunk_w = cam_w;
+    cg->chunk_h = cam_h;
+    cg->step_x = grid->stride_x * cam_w / grid->tile_w;
+    cg->step_y = grid->stride_y * cam_h / grid->tile_h;
+    cg->gw = (int64_t)(grid->cols - 1) * cg->step_x + cam_w;
+    cg->gh = (int64_t)(grid->rows - 1) * cg->step_y + cam_h;
+    cg->chunks_x = (cg->gw + cam_w - 1) / cam_w;
+    cg->chunks_y = (cg->gh + cam_h - 1) / cam_h;
+    cg->x0 = (double)grid->x0;
+    cg->y0 = (double)grid->y0;
+    cg->cell_w0 = grid->tile_w * grid->scale / cam_w;
+    cg->cell_h0 = grid->tile_h * grid->scale / cam_h;
+    size_t n;
+    if (!th_size_mul((size_t)cg->chunks_x, (size_t)cg->chunks_y, &n, err)) {
+        return false;
+    }
+    cg->chunk = th_calloc(n, sizeof(float *), err);
+    return cg->chunk != NULL;
+}
+
+void th_camgrid_free(th_camgrid *cg)
+{
+    if (!cg->chunk) {
+        return;
+    }
+    for (int64_t i = 0; i < cg->chunks_x * cg->chunks_y; i++) {
+        th_free(cg->chunk[i]);
+    }
+    TH_FREE(cg->chunk);
+}
+
+static size_t chunk_cells(const th_camgrid *cg)
+{
+    return (size_t)cg->chunk_w * cg->chunk_h;
+}
+
+// The chunk holding cell (gx, gy), allocated (zeroed) on first use; NULL on failure.
+static float *chunk_for(th_camgrid *cg, int64_t gx, int64_t gy, th_error **err)
+{
+    float **slot = &cg->chunk[(gy / cg->chunk_h) * cg->chunks_x + gx / cg->chunk_w];
+    if (!*slot) {
+        *slot = th_calloc((size_t)(cg->n_classes + 1) * chunk_cells(cg), sizeof(float), err);
+        cg->chunks_used += *slot != NULL;
+    }
+    return *slot;
+}
+
+bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error **err)
+{
+    size_t cells = chunk_cells(cg), tile_cells = cells;
+    int64_t gx0 = (int64_t)col * cg->step_x, gy0 = (int64_t)row * cg->step_y;
+    for (int cy = 0; cy < cg->chunk_h; cy++) {
+        int64_t gy = gy0 + cy;
+        for (int cx = 0; cx < cg->chunk_w; cx++) {
+            int64_t gx = gx0 + cx;
+            float *ch = chunk_for(cg, gx, gy, err); // (n_classes + 1, chunk_h, chunk_w)
+            if (!ch) {
+                return false;
+            }
+            size_t at = (size_t)(gy % cg->chunk_h) * cg->chunk_w + (size_t)(gx % cg->chunk_w);
+            for (int c = 0; c < cg->n_classes; c++) {
+                ch[c * cells + at] += cam[(size_t)c * tile_cells + (size_t)cy * cg->chunk_w + cx];
+            }
+            ch[cg->n_classes * cells + at] += 1;
+        }
+    }
+    return true;
+}
+
+void th_camgrid_finish(th_camgrid *cg)
+{
+    size_t cells = chunk_cells(cg);
+    for (int64_t i = 0; i < cg->chunks_x * cg->chunks_y; i++) {
+        float *ch = cg->chunk[i];
+        for (size_t at = 0; ch && at < cells; at++) {
+            float n = ch[cg->n_classes * cells + at];
+            for (int c = 0; n > 1 && c < cg->n_classes; c++) {
+                ch[c * cells + at] /= n;
+            }
+        }
+    }
+}
+
+bool th_camgrid_get(const th_camgrid *cg, int cls, int64_t gx, int64_t gy, float *v)
+{
+    if (gx < 0 || gy < 0 || gx >= cg->gw || gy >= cg->gh) {
+        return false;
+    }
+    const float *ch = cg->chunk[(gy / cg->chunk_h) * cg->chunks_x + gx / cg->chunk_w];
+    if (!ch) {
+        return false;
+    }
+    size_t cells = chunk_cells(cg);
+    size_t at = (size_t)(gy % cg->chunk_h) * cg->chunk_w + (size_t)(gx % cg->chunk_w);
+    if (ch[cg->n_classes * cells + at] == 0) {
+        return false;
+    }
+    *v = ch[cls * cells + at];
+    return true;
+}
+
+/* ---------------------------------------------------------------- CAM of one tile */
 
 void th_cam_compute(const float *feat, int c, int h, int w, const float *weight, int n_classes,
                     float *cam)
@@ -25,40 +142,172 @@ void th_cam_compute(const float *feat, int c, int h, int w, const float *weight,
     }
 }
 
+/* ---------------------------------------------------------------- display range */
+
+// Calls fn(ctx, value) for class cls at every cell where a tile ran, chunk by chunk.
+typedef void cell_fn(void *ctx, float v);
+static void for_each_cell(const th_camgrid *cg, int cls, cell_fn *fn, void *ctx)
+{
+    size_t cells = chunk_cells(cg);
+    for (int64_t i = 0; i < cg->chunks_x * cg->chunks_y; i++) {
+        const float *ch = cg->chunk[i];
+        for (size_t at = 0; ch && at < cells; at++) {
+            if (ch[cg->n_classes * cells + at] > 0) {
+                fn(ctx, ch[cls * cells + at]);
+            }
+        }
+    }
+}
+
+#define HIST_BINS 4096
+#define COLLECT_MAX (1 << 20) // values sorted directly once a bin holds no more than this
+
+// One pass of the exact percentile search over the positive values in [lo, hi].
+typedef struct hist {
+    double lo, hi;
+    int64_t n, positive;         // all cells; cells > 0
+    float max;                   // largest value
+    int64_t count[HIST_BINS];    // positive values in [lo, hi] per bin
+    float bmin[HIST_BINS], bmax[HIST_BINS];
+    int want;                    // bin being collected, or -1
+    float *keep;                 // (n_keep) values of bin `want`
+    int64_t n_keep;
+} hist;
+
+static int bin_of(const hist *h, float v)
+{
+    double t = (v - h->lo) / (h->hi - h->lo) * HIST_BINS;
+    return (int)TH_CLAMP(t, 0.0, (double)(HIST_BINS - 1));
+}
+
+static void count_cell(void *ctx, float v)
+{
+    hist *h = ctx;
+    h->n++;
+    if (v <= 0) {
+        return;
+    }
+    h->positive++;
+    h->max = TH_MAX(h->max, v);
+    if (v < h->lo || v > h->hi) {
+        return;
+    }
+    int b = bin_of(h, v);
+    if (h->count[b]++ == 0 || v < h->bmin[b]) {
+        h->bmin[b] = v;
+    }
+    if (h->count[b] == 1 || v > h->bmax[b]) {
+        h->bmax[b] = v;
+    }
+    if (b == h->want) {
+        h->keep[h->n_keep++] = v;
+    }
+}
+
 static int cmp_float(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
 }
 
+// The k-th smallest (0-based) positive value of class cls, k < the number of positive cells.
+static bool kth_positive(const th_camgrid *cg, int cls, int64_t k, float max, float *out,
+                         th_error **err)
+{
+    hist *h = th_calloc(1, sizeof(*h), err);
+    if (!h) {
+        return false;
+    }
+    double lo = 0, hi = max;
+    bool ok = false;
+    for (;;) {
+        memset(h->count, 0, sizeof(h->count));
+        h->lo = lo;
+        h->hi = hi > lo ? hi : lo + 1;
+        h->want = -1;
+        for_each_cell(cg, cls, count_cell, h);
+        int b = 0;
+        while (b < HIST_BINS - 1 && k >= h->count[b]) {
+            k -= h->count[b++];
+        }
+        if (h->bmin[b] == h->bmax[b]) {
+            *out = h->bmin[b]; // every value in the bin is the same
+            ok = true;
+            break;
+        }
+        if (h->count[b] <= COLLECT_MAX) {
+            h->keep = th_malloc(sizeof(float) * (size_t)h->count[b], err);
+            if (!h->keep) {
+                break;
+            }
+            memset(h->count, 0, sizeof(h->count));
+            h->want = b;
+            for_each_cell(cg, cls, count_cell, h);
+            qsort(h->keep, (size_t)h->n_keep, sizeof(float), cmp_float);
+            *out = h->keep[k];
+            ok = true;
+            break;
+        }
+        lo = h->bmin[b]; // narrow to the bin's values and count again
+        hi = h->bmax[b];
+    }
+    th_free(h->keep);
+    th_free(h);
+    return ok;
+}
+
 // Linear-interpolated percentile (0..100) of the class's CAM values clipped at 0.
 static bool class_percentile(const th_result *r, int cls, double pct, float *out, float *max,
                              th_error **err)
 {
-    size_t cells = (size_t)r->cam_h * r->cam_w;
-    size_t n = (size_t)r->n_tiles * cells;
-    float *v = th_calloc(n ? n : 1, sizeof(float), err); // (n) values of this class
-    if (!v) {
+    hist *h = th_calloc(1, sizeof(*h), err);
+    if (!h) {
         return false;
     }
-    for (int64_t t = 0; t < r->n_tiles; t++) {
-        const float *src = r->cam + ((size_t)t * r->n_classes + cls) * cells;
-        for (size_t i = 0; i < cells; i++) {
-            v[(size_t)t * cells + i] = src[i] > 0 ? src[i] : 0;
-        }
-    }
-    qsort(v, n, sizeof(float), cmp_float);
+    h->lo = 1; // first pass: only the counts and the maximum
+    h->hi = 0;
+    h->want = -1;
+    for_each_cell(&r->cams, cls, count_cell, h);
+    int64_t n = h->n, zeros = h->n - h->positive;
+    *max = h->max;
+    th_free(h);
     *out = 0;
-    *max = 0;
-    if (n) {
-        double pos = TH_CLAMP(pct, 0.0, 100.0) / 100.0 * (double)(n - 1);
-        size_t i = (size_t)pos;
-        double frac = pos - (double)i;
-        *out = (float)(i + 1 < n ? v[i] * (1 - frac) + v[i + 1] * frac : v[i]);
-        *max = v[n - 1];
+    if (n == 0) {
+        return true;
     }
-    th_free(v);
+    double pos = TH_CLAMP(pct, 0.0, 100.0) / 100.0 * (double)(n - 1);
+    int64_t i = (int64_t)pos;
+    double frac = pos - (double)i;
+    float a = 0, b = 0;
+    if (i >= zeros && !kth_positive(&r->cams, cls, i - zeros, *max, &a, err)) {
+        return false;
+    }
+    if (frac > 0 && i + 1 < n) {
+        if (i + 1 >= zeros && !kth_positive(&r->cams, cls, i + 1 - zeros, *max, &b, err)) {
+            return false;
+        }
+        *out = (float)(a * (1 - frac) + b * frac);
+    } else {
+        *out = a;
+    }
     return true;
+}
+
+typedef struct minmax {
+    bool any;
+    float lo, hi;
+} minmax;
+
+static void minmax_cell(void *ctx, float v)
+{
+    minmax *m = ctx;
+    if (!m->any || v < m->lo) {
+        m->lo = v;
+    }
+    if (!m->any || v > m->hi) {
+        m->hi = v;
+    }
+    m->any = true;
 }
 
 bool th_cam_range(const th_result *result, th_norm norm, double percentile, const int *classes,
@@ -74,79 +323,48 @@ bool th_cam_range(const th_result *result, th_norm norm, double percentile, cons
         *hi = p > 0 ? p : (max > 0 ? max : 1);
         return true;
     }
-    size_t cells = (size_t)result->cam_h * result->cam_w;
-    bool any = false;
+    minmax m = {0};
     for (int i = 0; i < n_classes; i++) {
-        for (int64_t t = 0; t < result->n_tiles; t++) {
-            const float *src = result->cam + ((size_t)t * result->n_classes + classes[i]) * cells;
-            for (size_t j = 0; j < cells; j++) {
-                if (!any || src[j] < *lo) {
-                    *lo = src[j];
-                }
-                if (!any || src[j] > *hi) {
-                    *hi = src[j];
-                }
-                any = true;
-            }
-        }
+        for_each_cell(&result->cams, classes[i], minmax_cell, &m);
     }
-    if (!any) {
-        *lo = 0;
-        *hi = 1;
-    } else if (*hi <= *lo) {
+    *lo = m.any ? m.lo : 0;
+    *hi = m.any ? m.hi : 1;
+    if (*hi <= *lo) {
         *hi = *lo + 1;
     }
     return true;
 }
 
-// Raw CAM value of grid cell (gx, gy) for class cls; false if its tile was not run.
-static bool cell_value(const th_result *r, int cls, int64_t gx, int64_t gy, float *v)
-{
-    int64_t col = gx / r->cam_w, row = gy / r->cam_h;
-    int64_t t = r->index[row * r->grid.cols + col];
-    if (t < 0) {
-        return false;
-    }
-    size_t cells = (size_t)r->cam_h * r->cam_w;
-    const float *cam = r->cam + ((size_t)t * r->n_classes + cls) * cells; // (cam_h, cam_w)
-    *v = cam[(gy % r->cam_h) * r->cam_w + gx % r->cam_w];
-    return true;
-}
+/* ---------------------------------------------------------------- sampling */
 
 bool th_cam_sample(const th_result *result, int cls, double x, double y, float *value)
 {
-    const th_grid *g = &result->grid;
-    double tile_w0 = g->tile_w * g->downsample, tile_h0 = g->tile_h * g->downsample;
-    if (x < 0 || y < 0 || x >= g->cols * tile_w0 || y >= g->rows * tile_h0) {
+    const th_camgrid *cg = &result->cams;
+    double px = (x - cg->x0) / cg->cell_w0, py = (y - cg->y0) / cg->cell_h0;
+    if (px < 0 || py < 0 || px >= (double)cg->gw || py >= (double)cg->gh) {
         return false;
     }
-    if (result->index[(int64_t)(y / tile_h0) * g->cols + (int64_t)(x / tile_w0)] < 0) {
+    float own;
+    if (!th_camgrid_get(cg, cls, (int64_t)px, (int64_t)py, &own)) {
         return false;
     }
-    int64_t gw = (int64_t)g->cols * result->cam_w, gh = (int64_t)g->rows * result->cam_h;
-    double cell_w0 = tile_w0 / result->cam_w, cell_h0 = tile_h0 / result->cam_h;
     // Continuous cell coordinates: cell centres sit at integer positions.
-    double fx = x / cell_w0 - 0.5;
-    double fy = y / cell_h0 - 0.5;
-    fx = TH_CLAMP(fx, 0.0, (double)(gw - 1));
-    fy = TH_CLAMP(fy, 0.0, (double)(gh - 1));
+    double fx = TH_CLAMP(px - 0.5, 0.0, (double)(cg->gw - 1));
+    double fy = TH_CLAMP(py - 0.5, 0.0, (double)(cg->gh - 1));
     int64_t x0 = (int64_t)fx, y0 = (int64_t)fy;
-    int64_t x1 = TH_MIN(x0 + 1, gw - 1), y1 = TH_MIN(y0 + 1, gh - 1);
+    int64_t x1 = TH_MIN(x0 + 1, cg->gw - 1), y1 = TH_MIN(y0 + 1, cg->gh - 1);
     double ax = fx - (double)x0, ay = fy - (double)y0;
     const int64_t cx[4] = {x0, x1, x0, x1}, cy[4] = {y0, y0, y1, y1};
     const double wt[4] = {(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay};
     double sum = 0, wsum = 0;
     for (int i = 0; i < 4; i++) {
         float v;
-        if (wt[i] > 0 && cell_value(result, cls, cx[i], cy[i], &v)) {
+        if (wt[i] > 0 && th_camgrid_get(cg, cls, cx[i], cy[i], &v)) {
             sum += wt[i] * v;
             wsum += wt[i];
         }
     }
-    if (wsum <= 0) {
-        // Only the point's own cell is left (its tile was run, its neighbours' were not).
-        return cell_value(result, cls, (int64_t)(x / cell_w0), (int64_t)(y / cell_h0), value);
-    }
-    *value = (float)(sum / wsum);
+    // Only the point's own cell is left when its neighbours had no tile.
+    *value = wsum > 0 ? (float)(sum / wsum) : own;
     return true;
 }

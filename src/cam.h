@@ -1,25 +1,61 @@
 /* SPDX-License-Identifier: MIT */
 /* Class activation maps: CAM_c(y,x) = Σ_k W[c,k]·A_k(y,x) over the feature map A that feeds
- * global average pooling, W the dense weights; the dense bias is left out. Plus the slide-wide
- * display normalisation and bilinear sampling across tile borders. */
+ * global average pooling, W the dense weights; the dense bias is left out. The slide-wide CAM
+ * grid (sparse: memory follows the tiles run, not the slide), the display normalisation and
+ * bilinear sampling across tile borders. */
 #ifndef TH_CAM_H
 #define TH_CAM_H
 
-#include "result.h"
+#include "tiler.h"
+
+/* The slide-wide grid of CAM cells. Tile (col, row) covers cells [col·step_x, +chunk_w) ×
+ * [row·step_y, +chunk_h). Storage is in chunks of chunk_w × chunk_h cells aligned to the grid,
+ * allocated when a tile first touches them; overlapping tiles are summed, then averaged by
+ * th_camgrid_finish. */
+typedef struct th_camgrid {
+    int n_classes;
+    int chunk_w, chunk_h;       /* cells per chunk = CAM cells per tile */
+    int step_x, step_y;         /* cells from one tile to the next */
+    int64_t gw, gh;             /* cells across and down the grid */
+    int64_t chunks_x, chunks_y; /* chunks across and down */
+    float **chunk;              /* (chunks_y · chunks_x) pointers, NULL = untouched; each chunk is
+                                   (n_classes + 1, chunk_h, chunk_w) float32: the classes' CAM sums
+                                   (means after finish), then the number of tiles added */
+    int64_t chunks_used;
+    double x0, y0;              /* level-0 corner of cell (0, 0) */
+    double cell_w0, cell_h0;    /* level-0 size of a cell */
+} th_camgrid;
+
+/* Plan the grid for `grid`'s tiles with cam_w × cam_h cells each. Errors: a stride that is not a
+ * whole number of cells. */
+bool th_camgrid_init(th_camgrid *cg, const th_grid *grid, int n_classes, int cam_w, int cam_h,
+                     th_error **err);
+void th_camgrid_free(th_camgrid *cg);
+
+/* Add tile (col, row)'s CAM, (n_classes, chunk_h, chunk_w). Serial, in tile order. */
+bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error **err);
+
+/* Turn sums into means (once, after the last add). */
+void th_camgrid_finish(th_camgrid *cg);
+
+/* Raw CAM of class cls at cell (gx, gy); false where no tile ran (or outside the grid). */
+bool th_camgrid_get(const th_camgrid *cg, int cls, int64_t gx, int64_t gy, float *v);
 
 /* feat (c, h, w), weight (n_classes, c) -> cam (n_classes, h, w). */
 void th_cam_compute(const float *feat, int c, int h, int w, const float *weight, int n_classes,
                     float *cam);
 
-/* Display range of class cls over every CAM cell of the slide.
- * TH_NORM_PERCENTILE: lo = 0, hi = that percentile of the values clipped at 0 (1 if all ≤ 0).
- * TH_NORM_RAW: lo, hi = smallest and largest raw value over the classes in `classes`. */
-bool th_cam_range(const th_result *result, th_norm norm, double percentile, const int *classes,
-                  int n_classes, float *lo, float *hi, th_error **err);
+/* Display range of class cls over every CAM cell where a tile ran. Memory does not grow with
+ * the slide (an exact percentile by histogram refinement).
+ * TH_NORM_PERCENTILE: lo = 0, hi = that percentile of the values clipped at 0 (the maximum if
+ * that is 0; 1 if all ≤ 0). TH_NORM_RAW: lo, hi = smallest and largest raw value over the
+ * classes in `classes`. */
+bool th_cam_range(const th_result *result, th_norm norm, double percentile,
+                  const int *classes, int n_classes, float *lo, float *hi, th_error **err);
 
 /* Bilinear sample of the raw CAM of class cls at level-0 point (x, y) (pixel centres at +0.5),
- * interpolating between cell centres across tile borders; cells of tiles that were not run are
- * left out of the weights. False where no tile covers the point (partial edges). */
+ * interpolating between cell centres across tile borders; cells where no tile ran are left out
+ * of the weights. False where the point's own cell has no tile. */
 bool th_cam_sample(const th_result *result, int cls, double x, double y, float *value);
 
 #endif

@@ -1,19 +1,85 @@
 /* SPDX-License-Identifier: MIT */
-/* The per-class breakdown as files: report.json (cJSON) and tiles.csv. Both depend only on the
- * inputs and the options that change results: no timings, thread counts or temporary paths. */
+/* The per-class breakdown as files: report.json (cJSON) and tiles.csv, and the run's provenance
+ * as run.json. Everything in report.json but its "performance" object, and all of tiles.csv,
+ * depends only on the inputs and the options that change results. */
 #include <config.h>
 
 #include <cjson/cJSON.h>
+#include <nettle/sha2.h>
 
 #include "model.h"
 #include "result.h"
 
-#define TH_REPORT_SCHEMA 1
+#define TH_REPORT_SCHEMA 2
 
 // Percentages are rounded to 1e-4 so the file reads well; the sums still come to 100.
 static double round4(double v)
 {
     return round(v * 1e4) / 1e4;
+}
+
+// Level-0 area of one tile's share of the grid (the stride × stride step) in mm², 0 if unknown.
+static double tile_area_mm2(const th_result *r)
+{
+    const th_grid *g = &r->grid;
+    double um = g->mpp * g->scale;
+    return g->mpp > 0 ? (double)g->stride_x * um * g->stride_y * um * 1e-6 : 0;
+}
+
+static void add_resolution(cJSON *root, const th_result *r)
+{
+    const char *source;
+    double mpp = th_result_get_mpp(r, &source);
+    cJSON *res = cJSON_AddObjectToObject(root, "resolution");
+    if (mpp > 0) {
+        cJSON_AddNumberToObject(res, "slide_mpp", mpp);
+        cJSON_AddNumberToObject(res, "tile_mpp", mpp * r->grid.scale);
+    } else {
+        cJSON_AddNullToObject(res, "slide_mpp");
+        cJSON_AddNullToObject(res, "tile_mpp");
+    }
+    cJSON_AddStringToObject(res, "source", source);
+    cJSON_AddNumberToObject(res, "level", r->grid.level);
+    cJSON_AddNumberToObject(res, "scale", r->grid.scale);
+    cJSON_AddBoolToObject(res, "resampled", r->grid.resample);
+}
+
+static void add_tiles(cJSON *root, const th_result *r)
+{
+    cJSON *tile = cJSON_AddObjectToObject(root, "tile");
+    cJSON_AddNumberToObject(tile, "width", r->grid.tile_w);
+    cJSON_AddNumberToObject(tile, "height", r->grid.tile_h);
+    cJSON_AddNumberToObject(tile, "stride", r->grid.stride_x);
+    cJSON_AddStringToObject(tile, "edge", r->grid.edge_pad ? "pad" : "ignore");
+    cJSON_AddNumberToObject(tile, "cam_width", r->cam_w);
+    cJSON_AddNumberToObject(tile, "cam_height", r->cam_h);
+    cJSON *tiles = cJSON_AddObjectToObject(root, "tiles");
+    int64_t total, skipped;
+    th_result_get_tile_counts(r, &total, &skipped);
+    cJSON_AddNumberToObject(tiles, "columns", r->grid.cols);
+    cJSON_AddNumberToObject(tiles, "rows", r->grid.rows);
+    cJSON_AddNumberToObject(tiles, "total", (double)total);
+    cJSON_AddNumberToObject(tiles, "processed", (double)r->n_tiles);
+    cJSON_AddNumberToObject(tiles, "skipped", (double)skipped);
+    cJSON_AddNumberToObject(tiles, "background_percent",
+                            total ? round4(100.0 * (double)skipped / (double)total) : 0);
+    cJSON_AddNumberToObject(tiles, "min_tissue", r->min_tissue);
+}
+
+static void add_performance(cJSON *root, const th_result *r, const th_report_info *info)
+{
+    cJSON *perf = cJSON_AddObjectToObject(root, "performance");
+    cJSON *stages = cJSON_AddObjectToObject(perf, "stages_seconds");
+    for (int i = 0; i < r->n_stages; i++) {
+        cJSON_AddNumberToObject(stages, r->stages[i].name, round4(r->stages[i].seconds));
+    }
+    for (int i = 0; info && i < info->n_stages; i++) {
+        cJSON_AddNumberToObject(stages, info->stages[i].name, round4(info->stages[i].seconds));
+    }
+    cJSON_AddNumberToObject(perf, "threads", r->threads);
+    if (info && info->peak_rss > 0) {
+        cJSON_AddNumberToObject(perf, "peak_rss_bytes", (double)info->peak_rss);
+    }
 }
 
 static cJSON *build_json(const th_result *r, const th_model *model, const th_report_info *info)
@@ -27,33 +93,30 @@ static cJSON *build_json(const th_result *r, const th_model *model, const th_rep
         cJSON_AddStringToObject(root, "command", info->command);
     }
     cJSON_AddNumberToObject(root, "level", r->grid.level);
-    cJSON *tile = cJSON_AddObjectToObject(root, "tile");
-    cJSON_AddNumberToObject(tile, "width", r->grid.tile_w);
-    cJSON_AddNumberToObject(tile, "height", r->grid.tile_h);
-    cJSON_AddNumberToObject(tile, "cam_width", r->cam_w);
-    cJSON_AddNumberToObject(tile, "cam_height", r->cam_h);
-    cJSON *tiles = cJSON_AddObjectToObject(root, "tiles");
-    cJSON_AddNumberToObject(tiles, "columns", r->grid.cols);
-    cJSON_AddNumberToObject(tiles, "rows", r->grid.rows);
-    cJSON_AddNumberToObject(tiles, "total", (double)r->grid.cols * r->grid.rows);
-    cJSON_AddNumberToObject(tiles, "processed", (double)r->n_tiles);
+    add_resolution(root, r);
+    add_tiles(root, r);
     cJSON *classes = cJSON_AddArrayToObject(root, "classes");
+    double area = tile_area_mm2(r);
     for (int c = 0; c < r->n_classes; c++) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "name", th_model_get_class_name(model, c));
         cJSON_AddNumberToObject(o, "percent", round4(r->percent[c]));
         cJSON_AddNumberToObject(o, "argmax_percent", round4(r->argmax_percent[c]));
+        if (area > 0) {
+            double tiles = r->argmax_percent[c] / 100 * (double)r->n_tiles;
+            cJSON_AddNumberToObject(o, "area_mm2", round(tiles * area * 1e6) / 1e6);
+        }
         cJSON_AddBoolToObject(o, "background", th_model_is_background_class(model, c));
         cJSON_AddItemToArray(classes, o);
     }
+    add_performance(root, r, info);
     return root;
 }
 
-bool th_report_write_json(const th_result *result, const th_model *model,
-                          const th_report_info *info, const char *path, th_error **err)
+// Print a cJSON tree to `path` (temporary name + rename); frees the tree.
+static bool write_tree(cJSON *root, const char *path, th_error **err)
 {
     th_outfile out;
-    cJSON *root = build_json(result, model, info);
     char *text = root ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!text) {
@@ -68,6 +131,12 @@ bool th_report_write_json(const th_result *result, const th_model *model,
     }
     cJSON_free(text);
     return ok;
+}
+
+bool th_report_write_json(const th_result *result, const th_model *model,
+                          const th_report_info *info, const char *path, th_error **err)
+{
+    return write_tree(build_json(result, model, info), path, err);
 }
 
 // A CSV field: quoted when it holds a comma, quote or line break.
@@ -116,9 +185,82 @@ bool th_report_write_csv(const th_result *result, const th_model *model, const c
     return th_outfile_commit(&out, err);
 }
 
+// Hex SHA-256 of a file (65 bytes with the terminator).
+static bool sha256_file(const char *path, char hex[65], th_error **err)
+{
+    FILE *fp = th_fopen(path, "rb", err);
+    if (!fp) {
+        return false;
+    }
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    uint8_t buf[65536], digest[SHA256_DIGEST_SIZE];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), fp)) > 0) {
+        sha256_update(&ctx, n, buf);
+    }
+    bool ok = !ferror(fp);
+    fclose(fp);
+    if (!ok) {
+        th_error_set(err, "%s: read error", path);
+        return false;
+    }
+    sha256_digest(&ctx, sizeof(digest), digest);
+    for (int i = 0; i < SHA256_DIGEST_SIZE; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    }
+    return true;
+}
+
+static void add_run_options(cJSON *root, const th_result *r, const th_report_info *info)
+{
+    cJSON *cmd = cJSON_AddArrayToObject(root, "command_line");
+    for (int i = 0; info && i < info->argc; i++) {
+        cJSON_AddItemToArray(cmd, cJSON_CreateString(info->argv[i]));
+    }
+    const th_run_options *o = &r->opt;
+    cJSON *opt = cJSON_AddObjectToObject(root, "options");
+    cJSON_AddStringToObject(opt, "engine", o->engine == TH_ENGINE_FAST ? "fast" : "ref");
+    cJSON_AddNumberToObject(opt, "threads", r->threads);
+    cJSON_AddNumberToObject(opt, "level", o->level);
+    cJSON_AddNumberToObject(opt, "mpp", o->slide_mpp);
+    cJSON_AddNumberToObject(opt, "model_mpp", o->model_mpp);
+    cJSON_AddNumberToObject(opt, "mpp_tolerance", o->mpp_tolerance);
+    cJSON_AddNumberToObject(opt, "min_tissue", o->min_tissue);
+    cJSON_AddNumberToObject(opt, "stride", r->grid.stride_x);
+    cJSON_AddStringToObject(opt, "edge", o->edge_pad ? "pad" : "ignore");
+    if (o->roi_w > 0) {
+        double roi[4] = {(double)o->roi_x, (double)o->roi_y, (double)o->roi_w, (double)o->roi_h};
+        cJSON_AddItemToObject(opt, "roi", cJSON_CreateDoubleArray(roi, 4));
+    } else {
+        cJSON_AddNullToObject(opt, "roi");
+    }
+}
+
 bool th_report_write_run_json(const th_result *result, const th_model *model,
                               const th_report_info *info, const char *path, th_error **err)
 {
-    th_error_set(err, "run.json is not implemented yet");
-    return false;
+    char sha[65] = "";
+    if (info && info->model_path && !sha256_file(info->model_path, sha, err)) {
+        return false;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "tileheat", th_version());
+    cJSON *m = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(m, "path", info && info->model_path ? info->model_path : "");
+    cJSON_AddStringToObject(m, "sha256", sha);
+    cJSON *sl = cJSON_AddObjectToObject(root, "slide");
+    cJSON_AddStringToObject(sl, "path", info && info->slide_path ? info->slide_path : "");
+    int64_t total, skipped;
+    th_result_get_tile_counts(result, &total, &skipped);
+    cJSON_AddNumberToObject(sl, "width", (double)result->grid.slide_w);
+    cJSON_AddNumberToObject(sl, "height", (double)result->grid.slide_h);
+    add_resolution(root, result);
+    add_run_options(root, result, info);
+    cJSON *tiles = cJSON_AddObjectToObject(root, "tiles");
+    cJSON_AddNumberToObject(tiles, "total", (double)total);
+    cJSON_AddNumberToObject(tiles, "processed", (double)result->n_tiles);
+    cJSON_AddNumberToObject(tiles, "skipped", (double)skipped);
+    add_performance(root, result, info);
+    return write_tree(root, path, err);
 }

@@ -3,6 +3,7 @@
 #include <config.h>
 
 #include "result.h"
+#include "tissue.h"
 
 th_result *th_result_new(const th_grid *grid, int n_classes, int cam_w, int cam_h,
                          int64_t n_tiles, th_error **err)
@@ -12,29 +13,31 @@ th_result *th_result_new(const th_grid *grid, int n_classes, int cam_w, int cam_
         return NULL;
     }
     r->grid = *grid;
+    // Hand-made grids (tests) may leave the stride and scale out: tiles side by side, as read.
+    if (r->grid.stride_x <= 0 || r->grid.stride_y <= 0) {
+        r->grid.stride_x = r->grid.tile_w;
+        r->grid.stride_y = r->grid.tile_h;
+    }
+    if (r->grid.scale <= 0) {
+        r->grid.scale = r->grid.downsample > 0 ? r->grid.downsample : 1;
+    }
     r->n_classes = n_classes;
     r->cam_w = cam_w;
     r->cam_h = cam_h;
     r->n_tiles = n_tiles;
     size_t nt = (size_t)n_tiles, nc = (size_t)n_classes;
-    size_t cells = (size_t)grid->cols * (size_t)grid->rows, cam_per_tile;
-    if (!th_size_mul(nc, (size_t)cam_w * (size_t)cam_h, &cam_per_tile, err)) {
+    if (!th_camgrid_init(&r->cams, &r->grid, n_classes, cam_w, cam_h, err)) {
         goto fail;
     }
-    r->tile_col = th_calloc(nt, sizeof(int32_t), err);
-    r->tile_row = th_calloc(nt, sizeof(int32_t), err);
-    r->index = th_calloc(cells, sizeof(int64_t), err);
-    r->logits = th_calloc(nt * nc, sizeof(float), err);
-    r->probs = th_calloc(nt * nc, sizeof(float), err);
-    r->cam = th_calloc(nt, cam_per_tile * sizeof(float), err);
+    r->tile_col = th_calloc(nt ? nt : 1, sizeof(int32_t), err);
+    r->tile_row = th_calloc(nt ? nt : 1, sizeof(int32_t), err);
+    r->logits = th_calloc(TH_MAX(nt * nc, (size_t)1), sizeof(float), err);
+    r->probs = th_calloc(TH_MAX(nt * nc, (size_t)1), sizeof(float), err);
     r->percent = th_calloc(nc, sizeof(double), err);
     r->argmax_percent = th_calloc(nc, sizeof(double), err);
-    if (!r->tile_col || !r->tile_row || !r->index || !r->logits || !r->probs || !r->cam ||
-        !r->percent || !r->argmax_percent) {
+    if (!r->tile_col || !r->tile_row || !r->logits || !r->probs || !r->percent ||
+        !r->argmax_percent) {
         goto fail;
-    }
-    for (size_t i = 0; i < cells; i++) {
-        r->index[i] = -1;
     }
     return r;
 fail:
@@ -49,17 +52,42 @@ void th_result_free(th_result *result)
     }
     th_free(result->tile_col);
     th_free(result->tile_row);
-    th_free(result->index);
     th_free(result->logits);
     th_free(result->probs);
-    th_free(result->cam);
+    th_camgrid_free(&result->cams);
     th_free(result->percent);
     th_free(result->argmax_percent);
+    th_tissue_free(result->tissue);
     th_free(result);
+}
+
+bool th_result_add_tile(th_result *r, int64_t t, int col, int row, const float *cam,
+                        th_error **err)
+{
+    r->tile_col[t] = col;
+    r->tile_row[t] = row;
+    if (cam) {
+        return th_camgrid_add(&r->cams, col, row, cam, err);
+    }
+    size_t n = (size_t)r->n_classes * r->cam_w * r->cam_h;
+    float *zeros = th_calloc(n, sizeof(float), err);
+    bool ok = zeros && th_camgrid_add(&r->cams, col, row, zeros, err);
+    th_free(zeros);
+    return ok;
+}
+
+void th_result_add_stage(th_result *r, const char *name, double seconds)
+{
+    if (r->n_stages < TH_MAX_STAGES) {
+        r->stages[r->n_stages].name = name;
+        r->stages[r->n_stages].seconds = seconds;
+        r->n_stages++;
+    }
 }
 
 void th_result_summarize(th_result *r)
 {
+    th_camgrid_finish(&r->cams);
     int nc = r->n_classes;
     for (int c = 0; c < nc; c++) {
         r->percent[c] = 0;
@@ -121,39 +149,32 @@ void th_result_get_cam_size(const th_result *result, int *fw, int *fh)
 void th_result_get_cam_grid(const th_result *result, int64_t *gw, int64_t *gh, double *x0,
                             double *y0, double *cell_w0, double *cell_h0)
 {
-    const th_grid *g = &result->grid;
+    const th_camgrid *cg = &result->cams;
     if (gw) {
-        *gw = (int64_t)g->cols * result->cam_w;
+        *gw = cg->gw;
     }
     if (gh) {
-        *gh = (int64_t)g->rows * result->cam_h;
+        *gh = cg->gh;
     }
     if (x0) {
-        *x0 = 0;
+        *x0 = cg->x0;
     }
     if (y0) {
-        *y0 = 0;
+        *y0 = cg->y0;
     }
     if (cell_w0) {
-        *cell_w0 = g->tile_w * g->downsample / result->cam_w;
+        *cell_w0 = cg->cell_w0;
     }
     if (cell_h0) {
-        *cell_h0 = g->tile_h * g->downsample / result->cam_h;
+        *cell_h0 = cg->cell_h0;
     }
 }
 
 void th_result_read_cam_row(const th_result *result, int c, int64_t gy, float *out)
 {
-    const th_grid *g = &result->grid;
-    int64_t row = gy / result->cam_h;
-    size_t cells = (size_t)result->cam_h * result->cam_w;
-    for (int col = 0; col < g->cols; col++) {
-        int64_t t = result->index[row * g->cols + col];
-        float *dst = out + (size_t)col * result->cam_w;
-        for (int i = 0; i < result->cam_w; i++) {
-            dst[i] = t < 0 ? NAN
-                           : result->cam[((size_t)t * result->n_classes + c) * cells +
-                                         (size_t)(gy % result->cam_h) * result->cam_w + i];
+    for (int64_t gx = 0; gx < result->cams.gw; gx++) {
+        if (!th_camgrid_get(&result->cams, c, gx, gy, &out[gx])) {
+            out[gx] = NAN;
         }
     }
 }
@@ -161,14 +182,14 @@ void th_result_read_cam_row(const th_result *result, int c, int64_t gy, float *o
 double th_result_get_mpp(const th_result *result, const char **source)
 {
     if (source) {
-        *source = "none";
+        *source = result->grid.mpp_source[0] ? result->grid.mpp_source : "none";
     }
-    return 0;
+    return result->grid.mpp;
 }
 
 double th_result_get_scale(const th_result *result)
 {
-    return result->grid.downsample;
+    return result->grid.scale;
 }
 
 int th_result_get_level(const th_result *result)
@@ -179,23 +200,26 @@ int th_result_get_level(const th_result *result)
 void th_result_get_tile_counts(const th_result *result, int64_t *total, int64_t *skipped)
 {
     if (total) {
-        *total = (int64_t)result->grid.cols * result->grid.rows;
+        *total = result->n_tiles + result->n_skipped;
     }
     if (skipped) {
-        *skipped = 0;
+        *skipped = result->n_skipped;
     }
 }
 
 bool th_result_write_tissue_png(const th_result *result, const char *path, th_error **err)
 {
-    th_error_set(err, "the run had no tissue detection");
-    return false;
+    if (!result->tissue) {
+        th_error_set(err, "the run had no tissue detection");
+        return false;
+    }
+    return th_tissue_write_png(result->tissue, path, err);
 }
 
 const th_stage *th_result_get_stages(const th_result *result, int *n)
 {
-    *n = 0;
-    return NULL;
+    *n = result->n_stages;
+    return result->stages;
 }
 
 double th_result_get_percent(const th_result *result, int c)

@@ -1,32 +1,51 @@
 /* SPDX-License-Identifier: MIT */
-/* th_result: what a run produced, per tile run. Everything here is bounded by the number of
- * tiles run, never by the slide's pixel size. Filled by run.c; read by cam.c, render.c,
- * report.c. */
+/* th_result: what a run produced. Per-tile arrays are bounded by the tiles run and the CAM grid
+ * is sparse, so nothing here grows with the slide's pixel size, only with its tissue. Filled by
+ * run.c; read by cam.c, render.c, report.c, export.c. */
 #ifndef TH_RESULT_H
 #define TH_RESULT_H
 
+#include "cam.h"
 #include "tiler.h"
+
+#define TH_MAX_STAGES 12
 
 struct th_result {
     th_grid grid;
     int n_classes;
     int cam_w, cam_h;       /* CAM cells per tile (= feature map width/height) */
     int64_t n_tiles;        /* tiles run */
+    int64_t n_skipped;      /* grid tiles not run for too little tissue */
     int32_t *tile_col;      /* (n_tiles) grid column of each tile run, row-major grid order */
     int32_t *tile_row;      /* (n_tiles) */
-    int64_t *index;         /* (grid.rows, grid.cols): tile number in the arrays here, or -1 */
     float *logits;          /* (n_tiles, n_classes) */
     float *probs;           /* (n_tiles, n_classes) softmax */
-    float *cam;             /* (n_tiles, n_classes, cam_h, cam_w) raw CAM, bias left out */
-    double *percent;        /* (n_classes) mean probability × 100 */
-    double *argmax_percent; /* (n_classes) share of tiles whose top class this is × 100 */
+    th_camgrid cams;        /* the slide-wide raw CAM grid, bias left out */
+    double *percent;        /* (n_classes) mean probability × 100 over the tiles run */
+    double *argmax_percent; /* (n_classes) share of tiles run whose top class this is × 100 */
+    struct th_tissue *tissue; /* the tissue mask, or NULL without tissue detection */
+    double min_tissue;      /* the threshold used */
+    th_run_options opt;     /* the options of the run (progress pointers not used after it) */
+    int threads;            /* worker threads used */
+    th_stage stages[TH_MAX_STAGES]; /* wall seconds per stage of the run */
+    int n_stages;
 };
 
-/* Allocate a result for a grid with n_tiles tiles (arrays zeroed, index all -1). */
+/* Allocate a result for a grid with room for n_tiles tiles (arrays zeroed, empty CAM grid).
+ * Errors: a stride that is not a whole number of CAM cells, out of memory. */
 th_result *th_result_new(const th_grid *grid, int n_classes, int cam_w, int cam_h,
                          int64_t n_tiles, th_error **err);
 
-/* Compute percent and argmax_percent from probs (serial, tile order). */
+/* Record tile t at (col, row) and add its CAM (n_classes, cam_h, cam_w) to the grid (NULL adds
+ * zeros). Serial, in tile order. */
+bool th_result_add_tile(th_result *result, int64_t t, int col, int row, const float *cam,
+                        th_error **err);
+
+/* After the last tile: CAM means, then percent and argmax_percent from probs (serial, tile
+ * order). */
 void th_result_summarize(th_result *result);
+
+/* Append a stage timing (names are static strings). */
+void th_result_add_stage(th_result *result, const char *name, double seconds);
 
 #endif

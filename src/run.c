@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* The orchestrator and the library's only OpenMP parallel region (libvips' pattern): plan the
- * tile list serially, run tiles in parallel, each thread with its own workspace and each tile's
- * result written to its own slot, then summarise serially in tile order. One tile is computed by
- * exactly one thread, so results are byte-identical whatever the thread count. */
+/* The orchestrator and the library's only OpenMP parallel region over tiles (libvips' pattern):
+ * plan the grid and the tissue mask, list the tiles to run serially, then run them in waves:
+ * each wave's tiles in parallel (each thread with its own scratch, each tile's output in its own
+ * slot), then the wave's CAMs added to the slide-wide grid serially in tile order. One tile is
+ * computed by exactly one thread and every sum runs in tile order, so results are byte-identical
+ * whatever the thread count. */
 #include <config.h>
 
 #include <stdatomic.h>
@@ -13,11 +15,17 @@
 #include "cam.h"
 #include "engine.h"
 #include "result.h"
+#include "tissue.h"
+
+#define WAVE_TILES 256 // tiles per wave: their CAMs wait in slots until added in order
 
 void th_run_options_init(th_run_options *opt)
 {
     memset(opt, 0, sizeof(*opt));
+    opt->level = -1;
     opt->engine = TH_ENGINE_REF;
+    opt->mpp_tolerance = 0.05;
+    opt->min_tissue = 0.1;
 }
 
 // The tile size: the model's fixed input, or --tile for a model whose input is dynamic.
@@ -49,9 +57,13 @@ typedef struct run_ctx {
     const th_model *model;
     th_result *result;
     const th_run_options *opt;
+    float *wave_cam;      // (WAVE_TILES, n_classes, cam_h, cam_w) CAMs of the current wave
+    int64_t wave_start;   // first tile of the current wave
+    int64_t wave_len;
     atomic_bool failed;
     _Atomic(th_error *) first_error; // the first failure, published by compare-and-exchange
     atomic_llong done;
+    double sec[3];        // thread-seconds reading, in inference, computing CAMs (summed after)
 } run_ctx;
 
 static void publish_error(run_ctx *ctx, th_error **err)
@@ -64,78 +76,191 @@ static void publish_error(run_ctx *ctx, th_error **err)
     atomic_store(&ctx->failed, true);
 }
 
+// Per-thread scratch, allocated once.
+typedef struct scratch {
+    th_engine_ws *ws;
+    uint8_t *rgb;     // (tile_h, tile_w, 3)
+    uint8_t *region;  // resampling source, th_grid_scratch_size bytes (NULL if not resampling)
+    float *feat;      // (feat_c, feat_h, feat_w)
+    double sec[3];
+} scratch;
+
 // One tile: read, forward, CAM; everything written into tile t's slots.
-static bool run_tile(run_ctx *ctx, int64_t t, th_engine_ws *ws, uint8_t *rgb, float *feat,
-                     th_error **err)
+static bool run_tile(run_ctx *ctx, int64_t t, scratch *s, th_error **err)
 {
     th_result *r = ctx->result;
     const th_engine *e = ctx->engine;
-    int nc = r->n_classes;
-    int64_t x, y, w, h;
-    th_grid_tile_rect(&r->grid, r->tile_col[t], r->tile_row[t], &x, &y, &w, &h);
-    if (!th_slide_read_region(ctx->slide, rgb, x, y, r->grid.level, r->grid.tile_w,
-                              r->grid.tile_h, err) ||
-        !th_engine_forward(e, ws, rgb, r->logits + (size_t)t * nc, r->probs + (size_t)t * nc,
-                           feat, err)) {
-        th_error_prefix(err, "tile at %lld,%lld: ", (long long)x, (long long)y);
-        return false;
+    int nc = r->n_classes, col = r->tile_col[t], row = r->tile_row[t];
+    double t0 = th_engine_clock();
+    if (!th_grid_read_tile(&r->grid, ctx->slide, col, row, s->rgb, s->region, err)) {
+        goto fail;
     }
+    double t1 = th_engine_clock();
+    if (!th_engine_forward(e, s->ws, s->rgb, r->logits + (size_t)t * nc, r->probs + (size_t)t * nc,
+                           s->feat, err)) {
+        goto fail;
+    }
+    double t2 = th_engine_clock();
     size_t cells = (size_t)e->feat_h * e->feat_w;
-    th_cam_compute(feat, e->feat_c, e->feat_h, e->feat_w, ctx->model->dense_w, nc,
-                   r->cam + (size_t)t * nc * cells);
+    th_cam_compute(s->feat, e->feat_c, e->feat_h, e->feat_w, ctx->model->dense_w, nc,
+                   ctx->wave_cam + (size_t)(t - ctx->wave_start) * nc * cells);
+    s->sec[0] += t1 - t0;
+    s->sec[1] += t2 - t1;
+    s->sec[2] += th_engine_clock() - t2;
     return true;
+fail:;
+    int64_t x, y, w, h;
+    th_grid_tile_rect(&r->grid, col, row, &x, &y, &w, &h);
+    th_error_prefix(err, "tile at %lld,%lld: ", (long long)x, (long long)y);
+    return false;
 }
 
-// What each thread does: allocate its scratch once, then take tiles until none are left.
+static bool scratch_init(scratch *s, const run_ctx *ctx, th_error **err)
+{
+    const th_engine *e = ctx->engine;
+    const th_grid *g = &ctx->result->grid;
+    size_t region = th_grid_scratch_size(g);
+    memset(s, 0, sizeof(*s));
+    s->ws = th_engine_ws_new(e, err);
+    s->rgb = th_malloc((size_t)g->tile_w * g->tile_h * 3, err);
+    s->region = region ? th_malloc(region, err) : NULL;
+    s->feat = th_malloc_aligned(sizeof(float) * e->feat_c * e->feat_h * e->feat_w, err);
+    return s->ws && s->rgb && (s->region || !region) && s->feat;
+}
+
+static void scratch_free(scratch *s)
+{
+    th_free(s->feat);
+    th_free(s->region);
+    th_free(s->rgb);
+    th_engine_ws_free(s->ws);
+}
+
+// The wave's CAMs into the grid, in tile order (one thread).
+static void add_wave(run_ctx *ctx)
+{
+    th_result *r = ctx->result;
+    size_t per_tile = (size_t)r->n_classes * r->cam_w * r->cam_h;
+    th_error *err = NULL;
+    for (int64_t i = 0; i < ctx->wave_len && !atomic_load(&ctx->failed); i++) {
+        int64_t t = ctx->wave_start + i;
+        if (!th_camgrid_add(&r->cams, r->tile_col[t], r->tile_row[t],
+                            ctx->wave_cam + i * per_tile, &err)) {
+            publish_error(ctx, &err);
+        }
+    }
+}
+
+// What each thread does: allocate its scratch once, then take tiles wave by wave.
 static void worker(run_ctx *ctx)
 {
     th_error *err = NULL;
-    const th_engine *e = ctx->engine;
     const th_result *r = ctx->result;
-    th_engine_ws *ws = th_engine_ws_new(e, &err);
-    uint8_t *rgb = th_malloc((size_t)r->grid.tile_w * r->grid.tile_h * 3, &err); // (h, w, 3)
-    float *feat = th_malloc_aligned(sizeof(float) * e->feat_c * e->feat_h * e->feat_w, &err);
-    if (!ws || !rgb || !feat) {
+    scratch s;
+    if (!scratch_init(&s, ctx, &err)) {
         publish_error(ctx, &err);
     }
+    for (int64_t start = 0; start < r->n_tiles; start += WAVE_TILES) {
+#ifdef _OPENMP
+#pragma omp single
+#endif
+        {
+            ctx->wave_start = start;
+            ctx->wave_len = TH_MIN((int64_t)WAVE_TILES, r->n_tiles - start);
+        } // implicit barrier
+        int64_t end = start + ctx->wave_len;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic)
 #endif
-    for (int64_t t = 0; t < r->n_tiles; t++) {
-        if (atomic_load(&ctx->failed)) {
-            continue;
-        }
-        if (!run_tile(ctx, t, ws, rgb, feat, &err)) {
-            publish_error(ctx, &err);
-            continue;
-        }
-        long long done = atomic_fetch_add(&ctx->done, 1) + 1;
+        for (int64_t t = start; t < end; t++) {
+            if (atomic_load(&ctx->failed)) {
+                continue;
+            }
+            if (!run_tile(ctx, t, &s, &err)) {
+                publish_error(ctx, &err);
+                continue;
+            }
+            long long done = atomic_fetch_add(&ctx->done, 1) + 1;
 #ifdef _OPENMP
-        bool reporter = omp_get_thread_num() == 0;
+            bool reporter = omp_get_thread_num() == 0;
 #else
-        bool reporter = true;
+            bool reporter = true;
 #endif
-        if (ctx->opt->progress && reporter) {
-            ctx->opt->progress(ctx->opt->progress_user, done, r->n_tiles);
-        }
+            if (ctx->opt->progress && reporter) {
+                ctx->opt->progress(ctx->opt->progress_user, done, r->n_tiles);
+            }
+        } // implicit barrier
+#ifdef _OPENMP
+#pragma omp single
+#endif
+        add_wave(ctx); // implicit barrier
     }
-    th_free(feat);
-    th_free(rgb);
-    th_engine_ws_free(ws);
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+    for (int i = 0; i < 3; i++) {
+        ctx->sec[i] += s.sec[i];
+    }
+    scratch_free(&s);
 }
 
-// Fill the tile list: every full tile, in row-major grid order.
-static void plan_tiles(th_result *r)
+// Fill the tile list: every grid tile with enough tissue, in row-major grid order.
+static void plan_tiles(th_result *r, const th_tissue *tissue, double min_tissue)
 {
     int64_t t = 0;
     for (int row = 0; row < r->grid.rows; row++) {
         for (int col = 0; col < r->grid.cols; col++) {
+            if (tissue) {
+                int64_t x, y, w, h;
+                th_grid_tile_rect(&r->grid, col, row, &x, &y, &w, &h);
+                if (th_tissue_fraction(tissue, (double)x, (double)y, (double)w, (double)h) <
+                    min_tissue) {
+                    r->n_skipped++;
+                    continue;
+                }
+            }
             r->tile_col[t] = col;
             r->tile_row[t] = row;
-            r->index[(int64_t)row * r->grid.cols + col] = t;
             t++;
         }
     }
+    r->n_tiles = t;
+}
+
+// The grid, the tissue mask, and a result with the tiles to run listed.
+static th_result *plan(th_slide *slide, const th_model *model, th_engine **engine,
+                       const th_run_options *opt, th_error **err)
+{
+    th_grid grid;
+    int tile_w, tile_h;
+    if (!tile_size(model, opt, &tile_w, &tile_h, err) ||
+        !th_grid_plan(&grid, slide, th_model_get_mpp(model), tile_w, tile_h, opt, err)) {
+        return NULL;
+    }
+    th_engine *e = th_engine_new(model, opt->engine, tile_w, tile_h, err);
+    if (!e) {
+        return NULL;
+    }
+    *engine = e;
+    th_result *r = th_result_new(&grid, model->n_classes, e->feat_w, e->feat_h,
+                                 (int64_t)grid.cols * grid.rows, err);
+    if (!r) {
+        return NULL;
+    }
+    r->opt = *opt;
+    double t0 = th_engine_clock();
+    if (opt->min_tissue > 0) {
+        r->min_tissue = opt->min_tissue;
+        r->tissue = th_tissue_detect(slide, grid.mpp, err);
+        if (!r->tissue) {
+            th_error_prefix(err, "tissue detection: ");
+            th_result_free(r);
+            return NULL;
+        }
+    }
+    plan_tiles(r, r->tissue, opt->min_tissue);
+    th_result_add_stage(r, "tissue", th_engine_clock() - t0);
+    return r;
 }
 
 th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *opt,
@@ -147,30 +272,27 @@ th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *
         opt = &defaults;
     }
     th_engine *engine = NULL;
-    th_result *result = NULL;
-    th_grid grid;
-    int tile_w, tile_h;
-    if (!tile_size(model, opt, &tile_w, &tile_h, err) ||
-        !th_grid_init(&grid, slide, opt->level, tile_w, tile_h, err)) {
-        goto fail;
-    }
-    engine = th_engine_new(model, opt->engine, tile_w, tile_h, err);
-    if (!engine) {
-        goto fail;
-    }
-    result = th_result_new(&grid, model->n_classes, engine->feat_w, engine->feat_h,
-                           (int64_t)grid.cols * grid.rows, err);
+    th_result *result = plan(slide, model, &engine, opt, err);
+    run_ctx ctx = {.slide = slide, .engine = engine, .model = model, .result = result, .opt = opt};
     if (!result) {
         goto fail;
     }
-    plan_tiles(result);
-
-    run_ctx ctx = {.slide = slide, .engine = engine, .model = model, .result = result, .opt = opt};
+    ctx.wave_cam = th_malloc(sizeof(float) * WAVE_TILES * result->n_classes * result->cam_w *
+                                 result->cam_h, err);
+    if (!ctx.wave_cam) {
+        goto fail;
+    }
     atomic_init(&ctx.failed, false);
     atomic_init(&ctx.first_error, NULL);
     atomic_init(&ctx.done, 0);
+    double t0 = th_engine_clock();
 #ifdef _OPENMP
     int threads = opt->threads > 0 ? opt->threads : omp_get_max_threads();
+#else
+    int threads = 1;
+#endif
+    result->threads = threads;
+#ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
     worker(&ctx);
@@ -183,10 +305,18 @@ th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *
     if (opt->progress) {
         opt->progress(opt->progress_user, result->n_tiles, result->n_tiles);
     }
+    double t1 = th_engine_clock();
     th_result_summarize(result);
+    th_result_add_stage(result, "tiles", t1 - t0);
+    th_result_add_stage(result, "tiles: reading (thread-s)", ctx.sec[0]);
+    th_result_add_stage(result, "tiles: inference (thread-s)", ctx.sec[1]);
+    th_result_add_stage(result, "tiles: CAM (thread-s)", ctx.sec[2]);
+    th_result_add_stage(result, "summary", th_engine_clock() - t1);
+    th_free(ctx.wave_cam);
     th_engine_free(engine);
     return result;
 fail:
+    th_free(ctx.wave_cam);
     th_result_free(result);
     th_engine_free(engine);
     return NULL;

@@ -92,33 +92,27 @@ static double get_positive(openslide_t *osr, const char *name)
     return v;
 }
 
-// Largest believable µm per pixel from TIFF resolution tags: a 1.25x objective scan is about
-// 8 µm/px, while the common 72 dpi default written in centimetres (28.35 px/cm, as in
-// boxes.tiff) would claim 353 µm/px.
-#define MAX_RESOLUTION_MPP 25.0
-
 // µm per level-0 pixel: OpenSlide's openslide.mpp-x/y; if absent (OpenSlide 3.4.1 sets none for
-// generic TIFF), TIFF resolution tags in pixels per centimetre, as OpenSlide 4 does, when they
-// give a plausible microscope scale. Anything else leaves 0 (unknown).
+// generic TIFF), the TIFF resolution tags in centimetres or inches, as OpenSlide 4 does, when they
+// give a believable microscope scale. Anything else leaves 0 (unknown).
 static void set_mpp(th_slide *slide, openslide_t *osr)
 {
     double mx = get_positive(osr, OPENSLIDE_PROPERTY_NAME_MPP_X);
     double my = get_positive(osr, OPENSLIDE_PROPERTY_NAME_MPP_Y);
+    if (mx > 0 && my > 0) {
+        slide->mpp_x = mx;
+        slide->mpp_y = my;
+        snprintf(slide->mpp_source, sizeof(slide->mpp_source), "openslide");
+        return;
+    }
     const char *unit = openslide_get_property_value(osr, "tiff.ResolutionUnit");
-    if ((mx == 0 || my == 0) && unit && strcmp(unit, "centimeter") == 0) {
-        double rx = get_positive(osr, "tiff.XResolution"); // pixels per cm
-        double ry = get_positive(osr, "tiff.YResolution");
-        mx = rx > 0 ? 1e4 / rx : 0;
-        my = ry > 0 ? 1e4 / ry : 0;
-        if (mx > MAX_RESOLUTION_MPP || my > MAX_RESOLUTION_MPP) {
-            mx = my = 0;
-        }
+    double unit_um = !unit ? 0 : strcmp(unit, "centimeter") == 0 ? 1e4
+                             : strcmp(unit, "inch") == 0         ? 25400
+                                                                 : 0;
+    if (unit_um > 0) {
+        th_slide_set_resolution_mpp(slide, get_positive(osr, "tiff.XResolution"),
+                                    get_positive(osr, "tiff.YResolution"), unit_um, "tiff-tags");
     }
-    if (mx == 0 || my == 0) {
-        mx = my = 0;
-    }
-    slide->mpp_x = mx;
-    slide->mpp_y = my;
 }
 
 // OpenSlide 3.4.1 with libtiff 4.5 returns garbled, run-to-run different pixels on generic-TIFF

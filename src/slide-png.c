@@ -17,7 +17,6 @@
 // Largest interlaced PNG, decoded whole, in pixels.
 #define INTERLACED_MAX_PX ((uint64_t)64 << 20)
 // Largest believable µm per pixel from a pHYs chunk (see slide-openslide.c).
-#define MAX_RESOLUTION_MPP 25.0
 
 typedef struct png_src {
     pthread_mutex_t lock; // held for every libpng call after open
@@ -294,15 +293,13 @@ static bool alloc_buffers(png_src *p, th_error **err)
     return p->band != NULL;
 }
 
-// µm per pixel from pHYs in pixels per metre, if plausible for a microscope.
+// µm per pixel from pHYs in pixels per metre, if believable.
 static void set_mpp(th_slide *slide, png_src *p)
 {
     png_uint_32 rx = 0, ry = 0;
     int unit = 0;
-    if (png_get_pHYs(p->png, p->info, &rx, &ry, &unit) && unit == PNG_RESOLUTION_METER && rx > 0 &&
-        ry > 0 && 1e6 / rx <= MAX_RESOLUTION_MPP && 1e6 / ry <= MAX_RESOLUTION_MPP) {
-        slide->mpp_x = 1e6 / rx;
-        slide->mpp_y = 1e6 / ry;
+    if (png_get_pHYs(p->png, p->info, &rx, &ry, &unit) && unit == PNG_RESOLUTION_METER) {
+        th_slide_set_resolution_mpp(slide, rx, ry, 1e6, "png-tags");
     }
 }
 

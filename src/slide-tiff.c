@@ -20,7 +20,6 @@
 // Budget for the whole block cache; at least one block is always kept.
 #define CACHE_MAX_BYTES ((size_t)32 << 20)
 // Largest believable µm per pixel from resolution tags (see slide-openslide.c).
-#define MAX_RESOLUTION_MPP 25.0
 
 enum color { COLOR_GRAY, COLOR_RGB, COLOR_PALETTE };
 enum alpha { ALPHA_NONE, ALPHA_ASSOC, ALPHA_UNASSOC };
@@ -480,18 +479,16 @@ static const th_slide_ops tiff_ops = {
     .close = tiff_close,
 };
 
-// µm per pixel from resolution tags in pixels per centimetre, if plausible for a microscope
-// (inch-based resolutions are screen or print settings, not a scan's scale).
+// µm per pixel from resolution tags in pixels per centimetre or inch, if believable.
 static void set_mpp(th_slide *slide, TIFF *tif)
 {
     uint16_t unit = 0;
     float rx = 0, ry = 0;
-    if (TIFFGetField(tif, TIFFTAG_RESOLUTIONUNIT, &unit) && unit == RESUNIT_CENTIMETER &&
-        TIFFGetField(tif, TIFFTAG_XRESOLUTION, &rx) &&
-        TIFFGetField(tif, TIFFTAG_YRESOLUTION, &ry) && rx > 0 && ry > 0 &&
-        1e4 / rx <= MAX_RESOLUTION_MPP && 1e4 / ry <= MAX_RESOLUTION_MPP) {
-        slide->mpp_x = 1e4 / rx;
-        slide->mpp_y = 1e4 / ry;
+    if (TIFFGetField(tif, TIFFTAG_RESOLUTIONUNIT, &unit) &&
+        (unit == RESUNIT_CENTIMETER || unit == RESUNIT_INCH) &&
+        TIFFGetField(tif, TIFFTAG_XRESOLUTION, &rx) && TIFFGetField(tif, TIFFTAG_YRESOLUTION, &ry)) {
+        th_slide_set_resolution_mpp(slide, rx, ry, unit == RESUNIT_CENTIMETER ? 1e4 : 25400,
+                                    "tiff-tags");
     }
 }
 

@@ -218,6 +218,25 @@ bool th_slide_read_region(th_slide *slide, uint8_t *dest, int64_t x, int64_t y, 
     return ok;
 }
 
+void th_slide_set_resolution_mpp(th_slide *slide, double rx, double ry, double unit_um,
+                                 const char *source)
+{
+    if (!(rx > 0 && ry > 0)) {
+        return;
+    }
+    double mx = unit_um / rx, my = unit_um / ry;
+    if (mx >= TH_MPP_MIN && mx <= TH_MPP_MAX && my >= TH_MPP_MIN && my <= TH_MPP_MAX) {
+        slide->mpp_x = mx;
+        slide->mpp_y = my;
+        snprintf(slide->mpp_source, sizeof(slide->mpp_source), "%s", source);
+    }
+}
+
+bool th_slide_is_plain_image(const th_slide *slide)
+{
+    return strcmp(slide->format, "tiff") == 0 || strcmp(slide->format, "png") == 0;
+}
+
 void th_slide_fill_white(uint8_t *dest, int64_t w, int64_t h)
 {
     if (dest && w > 0 && h > 0) {

@@ -25,6 +25,7 @@ struct th_slide {
     int64_t level_h[TH_SLIDE_MAX_LEVELS];
     double downsample[TH_SLIDE_MAX_LEVELS];   /* relative to level 0 */
     double mpp_x, mpp_y;                      /* µm per level-0 px; 0 if unknown */
+    char mpp_source[16];                      /* "openslide", "tiff-tags", "png-tags" or "" */
 };
 
 /* Backend openers. Each returns false with *err unset when the file is not its kind (so the
@@ -33,6 +34,17 @@ struct th_slide {
 bool th_slide_openslide_open(th_slide *slide, const char *path, th_error **err);
 bool th_slide_tiff_open(th_slide *slide, const char *path, th_error **err);
 bool th_slide_png_open(th_slide *slide, const char *path, th_error **err);
+
+/* Set the slide's µm/px from resolution tags (pixels per unit_um micrometres: 1e4 for
+ * centimetres, 25400 for inches, 1e6 for metres) when the result is a believable microscope
+ * scale, TH_MPP_MIN..TH_MPP_MAX µm/px: 72-dpi defaults are common and meaningless. */
+#define TH_MPP_MIN 0.05
+#define TH_MPP_MAX 20.0
+void th_slide_set_resolution_mpp(th_slide *slide, double rx, double ry, double unit_um,
+                                 const char *source);
+
+/* True for plain images (PNG, plain TIFF) as opposed to whole-slide formats. */
+bool th_slide_is_plain_image(const th_slide *slide);
 
 /* Fill a w×h RGB buffer with white. */
 void th_slide_fill_white(uint8_t *dest, int64_t w, int64_t h);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,9 @@ typedef struct cli {
     const char *out_dir;
     char *out_dir_owned;
     bool quiet;
+    bool tiff, geojson, raw; // extra outputs
+    int argc;                // the command line, for run.json
+    char **argv;
     th_run_options run;
     th_render_options render;
 } cli;
@@ -96,16 +100,31 @@ static void usage_run(FILE *fp, command c)
             "  -m, --model FILE        ONNX model (default: the bundled tissue model)\n"
             "      --classes A,B,...   rename the model's classes\n"
             "  -o, --output DIR        output directory (default: SLIDE-NAME.tileheat)\n"
-            "      --level N           pyramid level to tile (default 0)\n"
-            "      --tile N            tile size, for models with a dynamic input size\n"
             "      --threads N         worker threads (default: all cores)\n"
             "      --engine NAME       ref (default) or fast\n"
+            "  -q, --quiet             no progress bar, no table\n"
+            "  -h, --help              this help\n\n"
+            "Resolution and tiling:\n"
+            "      --mpp X             the slide's µm/px (default: from the slide)\n"
+            "      --model-mpp X       the model's µm/px (default: from the model)\n"
+            "      --mpp-tolerance T   no resampling within this relative difference (0.05)\n"
+            "      --level N           read this pyramid level as is (default: chosen from "
+            "µm/px)\n"
+            "      --tile N            tile size, for models with a dynamic input size\n"
+            "      --stride N          step between tiles in model pixels (default: the tile "
+            "size)\n"
+            "      --edge MODE         ignore (default) or pad the partial right/bottom tiles\n"
+            "      --roi X,Y,W,H       run only this level-0 region\n"
+            "      --min-tissue F      skip tiles with less tissue, 0-1; 0 = no tissue "
+            "detection (0.1)\n\n"
+            "Drawing and outputs:\n"
             "      --width N           heatmap long side in pixels (default 2000)\n"
             "      --alpha A           overlay opacity, 0-1 (default 0.5)\n"
             "      --norm MODE         percentile (default) or raw\n"
             "      --percentile P      percentile for --norm percentile (default 99)\n"
-            "  -q, --quiet             no progress and no table\n"
-            "  -h, --help              this help\n");
+            "      --tiff              also heatmap.tiff: full-resolution pyramidal BigTIFF\n"
+            "      --geojson           also tiles.geojson for QuPath\n"
+            "      --raw               also cam.npy and probabilities.npy\n");
 }
 
 static void usage_info(FILE *fp)
@@ -154,6 +173,16 @@ enum {
     OPT_TOP,
     OPT_SHOWN,
     OPT_THRESHOLD,
+    OPT_MPP,
+    OPT_MODEL_MPP,
+    OPT_MPP_TOLERANCE,
+    OPT_MIN_TISSUE,
+    OPT_STRIDE,
+    OPT_EDGE,
+    OPT_ROI,
+    OPT_TIFF,
+    OPT_GEOJSON,
+    OPT_RAW,
 };
 
 static const struct option long_options[] = {
@@ -173,6 +202,16 @@ static const struct option long_options[] = {
     {"top", required_argument, NULL, OPT_TOP},
     {"classes-shown", required_argument, NULL, OPT_SHOWN},
     {"threshold", required_argument, NULL, OPT_THRESHOLD},
+    {"mpp", required_argument, NULL, OPT_MPP},
+    {"model-mpp", required_argument, NULL, OPT_MODEL_MPP},
+    {"mpp-tolerance", required_argument, NULL, OPT_MPP_TOLERANCE},
+    {"min-tissue", required_argument, NULL, OPT_MIN_TISSUE},
+    {"stride", required_argument, NULL, OPT_STRIDE},
+    {"edge", required_argument, NULL, OPT_EDGE},
+    {"roi", required_argument, NULL, OPT_ROI},
+    {"tiff", no_argument, NULL, OPT_TIFF},
+    {"geojson", no_argument, NULL, OPT_GEOJSON},
+    {"raw", no_argument, NULL, OPT_RAW},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -198,6 +237,22 @@ static bool option_allowed(command c, int opt)
     }
 }
 
+// --roi x,y,w,h in level-0 pixels.
+static void parse_roi(cli *a, const char *arg)
+{
+    long long v[4];
+    char tail;
+    if (sscanf(arg, "%lld,%lld,%lld,%lld%c", &v[0], &v[1], &v[2], &v[3], &tail) != 4 ||
+        v[0] < 0 || v[1] < 0 || v[2] <= 0 || v[3] <= 0) {
+        die_usage(cmd_name(a->cmd), "--roi: expected X,Y,W,H in level-0 pixels (W, H > 0), got "
+                                    "'%s'", arg);
+    }
+    a->run.roi_x = v[0];
+    a->run.roi_y = v[1];
+    a->run.roi_w = v[2];
+    a->run.roi_h = v[3];
+}
+
 static void parse_option(cli *a, int opt, const char *arg)
 {
     const char *cmd = cmd_name(a->cmd);
@@ -206,6 +261,27 @@ static void parse_option(cli *a, int opt, const char *arg)
     case OPT_CLASSES: a->classes = arg; break;
     case 'o': a->out_dir = arg; break;
     case OPT_LEVEL: a->run.level = parse_int_arg(cmd, "--level", arg, 0, 1000); break;
+    case OPT_MPP: a->run.slide_mpp = parse_double_arg(cmd, "--mpp", arg, 0.01, 1000); break;
+    case OPT_MODEL_MPP:
+        a->run.model_mpp = parse_double_arg(cmd, "--model-mpp", arg, 0.01, 1000);
+        break;
+    case OPT_MPP_TOLERANCE:
+        a->run.mpp_tolerance = parse_double_arg(cmd, "--mpp-tolerance", arg, 0, 0.5);
+        break;
+    case OPT_MIN_TISSUE:
+        a->run.min_tissue = parse_double_arg(cmd, "--min-tissue", arg, 0, 1);
+        break;
+    case OPT_STRIDE: a->run.stride = parse_int_arg(cmd, "--stride", arg, 1, 65536); break;
+    case OPT_EDGE:
+        if (strcmp(arg, "ignore") != 0 && strcmp(arg, "pad") != 0) {
+            die_usage(cmd, "--edge: expected ignore or pad, got '%s'", arg);
+        }
+        a->run.edge_pad = strcmp(arg, "pad") == 0;
+        break;
+    case OPT_ROI: parse_roi(a, arg); break;
+    case OPT_TIFF: a->tiff = true; break;
+    case OPT_GEOJSON: a->geojson = true; break;
+    case OPT_RAW: a->raw = true; break;
     case OPT_TILE: a->run.tile = parse_int_arg(cmd, "--tile", arg, 1, 65536); break;
     case OPT_THREADS: a->run.threads = parse_int_arg(cmd, "--threads", arg, 1, 1024); break;
     case OPT_WIDTH: a->render.width = parse_int_arg(cmd, "--width", arg, 16, 1000000); break;
@@ -416,7 +492,7 @@ static void make_out_dir(const char *dir)
 }
 
 typedef struct progress_state {
-    double last;
+    double start, last;
 } progress_state;
 
 static double now_seconds(void)
@@ -426,6 +502,7 @@ static double now_seconds(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+// "[#####.....] 1234/5678 tiles  45%  ETA 1:23" on one line, redrawn at most 5 times a second.
 static void progress(void *user, int64_t done, int64_t total)
 {
     progress_state *st = user;
@@ -434,11 +511,25 @@ static void progress(void *user, int64_t done, int64_t total)
         return;
     }
     st->last = t;
-    fprintf(stderr, "\r%s: tiles %lld/%lld (%d%%)", progname, (long long)done, (long long)total,
-            total ? (int)(100 * done / total) : 100);
-    if (done == total) {
+    if (done >= total) {
         fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+        return;
     }
+    enum { BAR = 30 };
+    char bar[BAR + 1];
+    int fill = total ? (int)(BAR * done / total) : BAR;
+    for (int i = 0; i < BAR; i++) {
+        bar[i] = i < fill ? '#' : '.';
+    }
+    bar[BAR] = 0;
+    char eta[32] = "--:--";
+    if (done > 0) {
+        long left = lround((t - st->start) / (double)done * (double)(total - done));
+        snprintf(eta, sizeof(eta), "%ld:%02ld", left / 60, left % 60);
+    }
+    fprintf(stderr, "\r\033[K[%s] %lld/%lld tiles %3d%%  ETA %s", bar, (long long)done,
+            (long long)total, total ? (int)(100 * done / total) : 100, eta);
     fflush(stderr);
 }
 
@@ -456,8 +547,30 @@ static void print_table(const cli *a, const th_result *r, const th_model *model)
         printf("%-*s  %7.2f%%  %8.2f%%\n", name_w, th_model_get_class_name(model, c),
                th_result_get_percent(r, c), th_result_get_argmax_percent(r, c));
     }
-    printf("%lld tiles (%d × %d) at level %d; outputs in %s/\n",
-           (long long)th_result_get_tile_count(r), cols, rows, a->run.level, a->out_dir);
+    int64_t total, skipped;
+    th_result_get_tile_counts(r, &total, &skipped);
+    const char *source;
+    double mpp = th_result_get_mpp(r, &source);
+    printf("%lld tiles run of %lld (%d × %d), %lld skipped as background; level %d",
+           (long long)th_result_get_tile_count(r), (long long)total, cols, rows,
+           (long long)skipped, th_result_get_level(r));
+    if (mpp > 0) {
+        printf(", %.4g µm/px (%s)", mpp * th_result_get_scale(r), source);
+    }
+    printf("\noutputs in %s/\n", a->out_dir);
+}
+
+// Stage timings (the run's, then the outputs') and the peak resident memory.
+static void print_timings(const th_result *r, const th_stage *extra, int n_extra)
+{
+    int n;
+    const th_stage *st = th_result_get_stages(r, &n);
+    printf("time:");
+    for (int i = 0; i < n + n_extra; i++) {
+        const th_stage *s = i < n ? &st[i] : &extra[i - n];
+        printf("%s %s %.2f s", i ? "," : "", s->name, s->seconds);
+    }
+    printf("\npeak memory: %.1f MiB\n", (double)th_peak_rss() / (1 << 20));
 }
 
 static char *join_path(const char *dir, const char *name)
@@ -509,28 +622,128 @@ static void choose_top(cli *a, const th_result *r, const th_model *model)
     }
 }
 
-static void write_outputs(cli *a, th_slide *slide, const th_result *r, const th_model *model)
+typedef struct timings {
+    th_stage stage[8];
+    int n;
+    double t;
+} timings;
+
+static void lap(timings *tm, const char *name)
+{
+    double t = now_seconds();
+    tm->stage[tm->n].name = name;
+    tm->stage[tm->n].seconds = t - tm->t;
+    tm->n++;
+    tm->t = t;
+}
+
+// One output file in the output directory; dies with "tileheat: PATH: message".
+typedef bool (*output_fn)(cli *a, th_slide *slide, const th_result *r, const th_model *model,
+                          const char *path, th_error **err);
+
+static void write_one(cli *a, th_slide *slide, const th_result *r, const th_model *model,
+                      const char *name, output_fn fn)
 {
     th_error *err = NULL;
-    char *png = join_path(a->out_dir, "heatmap.png");
-    char *json = join_path(a->out_dir, "report.json");
-    char *csv = join_path(a->out_dir, "tiles.csv");
+    char *path = join_path(a->out_dir, name);
+    if (!fn(a, slide, r, model, path, &err)) {
+        die_error(path, err);
+    }
+    free(path);
+}
+
+static bool out_png(cli *a, th_slide *s, const th_result *r, const th_model *m, const char *p,
+                    th_error **err)
+{
+    return th_render_heatmap(s, r, m, &a->render, p, err);
+}
+
+static bool out_tiff(cli *a, th_slide *s, const th_result *r, const th_model *m, const char *p,
+                     th_error **err)
+{
+    return th_render_tiff(s, r, m, &a->render, p, err);
+}
+
+static bool out_csv(cli *a, th_slide *s, const th_result *r, const th_model *m, const char *p,
+                    th_error **err)
+{
+    return th_report_write_csv(r, m, p, err);
+}
+
+static bool out_geojson(cli *a, th_slide *s, const th_result *r, const th_model *m,
+                        const char *p, th_error **err)
+{
+    return th_export_geojson(r, m, p, err);
+}
+
+static bool out_tissue(cli *a, th_slide *s, const th_result *r, const th_model *m,
+                       const char *p, th_error **err)
+{
+    return th_result_write_tissue_png(r, p, err);
+}
+
+static void write_raw(cli *a, const th_result *r)
+{
+    th_error *err = NULL;
+    char *cam = join_path(a->out_dir, "cam.npy");
+    char *probs = join_path(a->out_dir, "probabilities.npy");
+    if (!th_export_npy(r, cam, probs, &err)) {
+        die_error(a->out_dir, err);
+    }
+    free(cam);
+    free(probs);
+}
+
+// report.json and run.json, with the output stages' timings and the peak memory so far.
+static void write_reports(cli *a, const th_result *r, const th_model *model, const timings *tm)
+{
+    th_error *err = NULL;
     th_report_info info = {.slide_path = a->slide_path,
                            .model_path = a->model_path,
                            .command = a->cmd == CMD_SINGLE ? "single" : "multi",
-                           .level = a->run.level};
-    if (!th_render_heatmap(slide, r, model, &a->render, png, &err)) {
-        die_error(png, err);
-    }
+                           .level = th_result_get_level(r),
+                           .stages = tm->stage,
+                           .n_stages = tm->n,
+                           .peak_rss = th_peak_rss(),
+                           .argc = a->argc,
+                           .argv = a->argv};
+    char *json = join_path(a->out_dir, "report.json");
+    char *run = join_path(a->out_dir, "run.json");
     if (!th_report_write_json(r, model, &info, json, &err)) {
         die_error(json, err);
     }
-    if (!th_report_write_csv(r, model, csv, &err)) {
-        die_error(csv, err);
+    if (!th_report_write_run_json(r, model, &info, run, &err)) {
+        die_error(run, err);
     }
-    free(png);
     free(json);
-    free(csv);
+    free(run);
+}
+
+static void write_outputs(cli *a, th_slide *slide, const th_result *r, const th_model *model)
+{
+    timings tm = {.t = now_seconds()};
+    write_one(a, slide, r, model, "heatmap.png", out_png);
+    lap(&tm, "heatmap.png");
+    if (a->tiff) {
+        write_one(a, slide, r, model, "heatmap.tiff", out_tiff);
+        lap(&tm, "heatmap.tiff");
+    }
+    write_one(a, slide, r, model, "tiles.csv", out_csv);
+    if (a->run.min_tissue > 0) {
+        write_one(a, slide, r, model, "tissue.png", out_tissue);
+    }
+    if (a->geojson) {
+        write_one(a, slide, r, model, "tiles.geojson", out_geojson);
+    }
+    if (a->raw) {
+        write_raw(a, r);
+    }
+    lap(&tm, "other outputs");
+    write_reports(a, r, model, &tm);
+    if (!a->quiet) {
+        print_table(a, r, model);
+        print_timings(r, tm.stage, tm.n);
+    }
 }
 
 static int cmd_run(cli *a)
@@ -546,7 +759,7 @@ static int cmd_run(cli *a)
         a->out_dir = default_out_dir(a);
     }
     make_out_dir(a->out_dir);
-    progress_state pst = {0};
+    progress_state pst = {.start = now_seconds()};
     if (!a->quiet && isatty(STDERR_FILENO)) {
         a->run.progress = progress;
         a->run.progress_user = &pst;
@@ -555,11 +768,14 @@ static int cmd_run(cli *a)
     if (!r) {
         die_error(a->slide_path, err);
     }
+    const char *source;
+    if (th_result_get_mpp(r, &source) > 0 && strcmp(source, "assumed") == 0) {
+        fprintf(stderr, "%s: warning: %s: no µm/px in the image; taken to be the model's (%g); "
+                        "give --mpp to set it\n", progname, a->slide_path,
+                th_result_get_mpp(r, NULL));
+    }
     choose_top(a, r, model);
     write_outputs(a, slide, r, model);
-    if (!a->quiet) {
-        print_table(a, r, model);
-    }
     th_result_free(r);
     th_slide_close(slide);
     th_model_free(model);
@@ -658,6 +874,8 @@ int main(int argc, char **argv)
     } else {
         die_usage(NULL, "unknown command '%s' (single, multi, info)", sub);
     }
+    a.argc = argc;
+    a.argv = argv;
     parse_args(&a, argc - 1, argv + 1);
     return a.cmd == CMD_INFO ? cmd_info(&a) : cmd_run(&a);
 }

@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include "cam.h"
+#include "result.h"
 #include "tap.h"
 
 static uint32_t rng = 12345;
@@ -37,33 +38,37 @@ static void test_compute(void)
     ok(maxdiff < 1e-5, "CAM equals sum_k W[c,k] A_k (max diff %g)", maxdiff);
 }
 
-// A 3×2 grid of 100-px tiles at level 0 (plus a partial strip), 2×2 CAM cells per tile.
-static th_result *make_result(void)
+// A 3×2 grid of 100-px tiles at level 0 (plus a partial strip), 2×2 CAM cells per tile; tile
+// `skip` (or none if -1) is not run.
+static th_result *make_result(int skip)
 {
     th_grid g = {.level = 0, .downsample = 1, .tile_w = 100, .tile_h = 100, .cols = 3,
                  .rows = 2, .level_w = 350, .level_h = 230};
-    th_result *r = th_result_new(&g, 2, 2, 2, 6, NULL);
+    th_result *r = th_result_new(&g, 2, 2, 2, skip < 0 ? 6 : 5, NULL);
     if (!r) {
         bail("th_result_new failed");
     }
+    int64_t i = 0;
     for (int t = 0; t < 6; t++) {
-        r->tile_col[t] = t % 3;
-        r->tile_row[t] = t / 3;
-        r->index[t] = t;
         // class 0: value = global cell column (a ramp in x); class 1: constant -1
+        float cam[2 * 2 * 2]; // (classes, cy, cx)
         for (int cy = 0; cy < 2; cy++) {
             for (int cx = 0; cx < 2; cx++) {
-                r->cam[((t * 2 + 0) * 2 + cy) * 2 + cx] = (float)((t % 3) * 2 + cx);
-                r->cam[((t * 2 + 1) * 2 + cy) * 2 + cx] = -1;
+                cam[(0 * 2 + cy) * 2 + cx] = (float)((t % 3) * 2 + cx);
+                cam[(1 * 2 + cy) * 2 + cx] = -1;
             }
         }
+        if (t != skip && !th_result_add_tile(r, i++, t % 3, t / 3, cam, NULL)) {
+            bail("th_result_add_tile failed");
+        }
     }
+    th_camgrid_finish(&r->cams);
     return r;
 }
 
 static void test_sample(void)
 {
-    th_result *r = make_result();
+    th_result *r = make_result(-1);
     float v = -99;
     // Cell centres are at 25, 75, 125, ... in x.
     ok(th_cam_sample(r, 0, 25, 25, &v) && v == 0, "cell centre (0) exact");
@@ -87,7 +92,8 @@ static void test_sample(void)
     ok(maxjump <= 1.0f / 50 + 1e-5, "no seams: largest step %g per pixel", maxjump);
 
     // A tile that was not run: its area has no CAM, and neighbours do not use its cells.
-    r->index[1] = -1;
+    th_result_free(r);
+    r = make_result(1);
     ok(!th_cam_sample(r, 0, 150, 50, &v), "a tile not run has no CAM");
     ok(th_cam_sample(r, 0, 99, 25, &v) && v == 1, "its neighbour's edge uses only run cells");
     th_result_free(r);
@@ -95,7 +101,7 @@ static void test_sample(void)
 
 static void test_range(void)
 {
-    th_result *r = make_result();
+    th_result *r = make_result(-1);
     float lo, hi;
     int cls0 = 0, both[2] = {0, 1};
     ok(th_cam_range(r, TH_NORM_PERCENTILE, 100, &cls0, 1, &lo, &hi, NULL), "range p100");
@@ -113,7 +119,7 @@ static void test_range(void)
 
 static void test_summary(void)
 {
-    th_result *r = make_result();
+    th_result *r = make_result(-1);
     const float p[6][2] = {{0.9f, 0.1f}, {0.2f, 0.8f}, {0.6f, 0.4f},
                            {0.5f, 0.5f}, {0.3f, 0.7f}, {1.0f, 0.0f}};
     memcpy(r->probs, p, sizeof(p));

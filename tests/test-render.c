@@ -315,20 +315,20 @@ static th_result *make_cmu_result(th_slide *slide, int n_classes)
             if (col == 8 && row == 0) {
                 continue;
             }
-            r->index[row * g.cols + col] = t;
-            r->tile_col[t] = col;
-            r->tile_row[t] = row;
             float *p = r->probs + t * nc; // (nc)
             p[0] = col < 3 && row < 6 ? 0.7f : 0.1f;
             p[1] = col >= 4 ? 0.8f : 0.2f;
             p[2] = 1 - p[0] - p[1];
-            float *cam = r->cam + t * nc * 49; // (nc, 7, 7), zeroed by th_result_new
+            float cam[TH_MAX_SHOWN * 49] = {0}; // (nc, 7, 7)
             for (int cy = 0; cy < 7; cy++) {
                 for (int cx = 0; cx < 7; cx++) {
                     int gx = col * 7 + cx, gy = row * 7 + cy;
                     cam[0 * 49 + cy * 7 + cx] = gx < 21 && gy < 42 ? 5.0f : 0.0f;
                     cam[1 * 49 + cy * 7 + cx] = gx >= 31 ? 0.25f * (float)(gx - 31) : 0.0f;
                 }
+            }
+            if (nc > TH_MAX_SHOWN || !th_result_add_tile(r, t, col, row, cam, NULL)) {
+                bail("th_result_add_tile failed");
             }
             t++;
         }
@@ -551,13 +551,10 @@ static void test_landscape(void)
     th_result *r = th_result_new(&g, NC, 7, 7, (int64_t)g.cols * g.rows, NULL);
     for (int64_t t = 0; r && t < r->n_tiles; t++) {
         int col = (int)(t % g.cols), row = (int)(t / g.cols);
-        r->index[t] = t;
-        r->tile_col[t] = col;
-        r->tile_row[t] = row;
         for (int k = 0; k < NC; k++) {
             r->probs[t * NC + k] = (float)(k + 1) / (NC * (NC + 1) / 2);
         }
-        float *cam = r->cam + t * NC * 49; // (NC, 7, 7)
+        float cam[NC * 49]; // (NC, 7, 7)
         for (int c = 0; c < 49; c++) {
             int gx = col * 7 + c % 7, gy = row * 7 + c / 7;
             cam[c] = (float)(gx + gy);
@@ -565,6 +562,9 @@ static void test_landscape(void)
             for (int k = 2; k < NC; k++) {
                 cam[k * 49 + c] = gx / 12 == k && gy < 50 ? 50.0f : 0.0f;
             }
+        }
+        if (!th_result_add_tile(r, t, col, row, cam, NULL)) {
+            bail("th_result_add_tile failed");
         }
     }
     th_result_summarize(r);
@@ -667,9 +667,7 @@ static void test_errors(th_slide *slide, const th_result *r, const th_model *mod
     }
     th_result *br = th_result_new(&g, r->n_classes, 1, 1, 4, NULL);
     for (int t = 0; br && t < 4; t++) {
-        br->index[t] = t;
-        br->tile_col[t] = t % 2;
-        br->tile_row[t] = t / 2;
+        th_result_add_tile(br, t, t % 2, t / 2, NULL, NULL);
     }
     th_render_options_init(&o);
     expect_failure(bad, br, model, &o, dir, "reading the slide", "unreadable slide");

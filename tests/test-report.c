@@ -33,9 +33,7 @@ static th_result *make_result(void)
     const float p[4][3] = {{0.7f, 0.2f, 0.1f}, {0.1f, 0.6f, 0.3f}, {0.2f, 0.2f, 0.6f},
                            {0.0f, 0.5f, 0.5f}};
     for (int t = 0; t < 4; t++) {
-        r->tile_col[t] = t % 2;
-        r->tile_row[t] = t / 2;
-        r->index[t] = t;
+        th_result_add_tile(r, t, t % 2, t / 2, NULL, NULL);
         memcpy(r->probs + t * 3, p[t], sizeof(p[t]));
     }
     th_result_summarize(r);
