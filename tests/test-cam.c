@@ -6,12 +6,19 @@
 #include "cam.h"
 #include "result.h"
 #include "tap.h"
+#include "testutil.h"
 
 static uint32_t rng = 12345;
 static float frand(void)
 {
     rng = rng * 1664525u + 1013904223u;
     return (float)((rng >> 8) & 0xffff) / 65536.0f * 2 - 1;
+}
+
+static int cmp_float_asc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
 }
 
 static void test_compute(void)
@@ -133,9 +140,86 @@ static void test_summary(void)
     th_result_free(r);
 }
 
+// The percentile against a brute-force sort of every value (independent of the histogram
+// search), on 1.96 M cells packed into a narrow range so the search has to narrow its bins.
+static void test_percentile_large(void)
+{
+    enum { COLS = 200, ROWS = 200, CW = 7, NC = 2 };
+    th_grid g = {.level = 0, .downsample = 1, .tile_w = 70, .tile_h = 70, .cols = COLS,
+                 .rows = ROWS};
+    th_result *r = th_result_new(&g, NC, CW, CW, COLS * ROWS, NULL);
+    size_t n = (size_t)COLS * ROWS * CW * CW;
+    float *all = tu_xcalloc(n, sizeof(float));
+    uint32_t seed = 99;
+    size_t k = 0;
+    for (int t = 0; r && t < COLS * ROWS; t++) {
+        float cam[NC * CW * CW];
+        for (int i = 0; i < CW * CW; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            float u = (float)(seed >> 8) / 16777216.0f;
+            // a third negative (clipped to 0), the rest crowded into [1, 1.001] with ties
+            cam[i] = u < 0.33f ? -u : 1.0f + (float)((int)(u * 4000)) * 2.5e-7f;
+            cam[CW * CW + i] = 0;
+            all[k++] = cam[i] > 0 ? cam[i] : 0;
+        }
+        th_result_add_tile(r, t, t % COLS, t / COLS, cam, NULL);
+    }
+    th_camgrid_finish(&r->cams);
+    qsort(all, n, sizeof(float), cmp_float_asc);
+    const double pcts[] = {0, 20, 50, 90, 99, 99.9, 100};
+    for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++) {
+        double pos = pcts[i] / 100 * (double)(n - 1);
+        size_t j = (size_t)pos;
+        double frac = pos - (double)j;
+        float want = (float)(j + 1 < n ? all[j] * (1 - frac) + all[j + 1] * frac : all[j]);
+        float lo, hi;
+        int cls = 0;
+        bool okr = th_cam_range(r, TH_NORM_PERCENTILE, pcts[i], &cls, 1, &lo, &hi, NULL);
+        if (want == 0) {
+            want = all[n - 1]; // a percentile at 0 falls back to the maximum
+        }
+        ok(okr && hi == want, "p%g of 1.96 M cells equals the sorted reference (%.9g vs %.9g)",
+           pcts[i], hi, want);
+    }
+    free(all);
+    th_result_free(r);
+}
+
+// Overlapping tiles: stride of half a tile; each cell is the mean of the tiles covering it.
+static void test_stride(void)
+{
+    th_grid g = {.level = 0, .downsample = 1, .tile_w = 32, .tile_h = 32, .stride_x = 16,
+                 .stride_y = 16, .cols = 3, .rows = 2};
+    th_result *r = th_result_new(&g, 1, 4, 4, 6, NULL);
+    ok(r && r->cams.gw == 8 && r->cams.gh == 6 && r->cams.step_x == 2,
+       "stride 16 of 32 with 4 cells per tile: an 8×6 cell grid, step 2");
+    for (int t = 0; r && t < 6; t++) {
+        float cam[16];
+        for (int i = 0; i < 16; i++) {
+            cam[i] = (float)(t + 1);
+        }
+        th_result_add_tile(r, t, t % 3, t / 3, cam, NULL);
+    }
+    th_camgrid_finish(&r->cams);
+    float v = 0;
+    ok(th_camgrid_get(&r->cams, 0, 0, 0, &v) && v == 1, "a cell of one tile: its value");
+    ok(th_camgrid_get(&r->cams, 0, 2, 0, &v) && v == 1.5f, "two tiles: their mean (%g)", v);
+    ok(th_camgrid_get(&r->cams, 0, 3, 3, &v) && v == 3.0f, "four tiles (1,2,4,5): mean 3 (%g)",
+       v);
+    th_grid g2 = g;
+    g2.stride_x = g2.stride_y = 12;
+    th_error *err = NULL;
+    ok(!th_result_new(&g2, 1, 4, 4, 6, &err), "stride 12 is not a whole number of 8-px cells");
+    like(err ? th_error_message(err) : NULL, "feature stride", "... and the message says so");
+    th_error_free(err);
+    th_result_free(r);
+}
+
 int main(void)
 {
     plan(0);
+    test_percentile_large();
+    test_stride();
     test_compute();
     test_sample();
     test_range();
