@@ -69,23 +69,35 @@ done <"$SRC/tests/cli-cases.txt"
 SLIDE="$DATA/slides/CMU-1-Small-Region.svs"
 png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{print $1*16777216+$2*65536+$3*256+$4, $5*16777216+$6*65536+$7*256+$8}'; }
 
-"$TH" multi --model "$MODEL" --threads 1 --quiet -o "$TMP/m1" "$SLIDE" 2>"$TMP/err1"
+# report.json without its "performance" object (timings and memory differ from run to run)
+results() { sed '/"performance"/,$d' "$1"; }
+
+"$TH" multi --model "$MODEL" --threads 1 --quiet --min-tissue 0 -o "$TMP/m1" "$SLIDE" 2>"$TMP/err1"
 check '[ $? -eq 0 ]' "multi on CMU-1-Small-Region with 1 thread succeeds"
-"$TH" multi --model "$MODEL" --threads 2 -o "$TMP/m2" "$SLIDE" >"$TMP/table" 2>"$TMP/err2"
+"$TH" multi --model "$MODEL" --threads 2 --min-tissue 0 -o "$TMP/m2" "$SLIDE" >"$TMP/table" 2>"$TMP/err2"
 check '[ $? -eq 0 ]' "multi with 2 threads succeeds"
-for f in heatmap.png report.json tiles.csv; do
+for f in heatmap.png tiles.csv; do
   check "cmp -s '$TMP/m1/$f' '$TMP/m2/$f'" "$f identical for 1 and 2 threads"
 done
+check 'results "$TMP/m1/report.json" >"$TMP/r1" && results "$TMP/m2/report.json" >"$TMP/r2" && cmp -s "$TMP/r1" "$TMP/r2" && [ -s "$TMP/r1" ]' \
+  "report.json identical for 1 and 2 threads but for its performance object"
+check 'grep -q "peak_rss_bytes" "$TMP/m1/report.json" && grep -q "\"tiles\":" "$TMP/m1/report.json"' \
+  "report.json records stage timings and peak memory"
 check '[ ! -s "$TMP/err1" ] && [ ! -s "$TMP/err2" ]' "nothing on stderr when not a TTY"
-check '[ "$(ls -A "$TMP/m1" | tr "\n" " ")" = "heatmap.png report.json tiles.csv " ]' \
-  "exactly heatmap.png, report.json, tiles.csv and no temporary files"
+check '[ "$(ls -A "$TMP/m1" | tr "\n" " ")" = "heatmap.png report.json run.json tiles.csv " ]' \
+  "exactly heatmap.png, report.json, run.json, tiles.csv and no temporary files"
+check 'grep -q "\"sha256\":[[:space:]]*\"$(sha256sum "$MODEL" | cut -c1-64)\"" "$TMP/m1/run.json"' \
+  "run.json records the model's SHA-256"
+check 'grep -q "\"source\":[[:space:]]*\"openslide\"" "$TMP/m1/run.json" && grep -q "\"--threads\"" "$TMP/m1/run.json"' \
+  "run.json records the µm/px source and the command line"
 check '[ "$(wc -l <"$TMP/m1/tiles.csv")" -eq 118 ]' "tiles.csv: header + 9 × 13 full tiles"
 check 'grep -q "\"total\":[[:space:]]*117" "$TMP/m1/report.json"' "report.json: 117 tiles in the grid"
 check '[ "$(png_size "$TMP/m1/heatmap.png" | cut -d" " -f2)" -eq 2000 ]' \
   "heatmap.png: 2000 px on the long side"
 sum=$(awk -F, 'NR > 1 { for (i = 7; i <= NF; i++) s += $i; n++ } END { printf "%.3f", s / n }' "$TMP/m1/tiles.csv")
 check '[ "$sum" = "1.000" ]' "tiles.csv: probabilities sum to 1 per tile ($sum)"
-check 'grep -q "117 tiles (9 × 13) at level 0" "$TMP/table"' "the table is printed"
+check 'grep -q "117 tiles run of 117 (9 × 13)" "$TMP/table" && grep -q "^peak memory: " "$TMP/table"' \
+  "the table, stage timings and peak memory are printed"
 
 "$TH" single --model "$MODEL" --quiet --width 500 --colormap magma -o "$TMP/s" "$SLIDE"
 check '[ $? -eq 0 ]' "single succeeds"
