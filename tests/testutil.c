@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers shared by several test programs (and bench/): splitmix64 PRNG, .ref file reader. */
+/* Helpers shared by several test programs (and bench/): splitmix64 PRNG, .ref and .npy file
+ * readers. */
 #include <config.h>
 
 #include "tap.h"
@@ -117,4 +118,114 @@ double tu_max_rel_diff(const float *got, const float *want, size_t n)
         diff = fmax(diff, fabs((double)got[i] - want[i]));
     }
     return scale > 0 ? diff / scale : diff;
+}
+
+/* ---------------------------------------------------------------- .npy files */
+
+// The value of 'key' in a .npy header dict: a pointer just past "'key':" and any spaces.
+static const char *npy_value(const char *dict, const char *key)
+{
+    char pat[40];
+    snprintf(pat, sizeof(pat), "'%s':", key);
+    const char *p = strstr(dict, pat);
+    if (!p) {
+        return NULL;
+    }
+    for (p += strlen(pat); *p == ' '; p++) {
+    }
+    return p;
+}
+
+// The dict's dtype, order and shape into npy; false if any is missing or unsupported.
+static bool npy_parse_dict(tu_npy *npy, const char *dict)
+{
+    const char *d = npy_value(dict, "descr"), *f = npy_value(dict, "fortran_order");
+    const char *s = npy_value(dict, "shape");
+    if (!d || !f || !s || sscanf(d, "'%7[^']'", npy->descr) != 1 || strncmp(f, "False", 5) != 0 ||
+        *s != '(') {
+        diag("npy: header dict %s", dict);
+        return false;
+    }
+    if (strcmp(npy->descr, "<f4") != 0 && strcmp(npy->descr, "|b1") != 0) {
+        diag("npy: unsupported dtype %s", npy->descr);
+        return false;
+    }
+    npy->count = 1;
+    for (s++; *s != ')';) {
+        char *end;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || v < 0 || npy->ndim == TU_NPY_MAXDIM) {
+            diag("npy: bad shape in %s", dict);
+            return false;
+        }
+        npy->shape[npy->ndim++] = v;
+        npy->count *= (size_t)v;
+        for (s = end; *s == ',' || *s == ' '; s++) {
+        }
+    }
+    return true;
+}
+
+// Magic, version and header length; the dict is copied (NUL-terminated) into *dict.
+static bool npy_parse_preamble(tu_npy *npy, const uint8_t *b, size_t len, char **dict)
+{
+    if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0 || (b[6] != 1 && b[6] != 2) || b[7] != 0) {
+        diag("npy: not an .npy file of format 1.0 or 2.0");
+        return false;
+    }
+    npy->version = b[6];
+    size_t pre = npy->version == 1 ? 10 : 12, hlen = (size_t)b[8] | (size_t)b[9] << 8;
+    if (npy->version == 2) {
+        hlen = len < 12 ? 0 : hlen | (size_t)b[10] << 16 | (size_t)b[11] << 24;
+    }
+    if (hlen == 0 || pre + hlen > len || b[pre + hlen - 1] != '\n' || b[pre] != '{') {
+        diag("npy: bad header length %zu or no dict ending in a newline", hlen);
+        return false;
+    }
+    npy->data_offset = pre + hlen;
+    *dict = tu_xcalloc(hlen + 1, 1);
+    memcpy(*dict, b + pre, hlen);
+    return true;
+}
+
+bool tu_npy_load(tu_npy *npy, const char *path)
+{
+    size_t len = 0;
+    char *dict = NULL;
+    memset(npy, 0, sizeof(*npy));
+    uint8_t *b = th_read_file(path, &len, NULL);
+    if (!b) {
+        diag("npy: cannot read %s", path);
+    }
+    bool ok = b && npy_parse_preamble(npy, b, len, &dict) && npy_parse_dict(npy, dict);
+    size_t item = strcmp(npy->descr, "<f4") == 0 ? 4 : 1;
+    if (ok && len - npy->data_offset != npy->count * item) {
+        diag("npy: %zu data bytes for %zu items of %zu", len - npy->data_offset, npy->count, item);
+        ok = false;
+    }
+    const uint8_t *d = ok ? b + npy->data_offset : NULL;
+    if (ok && item == 4) {
+        npy->f32 = tu_xcalloc(npy->count, sizeof(float));
+        for (size_t i = 0; i < npy->count; i++) {
+            uint32_t u = (uint32_t)d[4 * i] | (uint32_t)d[4 * i + 1] << 8 |
+                         (uint32_t)d[4 * i + 2] << 16 | (uint32_t)d[4 * i + 3] << 24;
+            memcpy(&npy->f32[i], &u, 4);
+        }
+    } else if (ok) {
+        npy->b1 = tu_xcalloc(npy->count, 1);
+        for (size_t i = 0; i < npy->count; i++) {
+            npy->b1[i] = d[i] != 0;
+        }
+    }
+    th_free(dict);
+    th_free(b);
+    return ok;
+}
+
+void tu_npy_free(tu_npy *npy)
+{
+    th_free(npy->f32);
+    th_free(npy->b1);
+    npy->f32 = NULL;
+    npy->b1 = NULL;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Helpers shared by several test programs (and bench/): a splitmix64 PRNG, the reader of the
- * .ref files that tools/gen-test-models.py writes, and a conv th_layer built from a spec. */
+ * .ref files that tools/gen-test-models.py writes, a .npy reader, and a conv th_layer built from a
+ * spec. */
 #ifndef TH_TESTUTIL_H
 #define TH_TESTUTIL_H
 
@@ -48,6 +49,29 @@ bool tu_ref_load(tu_ref *r, const char *name, tu_ref_line_fn *line, void *ctx);
 float *tu_ref_block(const tu_ref *r, const char *name, size_t *count);
 // max|got - want| relative to max|want| (the absolute difference when want is all zero).
 double tu_max_rel_diff(const float *got, const float *want, size_t n);
+
+/* ---------------------------------------------------------------- .npy files */
+
+#define TU_NPY_MAXDIM 8
+
+// A numpy .npy file (format 1.0 or 2.0) holding a C-order array of little-endian float32 ('<f4')
+// or bool ('|b1').
+typedef struct tu_npy {
+    int version;                  // format major version: 1 or 2
+    size_t data_offset;           // bytes before the data: preamble, dict, padding, newline
+    char descr[8];                // "<f4" or "|b1"
+    int ndim;                     // 0 for a scalar
+    int64_t shape[TU_NPY_MAXDIM]; // (ndim)
+    size_t count;                 // product of the shape
+    float *f32;                   // (count) decoded values if descr is "<f4", else NULL; owned
+    uint8_t *b1;                  // (count) 0/1 if descr is "|b1", else NULL; owned
+} tu_npy;
+
+// Read and check a .npy file: magic, version, header length, a dict that ends in a newline, C
+// order, a known dtype, and a file size that matches the shape exactly. False (and a diag()
+// saying why) otherwise. Free with tu_npy_free even on failure.
+bool tu_npy_load(tu_npy *npy, const char *path);
+void tu_npy_free(tu_npy *npy);
 
 /* ---------------------------------------------------------------- hand-built models */
 
