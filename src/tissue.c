@@ -1,12 +1,432 @@
 /* SPDX-License-Identifier: MIT */
-/* Tissue detection (placeholder until implemented). */
+/* Tissue detection: the slide is area-averaged into an 8 µm/px grid while it is read in bands of
+ * rows, each mask pixel's HSV saturation is thresholded (Otsu, clamped), green and blue ink is
+ * dropped, and the mask is cleaned up with a disk closing, speck removal, hole filling and a
+ * safety margin. Also the exact area-weighted tissue share of a rectangle, and the mask as PNG. */
 #include <config.h>
+
+#include <png.h>
 
 #include "tissue.h"
 
+/*
+ * Method (chosen against histolab's reference masks in ../shared/data/masks; see
+ * tests/test-tissue.c for the agreement figures and tools/gen-tissue-refs.py for a scipy version):
+ *
+ * - Feature: saturation (max - min) / max of the area-averaged RGB. Glass is grey-white (S below
+ *   0.035 on both reference slides, JPEG noise included); eosin and haematoxylin are saturated
+ *   (median S 0.33-0.48). Saturation ignores the brightness of the glass, which varies between
+ *   scanners and across stitched fields, where grey level or optical density do not.
+ * - Threshold: Otsu on the 256-bin saturation histogram, clamped to [0.05, 0.10]. Glass is a
+ *   narrow spike, so on H&E Otsu usually lands between pale and dark tissue (0.19 and 0.25 on the
+ *   reference slides) and loses pale stroma and fat; the ceiling keeps them, and makes an image
+ *   with tissue everywhere all tissue. The floor keeps an all-glass slide free of tissue.
+ * - Ink: a pixel whose green exceeds its red by PEN_MARGIN is green or blue marker, not H&E (both
+ *   stains absorb green most, so green is the smallest channel of stained tissue). A pixel whose
+ *   brightest channel is under DARK_MAX is not stained tissue either (the darkest 8 µm pixel of
+ *   tissue on the reference slides is 43 and 58): black ink, dark debris, and the black
+ *   background of fluorescence slides, whose signal then counts as tissue. Grey ink is not
+ *   saturated, so it is glass; red ink cannot be told from eosin and counts as tissue.
+ * - Clean-up, with sizes in µm so they mean the same at any resolution: a closing of radius 32 µm
+ *   bridges gaps in loose tissue, pieces under 0.01 mm² are dropped, enclosed glass under 1 mm²
+ *   is filled (vessels, small lumens, fat lobules; larger cavities stay holes), and a final
+ *   dilation of 24 µm leaves a margin so that tiles on the tissue border are not skipped. The
+ *   references (histolab: Otsu, dilation, hole and object removal) have the same margin.
+ * Agreement with the references (CMU, TCGA) is 0.987 and 0.986; it would be 0.930 and 0.952
+ * without the margin, 0.979 and 0.983 without the ceiling, 0.973 and 0.984 without the closing,
+ * 0.984 and 0.984 without hole filling, and 0.988 and 0.986 without the ink and dark rules (the
+ * references count CMU's green margin ink as tissue).
+ */
+#define MASK_UM 8.0           // µm per mask pixel
+#define UNKNOWN_MPP 0.5       // µm per level-0 pixel assumed when the slide does not say (20×)
+#define MASK_MAX_SIDE 8192    // mask pixels along the long side, at most
+#define BAND_BYTES (12 << 20) // RGB bytes read at a time
+#define SAT_FLOOR 13          // the threshold is clamped to [13, 26] / 255 = [0.05, 0.10]
+#define SAT_CEIL 26
+#define PEN_MARGIN 10.0 // green above red by this much (0-255) is ink
+#define DARK_MAX 40.0   // a brightest channel under this (0-255) is not stained tissue
+#define CLOSE_UM 32.0   // closing radius
+#define SPECK_UM2 1e4   // tissue pieces smaller than this are removed
+#define HOLE_UM2 1e6    // enclosed background smaller than this is filled
+#define MARGIN_UM 24.0  // final dilation radius
+#define VISITED 0x80    // flag in mask bytes while components are labelled
+
+// How one level pixel, along one axis, spreads over the mask pixels (at most two of them, since
+// the level is never coarser than the mask).
+typedef struct axis_w {
+    int c;       // first mask pixel it overlaps
+    double a, b; // overlap in level-0 pixels with mask pixels c and c + 1
+} axis_w;
+
+typedef struct reader {
+    th_tissue *t;
+    axis_w *cols;      // (level_w) column weights
+    double *acc;       // (2, w, 4): weighted R, G, B and total weight of mask rows cur, cur + 1
+    int cur;           // the mask row held in acc[0]
+    int64_t hist[256]; // saturation histogram of the finished mask pixels
+} reader;
+
+// A growable ring buffer of pixel indices, for breadth-first flood fills.
+typedef struct fifo {
+    uint32_t *buf; // (cap)
+    size_t cap, head, n;
+} fifo;
+
+// The mask grid: about MASK_UM per pixel, never finer than level 0, the long side capped. The
+// mask covers the slide exactly, so sx and sy are a little under the nominal scale.
+static void plan_grid(th_tissue *t, int64_t w0, int64_t h0, double mpp0, double *um_px)
+{
+    double mpp = isfinite(mpp0) && mpp0 > 0 ? mpp0 : UNKNOWN_MPP;
+    double s = TH_MAX(1.0, MASK_UM / mpp);
+    s = TH_MAX(s, (double)TH_MAX(w0, h0) / MASK_MAX_SIDE);
+    t->w = (int)TH_MAX(1.0, ceil((double)w0 / s - 1e-9));
+    t->h = (int)TH_MAX(1.0, ceil((double)h0 / s - 1e-9));
+    t->sx = (double)w0 / t->w;
+    t->sy = (double)h0 / t->h;
+    *um_px = s * mpp;
+}
+
+// The coarsest level whose pixels are not larger than `limit` level-0 pixels.
+static int pick_level(const th_slide *slide, double limit)
+{
+    int best = 0;
+    double best_ds = 1;
+    for (int l = 1; l < th_slide_get_level_count(slide); l++) {
+        double ds = th_slide_get_level_downsample(slide, l);
+        if (ds <= limit * (1 + 1e-9) && ds > best_ds) {
+            best = l;
+            best_ds = ds;
+        }
+    }
+    return best;
+}
+
+// Level pixel i covers [i ds, (i + 1) ds) ∩ [0, extent) in level-0 pixels; mask pixel c covers
+// [c step, (c + 1) step).
+static axis_w axis_weight(int64_t i, double ds, double extent, double step, int n)
+{
+    double lo = (double)i * ds, hi = TH_MIN((double)(i + 1) * ds, extent);
+    axis_w r = {(int)TH_MIN(lo / step, (double)(n - 1)), 0, 0};
+    if (hi > lo) {
+        double edge = (r.c + 1) * step;
+        r.a = TH_MIN(hi, edge) - lo;
+        r.b = r.c + 1 < n ? TH_MAX(0.0, hi - edge) : 0;
+    }
+    return r;
+}
+
+// Saturation (0-255) of an accumulated pixel (R, G, B, weight); 0 for ink, dark and empty pixels.
+static uint8_t saturation(const double *p)
+{
+    if (p[3] <= 0) {
+        return 0;
+    }
+    double r = p[0] / p[3], g = p[1] / p[3], b = p[2] / p[3];
+    double mx = fmax(r, fmax(g, b)), mn = fmin(r, fmin(g, b));
+    if (mx < DARK_MAX || g > r + PEN_MARGIN) {
+        return 0;
+    }
+    return (uint8_t)lround((mx - mn) / mx * 255);
+}
+
+// Turn mask row cur into saturation bytes and move on to the next row.
+static void finish_row(reader *rd)
+{
+    th_tissue *t = rd->t;
+    size_t row = (size_t)t->w * 4;
+    if (rd->cur < t->h) {
+        uint8_t *dst = t->mask + (size_t)rd->cur * t->w;
+        for (int c = 0; c < t->w; c++) {
+            dst[c] = saturation(rd->acc + (size_t)c * 4);
+            rd->hist[dst[c]]++;
+        }
+    }
+    memmove(rd->acc, rd->acc + row, row * sizeof(double));
+    memset(rd->acc + row, 0, row * sizeof(double));
+    rd->cur++;
+}
+
+static void accumulate(double *acc, const uint8_t *p, double weight)
+{
+    acc[0] += weight * p[0];
+    acc[1] += weight * p[1];
+    acc[2] += weight * p[2];
+    acc[3] += weight;
+}
+
+// Add one level row (RGB, level_w pixels) whose vertical weights are ry.
+static void add_row(reader *rd, const uint8_t *rgb, int64_t level_w, axis_w ry)
+{
+    while (ry.c > rd->cur) {
+        finish_row(rd);
+    }
+    double *a0 = rd->acc, *a1 = rd->acc + (size_t)rd->t->w * 4;
+    for (int64_t i = 0; i < level_w; i++) {
+        axis_w cx = rd->cols[i];
+        const uint8_t *p = rgb + i * 3;
+        accumulate(a0 + (size_t)cx.c * 4, p, cx.a * ry.a);
+        if (cx.b > 0) {
+            accumulate(a0 + (size_t)(cx.c + 1) * 4, p, cx.b * ry.a);
+        }
+        if (ry.b > 0) {
+            accumulate(a1 + (size_t)cx.c * 4, p, cx.a * ry.b);
+            if (cx.b > 0) {
+                accumulate(a1 + (size_t)(cx.c + 1) * 4, p, cx.b * ry.b);
+            }
+        }
+    }
+}
+
+// Read the level in bands of rows and area-average it into t->mask as saturation bytes.
+static bool read_saturation(th_slide *slide, reader *rd, int64_t w0, int64_t h0, th_error **err)
+{
+    th_tissue *t = rd->t;
+    int64_t lw, lh;
+    bool ok = false;
+    uint8_t *band = NULL;
+    th_slide_get_level_dimensions(slide, t->level, &lw, &lh);
+    double ds = th_slide_get_level_downsample(slide, t->level);
+    int64_t band_h = TH_CLAMP(BAND_BYTES / (3 * lw), 1, lh);
+    rd->cols = th_calloc((size_t)lw, sizeof(*rd->cols), err);
+    rd->acc = th_calloc((size_t)t->w * 8, sizeof(double), err);
+    band = rd->cols && rd->acc ? th_calloc((size_t)(band_h * lw), 3, err) : NULL;
+    if (!band) {
+        goto out;
+    }
+    for (int64_t i = 0; i < lw; i++) {
+        rd->cols[i] = axis_weight(i, ds, (double)w0, t->sx, t->w);
+    }
+    for (int64_t y = 0; y < lh; y += band_h) {
+        int64_t rows = TH_MIN(band_h, lh - y);
+        if (!th_slide_read_region(slide, band, 0, llround((double)y * ds), t->level, lw, rows,
+                                  err)) {
+            goto out;
+        }
+        for (int64_t j = 0; j < rows; j++) {
+            add_row(rd, band + j * lw * 3, lw, axis_weight(y + j, ds, (double)h0, t->sy, t->h));
+        }
+    }
+    while (rd->cur < t->h) {
+        finish_row(rd);
+    }
+    ok = true;
+out:
+    th_free(band);
+    TH_FREE(rd->acc);
+    TH_FREE(rd->cols);
+    return ok;
+}
+
+// Otsu's threshold k: splitting the histogram into [0, k] and (k, 255] maximises the
+// between-class variance (the first k on ties, as skimage's threshold_otsu).
+static int otsu(const int64_t hist[256])
+{
+    double n = 0, sum = 0, n0 = 0, sum0 = 0, best = -1;
+    int k_best = 0;
+    for (int i = 0; i < 256; i++) {
+        n += (double)hist[i];
+        sum += (double)i * (double)hist[i];
+    }
+    for (int k = 0; k < 255; k++) {
+        n0 += (double)hist[k];
+        sum0 += (double)k * (double)hist[k];
+        double n1 = n - n0;
+        if (n0 == 0 || n1 == 0) {
+            continue;
+        }
+        double d = sum0 / n0 - (sum - sum0) / n1;
+        double v = n0 * n1 * d * d;
+        if (v > best) {
+            best = v;
+            k_best = k;
+        }
+    }
+    return k_best;
+}
+
+// Every pixel within Euclidean distance r (inclusive) of a pixel equal to v becomes v; pixels
+// outside the mask do not count. tmp: (h, w) scratch. With v = 0 this is an erosion.
+static void dilate(uint8_t *m, uint8_t *tmp, int w, int h, double r, uint8_t v)
+{
+    int hw[64]; // hw[dy]: largest dx with dx² + dy² <= r²
+    int rad = (int)TH_MIN(floor(r + 1e-9), 63.0);
+    if (rad < 1) {
+        return;
+    }
+    for (int dy = 0; dy <= rad; dy++) {
+        hw[dy] = 0;
+        while ((double)((hw[dy] + 1) * (hw[dy] + 1) + dy * dy) <= r * r + 1e-6) {
+            hw[dy]++;
+        }
+    }
+    // tmp: distance along the row to the nearest v pixel, capped at 255.
+    for (int y = 0; y < h; y++) {
+        const uint8_t *row = m + (size_t)y * w;
+        uint8_t *d = tmp + (size_t)y * w;
+        for (int x = 0, run = 255; x < w; x++) {
+            run = row[x] == v ? 0 : TH_MIN(run + 1, 255);
+            d[x] = (uint8_t)run;
+        }
+        for (int x = w - 1, run = 255; x >= 0; x--) {
+            run = row[x] == v ? 0 : TH_MIN(run + 1, 255);
+            d[x] = (uint8_t)TH_MIN(d[x], run);
+        }
+    }
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++) {
+            for (int dy = -rad; dy <= rad && m[(size_t)y * w + x] != v; dy++) {
+                int yy = y + dy;
+                if (yy >= 0 && yy < h && tmp[(size_t)yy * w + x] <= hw[abs(dy)]) {
+                    m[(size_t)y * w + x] = v;
+                }
+            }
+        }
+    }
+}
+
+static bool fifo_push(fifo *q, uint32_t v, th_error **err)
+{
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? 2 * q->cap : 4096;
+        uint32_t *buf = th_calloc(cap, sizeof(*buf), err);
+        if (!buf) {
+            return false;
+        }
+        for (size_t i = 0; i < q->n; i++) {
+            buf[i] = q->buf[(q->head + i) % q->cap];
+        }
+        th_free(q->buf);
+        q->buf = buf;
+        q->cap = cap;
+        q->head = 0;
+    }
+    q->buf[(q->head + q->n++) % q->cap] = v;
+    return true;
+}
+
+static uint32_t fifo_pop(fifo *q)
+{
+    uint32_t v = q->buf[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->n--;
+    return v;
+}
+
+// Breadth-first fill of the 4-connected component of `from` pixels around seed, setting them to
+// `to`; its area and whether it touches the mask's border.
+static bool flood(th_tissue *t, uint32_t seed, uint8_t from, uint8_t to, fifo *q, double *area,
+                  bool *border, th_error **err)
+{
+    int w = t->w, h = t->h;
+    *area = 0;
+    *border = false;
+    t->mask[seed] = to;
+    if (!fifo_push(q, seed, err)) {
+        return false;
+    }
+    while (q->n > 0) {
+        uint32_t p = fifo_pop(q);
+        int x = (int)(p % (uint32_t)w), y = (int)(p / (uint32_t)w);
+        *area += 1;
+        *border = *border || x == 0 || y == 0 || x == w - 1 || y == h - 1;
+        uint32_t next[4] = {p - 1, p + 1, p - (uint32_t)w, p + (uint32_t)w};
+        bool inside[4] = {x > 0, x<w - 1, y> 0, y < h - 1};
+        for (int k = 0; k < 4; k++) {
+            if (inside[k] && t->mask[next[k]] == from) {
+                t->mask[next[k]] = to;
+                if (!fifo_push(q, next[k], err)) {
+                    return false;
+                }
+            }
+        }
+    }
+    return true;
+}
+
+// Flip the components of value v (1: tissue pieces, 0: holes) smaller than `limit` pixels; holes
+// that touch the border are open background and stay.
+static bool flip_small(th_tissue *t, uint8_t v, double limit, fifo *q, th_error **err)
+{
+    size_t n = (size_t)t->w * t->h;
+    double area;
+    bool border;
+    for (size_t p = 0; p < n; p++) {
+        if (t->mask[p] != v) {
+            continue;
+        }
+        if (!flood(t, (uint32_t)p, v, v | VISITED, q, &area, &border, err)) {
+            return false;
+        }
+        if (area < limit && !(v == 0 && border) &&
+            !flood(t, (uint32_t)p, v | VISITED, (1 - v) | VISITED, q, &area, &border, err)) {
+            return false;
+        }
+    }
+    for (size_t p = 0; p < n; p++) {
+        t->mask[p] &= (uint8_t)~VISITED;
+    }
+    return true;
+}
+
+// Threshold the saturation bytes in t->mask, then clean the mask up (see the top of the file).
+static bool segment(th_tissue *t, const int64_t hist[256], double um_px, th_error **err)
+{
+    size_t n = (size_t)t->w * t->h;
+    fifo q = {0};
+    bool ok = false;
+    uint8_t *tmp = th_malloc(n, err);
+    int k = otsu(hist);
+    t->otsu = k / 255.0;
+    k = TH_CLAMP(k, SAT_FLOOR, SAT_CEIL);
+    t->threshold = k / 255.0;
+    for (size_t p = 0; p < n; p++) {
+        t->mask[p] = t->mask[p] > k;
+    }
+    if (!tmp) {
+        goto out;
+    }
+    dilate(t->mask, tmp, t->w, t->h, CLOSE_UM / um_px, 1);
+    dilate(t->mask, tmp, t->w, t->h, CLOSE_UM / um_px, 0);
+    if (!flip_small(t, 1, SPECK_UM2 / (um_px * um_px), &q, err) ||
+        !flip_small(t, 0, HOLE_UM2 / (um_px * um_px), &q, err)) {
+        goto out;
+    }
+    dilate(t->mask, tmp, t->w, t->h, MARGIN_UM / um_px, 1);
+    size_t count = 0;
+    for (size_t p = 0; p < n; p++) {
+        count += t->mask[p];
+    }
+    t->fraction = (double)count / (double)n;
+    ok = true;
+out:
+    th_free(q.buf);
+    th_free(tmp);
+    return ok;
+}
+
 th_tissue *th_tissue_detect(th_slide *slide, double mpp0, th_error **err)
 {
-    th_error_set(err, "tissue detection is not implemented yet");
+    reader rd = {0};
+    int64_t w0 = 0, h0 = 0;
+    double um_px;
+    th_tissue *t = th_calloc(1, sizeof(*t), err);
+    if (!t) {
+        return NULL;
+    }
+    if (!th_slide_get_level_dimensions(slide, 0, &w0, &h0) || w0 <= 0 || h0 <= 0) {
+        th_error_set(err, "the slide has no pixels");
+        goto fail;
+    }
+    plan_grid(t, w0, h0, mpp0, &um_px);
+    t->level = pick_level(slide, TH_MIN(t->sx, t->sy));
+    t->mask = th_malloc((size_t)t->w * t->h, err);
+    rd.t = t;
+    if (!t->mask || !read_saturation(slide, &rd, w0, h0, err) || !segment(t, rd.hist, um_px, err)) {
+        goto fail;
+    }
+    return t;
+fail:
+    th_tissue_free(t);
     return NULL;
 }
 
@@ -18,13 +438,107 @@ void th_tissue_free(th_tissue *tissue)
     }
 }
 
-double th_tissue_fraction(const th_tissue *tissue, double x, double y, double w, double h)
+double th_tissue_fraction(const th_tissue *t, double x, double y, double w, double h)
 {
-    return 1.0;
+    if (!t || !isfinite(x) || !isfinite(y) || !isfinite(w) || !isfinite(h) || w <= 0 || h <= 0) {
+        return 0;
+    }
+    double x0 = TH_MAX(x, 0.0), x1 = TH_MIN(x + w, t->w * t->sx);
+    double y0 = TH_MAX(y, 0.0), y1 = TH_MIN(y + h, t->h * t->sy);
+    if (x1 <= x0 || y1 <= y0) {
+        return 0;
+    }
+    int c0 = (int)(x0 / t->sx), c1 = TH_MIN(t->w - 1, (int)ceil(x1 / t->sx) - 1);
+    int r0 = (int)(y0 / t->sy), r1 = TH_MIN(t->h - 1, (int)ceil(y1 / t->sy) - 1);
+    double sum = 0;
+    for (int r = r0; r <= r1; r++) {
+        double wy = TH_MIN(y1, (r + 1) * t->sy) - TH_MAX(y0, r * t->sy), row = 0;
+        const uint8_t *m = t->mask + (size_t)r * t->w;
+        for (int c = c0; c <= c1; c++) {
+            if (m[c]) {
+                row += TH_MAX(0.0, TH_MIN(x1, (c + 1) * t->sx) - TH_MAX(x0, c * t->sx));
+            }
+        }
+        sum += row * TH_MAX(0.0, wy);
+    }
+    return TH_CLAMP(sum / (w * h), 0.0, 1.0);
+}
+
+typedef struct png_ctx {
+    char msg[256]; // libpng's error message (written by the error callback)
+} png_ctx;
+
+static void png_on_error(png_structp png, png_const_charp msg)
+{
+    png_ctx *ctx = png_get_error_ptr(png);
+    snprintf(ctx->msg, sizeof(ctx->msg), "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg)
+{
+    // The library never prints; libpng's warnings do not affect the output.
+}
+
+// ctx and row belong to the caller, so nothing that longjmp could clobber lives here.
+static bool write_png(const th_tissue *t, FILE *fp, png_ctx *ctx, uint8_t *row, th_error **err)
+{
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, ctx, png_on_error, png_on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info) {
+        png_destroy_write_struct(&png, NULL);
+        th_error_set(err, "out of memory");
+        return false;
+    }
+    // png and info are not changed between here and the end: safe to use after longjmp.
+    if (setjmp(png_jmpbuf(png))) {
+        th_error_set(err, "%s", ctx->msg);
+        png_destroy_write_struct(&png, &info);
+        return false;
+    }
+    png_init_io(png, fp);
+    png_set_IHDR(png, info, (png_uint_32)t->w, (png_uint_32)t->h, 8, PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_text text = {.compression = PNG_TEXT_COMPRESSION_NONE,
+                     .key = (png_charp) "Software",
+                     .text = (png_charp) "tileheat " PACKAGE_VERSION};
+    png_set_text(png, info, &text, 1);
+    png_write_info(png, info);
+    for (int y = 0; y < t->h; y++) {
+        for (int x = 0; x < t->w; x++) {
+            row[x] = t->mask[(size_t)y * t->w + x] ? 255 : 0;
+        }
+        png_write_row(png, row);
+    }
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    return true;
 }
 
 bool th_tissue_write_png(const th_tissue *tissue, const char *path, th_error **err)
 {
-    th_error_set(err, "tissue detection is not implemented yet");
-    return false;
+    th_outfile out = {0};
+    png_ctx ctx = {""};
+    bool ok = false;
+    uint8_t *row = NULL;
+    if (!tissue || !path) {
+        th_error_set(err, "no tissue mask or no output path");
+        goto out;
+    }
+    row = th_malloc((size_t)tissue->w, err);
+    if (!row || !th_outfile_open(&out, path, err)) {
+        goto out;
+    }
+    if (!write_png(tissue, out.fp, &ctx, row, err)) {
+        th_outfile_abort(&out);
+        goto out;
+    }
+    ok = th_outfile_commit(&out, err);
+out:
+    th_free(row);
+    if (!ok) {
+        th_error_prefix(err, "%s: ", path ? path : "tissue mask");
+    }
+    return ok;
 }

@@ -7,22 +7,25 @@
 #include "th-private.h"
 
 typedef struct th_tissue {
-    int w, h;            /* mask size in pixels */
-    double sx, sy;       /* level-0 pixels per mask pixel */
-    uint8_t *mask;       /* (h, w): 1 = tissue, 0 = background */
-    double threshold;    /* the saturation threshold chosen (0..1) */
-    double fraction;     /* tissue share of the whole mask, 0..1 */
+    int w, h;         /* mask size in pixels */
+    double sx, sy;    /* level-0 pixels per mask pixel: the mask covers the slide exactly */
+    uint8_t *mask;    /* (h, w), row-major: 1 = tissue, 0 = background */
+    double threshold; /* the saturation threshold used (0..1): Otsu's, clamped */
+    double otsu;      /* Otsu's threshold on the saturation histogram, before clamping (0..1) */
+    double fraction;  /* tissue share of the whole mask, 0..1 */
+    int level;        /* the pyramid level that was read */
 } th_tissue;
 
-/* Detect tissue. mpp0 = µm per level-0 pixel (0 if unknown: then the mask's long side is about
- * 2000 px). Reads the slide in bands from the best level; memory is the mask plus one band.
- * Errors: read failures. */
+/* Detect tissue. mpp0 = µm per level-0 pixel (0 if unknown: 0.5 µm/px, a 20× scan, is assumed).
+ * The mask has 8 µm pixels (no finer than level 0, long side at most 8192 px). Reads the slide
+ * in bands from the coarsest level that is not coarser than the mask; memory is about twice the
+ * mask plus one band. Method and constants: see tissue.c. Errors: read failures. */
 th_tissue *th_tissue_detect(th_slide *slide, double mpp0, th_error **err);
 
 void th_tissue_free(th_tissue *tissue);
 
 /* Share (0..1) of the level-0 rectangle [x, x+w) × [y, y+h) that is tissue; mask pixels count
- * by their overlap area; parts outside the slide count as background. */
+ * by their overlap area; parts outside the slide count as background. 0 for an empty rectangle. */
 double th_tissue_fraction(const th_tissue *tissue, double x, double y, double w, double h);
 
 /* The mask as an 8-bit grayscale PNG, 255 = tissue (temporary name + rename). */
