@@ -99,6 +99,28 @@ check '[ "$sum" = "1.000" ]' "tiles.csv: probabilities sum to 1 per tile ($sum)"
 check 'grep -q "117 tiles run of 117 (9 × 13)" "$TMP/table" && grep -q "^peak memory: " "$TMP/table"' \
   "the table, stage timings and peak memory are printed"
 
+# tissue skipping (default) with the bundled model, and the optional outputs
+"$TH" multi --quiet --geojson --raw -o "$TMP/t" "$SLIDE" 2>"$TMP/errt"
+check '[ $? -eq 0 ] && [ ! -s "$TMP/errt" ]' "multi with the bundled model, tissue skipping, --geojson --raw"
+check '[ "$(ls -A "$TMP/t" | tr "\n" " ")" = "cam.npy heatmap.png probabilities.npy report.json run.json tiles.csv tiles.geojson tissue.png " ]' \
+  "tissue.png, tiles.geojson, cam.npy and probabilities.npy written, no temporary files"
+skipped=$(sed -n 's/.*"skipped":[[:space:]]*\([0-9]*\).*/\1/p' "$TMP/t/report.json" | head -n 1)
+processed=$(sed -n 's/.*"processed":[[:space:]]*\([0-9]*\).*/\1/p' "$TMP/t/report.json" | head -n 1)
+check '[ "$skipped" -gt 20 ] && [ $((skipped + processed)) -eq 117 ] && [ "$(wc -l <"$TMP/t/tiles.csv")" -eq $((processed + 1)) ]' \
+  "glass tiles skipped ($skipped of 117), tiles.csv lists the $processed run"
+check '[ "$(grep -c "\"objectType\":[[:space:]]*\"tile\"" "$TMP/t/tiles.geojson")" -eq "$processed" ]' \
+  "tiles.geojson: one tile feature per tile run"
+
+# a plain image without µm/px: taken at the model's resolution, with a one-line warning
+"$TH" multi --quiet -o "$TMP/p" "$DATA/images/CMU-1-Small-Region.crop1024.png" 2>"$TMP/errp"
+check '[ $? -eq 0 ] && [ "$(wc -l <"$TMP/errp")" -eq 1 ] && grep -q "warning: .*no µm/px.*give --mpp" "$TMP/errp"' \
+  "plain PNG without µm/px: runs, warns once"
+
+# TCGA has no µm/px: with --mpp (our estimate, 1.0) it runs, enlarged 2× to the model's 0.5
+"$TH" multi --quiet --mpp 1.0 --width 300 -o "$TMP/tcga" "$DATA/slides/TCGA-CR-7395-01A-01-TS1.svs"
+check '[ $? -eq 0 ] && grep -q "\"source\":[[:space:]]*\"--mpp\"" "$TMP/tcga/report.json" && grep -q "\"resampled\":[[:space:]]*true" "$TMP/tcga/report.json"' \
+  "TCGA with --mpp 1.0: resampled, source --mpp"
+
 "$TH" single --model "$MODEL" --quiet --width 500 --colormap magma -o "$TMP/s" "$SLIDE"
 check '[ $? -eq 0 ]' "single succeeds"
 check '[ "$(png_size "$TMP/s/heatmap.png" | cut -d" " -f2)" -eq 500 ]' "--width 500 is honoured"
