@@ -2,7 +2,9 @@
 /* gen-demo-slide: write a synthetic H&E-like pyramidal tiled TIFF (256x256 JPEG tiles, 0.5 um/px)
  * that OpenSlide opens as "generic-tiff". Every pixel is a procedural function of its level-0
  * position and the seed, so each level is generated tile by tile in constant memory, at any size,
- * and the same seed and size always give the same bytes. A standalone example: libtiff and libm. */
+ * and the same seed and size always give the same bytes. With --islands, a few blobs of tissue lie
+ * on clean glass, and every all-glass tile of a level is one JPEG written over and over: fast at
+ * 100 000 x 100 000. A standalone example: libtiff and libm. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,9 +26,13 @@
 #define TILE 256           // tile side, pixels
 #define TOP_LEVEL_SIDE 512 // stop halving once the long side is at most this
 #define MAX_LEVELS 32
-#define BATCH 16            // tiles rendered (in parallel) before being written in order
-#define TISSUE_FRACTION 0.5 // share of the slide covered by tissue
-#define RES_PER_CM 20000.0  // 0.5 um per pixel at level 0
+#define BATCH 16             // tiles rendered (in parallel) before being written in order
+#define TISSUE_FRACTION 0.5  // share of the slide covered by tissue
+#define ISLAND_FRACTION 0.15 // with --islands: share covered by the islands together
+#define MAX_ISLANDS 100
+#define ISLAND_NOISE 0.6f        // amplitude of the noise that makes the islands ragged
+#define ISLAND_EDGE_NOISE 0.025f // amplitude of the islands' finer raggedness (half of it)
+#define RES_PER_CM 20000.0       // 0.5 um per pixel at level 0
 #define MAX_SIDE 1000000
 #define CELL_THR 0.6f     // cellular areas where the cellular field exceeds this
 #define FAT_THR 0.65f     // adipocytes where the fat field exceeds this
@@ -86,8 +93,13 @@ enum {
     SALT_STAIN = 160,
     SALT_NUCLEUS = 170,
     SALT_CHROMATIN = 180,
+    SALT_PLACE = 190,
     SALT_GRAIN = 1000, // + level
 };
+
+typedef struct {
+    double x, y, r; // centre and radius of the island's cone, level-0 pixels
+} island;
 
 typedef struct {
     uint32_t seed;
@@ -95,6 +107,8 @@ typedef struct {
     double width, height; // level-0 size, pixels
     double island_scale;  // size of the tissue blobs, level-0 pixels
     float tissue_thr;     // tissue where the tissue field exceeds tissue_thr
+    int islands;          // 0: one large tissue mass (the default); else island[0 .. islands)
+    island island[MAX_ISLANDS];
 } scene;
 
 /* ---- hashing and value noise */
@@ -241,7 +255,8 @@ static float nucleus_density(float cellular)
     return 0.05f + 0.85f * cellular;
 }
 
-static void slow_fields(const scene *s, double x, double y, float *f)
+// The default tissue field: one large ragged mass gathered towards the middle of the slide.
+static float mass_field(const scene *s, double x, double y)
 {
     float m = fbm(s, x / s->island_scale, y / s->island_scale, SALT_ISLAND, 3);
     m += 0.05f * (vnoise(s, x / 220.0, y / 220.0, SALT_EDGE) - 0.5f);
@@ -254,7 +269,28 @@ static void slow_fields(const scene *s, double x, double y, float *f)
         float t = (float)(1.0 - border / margin);
         m -= 0.6f * t * t * t;
     }
-    f[F_ISLAND] = m;
+    return m;
+}
+
+/* The --islands tissue field: the highest of the islands' cones 1 - d / r, made ragged by noise
+ * of amplitude at most ISLAND_NOISE / 2 + ISLAND_EDGE_NOISE (tile_is_glass relies on that). */
+static float islands_field(const scene *s, double x, double y)
+{
+    double cone = -1e30;
+    for (int i = 0; i < s->islands; i++) {
+        const island *b = &s->island[i];
+        double d = sqrt((x - b->x) * (x - b->x) + (y - b->y) * (y - b->y));
+        cone = fmax(cone, 1.0 - d / b->r);
+    }
+    float m = (float)cone;
+    m += ISLAND_NOISE * (fbm(s, x / s->island_scale, y / s->island_scale, SALT_ISLAND, 3) - 0.5f);
+    m += 2.0f * ISLAND_EDGE_NOISE * (vnoise(s, x / 220.0, y / 220.0, SALT_EDGE) - 0.5f);
+    return m;
+}
+
+static void slow_fields(const scene *s, double x, double y, float *f)
+{
+    f[F_ISLAND] = s->islands > 0 ? islands_field(s, x, y) : mass_field(s, x, y);
     f[F_CELLULAR] = cellular_field(s, x, y);
     f[F_FAT] = fat_field(s, x, y);
     f[F_VERTICAL] = smoothstep(0.46f, 0.54f, fbm(s, x / 2600.0, y / 2600.0, SALT_ORIENT, 3));
@@ -299,6 +335,9 @@ static void grid_at(const field_grid *g, double x, double y, int first, int end,
 // Clean glass: uneven illumination and a few faint dust specks.
 static rgb glass(const scene *s, const float *f, double x, double y)
 {
+    if (s->islands > 0) {
+        return GLASS; // spotless and evenly lit: every all-glass tile is the same
+    }
     rgb c = {GLASS.r + f[F_LIGHT], GLASS.g + f[F_LIGHT], GLASS.b + f[F_LIGHT]};
     const double cell = 320.0;
     int64_t cx = ifloor(x * (1 / cell)), cy = ifloor(y * (1 / cell));
@@ -536,9 +575,41 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Set up the slide. The tissue threshold is chosen so that TISSUE_FRACTION of a 128 x 128 grid
- * of samples is tissue, whatever the seed. */
-static bool scene_init(scene *s, uint32_t seed, uint32_t width, uint32_t height)
+/* Scatter the islands: radii 0.75-1.25 times the mean, sized so that the cones cover about
+ * ISLAND_FRACTION of the slide, each clear of the border (the noise can push an island out to 1.33
+ * radii) and, as far as they fit, of the others; the spacing loosens after every 100 misses. */
+static void place_islands(scene *s, int count)
+{
+    double side = fmin(s->width, s->height);
+    double mean = sqrt(ISLAND_FRACTION * s->width * s->height / (count * M_PI));
+    double gap = 1.2; // centres at least gap * (r_i + r_j) apart
+    uint32_t attempt = 0;
+    s->islands = 0;
+    while (s->islands < count) {
+        island *b = &s->island[s->islands];
+        uint32_t h = hash(s, s->islands, attempt++, SALT_PLACE);
+        b->r = fmin(mean * (0.75 + 0.5 * byte(h, 0)), 0.33 * side);
+        double lo = 0.02 * side + 1.35 * b->r;
+        b->x = lo + (s->width - 2.0 * lo) * unit(fmix(h));
+        b->y = lo + (s->height - 2.0 * lo) * unit(fmix(h ^ 0x9e3779b9u));
+        bool clear = true;
+        for (int i = 0; i < s->islands && clear; i++) {
+            const island *o = &s->island[i];
+            clear = hypot(b->x - o->x, b->y - o->y) >= gap * (b->r + o->r);
+        }
+        if (clear) {
+            s->islands++;
+            attempt = 0;
+        } else if (attempt % 100 == 0) {
+            gap *= 0.9;
+        }
+    }
+    s->island_scale = 0.8 * mean;
+}
+
+/* Set up the slide. The tissue threshold is chosen so that TISSUE_FRACTION (ISLAND_FRACTION with
+ * islands) of a 128 x 128 grid of samples is tissue, whatever the seed. */
+static bool scene_init(scene *s, uint32_t seed, uint32_t width, uint32_t height, int islands)
 {
     enum { N = 128 };
     s->seed = seed;
@@ -546,6 +617,10 @@ static bool scene_init(scene *s, uint32_t seed, uint32_t width, uint32_t height)
     s->width = width;
     s->height = height;
     s->island_scale = fmax(width, height) / 2.5;
+    s->islands = 0;
+    if (islands > 0) {
+        place_islands(s, islands);
+    }
     float *v = malloc(N * N * sizeof(*v)); // (N, N) row-major samples of the tissue field
     if (v == NULL) {
         return false;
@@ -558,7 +633,8 @@ static bool scene_init(scene *s, uint32_t seed, uint32_t width, uint32_t height)
         }
     }
     qsort(v, N * N, sizeof(*v), cmp_float);
-    s->tissue_thr = v[(int)((1.0 - TISSUE_FRACTION) * N * N)];
+    double fraction = islands > 0 ? ISLAND_FRACTION : TISSUE_FRACTION;
+    s->tissue_thr = v[(int)((1.0 - fraction) * N * N)];
     free(v);
     return true;
 }
@@ -590,13 +666,34 @@ typedef struct {
     field_grid grid;
     memo memo;
     uint8_t pixels[TILE * TILE * 3]; // (TILE, TILE, 3) row-major uint8 RGB
+    bool glass;                      // render_or_mark found the tile all glass; pixels not set
 } workspace;
+
+/* With islands: true when the tissue field on a tile's grid (grid_fill's points, whose values its
+ * samples interpolate) stays below tissue_thr - 0.01. shade() then adds no raggedness and blends
+ * in no tissue (that needs tissue_thr - 0.009; 0.001 covers float rounding): all glass. */
+static bool grid_is_glass(const scene *s, double x0, double y0, double step)
+{
+    for (int j = 0; j < GRID_N; j++) {
+        for (int i = 0; i < GRID_N; i++) {
+            if (islands_field(s, x0 + i * step, y0 + j * step) >= s->tissue_thr - 0.01f) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
 
 /* One tile of level `level` into w->pixels. A pixel of level k covers 2^k x 2^k level-0 pixels
  * and averages samples spread over that square: one at level 0, two (a diagonal) at level 1,
- * four (a rotated grid) below. The whole pyramid costs about twice level 0. */
-static void render_tile(const scene *s, int level, uint32_t tx, uint32_t ty, workspace *w)
+ * four (a rotated grid) below. The whole pyramid costs about twice level 0. With islands the
+ * glass is uniform and the sensor grain repeats from tile to tile, so every all-glass tile of a
+ * level is the same; `all_glass` renders it without looking at the scene, bit for bit as the
+ * full path renders a tile whose samples are all glass. */
+static void render_tile(const scene *s, int level, uint32_t tx, uint32_t ty, bool all_glass,
+                        workspace *w)
 {
+    w->glass = false;
     static const double at[3][4][2] = {
         {{0.5, 0.5}},
         {{0.25, 0.75}, {0.75, 0.25}},
@@ -605,19 +702,22 @@ static void render_tile(const scene *s, int level, uint32_t tx, uint32_t ty, wor
     int pattern = level < 2 ? level : 2, n = 1 << pattern;
     double d = ldexp(1.0, level);
     double x0 = (double)tx * TILE * d, y0 = (double)ty * TILE * d;
-    grid_fill(s, &w->grid, x0, y0, GRID_STEP * d);
+    if (!all_glass) {
+        grid_fill(s, &w->grid, x0, y0, GRID_STEP * d);
+    }
+    int64_t gx = s->islands > 0 ? 0 : (int64_t)tx * TILE,
+            gy = s->islands > 0 ? 0 : (int64_t)ty * TILE;
     for (int j = 0; j < TILE; j++) {
         for (int i = 0; i < TILE; i++) {
             rgb sum = {0.0f, 0.0f, 0.0f};
             for (int k = 0; k < n; k++) {
                 double x = x0 + (i + at[pattern][k][0]) * d;
                 double y = y0 + (j + at[pattern][k][1]) * d;
-                rgb c = shade(s, &w->memo, &w->grid, x, y);
+                rgb c = all_glass ? GLASS : shade(s, &w->memo, &w->grid, x, y);
                 sum.r += c.r, sum.g += c.g, sum.b += c.b;
             }
             // Sensor grain, mostly shared by the three channels.
-            uint32_t h =
-                hash(s, (int64_t)tx * TILE + i, (int64_t)ty * TILE + j, SALT_GRAIN + level);
+            uint32_t h = hash(s, gx + i, gy + j, SALT_GRAIN + level);
             uint32_t h2 = fmix(h);
             float grain = 3.0f * (byte(h, 0) + byte(h, 1) - 1.0f);
             float v[3] = {sum.r / n + grain + 1.5f * (byte(h, 2) - 0.5f),
@@ -632,10 +732,25 @@ static void render_tile(const scene *s, int level, uint32_t tx, uint32_t ty, wor
     }
 }
 
+/* A tile to write: with islands and the glass shortcut, a tile whose grid is all glass is only
+ * marked (w->glass), for write_glass; the others are rendered. Same file either way. */
+static void render_or_mark(const scene *s, int level, uint32_t tx, uint32_t ty, bool cache_glass,
+                           workspace *w)
+{
+    double d = ldexp(1.0, level);
+    double x0 = (double)tx * TILE * d, y0 = (double)ty * TILE * d; // as in render_tile
+    if (cache_glass && s->islands > 0 && grid_is_glass(s, x0, y0, GRID_STEP * d)) {
+        w->glass = true;
+        return;
+    }
+    render_tile(s, level, tx, ty, false, w);
+}
+
 typedef struct {
     char msg[512];        // first libtiff error
     bool show;            // stderr is a terminal: print progress
     uint64_t done, total; // tiles written, over all levels
+    uint64_t glass;       // all-glass tiles written as a copy of the level's first
 } status;
 
 static int on_tiff_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
@@ -678,34 +793,121 @@ static bool set_level_tags(TIFF *tif, int level, uint32_t w, uint32_t h, int qua
     return ok;
 }
 
+/* True when no sample of tile (tx, ty) of `level` can be tissue, from a bound on the islands field
+ * over the tile's square: the tile's field grid lies in the square and every sample interpolates
+ * the grid. The cones bound the field before noise; the noise adds at most ISLAND_NOISE / 2 +
+ * ISLAND_EDGE_NOISE. Below tissue_thr - 0.009, shade() adds no raggedness and blends in no tissue;
+ * 0.001 more covers float rounding. Such a tile renders as render_tile(all_glass). Conservative:
+ * a glass tile close to an island gets false and is simply rendered. */
+static bool tile_is_glass(const scene *s, int level, uint32_t tx, uint32_t ty)
+{
+    if (s->islands == 0) {
+        return false;
+    }
+    double side = TILE * ldexp(1.0, level);
+    double x0 = tx * side, y0 = ty * side, x1 = x0 + side, y1 = y0 + side;
+    double cone = -1e30;
+    for (int i = 0; i < s->islands; i++) {
+        const island *b = &s->island[i];
+        double dx = fmax(fmax(x0 - b->x, b->x - x1), 0.0);
+        double dy = fmax(fmax(y0 - b->y, b->y - y1), 0.0);
+        cone = fmax(cone, 1.0 - hypot(dx, dy) / b->r);
+    }
+    return cone + ISLAND_NOISE / 2.0 + ISLAND_EDGE_NOISE < s->tissue_thr - 0.009 - 0.001;
+}
+
+/* The JPEG of a level's all-glass tile, to be written again wherever one recurs. */
+typedef struct {
+    int level;     // level it belongs to; -1 before the first
+    uint8_t *data; // (size) bytes: one abbreviated JPEG stream (the tables are in JPEGTables)
+    tmsize_t size;
+} glass_tile;
+
+/* All-glass tile t of `level`. The level's first is rendered and encoded like any tile, then its
+ * bytes are read back from the file (libtiff has written them: the file is open read-write); the
+ * others are those bytes again, through TIFFWriteRawTile. w is scratch. */
+static bool write_glass(TIFF *tif, const scene *s, int level, uint32_t t, uint32_t tiles_x,
+                        glass_tile *g, workspace *w, status *st)
+{
+    if (g->level == level) {
+        st->glass++;
+        return TIFFWriteRawTile(tif, t, g->data, g->size) == g->size;
+    }
+    render_tile(s, level, t % tiles_x, t / tiles_x, true, w);
+    if (TIFFWriteEncodedTile(tif, t, w->pixels, sizeof(w->pixels)) < 0) {
+        return false;
+    }
+    uint64_t *offsets = NULL, *counts = NULL;
+    if (!TIFFGetField(tif, TIFFTAG_TILEOFFSETS, &offsets) ||
+        !TIFFGetField(tif, TIFFTAG_TILEBYTECOUNTS, &counts) || counts[t] == 0) {
+        snprintf(st->msg, sizeof(st->msg), "cannot locate the glass tile just written");
+        return false;
+    }
+    uint8_t *data = realloc(g->data, counts[t]);
+    if (data == NULL) {
+        snprintf(st->msg, sizeof(st->msg), "out of memory");
+        return false;
+    }
+    g->data = data;
+    g->size = (tmsize_t)counts[t];
+    if (pread(TIFFFileno(tif), data, counts[t], (off_t)offsets[t]) != (ssize_t)counts[t]) {
+        snprintf(st->msg, sizeof(st->msg), "cannot read back the glass tile: %s", strerror(errno));
+        return false;
+    }
+    g->level = level;
+    return true;
+}
+
+/* The tiles [first, *end) of a level whose next BATCH tiles to render (or fewer, at the level's
+ * end) are todo[0 .. return value); the others in the range are all glass. */
+static int next_batch(const scene *s, int level, uint32_t tiles_x, uint64_t first, uint64_t count,
+                      bool cache_glass, uint32_t *todo, uint64_t *end)
+{
+    int n = 0;
+    uint64_t t = first;
+    for (; t < count && n < BATCH; t++) {
+        if (!cache_glass || !tile_is_glass(s, level, t % tiles_x, t / tiles_x)) {
+            todo[n++] = (uint32_t)t;
+        }
+    }
+    *end = t;
+    return n;
+}
+
 /* Tiles are rendered BATCH at a time, in parallel when built with OpenMP, then compressed and
- * written serially in order. Each tile is a pure function of its position, so the file is the
- * same whatever the thread count. */
+ * written serially in order; all-glass tiles (with islands) go through write_glass instead. Each
+ * tile is a pure function of its position, so the file is the same whatever the thread count,
+ * and the same with or without the glass shortcut. ws holds BATCH + 1 workspaces. */
 static bool write_level(TIFF *tif, const scene *s, const pyramid *p, int level, int quality,
-                        workspace *ws, status *st)
+                        bool cache_glass, workspace *ws, glass_tile *g, status *st)
 {
     uint32_t width = p->width[level], height = p->height[level];
     if (!set_level_tags(tif, level, width, height, quality, s->seed)) {
         return false;
     }
     uint32_t tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
-    uint64_t count = (uint64_t)tiles_x * tiles_y;
-    for (uint64_t first = 0; first < count; first += BATCH) {
-        int n = count - first < BATCH ? (int)(count - first) : BATCH;
+    uint64_t count = (uint64_t)tiles_x * tiles_y, end = 0;
+    uint32_t todo[BATCH]; // tiles to render in this batch, ascending
+    for (uint64_t first = 0; first < count; first = end) {
+        int n = next_batch(s, level, tiles_x, first, count, cache_glass, todo, &end);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic)
 #endif
         for (int b = 0; b < n; b++) {
-            uint64_t t = first + (uint64_t)b;
-            render_tile(s, level, (uint32_t)(t % tiles_x), (uint32_t)(t / tiles_x), &ws[b]);
+            render_or_mark(s, level, todo[b] % tiles_x, todo[b] / tiles_x, cache_glass, &ws[b]);
         }
-        for (int b = 0; b < n; b++) {
-            if (TIFFWriteEncodedTile(tif, (uint32_t)(first + (uint64_t)b), ws[b].pixels,
-                                     sizeof(ws[b].pixels)) < 0) {
+        int b = 0;
+        for (uint64_t t = first; t < end; t++) {
+            workspace *w = b < n && todo[b] == t ? &ws[b++] : NULL; // NULL: tile_is_glass
+            bool ok =
+                w != NULL && !w->glass
+                    ? TIFFWriteEncodedTile(tif, (uint32_t)t, w->pixels, sizeof(w->pixels)) >= 0
+                    : write_glass(tif, s, level, (uint32_t)t, tiles_x, g, &ws[BATCH], st);
+            if (!ok) {
                 return false;
             }
         }
-        st->done += (uint64_t)n;
+        st->done += end - first;
         if (st->show) {
             fprintf(stderr, "\r%s: level %d/%d, %3.0f%%", PROG, level + 1, p->count,
                     100.0 * (double)st->done / (double)st->total);
@@ -716,7 +918,8 @@ static bool write_level(TIFF *tif, const scene *s, const pyramid *p, int level, 
 
 /* Write the whole pyramid to path. BigTIFF when the raw pixels exceed 2 GiB: JPEG at any quality
  * stays well under twice the raw size, so a classic TIFF never overflows 4 GiB. */
-static bool write_slide(const char *path, const scene *s, const pyramid *p, int quality, status *st)
+static bool write_slide(const char *path, const scene *s, const pyramid *p, int quality,
+                        bool cache_glass, status *st)
 {
     uint64_t raw = 0;
     for (int k = 0; k < p->count; k++) {
@@ -734,10 +937,11 @@ static bool write_slide(const char *path, const scene *s, const pyramid *p, int 
     TIFFOpenOptionsSetWarningHandlerExtR(opts, on_tiff_warning, st);
     TIFF *tif = TIFFOpenExt(path, raw > (2ull << 30) ? "w8" : "w", opts);
     TIFFOpenOptionsFree(opts);
-    workspace *ws = calloc(BATCH, sizeof(*ws)); // calloc: the memos start empty
+    workspace *ws = calloc(BATCH + 1, sizeof(*ws)); // calloc: the memos start empty
+    glass_tile g = {-1, NULL, 0};
     bool ok = tif != NULL && ws != NULL;
     for (int k = 0; ok && k < p->count; k++) {
-        ok = write_level(tif, s, p, k, quality, ws, st);
+        ok = write_level(tif, s, p, k, quality, cache_glass, ws, &g, st);
     }
     if (tif != NULL) {
         TIFFClose(tif); // flushes; a failed flush reports through on_tiff_error
@@ -745,6 +949,7 @@ static bool write_slide(const char *path, const scene *s, const pyramid *p, int 
     if (ws == NULL && st->msg[0] == '\0') {
         snprintf(st->msg, sizeof(st->msg), "out of memory");
     }
+    free(g.data);
     free(ws);
     return ok && st->msg[0] == '\0';
 }
@@ -754,7 +959,8 @@ static bool write_slide(const char *path, const scene *s, const pyramid *p, int 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: %s [--width W] [--height H] [--seed S] [--quality Q] [-o OUT.tif]\n"
+            "Usage: %s [--width W] [--height H] [--seed S] [--quality Q] [--islands N]\n"
+            "       [-o OUT.tif]\n"
             "Write a synthetic H&E-like pyramidal TIFF (256x256 JPEG tiles, 0.5 um/px) that\n"
             "OpenSlide opens as generic-tiff. The same seed and size give identical files.\n"
             "\n"
@@ -762,12 +968,17 @@ static void usage(FILE *f)
             "  --height H    level-0 height in pixels (default 6000)\n"
             "  --seed S      seed, 0 to 4294967295 (default 1)\n"
             "  --quality Q   JPEG quality, 1 to 100 (default 85)\n"
+            "  --islands N   N islands of tissue, 1 to %d, on spotless glass, covering about\n"
+            "                %.0f%% of the slide; all-glass tiles are encoded once per level,\n"
+            "                so even 100000x100000 takes minutes (default: one tissue mass\n"
+            "                over about half of the slide, on glass with dust)\n"
+            "  --no-glass-cache  render and encode every all-glass tile (slow; same file)\n"
             "  -o OUT.tif    output file (default demo-slide.tif)\n"
             "  -v, --verbose print the speed summary even when stderr is not a terminal\n"
             "  --help        show this help\n"
             "\n"
             "Exit status: 0 success, 1 failure while writing, 2 usage error.\n",
-            PROG);
+            PROG, MAX_ISLANDS, 100.0 * ISLAND_FRACTION);
 }
 
 static bool parse_uint(const char *name, const char *arg, unsigned long long lo,
@@ -786,21 +997,23 @@ static bool parse_uint(const char *name, const char *arg, unsigned long long lo,
 }
 
 typedef struct {
-    unsigned long long width, height, seed, quality;
+    unsigned long long width, height, seed, quality, islands;
     const char *out;
     bool verbose;
+    bool cache_glass; // false: --no-glass-cache
 } options;
 
 // Returns 0 to go on, 2 on a usage error, -1 after --help.
 static int parse_args(int argc, char **argv, options *o)
 {
     static const struct option longopts[] = {
-        {"width", required_argument, NULL, 'W'},  {"height", required_argument, NULL, 'H'},
-        {"seed", required_argument, NULL, 'S'},   {"quality", required_argument, NULL, 'Q'},
-        {"output", required_argument, NULL, 'o'}, {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"width", required_argument, NULL, 'W'},   {"height", required_argument, NULL, 'H'},
+        {"seed", required_argument, NULL, 'S'},    {"quality", required_argument, NULL, 'Q'},
+        {"output", required_argument, NULL, 'o'},  {"verbose", no_argument, NULL, 'v'},
+        {"islands", required_argument, NULL, 'I'}, {"no-glass-cache", no_argument, NULL, 'G'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    *o = (options){8000, 6000, 1, 85, "demo-slide.tif", false};
+    *o = (options){8000, 6000, 1, 85, 0, "demo-slide.tif", false, true};
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":o:vh", longopts, NULL)) != -1) {
@@ -817,6 +1030,12 @@ static int parse_args(int argc, char **argv, options *o)
             break;
         case 'Q':
             ok = parse_uint("--quality", optarg, 1, 100, &o->quality);
+            break;
+        case 'I':
+            ok = parse_uint("--islands", optarg, 1, MAX_ISLANDS, &o->islands);
+            break;
+        case 'G':
+            o->cache_glass = false;
             break;
         case 'o':
             o->out = optarg;
@@ -864,7 +1083,7 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void report_speed(const char *out, const pyramid *p, double seconds)
+static void report_speed(const char *out, const pyramid *p, const status *st, double seconds)
 {
     double mpx0 = (double)p->width[0] * p->height[0] / 1e6, mpx = 0.0;
     for (int k = 0; k < p->count; k++) {
@@ -876,6 +1095,12 @@ static void report_speed(const char *out, const pyramid *p, double seconds)
             "%s: wrote %s: %ux%u, %d levels, %.1f MB; %.1f Mpx at level 0 (%.1f Mpx in all) "
             "in %.2f s: %.1f Mpx/s (level 0)\n",
             PROG, out, p->width[0], p->height[0], p->count, mb, mpx0, mpx, seconds, mpx0 / seconds);
+    struct rusage ru;
+    double peak_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss / 1024.0 : 0.0; // KiB
+    fprintf(stderr,
+            "%s: %llu tiles, %llu of them copies of their level's glass tile; "
+            "peak RSS %.1f MiB\n",
+            PROG, (unsigned long long)st->total, (unsigned long long)st->glass, peak_mb);
 }
 
 static char tmp_name[4096]; // the temporary output, removed if a signal stops us
@@ -903,7 +1128,7 @@ int main(int argc, char **argv)
     scene s;
     pyramid p;
     status st = {.show = isatty(STDERR_FILENO) != 0};
-    if (!scene_init(&s, (uint32_t)o.seed, (uint32_t)o.width, (uint32_t)o.height)) {
+    if (!scene_init(&s, (uint32_t)o.seed, (uint32_t)o.width, (uint32_t)o.height, (int)o.islands)) {
         fprintf(stderr, "%s: out of memory\n", PROG);
         return 1;
     }
@@ -918,7 +1143,7 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGHUP, on_signal);
-    bool ok = write_slide(tmp, &s, &p, (int)o.quality, &st);
+    bool ok = write_slide(tmp, &s, &p, (int)o.quality, o.cache_glass, &st);
     if (st.show) {
         fputc('\n', stderr);
     }
@@ -930,7 +1155,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: %s: %s\n", PROG, o.out, st.msg[0] ? st.msg : "write failed");
         unlink(tmp);
     } else if (st.show || o.verbose) {
-        report_speed(o.out, &p, now() - t0);
+        report_speed(o.out, &p, &st, now() - t0);
     }
     return ok ? 0 : 1;
 }

@@ -2,7 +2,9 @@
 /* The demo slide generator (examples/gen-demo-slide): the file it writes opens in OpenSlide as a
  * generic-tiff pyramid with the expected levels and resolution, shows glass and H&E-like tissue,
  * is byte-identical for the same seed (and thread count), and bad arguments or an unwritable
- * output give exit status 2 or 1 with a message and leave no file behind. */
+ * output give exit status 2 or 1 with a message and leave no file behind. With --islands, the
+ * slide opens through th_slide_open, is mostly identical white glass tiles around a little
+ * tissue, and the glass shortcut changes no byte. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <openslide.h>
 
 #include "tap.h"
+#include "tileheat.h"
 
 static char gen[1024];  // path of the generator
 static char errf[1024]; // its captured stderr
@@ -203,6 +206,124 @@ static void test_determinism(const char *a)
     is_int(same_bytes(a, d), 0, "another seed: different file");
 }
 
+// Level-0 tile (tx, ty) of an RGB slide, TILE x TILE (white beyond the edge), into px.
+enum { TILE = 256 };
+static bool read_tile(th_slide *slide, int tx, int ty, uint8_t *px)
+{
+    th_error *err = NULL;
+    bool okay = th_slide_read_region(slide, px, (int64_t)tx * TILE, (int64_t)ty * TILE, 0, TILE,
+                                     TILE, &err);
+    if (!okay) {
+        diag("tile %d,%d: %s", tx, ty, th_error_message(err));
+        th_error_free(err);
+    }
+    return okay;
+}
+
+/* The corner tile is glass (islands keep off the border): white, unsaturated, and most tiles
+ * are exact copies of it (the generator encodes a level's glass tile once). */
+static void test_islands_glass(th_slide *slide, int64_t w, int64_t h)
+{
+    uint8_t *corner = malloc(TILE * TILE * 3), *px = malloc(TILE * TILE * 3); // (256, 256, 3)
+    if (corner == NULL || px == NULL) {
+        bail("out of memory");
+    }
+    bool read = read_tile(slide, 0, 0, corner);
+    double sum[3] = {0, 0, 0};
+    int spread = 0; // largest max - min over the channels of a pixel
+    for (int i = 0; i < TILE * TILE; i++) {
+        const uint8_t *p = corner + 3 * i;
+        int hi = p[0] > p[1] ? p[0] : p[1], lo = p[0] < p[1] ? p[0] : p[1];
+        hi = p[2] > hi ? p[2] : hi, lo = p[2] < lo ? p[2] : lo;
+        spread = hi - lo > spread ? hi - lo : spread;
+        for (int c = 0; c < 3; c++) {
+            sum[c] += p[c];
+        }
+    }
+    for (int c = 0; c < 3; c++) {
+        sum[c] /= TILE * TILE;
+    }
+    ok(read && sum[0] > 238 && sum[1] > 238 && sum[2] > 238 && spread < 20,
+       "corner tile is white glass (mean %.1f,%.1f,%.1f, channel spread <= %d)", sum[0], sum[1],
+       sum[2], spread);
+    int full = 0, copies = 0; // whole tiles inside the slide; those equal to the corner tile
+    for (int ty = 0; (ty + 1) * TILE <= h; ty++) {
+        for (int tx = 0; (tx + 1) * TILE <= w; tx++) {
+            full++;
+            copies += read_tile(slide, tx, ty, px) && memcmp(px, corner, TILE * TILE * 3) == 0;
+        }
+    }
+    diag("%d of %d level-0 tiles are identical glass tiles", copies, full);
+    ok(copies > full / 2 && copies < full, "most level-0 tiles, not all, are that glass tile");
+    free(px);
+    free(corner);
+}
+
+// Level 1 whole: tissue (not glass-coloured) covers a few percent up to a third.
+static void test_islands_tissue(th_slide *slide, int64_t w, int64_t h)
+{
+    uint8_t *rgb = malloc((size_t)w * h * 3); // (h, w, 3) row-major RGB
+    uint32_t *argb = malloc((size_t)w * h * sizeof(*argb));
+    if (rgb == NULL || argb == NULL) {
+        bail("out of memory");
+    }
+    th_error *err = NULL;
+    ok(th_slide_read_region(slide, rgb, 0, 0, 1, w, h, &err), "level 1 reads");
+    th_error_free(err);
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        argb[i] = 0xff000000u | (uint32_t)rgb[3 * i] << 16 | (uint32_t)rgb[3 * i + 1] << 8 |
+                  rgb[3 * i + 2];
+    }
+    stats st = measure(argb, (size_t)w * h);
+    diag("islands, level 1: glass %.3f tissue %.3f eosin %.3f haematoxylin %.3f", st.glass,
+         st.tissue, st.eosin, st.haem);
+    ok(st.tissue > 0.03 && st.tissue < 0.3, "tissue covers 3-30%% of the slide (%.3f)", st.tissue);
+    ok(st.eosin > 0.005 && st.haem > 0.0005, "the islands hold eosin and haematoxylin");
+    free(argb);
+    free(rgb);
+}
+
+static void test_islands(void)
+{
+    const char *a = tmp_path("isl-a.tif"), *b = tmp_path("isl-b.tif");
+    char args[2048];
+    snprintf(args, sizeof(args), "--width 4000 --height 3000 --islands 3 --seed 5 -o '%s'", a);
+    if (!is_int(run(args), 0, "generate 4000x3000 with 3 islands")) {
+        diag("%s", last_stderr());
+    }
+    th_error *err = NULL;
+    th_slide *slide = th_slide_open(a, &err);
+    int64_t w = 0, h = 0, w1 = 0, h1 = 0;
+    double mx = 0, my = 0;
+    if (!ok(slide != NULL, "th_slide_open opens the islands slide")) {
+        diag("%s", th_error_message(err));
+        th_error_free(err);
+        skip(8, "slide did not open");
+    } else {
+        is_string(th_slide_get_format(slide), "generic-tiff", "format generic-tiff");
+        ok(th_slide_get_level_dimensions(slide, 0, &w, &h) && w == 4000 && h == 3000 &&
+               th_slide_get_level_dimensions(slide, 1, &w1, &h1) &&
+               th_slide_get_mpp(slide, &mx, &my),
+           "level 0 is 4000x3000, with a resolution");
+        is_double(mx, 0.5, 1e-9, "0.5 um/px");
+        test_islands_glass(slide, w, h);
+        test_islands_tissue(slide, w1, h1);
+        th_slide_close(slide);
+    }
+    snprintf(args, sizeof(args), "--width 4000 --height 3000 --islands 3 --seed 5 -o '%s'", b);
+    is_int(run(args), 0, "second run");
+    is_int(same_bytes(a, b), 1, "same seed: identical bytes");
+    snprintf(args, sizeof(args),
+             "--width 4000 --height 3000 --islands 3 --seed 5 --no-glass-cache -o '%s'", b);
+    setenv("OMP_NUM_THREADS", "1", 1);
+    is_int(run(args), 0, "run without the glass shortcut, one thread");
+    unsetenv("OMP_NUM_THREADS");
+    is_int(same_bytes(a, b), 1, "no glass shortcut, one thread: identical bytes");
+    snprintf(args, sizeof(args), "--width 4000 --height 3000 --islands 3 --seed 6 -o '%s'", b);
+    is_int(run(args), 0, "run with another seed");
+    is_int(same_bytes(a, b), 0, "another seed: different file");
+}
+
 static void test_usage_errors(void)
 {
     static const struct {
@@ -213,6 +334,7 @@ static void test_usage_errors(void)
         {"--seed 4294967296", "--seed"},  {"--quality 0", "--quality"},
         {"--quality 101", "--quality"},   {"--width", "missing"},
         {"--bogus", "unknown option"},    {"-o x.tif extra", "unexpected argument"},
+        {"--islands 0", "--islands"},     {"--islands 101", "--islands"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int rc = run(bad[i].args);
@@ -248,7 +370,7 @@ static void test_write_errors(void)
 
 int main(void)
 {
-    plan(43);
+    plan(61);
     const char *builddir = getenv("TH_BUILDDIR");
     snprintf(gen, sizeof(gen), "%s/examples/gen-demo-slide", builddir ? builddir : ".");
     snprintf(errf, sizeof(errf), "%s", tmp_path("stderr.txt"));
@@ -264,6 +386,7 @@ int main(void)
     is_string(last_stderr(), "", "quiet when stderr is not a terminal");
     test_slide(a);
     test_determinism(a);
+    test_islands();
     test_usage_errors();
     test_write_errors();
     return 0;
