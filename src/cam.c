@@ -5,15 +5,57 @@
  * range and the bilinear sampler that stitches tiles without seams. */
 #include <config.h>
 
+#include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "cam.h"
 #include "result.h"
 
 /* ---------------------------------------------------------------- the grid */
 
+size_t th_camgrid_budget = (size_t)256 << 20;
+
+// The grid's storage: anonymous memory, or above the budget an unlinked sparse temporary file.
+static bool map_storage(th_camgrid *cg, th_error **err)
+{
+    cg->fd = -1;
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+    if (cg->map_bytes > th_camgrid_budget) {
+        const char *dir = getenv("TMPDIR");
+        char *path = th_strdup_printf(err, "%s/tileheat-cam-XXXXXX", dir && *dir ? dir : "/tmp");
+        if (!path) {
+            return false;
+        }
+        cg->fd = mkstemp(path);
+        if (cg->fd >= 0) {
+            unlink(path); // gone with the process, whatever happens
+        }
+        if (cg->fd < 0 || ftruncate(cg->fd, (off_t)cg->map_bytes) != 0) {
+            th_error_set(err, "%s: cannot create the CAM grid's temporary file: %s", path,
+                         strerror(errno));
+            th_free(path);
+            return false;
+        }
+        th_free(path);
+        flags = MAP_SHARED;
+    }
+    void *p = mmap(NULL, cg->map_bytes, PROT_READ | PROT_WRITE, flags, cg->fd, 0);
+    if (p == MAP_FAILED) {
+        th_error_set(err, "cannot map %zu bytes for the CAM grid: %s", cg->map_bytes,
+                     strerror(errno));
+        return false;
+    }
+    cg->base = p;
+    return true;
+}
+
 bool th_camgrid_init(th_camgrid *cg, const th_grid *grid, int n_classes, int cam_w, int cam_h,
                      th_error **err)
 {
     memset(cg, 0, sizeof(*cg));
+    cg->fd = -1;
+    atomic_init(&cg->touched, 0);
     // Overlapping tiles line up only if the stride is a whole number of feature cells.
     if (grid->stride_x * cam_w % grid->tile_w || grid->stride_y * cam_h % grid->tile_h) {
         th_error_set(err, "stride %d is not a multiple of the model's feature stride (%g px)",
@@ -33,23 +75,41 @@ bool th_camgrid_init(th_camgrid *cg, const th_grid *grid, int n_classes, int cam
     cg->y0 = (double)grid->y0;
     cg->cell_w0 = grid->tile_w * grid->scale / cam_w;
     cg->cell_h0 = grid->tile_h * grid->scale / cam_h;
+    cg->chunk_floats = (size_t)(n_classes + 1) * cam_w * cam_h;
     size_t n;
-    if (!th_size_mul((size_t)cg->chunks_x, (size_t)cg->chunks_y, &n, err)) {
+    if (!th_size_mul((size_t)cg->chunks_x, (size_t)cg->chunks_y, &n, err) ||
+        !th_size_mul(n, cg->chunk_floats * sizeof(float), &cg->map_bytes, err)) {
         return false;
     }
-    cg->chunk = th_calloc(n, sizeof(float *), err);
-    return cg->chunk != NULL;
+    cg->used = th_calloc(n, 1, err);
+    return cg->used && map_storage(cg, err);
 }
 
 void th_camgrid_free(th_camgrid *cg)
 {
-    if (!cg->chunk) {
+    if (cg->base) {
+        munmap(cg->base, cg->map_bytes);
+        cg->base = NULL;
+    }
+    if (cg->fd >= 0) {
+        close(cg->fd);
+        cg->fd = -1;
+    }
+    TH_FREE(cg->used);
+}
+
+void th_camgrid_touch(const th_camgrid *cg, size_t bytes)
+{
+    if (cg->fd < 0) {
         return;
     }
-    for (int64_t i = 0; i < cg->chunks_x * cg->chunks_y; i++) {
-        th_free(cg->chunk[i]);
+    th_camgrid *m = (th_camgrid *)cg; // the counter is bookkeeping, not the grid's contents
+    long long limit = (long long)(th_camgrid_budget / 4 + 1);
+    if (atomic_fetch_add(&m->touched, (long long)bytes) + (long long)bytes >= limit) {
+        atomic_store(&m->touched, 0);
+        // Shared file pages leave the process; their data stays in the page cache and file.
+        madvise(cg->base, cg->map_bytes, MADV_DONTNEED);
     }
-    TH_FREE(cg->chunk);
 }
 
 static size_t chunk_cells(const th_camgrid *cg)
@@ -57,15 +117,9 @@ static size_t chunk_cells(const th_camgrid *cg)
     return (size_t)cg->chunk_w * cg->chunk_h;
 }
 
-// The chunk holding cell (gx, gy), allocated (zeroed) on first use; NULL on failure.
-static float *chunk_for(th_camgrid *cg, int64_t gx, int64_t gy, th_error **err)
+static float *chunk_at(const th_camgrid *cg, int64_t i)
 {
-    float **slot = &cg->chunk[(gy / cg->chunk_h) * cg->chunks_x + gx / cg->chunk_w];
-    if (!*slot) {
-        *slot = th_calloc((size_t)(cg->n_classes + 1) * chunk_cells(cg), sizeof(float), err);
-        cg->chunks_used += *slot != NULL;
-    }
-    return *slot;
+    return cg->used[i] ? cg->base + (size_t)i * cg->chunk_floats : NULL;
 }
 
 bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error **err)
@@ -76,10 +130,12 @@ bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error
         int64_t gy = gy0 + cy;
         for (int cx = 0; cx < cg->chunk_w; cx++) {
             int64_t gx = gx0 + cx;
-            float *ch = chunk_for(cg, gx, gy, err); // (n_classes + 1, chunk_h, chunk_w)
-            if (!ch) {
-                return false;
+            int64_t i = (gy / cg->chunk_h) * cg->chunks_x + gx / cg->chunk_w;
+            if (!cg->used[i]) {
+                cg->used[i] = 1;
+                cg->chunks_used++;
             }
+            float *ch = chunk_at(cg, i); // (n_classes + 1, chunk_h, chunk_w)
             size_t at = (size_t)(gy % cg->chunk_h) * cg->chunk_w + (size_t)(gx % cg->chunk_w);
             for (int c = 0; c < cg->n_classes; c++) {
                 ch[c * cells + at] += cam[(size_t)c * tile_cells + (size_t)cy * cg->chunk_w + cx];
@@ -87,6 +143,7 @@ bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error
             ch[cg->n_classes * cells + at] += 1;
         }
     }
+    th_camgrid_touch(cg, cg->chunk_floats * sizeof(float));
     return true;
 }
 
@@ -94,13 +151,17 @@ void th_camgrid_finish(th_camgrid *cg)
 {
     size_t cells = chunk_cells(cg);
     for (int64_t i = 0; i < cg->chunks_x * cg->chunks_y; i++) {
-        float *ch = cg->chunk[i];
-        for (size_t at = 0; ch && at < cells; at++) {
+        float *ch = chunk_at(cg, i);
+        if (!ch) {
+            continue;
+        }
+        for (size_t at = 0; at < cells; at++) {
             float n = ch[cg->n_classes * cells + at];
             for (int c = 0; n > 1 && c < cg->n_classes; c++) {
                 ch[c * cells + at] /= n;
             }
         }
+        th_camgrid_touch(cg, cg->chunk_floats * sizeof(float));
     }
 }
 
@@ -109,7 +170,7 @@ bool th_camgrid_get(const th_camgrid *cg, int cls, int64_t gx, int64_t gy, float
     if (gx < 0 || gy < 0 || gx >= cg->gw || gy >= cg->gh) {
         return false;
     }
-    const float *ch = cg->chunk[(gy / cg->chunk_h) * cg->chunks_x + gx / cg->chunk_w];
+    const float *ch = chunk_at(cg, (gy / cg->chunk_h) * cg->chunks_x + gx / cg->chunk_w);
     if (!ch) {
         return false;
     }
@@ -150,12 +211,16 @@ static void for_each_cell(const th_camgrid *cg, int cls, cell_fn *fn, void *ctx)
 {
     size_t cells = chunk_cells(cg);
     for (int64_t i = 0; i < cg->chunks_x * cg->chunks_y; i++) {
-        const float *ch = cg->chunk[i];
-        for (size_t at = 0; ch && at < cells; at++) {
+        const float *ch = chunk_at(cg, i);
+        if (!ch) {
+            continue;
+        }
+        for (size_t at = 0; at < cells; at++) {
             if (ch[cg->n_classes * cells + at] > 0) {
                 fn(ctx, ch[cls * cells + at]);
             }
         }
+        th_camgrid_touch(cg, cg->chunk_floats * sizeof(float));
     }
 }
 

@@ -6,25 +6,38 @@
 #ifndef TH_CAM_H
 #define TH_CAM_H
 
+#include <stdatomic.h>
+
 #include "tiler.h"
 
 /* The slide-wide grid of CAM cells. Tile (col, row) covers cells [col·step_x, +chunk_w) ×
- * [row·step_y, +chunk_h). Storage is in chunks of chunk_w × chunk_h cells aligned to the grid,
- * allocated when a tile first touches them; overlapping tiles are summed, then averaged by
- * th_camgrid_finish. */
+ * [row·step_y, +chunk_h). Storage is one mapping of every chunk of chunk_w × chunk_h cells
+ * aligned to the grid, whose pages become resident only when a tile touches them: anonymous
+ * memory up to th_camgrid_budget bytes of mapping, beyond it a sparse, unlinked temporary file
+ * whose pages are dropped from the process every th_camgrid_budget/4 bytes touched (they stay
+ * in the page cache), so resident memory stays bounded whatever the tissue area. Overlapping
+ * tiles are summed, then averaged by th_camgrid_finish. */
 typedef struct th_camgrid {
     int n_classes;
     int chunk_w, chunk_h;       /* cells per chunk = CAM cells per tile */
     int step_x, step_y;         /* cells from one tile to the next */
     int64_t gw, gh;             /* cells across and down the grid */
     int64_t chunks_x, chunks_y; /* chunks across and down */
-    float **chunk;              /* (chunks_y · chunks_x) pointers, NULL = untouched; each chunk is
-                                   (n_classes + 1, chunk_h, chunk_w) float32: the classes' CAM sums
+    size_t chunk_floats;        /* (n_classes + 1) · chunk_h · chunk_w: the classes' CAM sums
                                    (means after finish), then the number of tiles added */
+    float *base;                /* the mapping: chunk i at base + i · chunk_floats */
+    size_t map_bytes;
+    int fd;                     /* the backing temporary file, or -1 for anonymous memory */
+    uint8_t *used;              /* (chunks_y · chunks_x) 1 once a tile touched the chunk */
     int64_t chunks_used;
+    atomic_llong touched;       /* bytes touched since pages were last dropped (file only) */
     double x0, y0;              /* level-0 corner of cell (0, 0) */
     double cell_w0, cell_h0;    /* level-0 size of a cell */
 } th_camgrid;
+
+/* Mapping size above which the grid lives in a temporary file ($TMPDIR, else /tmp). Tests set it
+ * to 0 to exercise the file. */
+extern size_t th_camgrid_budget;
 
 /* Plan the grid for `grid`'s tiles with cam_w × cam_h cells each. Errors: a stride that is not a
  * whole number of cells. */
@@ -37,6 +50,10 @@ bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error
 
 /* Turn sums into means (once, after the last add). */
 void th_camgrid_finish(th_camgrid *cg);
+
+/* Note that `bytes` of the grid were read or written: with a file behind the grid, every
+ * th_camgrid_budget/4 bytes its pages are dropped from the process (thread-safe; the data stays). */
+void th_camgrid_touch(const th_camgrid *cg, size_t bytes);
 
 /* Raw CAM of class cls at cell (gx, gy); false where no tile ran (or outside the grid). */
 bool th_camgrid_get(const th_camgrid *cg, int cls, int64_t gx, int64_t gy, float *v);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Tests for run.c on the real CMU-1-Small-Region slide with the bundled model: tissue skipping
  * leaves the CAMs of the tiles run unchanged; overlapping strides and 1 vs 2 threads give
- * bit-identical CAM grids; stage timings are recorded. */
+ * bit-identical CAM grids, in memory or in a temporary file; stage timings are recorded. */
 #include <config.h>
 
 #include <math.h>
@@ -99,6 +99,19 @@ int main(void)
     ok(same_cams(s1, s2) == 4 * gw * gh, "stride 112: 1 and 2 threads give the same CAM grid");
     // Where tiles overlap the CAM is their mean: the grid differs from the unstrided one but
     // stays close (the same tissue seen with different context).
+    // The CAM grid in a temporary file (as for slides whose grid outgrows the budget): the same.
+    size_t budget = th_camgrid_budget;
+    th_camgrid_budget = 0;
+    th_result *filed = run(0, 112, 2, false);
+    th_camgrid_budget = budget;
+    ok(filed->cams.fd >= 0, "budget 0: the CAM grid lives in a temporary file");
+    ok(same_cams(s1, filed) == 4 * gw * gh, "... and holds the same CAM grid");
+    float lo1 = 0, hi1 = 0, lo2 = 0, hi2 = -1;
+    int cls = 2;
+    bool ranged = th_cam_range(s1, TH_NORM_PERCENTILE, 99, &cls, 1, &lo1, &hi1, NULL) &&
+                  th_cam_range(filed, TH_NORM_PERCENTILE, 99, &cls, 1, &lo2, &hi2, NULL);
+    ok(ranged && hi1 == hi2 && hi1 > 0, "... and the same display range (%g)", hi2);
+    th_result_free(filed);
     th_result *pad = run(0, 0, 2, true);
     ok(th_result_get_tile_count(pad) == 10 * 7, "--edge pad: 10×7 tiles (got %lld)",
        (long long)th_result_get_tile_count(pad));
