@@ -144,7 +144,7 @@ typedef struct th_run_options {
                                   slide and model, with resampling; >= 0 forces that level as is */
     int tile;                /**< tile size in level pixels for models with dynamic input; 0 = from the model */
     int threads;             /**< worker threads; 0 = OpenMP default */
-    th_engine_kind engine;   /**< default TH_ENGINE_REF */
+    th_engine_kind engine;   /**< default TH_ENGINE_FAST when built with oneDNN, else TH_ENGINE_REF */
     th_progress_fn progress; /**< optional */
     void *progress_user;
     double slide_mpp;        /**< µm per level-0 pixel; 0 (default) = from the slide's metadata @since 0.2 */

@@ -23,7 +23,11 @@ void th_run_options_init(th_run_options *opt)
 {
     memset(opt, 0, sizeof(*opt));
     opt->level = -1;
+#ifdef HAVE_DNNL
+    opt->engine = TH_ENGINE_FAST; // checked against the reference engine by test-engine-fast
+#else
     opt->engine = TH_ENGINE_REF;
+#endif
     opt->mpp_tolerance = 0.05;
     opt->min_tissue = 0.1;
 }

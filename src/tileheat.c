@@ -101,7 +101,7 @@ static void usage_run(FILE *fp, command c)
             "      --classes A,B,...   rename the model's classes\n"
             "  -o, --output DIR        output directory (default: SLIDE-NAME.tileheat)\n"
             "      --threads N         worker threads (default: all cores)\n"
-            "      --engine NAME       ref (default) or fast\n"
+            "      --engine NAME       fast (default when built with oneDNN) or ref\n"
             "  -q, --quiet             no progress bar, no table\n"
             "  -h, --help              this help\n\n"
             "Resolution and tiling:\n"
