@@ -281,6 +281,8 @@ typedef struct th_render_options {
                                     below a landscape one), so the PNG is larger by that strip */
     th_norm norm;              /**< default TH_NORM_PERCENTILE */
     double percentile;         /**< for TH_NORM_PERCENTILE, default 99 */
+    int threads;               /**< rendering threads; 0 (default) = OpenMP default. The output
+                                    does not depend on it @since 0.2 */
 } th_render_options;
 
 /** Set defaults. @since 0.1 */

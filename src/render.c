@@ -1,24 +1,27 @@
 /* SPDX-License-Identifier: MIT */
-/* Heatmap rendering: colormaps, the multi-class palette, the legend panel, and the streaming PNG
- * writer. The image is produced in bands of rows: each band's slide pixels are read from the best
- * pyramid level, box-filtered down, blended with the CAMs sampled per output pixel, and written
- * with png_write_row, so memory stays O(output width × band height) whatever the slide size. */
+/* Heatmap rendering: colormaps, the multi-class palette, the CAM overlay (shared with
+ * render-tiff.c) and the streaming PNG writer (its legend panel is in font.c). The image is
+ * produced in bands of rows: each band's slide pixels are read from the best pyramid level,
+ * box-filtered down, blended with the CAMs, and written with png_write_row, so memory stays
+ * O(output width × band height) whatever the slide size. Bands are rendered in parallel and
+ * written in order. */
 #include <config.h>
 
-#include <assert.h>
+#include <float.h>
 #include <inttypes.h>
 #include <png.h>
 #include <strings.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "cam.h"
 #include "render.h"
 
-#define BAND_ROWS 32                     // output rows rendered at a time
-#define REGION_MAX_PX (1 << 21)          // slide pixels read at a time (6 MB of RGB)
-#define STRIP_MAX_ROWS 256               // slide rows read at a time
-#define LABEL_MAX 48                     // bytes of a legend label, NUL included
-#define NAME_MAX_CHARS 32                // class names are cut to this many bytes in the legend
-#define PANEL_MAX (2 + 6 * TH_MAX_SHOWN) // background, separator, 6 per legend entry
+#define BAND_ROWS 32            // output rows rendered at a time
+#define REGION_MAX_PX (1 << 21) // slide pixels read at a time (6 MB of RGB)
+#define STRIP_MAX_ROWS 256      // slide rows read at a time
+#define NAME_MAX_CHARS 32       // class names are cut to this many bytes in the legend
 
 // BEGIN gen-colormaps (tools/gen-colormaps.py, matplotlib 3.6.3; do not edit)
 static const uint32_t cmap_viridis[256] = {
@@ -134,9 +137,18 @@ const uint8_t th_palette[TH_MAX_SHOWN][3] = {
     {0xd5, 0x5e, 0x00}, // vermillion
 };
 
-static const uint8_t ink[3] = {0x22, 0x22, 0x22};       // text, frames and ticks
-static const uint8_t panel_bg[3] = {0xf7, 0xf7, 0xf7};  // the legend panel
-static const uint8_t separator[3] = {0xb0, 0xb0, 0xb0}; // between thumbnail and panel
+/* lrintf for 0 <= x < 2^22, inline (the library call was a tenth of the overlay's time): after
+ * adding 1.5 · 2^23 no bits below the units are left, so the sum is x rounded as lrintf rounds
+ * (the current mode: to nearest, ties to even). Needs float arithmetic in float precision. */
+static inline uint8_t round_u8(float x)
+{
+#if FLT_EVAL_METHOD == 0
+    const float magic = 12582912.0f;
+    return (uint8_t)(int)((x + magic) - magic);
+#else
+    return (uint8_t)lrintf(x);
+#endif
+}
 
 // Linear interpolation in a table of n 0xRRGGBB entries spread evenly over [0, 1].
 static void lut_rgb(const uint32_t *lut, int n, float t, uint8_t rgb[3])
@@ -147,7 +159,7 @@ static void lut_rgb(const uint32_t *lut, int n, float t, uint8_t rgb[3])
     for (int ch = 0; ch < 3; ch++) {
         int shift = 16 - 8 * ch;
         float a = (float)((lut[i] >> shift) & 0xff), b = (float)((lut[i + 1] >> shift) & 0xff);
-        rgb[ch] = (uint8_t)lrintf(a + (b - a) * f);
+        rgb[ch] = round_u8(a + (b - a) * f);
     }
 }
 
@@ -165,7 +177,7 @@ void th_colormap_rgb(th_colormap cmap, float t, uint8_t rgb[3])
         // The classic piecewise-linear jet: dark blue, blue, cyan, yellow, red, dark red.
         for (int ch = 0; ch < 3; ch++) {
             float v = 1.5f - fabsf(4.0f * t - (float)(3 - ch));
-            rgb[ch] = (uint8_t)lrintf(255.0f * TH_CLAMP(v, 0.0f, 1.0f));
+            rgb[ch] = round_u8(255.0f * TH_CLAMP(v, 0.0f, 1.0f));
         }
         return;
     case TH_COLORMAP_YLORRD:
@@ -213,212 +225,7 @@ void th_render_options_init(th_render_options *opt)
     opt->percentile = 99;
 }
 
-/* ---------------------------------------------------------------- the legend panel */
-
-// What the panel draws, in panel coordinates; rasterised band by band.
-typedef enum prim_kind { PRIM_FILL, PRIM_GRAD_V, PRIM_GRAD_H, PRIM_TEXT } prim_kind;
-
-typedef struct prim {
-    prim_kind kind;
-    int x, y, w, h;       // PRIM_TEXT: only x, y (top-left of the text cell)
-    uint8_t rgb[3];       // PRIM_FILL and PRIM_TEXT
-    char text[LABEL_MAX]; // PRIM_TEXT
-} prim;
-
-typedef struct panel {
-    int n;
-    prim p[PANEL_MAX];
-} panel;
-
-// Everything the panel shows: labels are "name 41.2%"; ticks are the colour bar's ends.
-typedef struct legend {
-    bool multi;
-    int n; // classes shown
-    char label[TH_MAX_SHOWN][LABEL_MAX];
-    char tick_lo[LABEL_MAX], tick_hi[LABEL_MAX];
-} legend;
-
-// The next free primitive; PANEL_MAX is sized for the largest legend.
-static prim *new_prim(panel *p)
-{
-    assert(p->n < PANEL_MAX);
-    return &p->p[p->n++];
-}
-
-static void add_fill(panel *p, int x, int y, int w, int h, const uint8_t rgb[3])
-{
-    prim *q = new_prim(p);
-    *q = (prim){.kind = PRIM_FILL, .x = x, .y = y, .w = w, .h = h};
-    memcpy(q->rgb, rgb, 3);
-}
-
-// A filled rectangle with a frame of thickness ft drawn just inside it.
-static void add_framed(panel *p, prim_kind kind, int x, int y, int w, int h, const uint8_t *rgb,
-                       int ft)
-{
-    prim *q = new_prim(p);
-    *q = (prim){.kind = kind, .x = x, .y = y, .w = w, .h = h};
-    if (rgb) {
-        memcpy(q->rgb, rgb, 3);
-    }
-    add_fill(p, x, y, w, ft, ink);
-    add_fill(p, x, y + h - ft, w, ft, ink);
-    add_fill(p, x, y, ft, h, ink);
-    add_fill(p, x + w - ft, y, ft, h, ink);
-}
-
-static void add_text(panel *p, int x, int y, const char *s)
-{
-    prim *q = new_prim(p);
-    *q = (prim){.kind = PRIM_TEXT, .x = x, .y = y};
-    memcpy(q->rgb, ink, 3);
-    snprintf(q->text, sizeof(q->text), "%s", s);
-}
-
-/* Single class beside a portrait thumbnail: the label on top, then a vertical colour bar (high
- * end up) with its two tick labels to the right. Sets the content size in *w, *h. */
-static void panel_single_right(const legend *lg, int thumb_h, int s, panel *p, int *w, int *h)
-{
-    int m = 6 * s, cap = TH_FONT_ASCENT * s, ft = TH_MAX(1, s / 2);
-    int bar_w = 8 * s, tick = 3 * s;
-    int bar_y = m + TH_FONT_H * s + m + cap / 2;
-    int bar_h = TH_MAX(24 * s, TH_MIN(thumb_h / 2, thumb_h - bar_y - cap - m));
-    int label_x = m + bar_w + tick + s;
-    add_text(p, m, m, lg->label[0]);
-    add_framed(p, PRIM_GRAD_V, m, bar_y, bar_w, bar_h, NULL, ft);
-    add_fill(p, m + bar_w, bar_y, tick, ft, ink);
-    add_fill(p, m + bar_w, bar_y + bar_h - ft, tick, ft, ink);
-    add_text(p, label_x, bar_y - cap / 2, lg->tick_hi);
-    add_text(p, label_x, bar_y + bar_h - cap / 2, lg->tick_lo);
-    int ticks_w = TH_MAX(th_font_text_width(lg->tick_hi, s), th_font_text_width(lg->tick_lo, s));
-    *w = m + TH_MAX(th_font_text_width(lg->label[0], s), label_x - m + ticks_w) + m;
-    *h = bar_y + bar_h + cap + m;
-}
-
-/* Single class below a landscape thumbnail: the label, then a horizontal colour bar (high end
- * right) with the tick labels centred under its ends. */
-static void panel_single_below(const legend *lg, int thumb_w, int s, panel *p, int *w, int *h)
-{
-    int m = 6 * s, ft = TH_MAX(1, s / 2), tick = 3 * s;
-    int lo_w = th_font_text_width(lg->tick_lo, s), hi_w = th_font_text_width(lg->tick_hi, s);
-    int bar_x = m + lo_w / 2, bar_y = m + TH_FONT_H * s + m, bar_h = 8 * s;
-    int bar_w = TH_MAX(24 * s, thumb_w / 2);
-    int label_y = bar_y + bar_h + tick + s;
-    add_text(p, m, m, lg->label[0]);
-    add_framed(p, PRIM_GRAD_H, bar_x, bar_y, bar_w, bar_h, NULL, ft);
-    add_fill(p, bar_x, bar_y + bar_h, ft, tick, ink);
-    add_fill(p, bar_x + bar_w - ft, bar_y + bar_h, ft, tick, ink);
-    add_text(p, bar_x - lo_w / 2, label_y, lg->tick_lo);
-    add_text(p, bar_x + bar_w - hi_w / 2, label_y, lg->tick_hi);
-    *w = TH_MAX(m + th_font_text_width(lg->label[0], s), bar_x + bar_w + hi_w / 2) + m;
-    *h = label_y + TH_FONT_H * s + m;
-}
-
-/* Multi: one swatch and label per class, stacked (right of a portrait thumbnail) or in rows
- * that wrap at the thumbnail's width (below a landscape one). */
-static void panel_multi(const legend *lg, bool below, int thumb_w, int s, panel *p, int *w, int *h)
-{
-    int m = 6 * s, ft = TH_MAX(1, s / 2), sw = TH_FONT_H * s, pitch = sw + 4 * s;
-    int x = m, y = m, right = m;
-    for (int i = 0; i < lg->n; i++) {
-        int item_w = sw + 3 * s + th_font_text_width(lg->label[i], s);
-        if (below && x > m && x + item_w + m > thumb_w) {
-            x = m;
-            y += pitch;
-        }
-        add_framed(p, PRIM_FILL, x, y, sw, sw, th_palette[i], ft);
-        add_text(p, x + sw + 3 * s, y + s, lg->label[i]);
-        right = TH_MAX(right, x + item_w);
-        if (below) {
-            x += item_w + 3 * m;
-        } else {
-            y += pitch;
-        }
-    }
-    *w = right + m;
-    *h = (below ? y + pitch : y) - 4 * s + m;
-}
-
-/* Lay out the image: the thumbnail's long side is min(width, slide long side); the panel goes
- * along the short side, so it never covers tissue and the long side stays as asked. */
-static void plan_layout(const legend *lg, int64_t slide_w, int64_t slide_h, int width,
-                        th_render_layout *L, panel *p)
-{
-    int64_t long0 = TH_MAX(slide_w, slide_h);
-    int out_long = (int)TH_MIN((int64_t)width, long0);
-    memset(L, 0, sizeof(*L));
-    if (slide_w >= slide_h) {
-        L->thumb_w = out_long;
-        L->thumb_h = (int)TH_MAX(1, llround((double)slide_h * out_long / (double)slide_w));
-    } else {
-        L->thumb_h = out_long;
-        L->thumb_w = (int)TH_MAX(1, llround((double)slide_w * out_long / (double)slide_h));
-    }
-    // Legible on a 2000-px image (scale 3: 21-px capitals), still fits on a 300-px one.
-    int s = L->font_scale = TH_MAX(1, (out_long + 300) / 600);
-    bool below = L->thumb_w > L->thumb_h;
-    p->n = 0;
-    add_fill(p, 0, 0, 0, 0, panel_bg); // resized to the whole panel below
-    add_fill(p, 0, 0, below ? 0 : TH_MAX(1, s / 2), below ? TH_MAX(1, s / 2) : 0, separator);
-    int cw, ch;
-    if (lg->multi) {
-        panel_multi(lg, below, L->thumb_w, s, p, &cw, &ch);
-    } else if (below) {
-        panel_single_below(lg, L->thumb_w, s, p, &cw, &ch);
-    } else {
-        panel_single_right(lg, L->thumb_h, s, p, &cw, &ch);
-    }
-    if (below) {
-        L->panel_y = L->thumb_h;
-        L->panel_w = TH_MAX(L->thumb_w, cw);
-        L->panel_h = ch;
-        L->image_w = L->panel_w;
-        L->image_h = L->thumb_h + L->panel_h;
-        p->p[1].w = L->panel_w;
-    } else {
-        L->panel_x = L->thumb_w;
-        L->panel_w = cw;
-        L->panel_h = TH_MAX(L->thumb_h, ch);
-        L->image_w = L->thumb_w + L->panel_w;
-        L->image_h = L->panel_h;
-        p->p[1].h = L->panel_h;
-    }
-    p->p[0].w = L->panel_w;
-    p->p[0].h = L->panel_h;
-}
-
-/* ---------------------------------------------------------------- planning */
-
-// The whole render: options resolved, ranges computed, layout planned, buffers.
-typedef struct render {
-    th_slide *slide;
-    const th_result *res;
-    th_colormap cmap;
-    bool multi;
-    int n;                  // classes shown
-    int cls[TH_MAX_SHOWN];  // their indices
-    float lo[TH_MAX_SHOWN]; // display range of each (t = (v - lo) / (hi - lo))
-    float hi[TH_MAX_SHOWN];
-    float alpha, threshold;
-    legend lg;
-    th_render_layout L;
-    panel pn;
-    // source geometry
-    int level;
-    double ds; // downsample of `level`
-    int64_t level_w, level_h;
-    double sx, sy;      // level-0 pixels per output pixel
-    double kx, ky;      // level pixels per output pixel (sx / ds, sy / ds)
-    int strip_rows;     // level rows read at a time
-    int chunk_cols;     // output columns whose level pixels are read at a time
-    int64_t region_cap; // pixels the region buffer holds
-    // buffers, all O(output width × band height) or bounded
-    uint8_t *region;   // (strip_rows, ≤ region_cap / strip_rows, 3) RGB level pixels
-    int32_t *col_of;   // (region_cap / strip_rows) output column of each region column
-    uint64_t *acc;     // (BAND_ROWS, thumb_w, 4) sums of R, G, B and pixel count
-    uint8_t *band;     // (BAND_ROWS, image_w, 3) RGB rows ready for libpng
-    char png_msg[256]; // libpng's error message (written by the error callback)
-} render;
+/* ---------------------------------------------------------------- the overlay */
 
 static bool check_options(const th_result *res, const th_render_options *opt, th_error **err)
 {
@@ -435,10 +242,6 @@ static bool check_options(const th_result *res, const th_render_options *opt, th
     if (!(opt->alpha >= 0 && opt->alpha <= 1) || !(opt->threshold >= 0 && opt->threshold <= 1)) {
         th_error_set(err, "alpha %g and threshold %g must be between 0 and 1", opt->alpha,
                      opt->threshold);
-        return false;
-    }
-    if (opt->width < 1) {
-        th_error_set(err, "image width %d must be at least 1", opt->width);
         return false;
     }
     if (opt->norm != TH_NORM_PERCENTILE && opt->norm != TH_NORM_RAW) {
@@ -478,50 +281,263 @@ static bool check_result(const th_slide *slide, const th_result *res, const th_m
     return true;
 }
 
+// Display ranges: per class for TH_NORM_PERCENTILE, one shared range for TH_NORM_RAW.
+static bool compute_ranges(th_overlay *ov, const th_render_options *opt, th_error **err)
+{
+    for (int i = 0; i < ov->n; i++) {
+        if (opt->norm == TH_NORM_RAW && i > 0) {
+            ov->lo[i] = ov->lo[0];
+            ov->hi[i] = ov->hi[0];
+            continue;
+        }
+        const int *classes = opt->norm == TH_NORM_RAW ? ov->cls : &ov->cls[i];
+        int n = opt->norm == TH_NORM_RAW ? ov->n : 1;
+        if (!th_cam_range(ov->res, opt->norm, opt->percentile, classes, n, &ov->lo[i], &ov->hi[i],
+                          err)) {
+            return false;
+        }
+        if (!(ov->hi[i] > ov->lo[i])) {
+            ov->hi[i] = ov->lo[i] + 1; // a flat class: everything at the low end
+        }
+    }
+    return true;
+}
+
+bool th_overlay_init(th_overlay *ov, const th_slide *slide, const th_result *res,
+                     const th_model *model, const th_render_options *opt, th_error **err)
+{
+    memset(ov, 0, sizeof(*ov));
+    if (!check_options(res, opt, err) || !check_result(slide, res, model, err)) {
+        return false;
+    }
+    ov->res = res;
+    ov->cmap = opt->colormap;
+    ov->multi = opt->multi || opt->n_shown > 1;
+    ov->n = opt->n_shown;
+    memcpy(ov->cls, opt->shown, sizeof(ov->cls));
+    ov->alpha = (float)opt->alpha;
+    ov->threshold = (float)opt->threshold;
+    th_result_get_cam_grid(res, &ov->gw, &ov->gh, &ov->x0, &ov->y0, &ov->cell_w0, &ov->cell_h0);
+    return compute_ranges(ov, opt, err);
+}
+
+/* The arithmetic of th_cam_sample (cam.c), one axis at a time: p is the point in cells, cell
+ * centres sit at integer positions, and the neighbours' weights are a and 1 - a. The blend in
+ * th_overlay_row multiplies the two axes' weights exactly as th_cam_sample does, so the values
+ * are bit-identical (tests/test-render.c checks every pixel against th_cam_sample). */
+void th_overlay_plan_axis(const th_overlay *ov, bool rows, double s, int64_t first, int64_t n,
+                          th_overlay_axis *out)
+{
+    double origin = rows ? ov->y0 : ov->x0, cell = rows ? ov->cell_h0 : ov->cell_w0;
+    int64_t g = rows ? ov->gh : ov->gw;
+    for (int64_t i = 0; i < n; i++) {
+        double p = (((double)(first + i) + 0.5) * s - origin) / cell;
+        th_overlay_axis *ax = &out[i];
+        if (p < 0 || p >= (double)g) {
+            *ax = (th_overlay_axis){.c0 = -1, .c1 = -1, .own = -1};
+            continue;
+        }
+        double f = TH_CLAMP(p - 0.5, 0.0, (double)(g - 1));
+        ax->c0 = (int64_t)f;
+        ax->c1 = TH_MIN(ax->c0 + 1, g - 1);
+        ax->own = (int64_t)p;
+        ax->a = f - (double)ax->c0;
+        ax->b = 1 - ax->a;
+    }
+}
+
+bool th_overlay_cache_init(th_overlay_cache *c, const th_overlay *ov, th_error **err)
+{
+    memset(c, 0, sizeof(*c));
+    size_t n = (size_t)ov->n * (size_t)TH_MAX(ov->gw, 1);
+    c->row[0] = c->row[1] = -1;
+    c->v[0] = th_malloc(n * sizeof(float), err);
+    c->v[1] = c->v[0] ? th_malloc(n * sizeof(float), err) : NULL;
+    return c->v[1] != NULL;
+}
+
+void th_overlay_cache_free(th_overlay_cache *c)
+{
+    TH_FREE(c->v[0]);
+    TH_FREE(c->v[1]);
+}
+
+// Grid row gy of every class shown, (n, gw): from the cache, else read over the slot used least
+// recently.
+static const float *cam_rows(const th_overlay *ov, th_overlay_cache *c, int64_t gy)
+{
+    int slot = c->row[0] == gy ? 0 : c->row[1] == gy ? 1 : -1;
+    if (slot < 0) {
+        slot = 1 - c->last;
+        for (int i = 0; i < ov->n; i++) {
+            th_result_read_cam_row(ov->res, ov->cls[i], gy, c->v[slot] + (size_t)i * ov->gw);
+        }
+        c->row[slot] = gy;
+    }
+    c->last = slot;
+    return c->v[slot];
+}
+
+static void blend(uint8_t *px, const uint8_t rgb[3], float op)
+{
+    for (int ch = 0; ch < 3; ch++) {
+        px[ch] = round_u8((float)px[ch] + op * ((float)rgb[ch] - (float)px[ch]));
+    }
+}
+
+/* th_cam_sample at one pixel for class row i of the cached grid rows r0, r1 (wt: the four
+ * neighbours' bilinear weights): the own cell must have a tile; the neighbours that do are
+ * averaged with their weights. False where the own cell has no tile. */
+static bool sample(const float *r0, const float *r1, const float *own_row,
+                   const th_overlay_axis *ax, const double wt[4], float *value)
+{
+    float own = own_row[ax->own];
+    if (isnan(own)) {
+        return false;
+    }
+    const float v[4] = {r0[ax->c0], r0[ax->c1], r1[ax->c0], r1[ax->c1]};
+    double sum = 0, wsum = 0;
+    for (int k = 0; k < 4; k++) {
+        if (wt[k] > 0 && !isnan(v[k])) {
+            sum += wt[k] * v[k];
+            wsum += wt[k];
+        }
+    }
+    *value = wsum > 0 ? (float)(sum / wsum) : own;
+    return true;
+}
+
+// The strongest class at the pixel (0-based) and its strength t in [0, 1]; -1 where no tile ran.
+static int strongest(const th_overlay *ov, const float *r0, const float *r1, const float *own_row,
+                     const th_overlay_axis *ay, const th_overlay_axis *ax, float *best_t)
+{
+    const double wt[4] = {ax->b * ay->b, ax->a * ay->b, ax->b * ay->a, ax->a * ay->a};
+    int best = -1;
+    for (int i = 0; i < ov->n; i++) {
+        size_t o = (size_t)i * ov->gw;
+        float v;
+        if (!sample(r0 + o, r1 + o, own_row + o, ax, wt, &v)) {
+            return -1; // no tile covers the point (the untiled edge strips): plain slide
+        }
+        float t = (v - ov->lo[i]) / (ov->hi[i] - ov->lo[i]);
+        t = TH_CLAMP(t, 0.0f, 1.0f);
+        if (best < 0 || t > *best_t) {
+            best = i;
+            *best_t = t;
+        }
+    }
+    return best;
+}
+
+void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *row,
+                    const th_overlay_axis *cols, int64_t n, uint8_t *rgb)
+{
+    if (row->c0 < 0) {
+        return; // the row lies outside the grid: plain slide
+    }
+    const float *r0 = cam_rows(ov, c, row->c0), *r1 = cam_rows(ov, c, row->c1);
+    const float *own_row = row->own == row->c0 ? r0 : r1;
+    for (int64_t x = 0; x < n; x++) {
+        const th_overlay_axis *ax = &cols[x];
+        float t = 0;
+        int best = ax->c0 < 0 ? -1 : strongest(ov, r0, r1, own_row, row, ax, &t);
+        if (best < 0) {
+            continue;
+        }
+        uint8_t *px = rgb + x * 3;
+        if (!ov->multi) {
+            uint8_t cm[3];
+            th_colormap_rgb(ov->cmap, t, cm);
+            blend(px, cm, ov->alpha);
+            continue;
+        }
+        // Multi: the strongest class, fading in from nothing at the threshold to alpha at t = 1.
+        if (t < ov->threshold || t <= 0) {
+            continue;
+        }
+        float op =
+            ov->threshold < 1 ? ov->alpha * (t - ov->threshold) / (1 - ov->threshold) : ov->alpha;
+        blend(px, th_palette[best], op);
+    }
+}
+
+int th_render_threads(int wanted)
+{
+#ifdef _OPENMP
+    return wanted > 0 ? wanted : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int th_render_thread(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* ---------------------------------------------------------------- planning */
+
+// One thread's buffers, all O(output width × band height) or bounded.
+typedef struct worker {
+    uint8_t *region; // (strip_rows, ≤ region_cap / strip_rows, 3) RGB level pixels
+    int32_t *col_of; // (region_cap / strip_rows) output column of each region column
+    uint64_t *acc;   // (BAND_ROWS, thumb_w, 4) sums of R, G, B and pixel count
+    uint8_t *band;   // (BAND_ROWS, image_w, 3) RGB rows ready for libpng
+    th_overlay_cache cache;
+    th_error *err; // this band's failure, handed over in band order
+} worker;
+
+// The whole render: options resolved, ranges computed, layout planned, buffers.
+typedef struct render {
+    th_slide *slide;
+    th_overlay ov;
+    th_legend lg;
+    th_render_layout L;
+    th_panel pn;
+    // source geometry
+    int level;
+    double ds; // downsample of `level`
+    int64_t level_w, level_h;
+    double sx, sy;         // level-0 pixels per output pixel
+    double kx, ky;         // level pixels per output pixel (sx / ds, sy / ds)
+    int strip_rows;        // level rows read at a time
+    int chunk_cols;        // output columns whose level pixels are read at a time
+    int64_t region_cap;    // pixels a worker's region buffer holds
+    th_overlay_axis *cols; // (thumb_w) where each thumbnail column samples the CAM
+    th_overlay_axis *rows; // (thumb_h) where each thumbnail row samples the CAM
+    int n_workers;         // threads of the rendering region
+    worker *w;             // (n_workers)
+    char png_msg[256];     // libpng's error message (written by the error callback)
+} render;
+
 static void make_legend(render *r, const th_model *model, const th_render_options *opt)
 {
-    legend *lg = &r->lg;
-    lg->multi = r->multi;
-    lg->n = r->n;
-    for (int i = 0; i < r->n; i++) {
-        int c = r->cls[i];
+    th_legend *lg = &r->lg;
+    const th_overlay *ov = &r->ov;
+    lg->multi = ov->multi;
+    lg->n = ov->n;
+    for (int i = 0; i < ov->n; i++) {
+        int c = ov->cls[i];
         const char *name = th_model_get_class_name(model, c);
         char fallback[24];
         if (!name) {
             snprintf(fallback, sizeof(fallback), "class%d", c);
             name = fallback;
         }
-        snprintf(lg->label[i], LABEL_MAX, "%.*s %.1f%%", NAME_MAX_CHARS, name, r->res->percent[c]);
+        snprintf(lg->label[i], TH_LABEL_MAX, "%.*s %.1f%%", NAME_MAX_CHARS, name,
+                 ov->res->percent[c]);
     }
     if (opt->norm == TH_NORM_PERCENTILE) {
-        snprintf(lg->tick_lo, LABEL_MAX, "0");
-        snprintf(lg->tick_hi, LABEL_MAX, "p%g", opt->percentile);
+        snprintf(lg->tick_lo, TH_LABEL_MAX, "0");
+        snprintf(lg->tick_hi, TH_LABEL_MAX, "p%g", opt->percentile);
     } else {
-        snprintf(lg->tick_lo, LABEL_MAX, "%.3g", r->lo[0]);
-        snprintf(lg->tick_hi, LABEL_MAX, "%.3g", r->hi[0]);
+        snprintf(lg->tick_lo, TH_LABEL_MAX, "%.3g", ov->lo[0]);
+        snprintf(lg->tick_hi, TH_LABEL_MAX, "%.3g", ov->hi[0]);
     }
-}
-
-// Display ranges: per class for TH_NORM_PERCENTILE, one shared range for TH_NORM_RAW.
-static bool compute_ranges(render *r, const th_render_options *opt, th_error **err)
-{
-    for (int i = 0; i < r->n; i++) {
-        if (opt->norm == TH_NORM_RAW && i > 0) {
-            r->lo[i] = r->lo[0];
-            r->hi[i] = r->hi[0];
-            continue;
-        }
-        const int *classes = opt->norm == TH_NORM_RAW ? r->cls : &r->cls[i];
-        int n = opt->norm == TH_NORM_RAW ? r->n : 1;
-        if (!th_cam_range(r->res, opt->norm, opt->percentile, classes, n, &r->lo[i], &r->hi[i],
-                          err)) {
-            return false;
-        }
-        if (!(r->hi[i] > r->lo[i])) {
-            r->hi[i] = r->lo[i] + 1; // a flat class: everything at the low end
-        }
-    }
-    return true;
 }
 
 // Validate, compute the display ranges, the legend and the layout (no pixel buffers yet).
@@ -533,24 +549,18 @@ static bool prepare(render *r, th_slide *slide, const th_result *res, const th_m
         th_error_set(err, "render: no slide, result or options");
         return false;
     }
-    if (!check_options(res, opt, err) || !check_result(slide, res, model, err)) {
+    if (opt->width < 1) {
+        th_error_set(err, "image width %d must be at least 1", opt->width);
+        return false;
+    }
+    if (!th_overlay_init(&r->ov, slide, res, model, opt, err)) {
         return false;
     }
     r->slide = slide;
-    r->res = res;
-    r->cmap = opt->colormap;
-    r->multi = opt->multi || opt->n_shown > 1;
-    r->n = opt->n_shown;
-    memcpy(r->cls, opt->shown, sizeof(r->cls));
-    r->alpha = (float)opt->alpha;
-    r->threshold = (float)opt->threshold;
-    if (!compute_ranges(r, opt, err)) {
-        return false;
-    }
     make_legend(r, model, opt);
     int64_t w0, h0;
     th_slide_get_level_dimensions(slide, 0, &w0, &h0);
-    plan_layout(&r->lg, w0, h0, opt->width, &r->L, &r->pn);
+    th_panel_plan(&r->lg, w0, h0, opt->width, &r->L, &r->pn);
     r->sx = (double)w0 / r->L.thumb_w;
     r->sy = (double)h0 / r->L.thumb_h;
     // Read the coarsest level that still has at least one pixel per output pixel.
@@ -587,8 +597,8 @@ bool th_render_plan(const th_slide *slide, const th_result *result, const th_mod
 
 /* ---------------------------------------------------------------- streaming */
 
-// Size the read buffers: everything bounded, nothing slide-sized.
-static bool alloc_buffers(render *r, th_error **err)
+// Size the buffers: everything bounded, nothing slide-sized; one set per thread.
+static bool alloc_buffers(render *r, int threads, th_error **err)
 {
     int rows_per_band = (int)TH_MIN(ceil(BAND_ROWS * r->ky) + 1, (double)STRIP_MAX_ROWS);
     r->strip_rows = TH_MAX(1, rows_per_band);
@@ -596,20 +606,44 @@ static bool alloc_buffers(render *r, th_error **err)
     r->chunk_cols = (int)TH_CLAMP(floor(per_row / r->kx), 1.0, (double)r->L.thumb_w);
     int64_t region_w = (int64_t)ceil(r->chunk_cols * r->kx) + 3;
     r->region_cap = region_w * r->strip_rows;
+    r->cols = th_malloc((size_t)r->L.thumb_w * sizeof(*r->cols), err);
+    r->rows = th_malloc((size_t)r->L.thumb_h * sizeof(*r->rows), err);
+    r->n_workers = th_render_threads(threads);
+    r->w = th_calloc((size_t)r->n_workers, sizeof(*r->w), err);
+    if (!r->cols || !r->rows || !r->w) {
+        return false;
+    }
+    th_overlay_plan_axis(&r->ov, false, r->sx, 0, r->L.thumb_w, r->cols);
+    th_overlay_plan_axis(&r->ov, true, r->sy, 0, r->L.thumb_h, r->rows);
     size_t acc_n = (size_t)BAND_ROWS * r->L.thumb_w * 4;
-    r->region = th_malloc((size_t)r->region_cap * 3, err);
-    r->col_of = th_malloc((size_t)region_w * sizeof(int32_t), err);
-    r->acc = th_malloc(acc_n * sizeof(uint64_t), err);
-    r->band = th_malloc((size_t)BAND_ROWS * r->L.image_w * 3, err);
-    return r->region && r->col_of && r->acc && r->band;
+    for (int i = 0; i < r->n_workers; i++) {
+        worker *w = &r->w[i];
+        w->region = th_malloc((size_t)r->region_cap * 3, err);
+        w->col_of = th_malloc((size_t)region_w * sizeof(int32_t), err);
+        w->acc = th_malloc(acc_n * sizeof(uint64_t), err);
+        w->band = th_malloc((size_t)BAND_ROWS * r->L.image_w * 3, err);
+        if (!w->region || !w->col_of || !w->acc || !w->band ||
+            !th_overlay_cache_init(&w->cache, &r->ov, err)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static void free_buffers(render *r)
 {
-    TH_FREE(r->region);
-    TH_FREE(r->col_of);
-    TH_FREE(r->acc);
-    TH_FREE(r->band);
+    for (int i = 0; r->w && i < r->n_workers; i++) {
+        worker *w = &r->w[i];
+        TH_FREE(w->region);
+        TH_FREE(w->col_of);
+        TH_FREE(w->acc);
+        TH_FREE(w->band);
+        th_overlay_cache_free(&w->cache);
+        th_error_free(w->err);
+    }
+    TH_FREE(r->w);
+    TH_FREE(r->cols);
+    TH_FREE(r->rows);
 }
 
 // First level row (or column) whose centre falls in output row (column) o or later.
@@ -621,20 +655,20 @@ static int64_t level_start(double o, double k, int64_t limit)
 
 // Add a w×h region (level pixels from lx, ly) into the band's sums: each level pixel counts for
 // the output pixel that contains its centre (a box filter).
-static void accumulate(render *r, int64_t lx, int64_t ly, int64_t w, int64_t h, int ox0, int ox1,
-                       int oy0, int oy1)
+static void accumulate(const render *r, worker *wk, int64_t lx, int64_t ly, int64_t w, int64_t h,
+                       int ox0, int ox1, int oy0, int oy1)
 {
     for (int64_t i = 0; i < w; i++) {
         double ox = floor(((double)(lx + i) + 0.5) / r->kx);
-        r->col_of[i] = (int32_t)TH_CLAMP(ox, (double)ox0, (double)(ox1 - 1));
+        wk->col_of[i] = (int32_t)TH_CLAMP(ox, (double)ox0, (double)(ox1 - 1));
     }
     for (int64_t j = 0; j < h; j++) {
         double oy = floor(((double)(ly + j) + 0.5) / r->ky);
         int row = (int)TH_CLAMP(oy, (double)oy0, (double)(oy1 - 1)) - oy0;
-        uint64_t *acc = r->acc + (size_t)row * r->L.thumb_w * 4; // (thumb_w, 4)
-        const uint8_t *src = r->region + (size_t)j * w * 3;      // (w, 3)
+        uint64_t *acc = wk->acc + (size_t)row * r->L.thumb_w * 4; // (thumb_w, 4)
+        const uint8_t *src = wk->region + (size_t)j * w * 3;      // (w, 3)
         for (int64_t i = 0; i < w; i++) {
-            uint64_t *a = acc + (size_t)r->col_of[i] * 4;
+            uint64_t *a = acc + (size_t)wk->col_of[i] * 4;
             a[0] += src[i * 3];
             a[1] += src[i * 3 + 1];
             a[2] += src[i * 3 + 2];
@@ -645,10 +679,10 @@ static void accumulate(render *r, int64_t lx, int64_t ly, int64_t w, int64_t h, 
 
 // Box-filter the slide down into the sums for output rows oy0 .. oy1-1 of the thumbnail,
 // reading strips of level rows, each split into chunks of columns.
-static bool downsample(render *r, int oy0, int oy1, th_error **err)
+static bool downsample(const render *r, worker *wk, int oy0, int oy1, th_error **err)
 {
     int tw = r->L.thumb_w;
-    memset(r->acc, 0, (size_t)(oy1 - oy0) * tw * 4 * sizeof(uint64_t));
+    memset(wk->acc, 0, (size_t)(oy1 - oy0) * tw * 4 * sizeof(uint64_t));
     int64_t ly_a = level_start(oy0, r->ky, r->level_h);
     int64_t ly_b = oy1 == r->L.thumb_h ? r->level_h : level_start(oy1, r->ky, r->level_h);
     for (int64_t ly = ly_a; ly < ly_b; ly += r->strip_rows) {
@@ -666,115 +700,47 @@ static bool downsample(render *r, int oy0, int oy1, th_error **err)
                 return false;
             }
             int64_t x0 = llround((double)lx_a * r->ds), y0 = llround((double)ly * r->ds);
-            if (!th_slide_read_region(r->slide, r->region, x0, y0, r->level, lx_b - lx_a, h, err)) {
+            if (!th_slide_read_region(r->slide, wk->region, x0, y0, r->level, lx_b - lx_a, h,
+                                      err)) {
                 th_error_prefix(err, "reading the slide at %" PRId64 ",%" PRId64 ": ", x0, y0);
                 return false;
             }
-            accumulate(r, lx_a, ly, lx_b - lx_a, h, ox0, ox1, oy0, oy1);
+            accumulate(r, wk, lx_a, ly, lx_b - lx_a, h, ox0, ox1, oy0, oy1);
         }
     }
     return true;
 }
 
-static void blend(uint8_t *px, const uint8_t rgb[3], float op)
-{
-    for (int ch = 0; ch < 3; ch++) {
-        px[ch] = (uint8_t)lrintf((float)px[ch] + op * ((float)rgb[ch] - (float)px[ch]));
-    }
-}
-
-// Overlay the CAMs on one thumbnail pixel whose centre is at level-0 (cx, cy).
-static void overlay(const render *r, double cx, double cy, uint8_t *px)
-{
-    int best = -1;
-    float best_t = 0;
-    for (int i = 0; i < r->n; i++) {
-        float v;
-        if (!th_cam_sample(r->res, r->cls[i], cx, cy, &v)) {
-            return; // no tile covers the point (the untiled edge strips): plain slide
-        }
-        float t = (v - r->lo[i]) / (r->hi[i] - r->lo[i]);
-        t = TH_CLAMP(t, 0.0f, 1.0f);
-        if (best < 0 || t > best_t) {
-            best = i;
-            best_t = t;
-        }
-    }
-    if (!r->multi) {
-        uint8_t rgb[3];
-        th_colormap_rgb(r->cmap, best_t, rgb);
-        blend(px, rgb, r->alpha);
-        return;
-    }
-    // Multi: the strongest class, fading in from nothing at the threshold to alpha at t = 1.
-    if (best_t < r->threshold || best_t <= 0) {
-        return;
-    }
-    float op =
-        r->threshold < 1 ? r->alpha * (best_t - r->threshold) / (1 - r->threshold) : r->alpha;
-    blend(px, th_palette[best], op);
-}
-
 // Thumbnail row oy (band row j): the averaged slide, then the overlay.
-static void compose_row(render *r, int oy, int j)
+static void compose_row(const render *r, worker *w, int oy, int j)
 {
-    const uint64_t *acc = r->acc + (size_t)j * r->L.thumb_w * 4; // (thumb_w, 4)
-    uint8_t *row = r->band + (size_t)j * r->L.image_w * 3;       // (image_w, 3)
-    double cy = (oy + 0.5) * r->sy;
+    const uint64_t *acc = w->acc + (size_t)j * r->L.thumb_w * 4; // (thumb_w, 4)
+    uint8_t *row = w->band + (size_t)j * r->L.image_w * 3;       // (image_w, 3)
     for (int ox = 0; ox < r->L.thumb_w; ox++) {
         const uint64_t *a = acc + (size_t)ox * 4;
         uint8_t *px = row + (size_t)ox * 3;
         for (int ch = 0; ch < 3; ch++) {
             px[ch] = a[3] ? (uint8_t)((a[ch] + a[3] / 2) / a[3]) : 255;
         }
-        overlay(r, (ox + 0.5) * r->sx, cy, px);
     }
+    th_overlay_row(&r->ov, &w->cache, &r->rows[oy], r->cols, r->L.thumb_w, row);
 }
 
-// Rasterise the panel's primitives that fall in the band.
-static void draw_panel(const render *r, const th_band *band)
+// Render output rows y0 .. y0+h-1 into the worker's band.
+static bool render_band(const render *r, worker *w, int y0, int h, th_error **err)
 {
-    for (int k = 0; k < r->pn.n; k++) {
-        const prim *q = &r->pn.p[k];
-        int64_t x = (int64_t)r->L.panel_x + q->x, y = (int64_t)r->L.panel_y + q->y;
-        if (q->kind == PRIM_TEXT) {
-            th_font_draw(band, x, y, q->text, r->L.font_scale, q->rgb);
-            continue;
-        }
-        int64_t y0 = TH_MAX(y, band->y0), y1 = TH_MIN(y + q->h, band->y0 + band->h);
-        int64_t x0 = TH_MAX(x, 0), x1 = TH_MIN(x + q->w, (int64_t)band->w);
-        for (int64_t yy = y0; yy < y1; yy++) {
-            uint8_t *row = band->rgb + (size_t)(yy - band->y0) * band->w * 3;
-            for (int64_t xx = x0; xx < x1; xx++) {
-                uint8_t rgb[3];
-                if (q->kind == PRIM_GRAD_V) { // high end at the top
-                    th_colormap_rgb(r->cmap, 1.0f - (float)((yy - y) + 0.5) / q->h, rgb);
-                } else if (q->kind == PRIM_GRAD_H) {
-                    th_colormap_rgb(r->cmap, (float)((xx - x) + 0.5) / q->w, rgb);
-                } else {
-                    memcpy(rgb, q->rgb, 3);
-                }
-                memcpy(row + xx * 3, rgb, 3);
-            }
-        }
-    }
-}
-
-// Render output rows y0 .. y0+h-1 into r->band.
-static bool render_band(render *r, int y0, int h, th_error **err)
-{
-    memset(r->band, 255, (size_t)h * r->L.image_w * 3);
+    memset(w->band, 255, (size_t)h * r->L.image_w * 3);
     int ty1 = TH_MIN(y0 + h, r->L.thumb_h);
     if (y0 < ty1) {
-        if (!downsample(r, y0, ty1, err)) {
+        if (!downsample(r, w, y0, ty1, err)) {
             return false;
         }
         for (int oy = y0; oy < ty1; oy++) {
-            compose_row(r, oy, oy - y0);
+            compose_row(r, w, oy, oy - y0);
         }
     }
-    th_band band = {.rgb = r->band, .w = r->L.image_w, .h = h, .y0 = y0};
-    draw_panel(r, &band);
+    th_band band = {.rgb = w->band, .w = r->L.image_w, .h = h, .y0 = y0};
+    th_panel_draw(&r->pn, &r->L, r->ov.cmap, &band);
     return true;
 }
 
@@ -792,21 +758,13 @@ static void png_on_warning(png_structp png, png_const_charp msg)
     // The library never prints; libpng's warnings do not affect the output.
 }
 
-static bool write_png(render *rr, FILE *fp, th_error **err)
+// libpng reports errors by longjmp, which must not leave an OpenMP construct: every function
+// that calls into libpng sets its own jump target.
+static bool png_begin(render *rr, png_structp png, png_infop info, FILE *fp, th_error **err)
 {
     render *volatile r = rr; // read after longjmp
-    png_structp png =
-        png_create_write_struct(PNG_LIBPNG_VER_STRING, r, png_on_error, png_on_warning);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!info) {
-        png_destroy_write_struct(&png, NULL);
-        th_error_set(err, "out of memory");
-        return false;
-    }
-    // png and info are not changed between here and the end: safe to use after longjmp.
     if (setjmp(png_jmpbuf(png))) {
         th_error_set(err, "%s", r->png_msg);
-        png_destroy_write_struct(&png, &info);
         return false;
     }
     png_init_io(png, fp);
@@ -818,19 +776,80 @@ static bool write_png(render *rr, FILE *fp, th_error **err)
                      .text = (png_charp) "tileheat " PACKAGE_VERSION};
     png_set_text(png, info, &text, 1);
     png_write_info(png, info);
-    for (int y0 = 0; y0 < r->L.image_h; y0 += BAND_ROWS) {
-        int h = TH_MIN(BAND_ROWS, r->L.image_h - y0);
-        if (!render_band(r, y0, h, err)) {
-            png_destroy_write_struct(&png, &info);
-            return false;
-        }
-        for (int j = 0; j < h; j++) {
-            png_write_row(png, r->band + (size_t)j * r->L.image_w * 3);
-        }
+    return true;
+}
+
+static bool png_rows(render *rr, png_structp png, const uint8_t *rgb, int h, th_error **err)
+{
+    render *volatile r = rr;
+    if (setjmp(png_jmpbuf(png))) {
+        th_error_set(err, "%s", r->png_msg);
+        return false;
+    }
+    for (int j = 0; j < h; j++) {
+        png_write_row(png, rgb + (size_t)j * r->L.image_w * 3);
+    }
+    return true;
+}
+
+static bool png_end(render *rr, png_structp png, th_error **err)
+{
+    render *volatile r = rr;
+    if (setjmp(png_jmpbuf(png))) {
+        th_error_set(err, "%s", r->png_msg);
+        return false;
     }
     png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
     return true;
+}
+
+/* The rendering parallel region (see HACKING.md, "Rendering"): each band is rendered whole by
+ * one thread into its own buffers, then handed to libpng in band order (an ordered loop), so
+ * the rows libpng sees, and the file, do not depend on the thread count. A failed band stops
+ * the bands after it; its error is taken in band order, so the first failure is reported. */
+static bool write_bands(render *r, png_structp png, th_error **err)
+{
+    int n_bands = (r->L.image_h + BAND_ROWS - 1) / BAND_ROWS;
+    _Atomic bool failed = false;
+    th_error *first = NULL;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(r->n_workers) schedule(dynamic) ordered
+#endif
+    for (int b = 0; b < n_bands; b++) {
+        worker *w = &r->w[th_render_thread()];
+        int y0 = b * BAND_ROWS, h = TH_MIN(BAND_ROWS, r->L.image_h - y0);
+        bool ok = !failed && render_band(r, w, y0, h, &w->err);
+#ifdef _OPENMP
+#pragma omp ordered
+#endif
+        {
+            ok = ok && !failed && png_rows(r, png, w->band, h, &w->err);
+            if (!ok && !failed) {
+                failed = true;
+                first = w->err;
+                w->err = NULL;
+            }
+        }
+        th_error_free(w->err);
+        w->err = NULL;
+    }
+    th_error_propagate(err, &first);
+    return !failed;
+}
+
+static bool write_png(render *r, FILE *fp, th_error **err)
+{
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, r, png_on_error, png_on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info) {
+        png_destroy_write_struct(&png, NULL);
+        th_error_set(err, "out of memory");
+        return false;
+    }
+    bool ok = png_begin(r, png, info, fp, err) && write_bands(r, png, err) && png_end(r, png, err);
+    png_destroy_write_struct(&png, &info);
+    return ok;
 }
 
 bool th_render_heatmap(th_slide *slide, const th_result *result, const th_model *model,
@@ -839,7 +858,7 @@ bool th_render_heatmap(th_slide *slide, const th_result *result, const th_model 
     th_outfile out = {0};
     bool ok = false;
     render *r = th_malloc(sizeof(*r), err);
-    if (!r || !prepare(r, slide, result, model, opt, err) || !alloc_buffers(r, err)) {
+    if (!r || !prepare(r, slide, result, model, opt, err) || !alloc_buffers(r, opt->threads, err)) {
         goto out;
     }
     if (!path) {

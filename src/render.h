@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Heatmap rendering: colormaps, the fixed multi-class palette, a built-in bitmap font, and the
- * streaming PNG writer (th_render_heatmap in the public API). */
+/* Heatmap rendering: colormaps, the fixed multi-class palette, the CAM overlay, a built-in bitmap
+ * font, and the streaming PNG (render.c) and pyramidal TIFF (render-tiff.c) writers. */
 #ifndef TH_RENDER_H
 #define TH_RENDER_H
 
@@ -11,6 +11,66 @@ void th_colormap_rgb(th_colormap cmap, float t, uint8_t rgb[3]);
 
 /* The six fixed multi-class colours, in order (colour-blind-aware). */
 extern const uint8_t th_palette[TH_MAX_SHOWN][3];
+
+/* ---- The CAM overlay, one implementation shared by the PNG (render.c) and TIFF (render-tiff.c)
+ * writers. A regular grid of output pixels (s level-0 pixels each, centre of pixel i at level-0
+ * (i + 0.5)·s) samples the CAM exactly as th_cam_sample does, but the bilinear weights are
+ * planned once per output column and row, and the CAM grid rows are fetched once per grid row
+ * rather than once per pixel. */
+
+/* What to draw: the classes shown, their display ranges and colours, and the CAM grid. */
+typedef struct th_overlay {
+    const th_result *res;
+    th_colormap cmap;
+    bool multi;
+    int n;                  /* classes shown */
+    int cls[TH_MAX_SHOWN];  /* their indices */
+    float lo[TH_MAX_SHOWN]; /* display range of each: t = (v - lo) / (hi - lo) */
+    float hi[TH_MAX_SHOWN];
+    float alpha, threshold;
+    int64_t gw, gh;          /* CAM grid cells (th_result_get_cam_grid) */
+    double x0, y0;           /* level-0 corner of cell (0, 0) */
+    double cell_w0, cell_h0; /* level-0 size of a cell */
+} th_overlay;
+
+/* Check that `res` comes from `slide` (and has `model`'s class count, if model is not NULL) and
+ * that opt's classes, alpha, threshold, norm and colormap are valid (not the width), then compute
+ * the display ranges. */
+bool th_overlay_init(th_overlay *ov, const th_slide *slide, const th_result *res,
+                     const th_model *model, const th_render_options *opt, th_error **err);
+
+/* Where one output column (or row) samples the grid: th_cam_sample's cells and weights. */
+typedef struct th_overlay_axis {
+    int64_t c0, c1; /* the cells whose centres bracket the point (c1 = c0 at the edges); -1 when
+                       the point is outside the grid */
+    int64_t own;    /* the cell the point lies in: c0 or c1 */
+    double a, b;    /* weights of c1 and c0 along this axis (b = 1 - a) */
+} th_overlay_axis;
+
+/* Plan n columns (rows = false) or rows of output pixels, the first at output index `first`,
+ * s level-0 pixels per output pixel, into out[0..n). */
+void th_overlay_plan_axis(const th_overlay *ov, bool rows, double s, int64_t first, int64_t n,
+                          th_overlay_axis *out);
+
+/* Per-thread scratch of th_overlay_row: two cached rows of the CAM grid. */
+typedef struct th_overlay_cache {
+    int64_t row[2]; /* grid row held by each slot, -1 = none */
+    int last;       /* slot used most recently */
+    float *v[2];    /* each (n shown, gw) raw CAM, NaN where no tile ran */
+} th_overlay_cache;
+
+bool th_overlay_cache_init(th_overlay_cache *c, const th_overlay *ov, th_error **err);
+void th_overlay_cache_free(th_overlay_cache *c);
+
+/* Blend the overlay into n RGB pixels (n, 3) of one output row: pixel i samples at column
+ * cols[i] and row *row. Pixels where no tile ran stay as they are. */
+void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *row,
+                    const th_overlay_axis *cols, int64_t n, uint8_t *rgb);
+
+/* Threads for a rendering parallel region (wanted if > 0, else omp_get_max_threads(); 1 without
+ * OpenMP), and the calling thread's number inside one (0 without OpenMP). */
+int th_render_threads(int wanted);
+int th_render_thread(void);
 
 /* Geometry of a heatmap image: the slide thumbnail at (0, 0), and the legend panel appended
  * along the thumbnail's short side (right of a portrait or square slide, below a landscape
@@ -48,5 +108,42 @@ int th_font_text_width(const char *s, int scale);
 /* Draw s with its cell's top-left corner at image (x, y), clipped to the band. */
 void th_font_draw(const th_band *band, int64_t x, int64_t y, const char *s, int scale,
                   const uint8_t rgb[3]);
+
+/* ---- font.c: the legend panel, planned as primitives in panel coordinates and rasterised band
+ * by band: a colour bar (single) or one swatch per class (multi), with labels. */
+#define TH_LABEL_MAX 48                     /* bytes of a legend label, NUL included */
+#define TH_PANEL_MAX (2 + 6 * TH_MAX_SHOWN) /* background, separator, 6 per legend entry */
+
+/* What the panel shows: labels are "name 41.2%"; ticks are the colour bar's ends. */
+typedef struct th_legend {
+    bool multi;
+    int n; /* classes shown */
+    char label[TH_MAX_SHOWN][TH_LABEL_MAX];
+    char tick_lo[TH_LABEL_MAX], tick_hi[TH_LABEL_MAX];
+} th_legend;
+
+typedef enum th_prim_kind { PRIM_FILL, PRIM_GRAD_V, PRIM_GRAD_H, PRIM_TEXT } th_prim_kind;
+
+typedef struct th_prim {
+    th_prim_kind kind;
+    int x, y, w, h;          /* PRIM_TEXT: only x, y (top-left of the text cell) */
+    uint8_t rgb[3];          /* PRIM_FILL and PRIM_TEXT */
+    char text[TH_LABEL_MAX]; /* PRIM_TEXT */
+} th_prim;
+
+typedef struct th_panel {
+    int n;
+    th_prim p[TH_PANEL_MAX];
+} th_panel;
+
+/* Lay out the image: the thumbnail's long side is min(width, slide long side); the panel goes
+ * along the short side, so it never covers tissue and the long side stays as asked. Fills every
+ * field of *L but `level`. */
+void th_panel_plan(const th_legend *lg, int64_t slide_w, int64_t slide_h, int width,
+                   th_render_layout *L, th_panel *p);
+
+/* Rasterise the panel's primitives that fall in the band (gradients in cmap). */
+void th_panel_draw(const th_panel *p, const th_render_layout *L, th_colormap cmap,
+                   const th_band *band);
 
 #endif

@@ -877,5 +877,6 @@ int main(int argc, char **argv)
     a.argc = argc;
     a.argv = argv;
     parse_args(&a, argc - 1, argv + 1);
+    a.render.threads = a.run.threads;
     return a.cmd == CMD_INFO ? cmd_info(&a) : cmd_run(&a);
 }

@@ -100,10 +100,13 @@ check 'grep -q "117 tiles run of 117 (9 × 13)" "$TMP/table" && grep -q "^peak m
   "the table, stage timings and peak memory are printed"
 
 # tissue skipping (default) with the bundled model, and the optional outputs
-"$TH" multi --quiet --geojson --raw -o "$TMP/t" "$SLIDE" 2>"$TMP/errt"
-check '[ $? -eq 0 ] && [ ! -s "$TMP/errt" ]' "multi with the bundled model, tissue skipping, --geojson --raw"
-check '[ "$(ls -A "$TMP/t" | tr "\n" " ")" = "cam.npy heatmap.png probabilities.npy report.json run.json tiles.csv tiles.geojson tissue.png " ]' \
-  "tissue.png, tiles.geojson, cam.npy and probabilities.npy written, no temporary files"
+"$TH" multi --quiet --geojson --raw --tiff -o "$TMP/t" "$SLIDE" 2>"$TMP/errt"
+check '[ $? -eq 0 ] && [ ! -s "$TMP/errt" ]' "multi with the bundled model, tissue skipping, --geojson --raw --tiff"
+check '[ "$(ls -A "$TMP/t" | tr "\n" " ")" = "cam.npy heatmap.png heatmap.tiff probabilities.npy report.json run.json tiles.csv tiles.geojson tissue.png " ]' \
+  "tissue.png, heatmap.tiff, tiles.geojson, cam.npy and probabilities.npy written, no temporary files"
+"$TH" info "$TMP/t/heatmap.tiff" >"$TMP/tiffinfo"
+check 'grep -q "generic-tiff" "$TMP/tiffinfo" && grep -q "level 0 .*2220 × 2967" "$TMP/tiffinfo" && grep -q "mpp: *0.499" "$TMP/tiffinfo"' \
+  "heatmap.tiff: OpenSlide opens it as a pyramid at the slide's level-0 size and µm/px"
 skipped=$(sed -n 's/.*"skipped":[[:space:]]*\([0-9]*\).*/\1/p' "$TMP/t/report.json" | head -n 1)
 processed=$(sed -n 's/.*"processed":[[:space:]]*\([0-9]*\).*/\1/p' "$TMP/t/report.json" | head -n 1)
 check '[ "$skipped" -gt 20 ] && [ $((skipped + processed)) -eq 117 ] && [ "$(wc -l <"$TMP/t/tiles.csv")" -eq $((processed + 1)) ]' \

@@ -1,13 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /* Tests for render.c and font.c: colormaps against matplotlib's published values, the palette,
  * the bitmap font, and whole heatmaps of a real slide with a hand-made result, read back with
- * libpng and checked pixel by pixel against an independent box filter of the slide. */
+ * libpng and checked pixel by pixel against an independent box filter of the slide; the fast
+ * overlay against th_cam_sample at every pixel; the same bytes for 1, 2 and 3 threads. */
 #include <config.h>
 
 #include <dirent.h>
+#include <inttypes.h>
 #include <png.h>
 #include <sys/stat.h>
 #include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "cam.h"
 #include "render.h"
@@ -613,6 +618,209 @@ static void test_landscape(void)
     th_slide_close(slide);
 }
 
+/* ---------------------------------------------------------------- fast overlay vs th_cam_sample */
+
+/* A result on the CMU slide with pseudo-random CAMs (3 classes, 7×7 cells of 224-px tiles) on a
+ * grid with the given stride (128: overlapping tiles, averaged); every 7th tile is not run. */
+static th_result *make_random_result(th_slide *slide, int stride)
+{
+    th_grid g;
+    if (!th_grid_init(&g, slide, 0, 224, 224, NULL)) {
+        bail("grid");
+    }
+    g.stride_x = g.stride_y = stride;
+    g.cols = (int)((g.level_w - 224) / stride + 1);
+    g.rows = (int)((g.level_h - 224) / stride + 1);
+    enum { NC = 3 };
+    int64_t n = 0, total = (int64_t)g.cols * g.rows;
+    for (int64_t t = 0; t < total; t++) {
+        n += t % 7 != 3;
+    }
+    th_result *r = th_result_new(&g, NC, 7, 7, n, NULL);
+    uint32_t seed = 12345;
+    int64_t k = 0;
+    for (int64_t t = 0; r && t < total; t++) {
+        if (t % 7 == 3) {
+            continue;
+        }
+        float cam[NC * 49]; // (NC, 7, 7)
+        for (int c = 0; c < NC * 49; c++) {
+            seed = seed * 1664525u + 1013904223u;
+            cam[c] = (float)(seed >> 8) / (float)(1 << 24) * 8 - 2; // -2 .. 6
+        }
+        for (int c = 0; c < NC; c++) {
+            r->probs[k * NC + c] = 1.0f / NC;
+        }
+        if (!th_result_add_tile(r, k++, (int)(t % g.cols), (int)(t / g.cols), cam, NULL)) {
+            bail("th_result_add_tile failed");
+        }
+    }
+    if (!r) {
+        bail("th_result_new failed");
+    }
+    th_result_summarize(r);
+    return r;
+}
+
+static uint8_t mix(uint8_t px, uint8_t c, float op)
+{
+    return (uint8_t)lrintf((float)px + op * ((float)c - (float)px));
+}
+
+/* The documented overlay at one pixel, from th_cam_sample: single = colormap(t) at alpha; multi =
+ * the strongest class's colour, its opacity rising from 0 at the threshold to alpha at t = 1. */
+static void oracle_pixel(const th_result *r, const th_render_options *o, const float *lo,
+                         const float *hi, double cx, double cy, uint8_t px[3])
+{
+    int best = -1;
+    float best_t = 0;
+    for (int i = 0; i < o->n_shown; i++) {
+        float v;
+        if (!th_cam_sample(r, o->shown[i], cx, cy, &v)) {
+            return;
+        }
+        float t = TH_CLAMP((v - lo[i]) / (hi[i] - lo[i]), 0.0f, 1.0f);
+        if (best < 0 || t > best_t) {
+            best = i;
+            best_t = t;
+        }
+    }
+    uint8_t c[3];
+    float op = (float)o->alpha;
+    if (o->n_shown == 1 && !o->multi) {
+        th_colormap_rgb(o->colormap, best_t, c);
+    } else {
+        float thr = (float)o->threshold;
+        if (best_t < thr || best_t <= 0) {
+            return;
+        }
+        op = thr < 1 ? op * (best_t - thr) / (1 - thr) : op;
+        memcpy(c, th_palette[best], 3);
+    }
+    for (int ch = 0; ch < 3; ch++) {
+        px[ch] = mix(px[ch], c[ch], op);
+    }
+}
+
+// Every thumbnail pixel of `img` against the plain thumbnail `plain` + oracle_pixel.
+static void check_oracle(th_slide *slide, const th_result *r, const th_render_options *o,
+                         const image *img, const image *plain, const th_render_layout *L,
+                         const char *what)
+{
+    float lo[TH_MAX_SHOWN], hi[TH_MAX_SHOWN];
+    for (int i = 0; i < o->n_shown; i++) {
+        bool raw = o->norm == TH_NORM_RAW;
+        th_cam_range(r, o->norm, o->percentile, raw ? o->shown : &o->shown[i], raw ? o->n_shown : 1,
+                     &lo[i], &hi[i], NULL);
+        hi[i] = hi[i] > lo[i] ? hi[i] : lo[i] + 1;
+    }
+    int64_t w0, h0, wrong = 0, drawn = 0;
+    th_slide_get_level_dimensions(slide, 0, &w0, &h0);
+    double sx = (double)w0 / L->thumb_w, sy = (double)h0 / L->thumb_h;
+    for (int oy = 0; oy < L->thumb_h; oy++) {
+        for (int ox = 0; ox < L->thumb_w; ox++) {
+            uint8_t want[3];
+            memcpy(want, px_at(plain, ox, oy), 3);
+            oracle_pixel(r, o, lo, hi, (ox + 0.5) * sx, (oy + 0.5) * sy, want);
+            wrong += memcmp(want, px_at(img, ox, oy), 3) != 0;
+            drawn += memcmp(want, px_at(plain, ox, oy), 3) != 0;
+        }
+    }
+    int64_t n = (int64_t)L->thumb_w * L->thumb_h;
+    ok(wrong == 0 && drawn > n / 4,
+       "%s: all %" PRId64 " thumbnail pixels are the plain slide + the overlay from th_cam_sample "
+       "(%" PRId64 " differ; %" PRId64 " overlaid)",
+       what, n, wrong, drawn);
+}
+
+static void test_oracle(th_slide *slide, const th_model *model)
+{
+    // Thumbnail pixels larger and smaller than CAM cells, and (5000) the slide's own pixels.
+    const int strides[2] = {224, 128}, widths[2][2] = {{2000, 300}, {5000, 700}};
+    for (int s = 0; s < 2; s++) {
+        th_result *r = make_random_result(slide, strides[s]);
+        for (int k = 0; k < 2; k++) {
+            th_render_options o;
+            th_render_options_init(&o);
+            o.width = widths[s][k];
+            o.alpha = 0;
+            image plain = {0}, img = {0};
+            th_render_layout L;
+            char what[64];
+            if (!render(slide, r, NULL, &o, "plain.png", &plain, &L)) {
+                bail("plain render failed");
+            }
+            o.shown[0] = 2;
+            o.alpha = 0.7;
+            o.norm = TH_NORM_RAW;
+            o.colormap = TH_COLORMAP_INFERNO;
+            snprintf(what, sizeof(what), "stride %d, width %d, single", strides[s], widths[s][k]);
+            if (ok(render(slide, r, NULL, &o, "oracle.png", &img, NULL), "%s: rendered", what)) {
+                check_oracle(slide, r, &o, &img, &plain, &L, what);
+            }
+            TH_FREE(img.rgb);
+            th_render_options_init(&o);
+            o.width = widths[s][k];
+            o.n_shown = 3;
+            o.shown[0] = 1;
+            o.shown[1] = 0;
+            o.shown[2] = 2;
+            o.threshold = 0.3;
+            snprintf(what, sizeof(what), "stride %d, width %d, multi", strides[s], widths[s][k]);
+            if (ok(render(slide, r, NULL, &o, "oracle.png", &img, NULL), "%s: rendered", what)) {
+                check_oracle(slide, r, &o, &img, &plain, &L, what);
+            }
+            TH_FREE(img.rgb);
+            TH_FREE(plain.rgb);
+        }
+        th_result_free(r);
+    }
+    (void)model;
+}
+
+/* ---------------------------------------------------------------- threads */
+
+static bool same_bytes(const char *a, const char *b)
+{
+    size_t na = 0, nb = 0;
+    uint8_t *pa = th_read_file(a, &na, NULL), *pb = th_read_file(b, &nb, NULL);
+    bool same = pa && pb && na == nb && memcmp(pa, pb, na) == 0;
+    th_free(pa);
+    th_free(pb);
+    return same;
+}
+
+// The same PNG, byte for byte, whatever the number of rendering threads.
+static void test_threads(th_slide *slide, const th_result *r, const th_model *model)
+{
+#ifdef _OPENMP
+    th_render_options o;
+    th_render_options_init(&o);
+    o.n_shown = 3;
+    o.shown[0] = 0;
+    o.shown[1] = 1;
+    o.shown[2] = 2;
+    int saved = omp_get_max_threads();
+    const int counts[3] = {1, 2, 3};
+    char path[3][512];
+    for (int i = 0; i < 3; i++) {
+        snprintf(path[i], sizeof(path[i]), "%s/threads-%d.png", test_tmpdir(), counts[i]);
+        omp_set_num_threads(counts[i]);
+        th_error *err = NULL;
+        double t0 = now();
+        bool done = th_render_heatmap(slide, r, model, &o, path[i], &err);
+        ok(done, "threads %d: rendered in %.3f s %s", counts[i], now() - t0,
+           done ? "" : th_error_message(err));
+        th_error_free(err);
+    }
+    omp_set_num_threads(saved);
+    ok(same_bytes(path[0], path[1]) && same_bytes(path[0], path[2]),
+       "1, 2 and 3 threads write the same bytes");
+#else
+    skip(4, "built without OpenMP");
+#endif
+}
+
 static void expect_failure(th_slide *slide, const th_result *r, const th_model *model,
                            const th_render_options *o, const char *dir, const char *needle,
                            const char *what)
@@ -699,6 +907,8 @@ int main(void)
     test_multi(slide, r, model);
     test_sizes(slide, r, model);
     test_landscape();
+    test_oracle(slide, model);
+    test_threads(slide, r, model);
     test_errors(slide, r, model);
 
     th_result_free(r);
