@@ -1,0 +1,378 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""End-to-end benchmark: `tileheat multi` against a PyTorch peer (bench/peer-torch.py) on the same
+tiles with the same model, in one invocation. See bench/README.md for what each number means.
+
+  /usr/bin/python3 bench/bench-e2e.py [--build BUILD_DIR] [--threads 1,2] [--repeat 3]
+
+Cases: the default model on CMU-1-Small-Region.svs and on a large synthetic slide from
+examples/gen-demo-slide (generated once into the cache directory), and a VGG16-GAP model
+(bench/gen-vgg16-gap.py, random weights, cached) on CMU-1-Small-Region.svs. For each case and
+thread count both sides run --repeat times, alternately, and the best wall time of each counts.
+The percentages of both sides must agree within --tolerance (percentage points), and the tile
+sets must be the same; otherwise the exit status is 1.
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+PY = "/usr/bin/python3"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_line():
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
+    return ("machine: %s, %d cores (os.cpu_count), %d usable; load average %.2f %.2f %.2f"
+            % (cpu_model(), os.cpu_count() or 0, len(os.sched_getaffinity(0)), *load))
+
+
+def versions(build):
+    out = subprocess.run([PY, "-c", "import torch, openslide, onnx; print('torch %s, "
+                          "openslide-python %s (OpenSlide %s), onnx %s' % (torch.__version__, "
+                          "openslide.__version__, openslide.__library_version__, "
+                          "onnx.__version__))"], capture_output=True, text=True)
+    exe, env = tileheat_command(build)
+    th = subprocess.run([exe, "--version"], capture_output=True, text=True, env=env)
+    return "%s; %s" % ((th.stdout or th.stderr).strip().splitlines()[0] if (th.stdout or th.stderr)
+                       else "tileheat", out.stdout.strip())
+
+
+def tileheat_extra_args(build):
+    """--min-tissue 0 when this tileheat has tissue skipping, so that every full tile runs."""
+    exe, env = tileheat_command(build)
+    help_text = subprocess.run([exe, "multi", "--help"], capture_output=True, text=True, env=env)
+    if "--min-tissue" in help_text.stdout + help_text.stderr:
+        return ["--min-tissue", "0"]
+    return []
+
+
+def prepare(args, cache):
+    os.makedirs(cache, exist_ok=True)
+    large = os.path.join(cache, "demo-%dx%d.tif" % (args.large, args.large))
+    if not os.path.exists(large):
+        gen = os.path.join(args.build, "examples", "gen-demo-slide")
+        print("generating %s (not timed) ..." % large, flush=True)
+        subprocess.run([gen, "--width", str(args.large), "--height", str(args.large),
+                        "-o", large + ".part"], check=True)
+        os.replace(large + ".part", large)
+    vgg = os.path.join(cache, "vgg16-gap.onnx")
+    if not args.no_vgg and not os.path.exists(vgg):
+        print("generating %s (not timed) ..." % vgg, flush=True)
+        subprocess.run([PY, os.path.join(HERE, "gen-vgg16-gap.py"), "-o", vgg], check=True)
+    return large, vgg
+
+
+def tileheat_command(build):
+    """The CLI binary and its environment: libtool's .libs/tileheat with the library path the
+    wrapper script would set (the wrapper itself is a bash script costing ~0.1-0.3 s a run, which
+    an installed tileheat does not pay), else BUILD/tileheat as it is."""
+    real, libs = os.path.join(build, ".libs", "tileheat"), os.path.join(build, "src", ".libs")
+    env = dict(os.environ)
+    if os.path.exists(real) and os.path.isdir(libs):
+        env["LD_LIBRARY_PATH"] = libs + (":" + env["LD_LIBRARY_PATH"]
+                                         if env.get("LD_LIBRARY_PATH") else "")
+        return real, env
+    return os.path.join(build, "tileheat"), env
+
+
+def common_env(args, threads, base=None):
+    """The environment both sides run in: OMP_NUM_THREADS=T (tileheat's heatmap renderer sizes
+    its parallel region by OpenMP's default, not by --threads), and unless --plain-malloc,
+    glibc malloc kept from returning big blocks to the kernel after every call. Without that,
+    PyTorch's multi-MB activations are mmap'd and unmapped each forward call and the peer
+    falls into a page-fault-bound mode 4-8x slower per tile, at some batch sizes and not
+    others (the reason PyTorch's CPU tuning guide recommends jemalloc or tcmalloc). tileheat,
+    which allocates its buffers once, runs the same with or without it."""
+    env = dict(base if base is not None else os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)
+    if not args.plain_malloc:
+        env["MALLOC_MMAP_THRESHOLD_"] = "4294967296"
+        env["MALLOC_TRIM_THRESHOLD_"] = "4294967296"
+    return env
+
+
+def timed(cmd, env=None):
+    """Run cmd; return (CompletedProcess, wall seconds, user+system CPU seconds)."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return p, wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def run_tileheat(args, extra, slide, model, threads, outdir):
+    exe, env = tileheat_command(args.build)
+    env.update(common_env(args, threads, env))
+    cmd = [exe, "multi", slide, "--top", "4", "--engine", args.engine, "--threads", str(threads),
+           "-q", "-o", outdir] + extra
+    if model:
+        cmd += ["-m", model]
+    p, sec, cpu = timed(cmd, env)
+    if p.returncode != 0:
+        raise SystemExit("bench-e2e: %s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
+    with open(os.path.join(outdir, "report.json")) as f:
+        report = json.load(f)
+    with open(os.path.join(outdir, "tiles.csv")) as f:
+        rows = list(csv.DictReader(f))
+    stages = None
+    run_json = os.path.join(outdir, "run.json")
+    if os.path.exists(run_json):
+        try:
+            with open(run_json) as f:
+                stages = json.load(f).get("performance", {}).get("stages_seconds")
+        except (OSError, ValueError, AttributeError):
+            stages = None
+    return sec, cpu, report, rows, stages
+
+
+def run_peer(args, slide, model, threads, batch):
+    batch = batch if batch > 0 else args.batch_per_thread * threads
+    cmd = [PY, os.path.join(HERE, "peer-torch.py"), slide, "--threads", str(threads),
+           "--batch", str(batch), "--probs"]
+    if args.peer_read_threads is not None:
+        cmd += ["--read-threads", str(args.peer_read_threads)]
+    if model:
+        cmd += ["-m", model]
+    env = common_env(args, threads)
+    p, wall, cpu = timed(cmd, env)
+    if p.returncode != 0:
+        raise SystemExit("bench-e2e: %s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
+    out = json.loads(p.stdout)
+    out["process_seconds"] = wall
+    out["process_cpu"] = cpu
+    return out
+
+
+def compare(report, rows, peer):
+    """Max abs difference of the percentages (points) and of the per-tile probabilities, and
+    whether the tile sets agree."""
+    names = [c["name"] for c in report["classes"]]
+    th_pct = {c["name"]: float(c["percent"]) for c in report["classes"]}
+    pct_diff = max(abs(th_pct[n] - peer["percent"][i]) for i, n in enumerate(peer["classes"]))
+    th_tiles = {(int(r["x"]), int(r["y"])): [float(r[n]) for n in peer["classes"]] for r in rows}
+    peer_tiles = {tuple(c): p for c, p in zip(peer["coords"], peer["probs"])}
+    same = set(th_tiles) == set(peer_tiles) and len(rows) == peer["tiles"]
+    prob_diff = max((abs(a - b) for k in th_tiles.keys() & peer_tiles.keys()
+                     for a, b in zip(th_tiles[k], peer_tiles[k])), default=float("nan"))
+    return pct_diff, prob_diff, same, names
+
+
+def bench_case(args, extra, name, slide, model, batch, workdir):
+    """Best-of-N timings of both sides for every thread count, alternating the two."""
+    results = {}
+    for t in args.threads:
+        th_best, peer_best, th_last, peer_last = None, None, None, None
+        for rep in range(args.repeat):
+            outdir = tempfile.mkdtemp(prefix="th-", dir=workdir)
+            sec, cpu, report, rows, stages = run_tileheat(args, extra, slide, model, t, outdir)
+            shutil.rmtree(outdir)
+            if th_best is None or sec < th_best[0]:
+                th_best = (sec, stages, cpu)
+            th_last = (report, rows)
+            peer = run_peer(args, slide, model, t, batch)
+            if peer_best is None or peer["seconds"] < peer_best["seconds"]:
+                peer_best = peer
+            peer_last = peer
+            print("  %-22s %d thread%s run %d: tileheat %.2f s (cpu %.2f), peer %.2f s (loop %.2f "
+                  "s, process %.2f s, cpu %.2f)" % (name, t, "" if t == 1 else "s", rep + 1, sec,
+                                                    cpu, peer["seconds"], peer["loop_seconds"],
+                                                    peer["process_seconds"],
+                                                    peer["process_cpu"]), flush=True)
+        results[t] = {"th_sec": th_best[0], "th_stages": th_best[1], "th_cpu": th_best[2],
+                      "repeat": args.repeat, "report": th_last[0],
+                      "rows": th_last[1], "peer": peer_best, "peer_check": peer_last}
+    return results
+
+
+def fmt_rate(n, s):
+    return "%.1f" % (n / s) if s > 0 else "-"
+
+
+def print_tables(cases, args):
+    print("\n== end-to-end wall time, best of the runs above; ratio = peer s / tileheat s ==")
+    head = ("%-12s %-24s %3s %6s | %9s %8s | %9s %8s %6s | %8s %6s"
+            % ("model", "slide", "thr", "tiles", "tileheat", "tiles/s", "peer", "tiles/s",
+               "ratio", "peer-loop", "ratio"))
+    print(head)
+    print("-" * len(head))
+    for (model, slide, _), res in cases:
+        for t, r in sorted(res.items()):
+            n = len(r["rows"])
+            p = r["peer"]
+            print("%-12s %-24s %3d %6d | %8.2fs %8s | %8.2fs %8s %5.2fx | %7.2fs %5.2fx"
+                  % (model, slide, t, n, r["th_sec"], fmt_rate(n, r["th_sec"]), p["seconds"],
+                     fmt_rate(n, p["seconds"]), p["seconds"] / r["th_sec"], p["loop_seconds"],
+                     p["loop_seconds"] / r["th_sec"]))
+    print("\n== CPU seconds (user + system) of the same best runs; peer: whole process, "
+          "imports included ==")
+    for (model, slide, _), res in cases:
+        for t, r in sorted(res.items()):
+            print("%-12s %-24s %3d: tileheat %.2f s, peer %.2f s"
+                  % (model, slide, t, r["th_cpu"], r["peer"]["process_cpu"]))
+    ts = sorted(args.threads)
+    if len(ts) >= 2:
+        a, b = ts[0], ts[1]
+        print("\n== thread scaling %d -> %d (speed-up of the best wall time) ==" % (a, b))
+        for (model, slide, _), res in cases:
+            th = res[a]["th_sec"] / res[b]["th_sec"]
+            peer = res[a]["peer"]["seconds"] / res[b]["peer"]["seconds"]
+            print("%-12s %-24s tileheat %.2fx   peer %.2fx" % (model, slide, th, peer))
+
+
+def print_stages(cases):
+    """tileheat's own stage split, when its run.json records one."""
+    lines = []
+    for (model, slide, _), res in cases:
+        for t, r in sorted(res.items()):
+            st = r["th_stages"]
+            if isinstance(st, list) and st:
+                parts = ["%s %.2f" % (s.get("name"), s.get("seconds", 0)) for s in st
+                         if isinstance(s, dict)]
+                lines.append("%-12s %-24s %d: %s" % (model, slide, t, ", ".join(parts)))
+            elif isinstance(st, dict) and st:
+                parts = ["%s %.2f" % (k, v) for k, v in st.items() if isinstance(v, (int, float))]
+                lines.append("%-12s %-24s %d: %s" % (model, slide, t, ", ".join(parts)))
+    if lines:
+        print("\n== tileheat stages (s; 'thread-s' summed over threads), best run ==")
+        print("\n".join(lines))
+    print("\n== peer split (s), best run: setup = model rebuild + JIT + slide open; "
+          "read and infer inside the tile loop ==")
+    for (model, slide, _), res in cases:
+        for t, r in sorted(res.items()):
+            p = r["peer"]
+            print("%-12s %-24s %d: setup %.2f, read %.2f, infer+CAM %.2f (batch %d, %d reader "
+                  "thread%s)" % (model, slide, t, p["seconds"] - p["loop_seconds"],
+                                 p["read_seconds"], p["infer_seconds"], p["batch"],
+                                 p["read_threads"], "" if p["read_threads"] == 1 else "s"))
+
+
+def print_check(cases, tol):
+    print("\n== percentages: tileheat report.json vs peer (max abs difference, percentage "
+          "points; tolerance %g) ==" % tol)
+    ok = True
+    for (model, slide, _), res in cases:
+        for t, r in sorted(res.items()):
+            pct, prob, same, _ = compare(r["report"], r["rows"], r["peer_check"])
+            good = same and pct <= tol
+            ok = ok and good
+            print("%-12s %-24s %d: %s  percent %.2e, per-tile prob %.2e, tiles %s"
+                  % (model, slide, t, "PASS" if good else "FAIL", pct, prob,
+                     "same" if same else "DIFFER"))
+        pcts = [tuple(c["percent"] for c in r["report"]["classes"]) for r in res.values()]
+        if len(set(pcts)) > 1:
+            ok = False
+            print("%-12s %-24s FAIL: tileheat's percentages depend on the thread count" %
+                  (model, slide))
+    print("check: %s" % ("PASS" if ok else "FAIL"))
+    return ok
+
+
+def print_targets(cases, args):
+    ts = sorted(args.threads)
+    print("\n== targets ==")
+    for (model, slide, kind), res in cases:
+        worst = min(r["peer"]["seconds"] / r["th_sec"] for r in res.values())
+        need = 1.3 if kind == "default" else 1.0
+        print("%-12s %-24s end to end >= %.1fx the peer at every thread count: worst %.2fx  %s"
+              % (model, slide, need, worst, "met" if worst >= need else "MISSED"))
+    if len(ts) >= 2 and ts[0] == 1 and ts[1] == 2:
+        for (model, slide, _), res in cases:
+            s = res[1]["th_sec"] / res[2]["th_sec"]
+            print("%-12s %-24s tileheat 1 -> 2 threads >= 1.9x: %.2fx  %s"
+                  % (model, slide, s, "met" if s >= 1.9 else "MISSED"))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="tileheat multi vs a PyTorch-jit peer, end to end.")
+    ap.add_argument("--build", default=os.path.join(REPO, "build-bench"),
+                    help="build directory with tileheat and examples/gen-demo-slide")
+    ap.add_argument("--cache", help="where the large slide and VGG16-GAP model are kept "
+                    "(default BUILD/bench-cache)")
+    ap.add_argument("--data", default=os.environ.get("TH_DATA", os.path.join(
+        os.path.dirname(REPO), "shared", "data")), help="test data (default ../shared/data)")
+    ap.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per side, best counts (default 3)")
+    ap.add_argument("--vgg-repeat", type=int, default=2, help="runs per side for VGG16-GAP")
+    ap.add_argument("--large", type=int, default=16000, help="large slide side in px (16000)")
+    ap.add_argument("--engine", default="fast", help="tileheat --engine (default fast)")
+    ap.add_argument("--batch-per-thread", type=int, default=4,
+                    help="peer batch = this x threads, unless fixed below (default 4)")
+    ap.add_argument("--batch", type=int, default=0, help="fixed peer batch, default model")
+    ap.add_argument("--vgg-batch", type=int, default=0, help="fixed peer batch, VGG16-GAP")
+    ap.add_argument("--plain-malloc", action="store_true",
+                    help="do not set MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_")
+    ap.add_argument("--peer-read-threads", type=int, help="peer reader threads (default: "
+                    "the thread count)")
+    ap.add_argument("--no-vgg", action="store_true", help="skip VGG16-GAP")
+    ap.add_argument("--no-large", action="store_true", help="skip the large slide")
+    ap.add_argument("--tolerance", type=float, default=1e-3, help="percentage points (1e-3)")
+    args = ap.parse_args(argv)
+    args.threads = [int(t) for t in args.threads.split(",")]
+    args.build = os.path.abspath(args.build)
+    cache = os.path.abspath(args.cache or os.path.join(args.build, "bench-cache"))
+    cmu = os.path.join(args.data, "slides", "CMU-1-Small-Region.svs")
+
+    print(machine_line())
+    print(versions(args.build))
+    print("tileheat binary: %s" % tileheat_command(args.build)[0])
+    extra = tileheat_extra_args(args.build)
+    print("tileheat: multi --top 4 --engine %s --threads T -q %s(wall time of the whole "
+          "process: open, read, infer, CAM, heatmap.png, report.json, tiles.csv)"
+          % (args.engine, " ".join(extra) + " " if extra else ""))
+    print("peer: bench/peer-torch.py, torch.jit trace+freeze+optimize_for_inference, "
+          "set_num_threads(T), batch %s (VGG16-GAP %s); time = whole script body after the "
+          "imports" % (args.batch or "%d x T" % args.batch_per_thread,
+                       args.vgg_batch or "%d x T" % args.batch_per_thread), flush=True)
+    print("both: OMP_NUM_THREADS=T%s" % ("" if args.plain_malloc else
+                                         ", MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ "
+                                         "4 GiB (glibc keeps freed memory)"), flush=True)
+    large, vgg = prepare(args, cache)
+    workdir = tempfile.mkdtemp(prefix="bench-e2e-", dir=cache)
+    cases = []
+    todo = [("default", "CMU-1-Small-Region", cmu, None, args.batch, "default", args.repeat)]
+    if not args.no_large:
+        todo.append(("default", os.path.basename(large)[:-4], large, None, args.batch, "default",
+                     args.repeat))
+    if not args.no_vgg:
+        todo.append(("VGG16-GAP", "CMU-1-Small-Region", cmu, vgg, args.vgg_batch, "vgg",
+                     args.vgg_repeat))
+    try:
+        for model_name, slide_name, slide, model, batch, kind, repeat in todo:
+            a = argparse.Namespace(**vars(args))
+            a.repeat = repeat
+            res = bench_case(a, extra, "%s/%s" % (model_name, slide_name[:10]), slide, model,
+                             batch, workdir)
+            cases.append(((model_name, slide_name, kind), res))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("\n" + machine_line())
+    print_tables(cases, args)
+    print_stages(cases)
+    ok = print_check(cases, args.tolerance)
+    print_targets(cases, args)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
