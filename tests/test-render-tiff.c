@@ -16,46 +16,14 @@
 
 #include "result.h"
 #include "tap.h"
+#include "testutil.h"
 
 #define CMU_W 2220
 #define CMU_H 2967
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-typedef struct image {
-    int w, h;
-    uint8_t *rgb; // (h, w, 3)
-} image;
-
-static bool read_png(const char *path, image *img)
-{
-    png_image pi;
-    memset(&pi, 0, sizeof(pi));
-    pi.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_file(&pi, path)) {
-        diag("%s: %s", path, pi.message);
-        return false;
-    }
-    pi.format = PNG_FORMAT_RGB;
-    img->w = (int)pi.width;
-    img->h = (int)pi.height;
-    img->rgb = th_malloc(PNG_IMAGE_SIZE(pi), NULL);
-    if (!img->rgb || !png_image_finish_read(&pi, NULL, img->rgb, 0, NULL)) {
-        png_image_free(&pi);
-        TH_FREE(img->rgb);
-        return false;
-    }
-    return true;
-}
-
 /* Box-filter src down to tw × th: each output pixel is the rounded mean of the source pixels
  * whose centres fall inside it (the rule th_render_heatmap documents). */
-static bool box_image(const image *src, int tw, int th, image *out)
+static bool box_image(const tu_image *src, int tw, int th, tu_image *out)
 {
     double kx = (double)src->w / tw, ky = (double)src->h / th;
     out->w = tw;
@@ -89,7 +57,7 @@ static bool box_image(const image *src, int tw, int th, image *out)
 }
 
 // Means of f×f blocks (clipped at the right and bottom): (w + f - 1) / f across.
-static bool block_mean(const image *src, int f, image *out)
+static bool block_mean(const tu_image *src, int f, tu_image *out)
 {
     out->w = (src->w + f - 1) / f;
     out->h = (src->h + f - 1) / f;
@@ -114,7 +82,7 @@ static bool block_mean(const image *src, int f, image *out)
 }
 
 // Mean and largest absolute channel difference over the rectangle [x0, x1) × [y0, y1).
-static void diff(const image *a, const image *b, int x0, int y0, int x1, int y1, double *mean,
+static void diff(const tu_image *a, const tu_image *b, int x0, int y0, int x1, int y1, double *mean,
                  int *max)
 {
     double sum = 0;
@@ -135,7 +103,7 @@ static void diff(const image *a, const image *b, int x0, int y0, int x1, int y1,
 }
 
 // A region of a level as an image.
-static bool read_image(th_slide *slide, int level, int64_t x, int64_t y, int w, int h, image *img)
+static bool read_image(th_slide *slide, int level, int64_t x, int64_t y, int w, int h, tu_image *img)
 {
     img->w = w;
     img->h = h;
@@ -205,7 +173,7 @@ static void test_pyramid(th_slide *slide, const char *path, double slide_mpp)
     ok(has_mpp && fabs(mx - slide_mpp) < 1e-4 && fabs(my - slide_mpp) < 1e-4,
        "µm/px read back: %.5f x %.5f (slide: %.5f)", mx, my, slide_mpp);
 
-    image l0 = {0}, l2 = {0}, blocks = {0}, plain = {0};
+    tu_image l0 = {0}, l2 = {0}, blocks = {0}, plain = {0};
     if (!read_image(t, 0, 0, 0, CMU_W, CMU_H, &l0) || !read_image(t, 2, 0, 0, 555, 742, &l2) ||
         !read_image(slide, 0, 0, 0, CMU_W, CMU_H, &plain) || !block_mean(&l0, 4, &blocks)) {
         skip(3, "cannot read the TIFF or the slide");
@@ -236,8 +204,8 @@ out:
 static void test_vs_png(const char *tiff_path, const char *png_path, const char *what)
 {
     th_slide *t = th_slide_open(tiff_path, NULL);
-    image png = {0}, l0 = {0}, box = {0};
-    if (!t || !read_png(png_path, &png) || !read_image(t, 0, 0, 0, CMU_W, CMU_H, &l0) ||
+    tu_image png = {0}, l0 = {0}, box = {0};
+    if (!t || !tu_png_read(png_path, &png) || !read_image(t, 0, 0, 0, CMU_W, CMU_H, &l0) ||
         !box_image(&l0, 1496, 2000, &box)) {
         ok(false, "%s: cannot read the TIFF or the PNG", what);
     } else {
@@ -322,12 +290,12 @@ int main(void)
     th_run_options_init(&ro);
     ro.engine = TH_ENGINE_REF;
     ro.min_tissue = 0;
-    double t0 = now();
+    double t0 = tu_now();
     th_result *r = th_run(slide, model, &ro, &err);
     if (!r) {
         bail("run: %s", th_error_message(err));
     }
-    diag("model run: %" PRId64 " tiles in %.2f s", th_result_get_tile_count(r), now() - t0);
+    diag("model run: %" PRId64 " tiles in %.2f s", th_result_get_tile_count(r), tu_now() - t0);
     double mx = 0, my = 0;
     th_slide_get_mpp(slide, &mx, &my);
 
@@ -336,9 +304,9 @@ int main(void)
     o.shown[0] =
         th_model_find_class(model, "cellular") >= 0 ? th_model_find_class(model, "cellular") : 0;
     const char *tiff = tmp_file("heatmap.tiff"), *png = tmp_file("heatmap.png");
-    t0 = now();
+    t0 = tu_now();
     bool done = th_render_tiff(slide, r, model, &o, tiff, &err);
-    ok(done, "single: heatmap.tiff written in %.2f s%s%s", now() - t0, err ? ": " : "",
+    ok(done, "single: heatmap.tiff written in %.2f s%s%s", tu_now() - t0, err ? ": " : "",
        err ? th_error_message(err) : "");
     ok(th_render_heatmap(slide, r, model, &o, png, &err), "single: heatmap.png written");
     is_int(files_in(test_tmpdir()), 2, "no temporary files are left");

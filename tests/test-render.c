@@ -17,6 +17,7 @@
 #include "cam.h"
 #include "render.h"
 #include "tap.h"
+#include "testutil.h"
 
 /* ---------------------------------------------------------------- colormaps */
 
@@ -185,33 +186,7 @@ static void test_font(void)
 
 /* ---------------------------------------------------------------- whole heatmaps */
 
-typedef struct image {
-    int w, h;
-    uint8_t *rgb; // (h, w, 3)
-} image;
-
-static bool read_png(const char *path, image *img)
-{
-    png_image pi;
-    memset(&pi, 0, sizeof(pi));
-    pi.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_file(&pi, path)) {
-        diag("%s: %s", path, pi.message);
-        return false;
-    }
-    pi.format = PNG_FORMAT_RGB;
-    img->w = (int)pi.width;
-    img->h = (int)pi.height;
-    img->rgb = th_malloc(PNG_IMAGE_SIZE(pi), NULL);
-    if (!img->rgb || !png_image_finish_read(&pi, NULL, img->rgb, 0, NULL)) {
-        png_image_free(&pi);
-        TH_FREE(img->rgb);
-        return false;
-    }
-    return true;
-}
-
-static const uint8_t *px_at(const image *img, int x, int y)
+static const uint8_t *px_at(const tu_image *img, int x, int y)
 {
     return img->rgb + ((size_t)y * img->w + x) * 3;
 }
@@ -265,9 +240,9 @@ static void ref_pixel(th_slide *slide, int level, double kx, double ky, int ox, 
     }
 }
 
-// Largest channel difference between the image and the plain slide over a rectangle of
+// Largest channel difference between the tu_image and the plain slide over a rectangle of
 // output pixels (every `step`-th); *mean (if not NULL) gets the mean absolute difference.
-static int plain_diff_mean(const image *img, th_slide *slide, int level, double kx, double ky,
+static int plain_diff_mean(const tu_image *img, th_slide *slide, int level, double kx, double ky,
                            int x0, int y0, int x1, int y1, int step, double *mean)
 {
     int worst = 0;
@@ -292,7 +267,7 @@ static int plain_diff_mean(const image *img, th_slide *slide, int level, double 
     return worst;
 }
 
-static int plain_diff(const image *img, th_slide *slide, int level, double kx, double ky, int x0,
+static int plain_diff(const tu_image *img, th_slide *slide, int level, double kx, double ky, int x0,
                       int y0, int x1, int y1, int step)
 {
     return plain_diff_mean(img, slide, level, kx, ky, x0, y0, x1, y1, step, NULL);
@@ -342,30 +317,23 @@ static th_result *make_cmu_result(th_slide *slide, int n_classes)
     return r;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static bool render(th_slide *slide, const th_result *r, const th_model *model,
-                   const th_render_options *o, const char *name, image *img, th_render_layout *L)
+                   const th_render_options *o, const char *name, tu_image *img, th_render_layout *L)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", test_tmpdir(), name);
     th_error *err = NULL;
-    double t0 = now();
+    double t0 = tu_now();
     if (!th_render_heatmap(slide, r, model, o, path, &err)) {
         diag("%s: %s", name, th_error_message(err));
         th_error_free(err);
         return false;
     }
-    diag("%s rendered in %.3f s", name, now() - t0);
+    diag("%s rendered in %.3f s", name, tu_now() - t0);
     if (L && !th_render_plan(slide, r, model, o, L, NULL)) {
         return false;
     }
-    return read_png(path, img);
+    return tu_png_read(path, img);
 }
 
 #define CMU_W 2220
@@ -379,7 +347,7 @@ static void test_single(th_slide *slide, const th_result *r, const th_model *mod
     o.shown[0] = 1;
     o.alpha = 1;
     o.norm = TH_NORM_RAW;
-    image img = {0};
+    tu_image img = {0};
     th_render_layout L;
     if (!ok(render(slide, r, model, &o, "single-ramp.png", &img, &L), "single: rendered")) {
         skip(11, "no image");
@@ -448,7 +416,7 @@ static void test_multi(th_slide *slide, const th_result *r, const th_model *mode
     o.shown[0] = 0;
     o.shown[1] = 1;
     o.multi = true;
-    image img = {0};
+    tu_image img = {0};
     th_render_layout L;
     if (!ok(render(slide, r, model, &o, "multi.png", &img, &L), "multi: rendered")) {
         skip(5, "no image");
@@ -474,9 +442,9 @@ static void test_multi(th_slide *slide, const th_result *r, const th_model *mode
     // Both CAMs are 0 from cell 21 to cell 31 across (x 688 .. 1008), and below cell 42
     // (y >= 1360) left of cell 31.
     is_int(plain_diff(&img, slide, 0, sx, sy, 470, 0, 671, 1960, 11), 0,
-           "multi: where every CAM is zero the image is the plain slide (band)");
+           "multi: where every CAM is zero the tu_image is the plain slide (band)");
     is_int(plain_diff(&img, slide, 0, sx, sy, 0, 920, 671, 1960, 19), 0,
-           "multi: where every CAM is zero the image is the plain slide (lower left)");
+           "multi: where every CAM is zero the tu_image is the plain slide (lower left)");
     is_int(plain_diff(&img, slide, 0, sx, sy, 1360, 0, 1496, 1960, 23), 0,
            "multi: the untiled right strip is the plain slide");
     TH_FREE(img.rgb);
@@ -487,7 +455,7 @@ static void test_sizes(th_slide *slide, const th_result *r, const th_model *mode
     th_render_options o;
     th_render_options_init(&o);
     o.width = 5000;
-    image img = {0};
+    tu_image img = {0};
     th_render_layout L;
     if (ok(render(slide, r, model, &o, "wide.png", &img, &L), "width 5000: rendered")) {
         ok(img.h == CMU_H && L.thumb_w == CMU_W, "width above the slide's: capped at %d (%dx%d)",
@@ -577,7 +545,7 @@ static void test_landscape(void)
     th_render_options_init(&o);
     o.width = 1000;
     o.colormap = TH_COLORMAP_JET;
-    image img = {0};
+    tu_image img = {0};
     th_render_layout L;
     if (ok(r && render(slide, r, NULL, &o, "landscape.png", &img, &L), "landscape: rendered")) {
         ok(L.thumb_w == 1000 && L.thumb_h == 803 && img.w == 1000 && img.h > 803 &&
@@ -704,7 +672,7 @@ static void oracle_pixel(const th_result *r, const th_render_options *o, const f
 
 // Every thumbnail pixel of `img` against the plain thumbnail `plain` + oracle_pixel.
 static void check_oracle(th_slide *slide, const th_result *r, const th_render_options *o,
-                         const image *img, const image *plain, const th_render_layout *L,
+                         const tu_image *img, const tu_image *plain, const th_render_layout *L,
                          const char *what)
 {
     float lo[TH_MAX_SHOWN], hi[TH_MAX_SHOWN];
@@ -744,7 +712,7 @@ static void test_oracle(th_slide *slide, const th_model *model)
             th_render_options_init(&o);
             o.width = widths[s][k];
             o.alpha = 0;
-            image plain = {0}, img = {0};
+            tu_image plain = {0}, img = {0};
             th_render_layout L;
             char what[64];
             if (!render(slide, r, NULL, &o, "plain.png", &plain, &L)) {
@@ -807,9 +775,9 @@ static void test_threads(th_slide *slide, const th_result *r, const th_model *mo
         snprintf(path[i], sizeof(path[i]), "%s/threads-%d.png", test_tmpdir(), counts[i]);
         omp_set_num_threads(counts[i]);
         th_error *err = NULL;
-        double t0 = now();
+        double t0 = tu_now();
         bool done = th_render_heatmap(slide, r, model, &o, path[i], &err);
-        ok(done, "threads %d: rendered in %.3f s %s", counts[i], now() - t0,
+        ok(done, "threads %d: rendered in %.3f s %s", counts[i], tu_now() - t0,
            done ? "" : th_error_message(err));
         th_error_free(err);
     }

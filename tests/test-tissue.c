@@ -15,13 +15,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static th_slide *open_slide(const char *path)
 {
     th_error *err = NULL;
@@ -37,10 +30,10 @@ static th_slide *open_slide(const char *path)
 static th_tissue *detect(th_slide *s, double mpp0, double *secs)
 {
     th_error *err = NULL;
-    double t0 = now();
+    double t0 = tu_now();
     th_tissue *t = s ? th_tissue_detect(s, mpp0, &err) : NULL;
     if (secs) {
-        *secs = now() - t0;
+        *secs = tu_now() - t0;
     }
     if (s && !t) {
         diag("th_tissue_detect: %s", th_error_message(err));

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Helpers shared by several test programs (and bench/): splitmix64 PRNG, .ref and .npy file
- * readers. */
+ * readers, a wall clock and a PNG reader. */
 #include <config.h>
+
+#include <png.h>
+#include <time.h>
 
 #include "tap.h"
 #include "testutil.h"
@@ -228,4 +231,34 @@ void tu_npy_free(tu_npy *npy)
     th_free(npy->b1);
     npy->f32 = NULL;
     npy->b1 = NULL;
+}
+
+/* ---------------------------------------------------------------- clock and PNG */
+
+double tu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+bool tu_png_read(const char *path, tu_image *img)
+{
+    png_image pi;
+    memset(&pi, 0, sizeof(pi));
+    pi.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_file(&pi, path)) {
+        diag("%s: %s", path, pi.message);
+        return false;
+    }
+    pi.format = PNG_FORMAT_RGB;
+    img->w = (int)pi.width;
+    img->h = (int)pi.height;
+    img->rgb = th_malloc(PNG_IMAGE_SIZE(pi), NULL);
+    if (!img->rgb || !png_image_finish_read(&pi, NULL, img->rgb, 0, NULL)) {
+        png_image_free(&pi);
+        TH_FREE(img->rgb);
+        return false;
+    }
+    return true;
 }

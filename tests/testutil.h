@@ -93,4 +93,16 @@ void tu_npy_free(tu_npy *npy);
                 .c_in = (cin),                                                                     \
                 .c_out = (cout)})
 
+/* Monotonic wall clock in seconds. */
+double tu_now(void);
+
+/* An RGB image read from a PNG. */
+typedef struct tu_image {
+    int w, h;
+    uint8_t *rgb; /* (h, w, 3), freed with th_free */
+} tu_image;
+
+/* Read a PNG as 8-bit RGB (diag and false on failure). */
+bool tu_png_read(const char *path, tu_image *img);
+
 #endif
