@@ -63,7 +63,7 @@ static void add_tiles(cJSON *root, const th_result *r)
     cJSON_AddNumberToObject(tiles, "skipped", (double)skipped);
     cJSON_AddNumberToObject(tiles, "background_percent",
                             total ? round4(100.0 * (double)skipped / (double)total) : 0);
-    cJSON_AddNumberToObject(tiles, "min_tissue", r->min_tissue);
+    cJSON_AddNumberToObject(tiles, "min_tissue", r->opt.min_tissue);
 }
 
 static void add_performance(cJSON *root, const th_result *r, const th_report_info *info)

@@ -24,7 +24,6 @@ struct th_result {
     double *percent;        /* (n_classes) mean probability × 100 over the tiles run */
     double *argmax_percent; /* (n_classes) share of tiles run whose top class this is × 100 */
     struct th_tissue *tissue; /* the tissue mask, or NULL without tissue detection */
-    double min_tissue;      /* the threshold used */
     th_run_options opt;     /* the options of the run (progress pointers not used after it) */
     int threads;            /* worker threads used */
     th_stage stages[TH_MAX_STAGES]; /* wall seconds per stage of the run */

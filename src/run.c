@@ -254,7 +254,6 @@ static th_result *plan(th_slide *slide, const th_model *model, th_engine **engin
     r->opt = *opt;
     double t0 = th_engine_clock();
     if (opt->min_tissue > 0) {
-        r->min_tissue = opt->min_tissue;
         r->tissue = th_tissue_detect(slide, grid.mpp, err);
         if (!r->tissue) {
             th_error_prefix(err, "tissue detection: ");
