@@ -104,7 +104,7 @@ void th_camgrid_touch(const th_camgrid *cg, size_t bytes)
         return;
     }
     th_camgrid *m = (th_camgrid *)cg; // the counter is bookkeeping, not the grid's contents
-    long long limit = (long long)(th_camgrid_budget / 16 + 1);
+    long long limit = (long long)(th_camgrid_budget / 64 + 1); // 4 MB by default
     if (atomic_fetch_add(&m->touched, (long long)bytes) + (long long)bytes >= limit) {
         atomic_store(&m->touched, 0);
         // Shared file pages leave the process; their data stays in the page cache and file.

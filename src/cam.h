@@ -14,7 +14,7 @@
  * [row·step_y, +chunk_h). Storage is one mapping of every chunk of chunk_w × chunk_h cells
  * aligned to the grid, whose pages become resident only when a tile touches them: anonymous
  * memory up to th_camgrid_budget bytes of mapping, beyond it a sparse, unlinked temporary file
- * whose pages are dropped from the process every th_camgrid_budget/16 bytes touched (they stay
+ * whose pages are dropped from the process every th_camgrid_budget/64 bytes touched (they stay
  * in the page cache), so resident memory stays bounded whatever the tissue area. Overlapping
  * tiles are summed, then averaged by th_camgrid_finish. */
 typedef struct th_camgrid {
@@ -52,7 +52,7 @@ bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error
 void th_camgrid_finish(th_camgrid *cg);
 
 /* Note that `bytes` of the grid were read or written: with a file behind the grid, every
- * th_camgrid_budget/16 bytes its pages are dropped from the process (thread-safe; the data stays). */
+ * th_camgrid_budget/64 bytes its pages are dropped from the process (thread-safe; the data stays). */
 void th_camgrid_touch(const th_camgrid *cg, size_t bytes);
 
 /* Raw CAM of class cls at cell (gx, gy); false where no tile ran (or outside the grid). */

@@ -9,7 +9,8 @@
 typedef struct th_tissue {
     int w, h;         /* mask size in pixels */
     double sx, sy;    /* level-0 pixels per mask pixel: the mask covers the slide exactly */
-    uint8_t *mask;    /* (h, w), row-major: 1 = tissue, 0 = background */
+    uint8_t *mask;    /* (h, stride) bytes of bits: th_tissue_at(); 1 = tissue, 0 = background */
+    size_t stride;    /* bytes per mask row: (w + 7) / 8 */
     double threshold; /* the saturation threshold used (0..1): Otsu's, clamped */
     double otsu;      /* Otsu's threshold on the saturation histogram, before clamping (0..1) */
     double fraction;  /* tissue share of the whole mask, 0..1 */
@@ -18,11 +19,17 @@ typedef struct th_tissue {
 
 /* Detect tissue. mpp0 = µm per level-0 pixel (0 if unknown: 0.5 µm/px, a 20× scan, is assumed).
  * The mask has 8 µm pixels (no finer than level 0, long side at most 8192 px). Reads the slide
- * in bands from the coarsest level that is not coarser than the mask; memory is about twice the
- * mask plus one band. Method and constants: see tissue.c. Errors: read failures. */
+ * in bands from the coarsest level that is not coarser than the mask; memory is one byte per mask
+ * pixel plus one band while it runs, one bit per mask pixel after. Method and constants: see tissue.c. Errors: read failures. */
 th_tissue *th_tissue_detect(th_slide *slide, double mpp0, th_error **err);
 
 void th_tissue_free(th_tissue *tissue);
+
+/* Whether mask pixel (x, y) is tissue: bit x % 8 of byte x / 8 of row y. */
+static inline bool th_tissue_at(const th_tissue *t, int x, int y)
+{
+    return (t->mask[(size_t)y * t->stride + (size_t)x / 8] >> (x % 8)) & 1;
+}
 
 /* Share (0..1) of the level-0 rectangle [x, x+w) × [y, y+h) that is tissue; mask pixels count
  * by their overlap area; parts outside the slide count as background. 0 for an empty rectangle. */
