@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* OpenSlide backend: every format OpenSlide recognises (Aperio, Hamamatsu, generic tiled TIFF,
  * ...). Reads go through a fixed per-thread ARGB scratch buffer in chunks, and the premultiplied
- * ARGB is composited on white into RGB. OpenSlide handles are thread-safe, so no lock here. */
+ * ARGB is composited on white into RGB. OpenSlide handles are thread-safe, so no lock here.
+ * Fast path: levels stored as plain tiled TIFF directories (Aperio JPEG, generic tiled TIFF) are
+ * read with libtiff (slide-tiff.c), the same pixels without OpenSlide's cairo/pixman compositing,
+ * 8 times faster (see HACKING.md, "Reading"). */
 #include <config.h>
 
 #include <openslide.h>
@@ -14,6 +17,11 @@
 // (rows, cols) row-major premultiplied ARGB, one uint32 per pixel, as OpenSlide writes it.
 // Thread-local so concurrent readers never share it and nothing is allocated per read.
 static _Thread_local uint32_t scratch[SCRATCH_PX];
+
+typedef struct os_slide {
+    openslide_t *osr;
+    th_tiff_src *fast[TH_SLIDE_MAX_LEVELS]; // libtiff readers of levels, NULL where OpenSlide reads
+} os_slide;
 
 // Premultiplied ARGB over white: out = c + (255 - a). Transparent (a = 0, c = 0) gives white.
 // Valid premultiplied data has c <= a; the clamp only guards against broken input.
@@ -41,10 +49,10 @@ static void argb_to_rgb(uint8_t *dest, int64_t dest_stride, const uint32_t *src,
 // downsample this is exact, so a chunked read equals one big read; otherwise OpenSlide's own
 // sub-pixel placement of each chunk may differ from a single read by less than half a level-0
 // pixel. Regions of up to 65536 pixels (e.g. 256x256 tiles) are always one call.
-static bool os_read_region(th_slide *slide, uint8_t *dest, int64_t x, int64_t y, int level,
+static bool openslide_read(th_slide *slide, uint8_t *dest, int64_t x, int64_t y, int level,
                            int64_t w, int64_t h, th_error **err)
 {
-    openslide_t *osr = slide->data;
+    openslide_t *osr = ((os_slide *)slide->data)->osr;
     double ds = slide->downsample[level];
     int64_t chunk_w = TH_MIN(w, SCRATCH_PX);
     int64_t chunk_h = TH_MAX(1, TH_MIN(h, SCRATCH_PX / chunk_w));
@@ -68,11 +76,53 @@ static bool os_read_region(th_slide *slide, uint8_t *dest, int64_t x, int64_t y,
     return true;
 }
 
+// The fast path serves a level when it has a reader and the region starts on a level pixel
+// (integral downsample, x and y multiples of it): OpenSlide then copies pixels too, without
+// the sub-pixel interpolation it applies elsewhere. If libtiff fails (a missing or broken tile
+// that OpenSlide may handle), OpenSlide reads the region and reports its own error.
+static bool os_read_region(th_slide *slide, uint8_t *dest, int64_t x, int64_t y, int level,
+                           int64_t w, int64_t h, th_error **err)
+{
+    os_slide *os = slide->data;
+    int64_t ds = (int64_t)slide->downsample[level];
+    if (os->fast[level] && x % ds == 0 && y % ds == 0 &&
+        th_tiff_src_read(os->fast[level], dest, x / ds, y / ds, w, h, NULL)) {
+        return true;
+    }
+    return openslide_read(slide, dest, x, y, level, w, h, err);
+}
+
 static void os_close(th_slide *slide)
 {
-    if (slide->data) {
-        openslide_close(slide->data);
+    os_slide *os = slide->data;
+    if (os) {
+        for (int i = 0; i < TH_SLIDE_MAX_LEVELS; i++) {
+            th_tiff_src_close(os->fast[i]);
+        }
+        openslide_close(os->osr);
+        th_free(os);
         slide->data = NULL;
+    }
+}
+
+// Readers for the levels that are plain tiled TIFF directories with an integral downsample
+// (the vendors whose levels are exactly those directories). TH_SLOW_READ=1 turns this off,
+// for benchmarks and tests that compare the two paths.
+static void attach_fast(th_slide *slide, os_slide *os, const char *path, const char *vendor)
+{
+    int dirs[TH_SLIDE_MAX_LEVELS];
+    const char *slow = getenv("TH_SLOW_READ");
+    if ((slow && strcmp(slow, "1") == 0) ||
+        (strcmp(vendor, "aperio") != 0 && strcmp(vendor, "generic-tiff") != 0) ||
+        th_tiff_match_levels(path, slide, dirs) == 0) {
+        return;
+    }
+    for (int i = 0; i < slide->level_count; i++) {
+        double ds = slide->downsample[i];
+        if (dirs[i] >= 0 && ds == floor(ds)) {
+            os->fast[i] = th_tiff_src_open(path, dirs[i], NULL);
+            slide->direct_levels |= os->fast[i] ? 1u << i : 0;
+        }
     }
 }
 
@@ -106,9 +156,10 @@ static void set_mpp(th_slide *slide, openslide_t *osr)
         return;
     }
     const char *unit = openslide_get_property_value(osr, "tiff.ResolutionUnit");
-    double unit_um = !unit ? 0 : strcmp(unit, "centimeter") == 0 ? 1e4
-                             : strcmp(unit, "inch") == 0         ? 25400
-                                                                 : 0;
+    double unit_um = !unit                             ? 0
+                     : strcmp(unit, "centimeter") == 0 ? 1e4
+                     : strcmp(unit, "inch") == 0       ? 25400
+                                                       : 0;
     if (unit_um > 0) {
         th_slide_set_resolution_mpp(slide, get_positive(osr, "tiff.XResolution"),
                                     get_positive(osr, "tiff.YResolution"), unit_um, "tiff-tags");
@@ -176,9 +227,16 @@ bool th_slide_openslide_open(th_slide *slide, const char *path, th_error **err)
         openslide_close(osr);
         return false;
     }
+    os_slide *os = th_calloc(1, sizeof(*os), err);
+    if (!os) {
+        openslide_close(osr);
+        return false;
+    }
+    os->osr = osr;
     set_mpp(slide, osr);
     snprintf(slide->format, sizeof(slide->format), "%s", vendor);
     slide->ops = &os_ops;
-    slide->data = osr;
+    slide->data = os;
+    attach_fast(slide, os, path, vendor);
     return true;
 }

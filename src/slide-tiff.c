@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* libtiff backend for plain (single-level) stripped or tiled TIFFs that OpenSlide does not
- * recognise. Only directory 0 is read, on demand: tiles, or bands of scanlines for stripped
- * files, are decoded into a small direct-mapped cache of RGB blocks allocated at open time.
- * Samples are converted to 8-bit RGB: gray, palette, 1-16 bit, alpha composited on white.
- * One mutex per handle serialises reads (a TIFF* is not thread-safe). */
+/* libtiff reader for one directory of a TIFF file: the backend for plain (single-level) stripped
+ * or tiled TIFFs that OpenSlide does not recognise, and the fast path of slide-openslide.c for
+ * the levels of tiled TIFF slides (Aperio JPEG, generic tiled TIFF). Tiles, or bands of
+ * scanlines for stripped files, are decoded into RGB blocks kept in a small direct-mapped cache.
+ * A TIFF* is not thread-safe, so each source has a pool of handles, opened on first use: readers
+ * decode in parallel on different handles, and only the cache is shared (under a mutex).
+ * Samples are converted to 8-bit RGB: gray, palette, 1-16 bit, alpha composited on white. */
 #include <config.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <tiffio.h>
 
 #include "slide.h"
@@ -19,15 +22,25 @@
 #define BLOCK_MAX_BYTES ((size_t)16 << 20)
 // Budget for the whole block cache; at least one block is always kept.
 #define CACHE_MAX_BYTES ((size_t)32 << 20)
-// Largest believable µm per pixel from resolution tags (see slide-openslide.c).
+// libtiff handles per source: as many readers decode at the same time.
+#define HANDLES 16
 
 enum color { COLOR_GRAY, COLOR_RGB, COLOR_PALETTE };
 enum alpha { ALPHA_NONE, ALPHA_ASSOC, ALPHA_UNASSOC };
 
-typedef struct tiff_src {
-    pthread_mutex_t lock; // held for every libtiff call after open
-    TIFF *tiff;
-    char msg[256]; // first libtiff error since the last clear_msg(), one line
+// One libtiff handle on the source's directory, used by one reader at a time.
+typedef struct tiff_handle {
+    pthread_mutex_t lock; // held while a reader uses the handle
+    TIFF *tiff;           // NULL until first used
+    char msg[256];        // first libtiff error since the last clear_msg(), one line
+    uint8_t *raw;         // (raw_size) one decoded tile or scanline, packed samples
+    uint8_t *block;       // (block_h, block_w, 3) RGB, the block being decoded
+} tiff_handle;
+
+struct th_tiff_src {
+    char *path;
+    int dir;        // the TIFF directory read
+    bool ycbcr_rgb; // YCbCr JPEG: libjpeg converts to RGB (set on every handle)
     uint32_t img_w, img_h;
     // pixel layout of the decoded samples
     enum color color;
@@ -38,20 +51,23 @@ typedef struct tiff_src {
     // blocks: the TIFF's tiles, or bands of block_h full-width rows of a stripped file
     bool tiled;
     uint32_t block_w, block_h, blocks_across;
-    uint8_t *raw;        // one decoded tile (block_h, raw_stride) or scanline, packed samples
-    tmsize_t raw_size;   // bytes of raw
+    tmsize_t raw_size;   // bytes of a handle's raw
     tmsize_t raw_stride; // bytes per decoded row of raw
-    uint8_t *cache;      // (slots, block_h, block_w, 3) RGB, row-major
-    int64_t *cache_tag;  // (slots) block index held by each slot, -1 if none
+    tiff_handle handles[HANDLES];
+    atomic_uint next_handle; // where a reader that finds every handle busy waits
+    pthread_mutex_t cache_lock;
+    uint8_t *cache;     // (slots, block_h, block_w, 3) RGB, row-major
+    int64_t *cache_tag; // (slots) block index held by each slot, -1 if none
     int64_t slots;
     size_t slot_bytes; // block_h * block_w * 3
-} tiff_src;
+};
+typedef th_tiff_src tiff_src;
 
 // Per-handle libtiff handlers: keep the first message (later ones are usually consequences),
 // never print. Returning 1 stops libtiff from also calling the global handler.
 static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
 {
-    tiff_src *t = user;
+    tiff_handle *t = user;
     if (t && !t->msg[0]) {
         vsnprintf(t->msg, sizeof(t->msg), fmt, ap);
         for (char *p = t->msg; *p; p++) {
@@ -68,12 +84,12 @@ static int on_warning(TIFF *tif, void *user, const char *module, const char *fmt
     return 1;
 }
 
-static void clear_msg(tiff_src *t)
+static void clear_msg(tiff_handle *t)
 {
     t->msg[0] = '\0';
 }
 
-static const char *lib_msg(const tiff_src *t)
+static const char *lib_msg(const tiff_handle *t)
 {
     return t->msg[0] ? t->msg : "libtiff error";
 }
@@ -94,10 +110,10 @@ static bool is_tiff(const char *path)
 
 // Colour maps are 16-bit, but some writers store 8-bit values; like libtiff's RGBA interface,
 // treat a map whose entries all fit in 8 bits as 8-bit.
-static bool read_palette(tiff_src *t, th_error **err)
+static bool read_palette(tiff_src *t, TIFF *tif, th_error **err)
 {
     uint16_t *map[3];
-    if (!TIFFGetField(t->tiff, TIFFTAG_COLORMAP, &map[0], &map[1], &map[2])) {
+    if (!TIFFGetField(tif, TIFFTAG_COLORMAP, &map[0], &map[1], &map[2])) {
         th_error_set(err, "palette TIFF has no colour map");
         return false;
     }
@@ -137,8 +153,8 @@ static bool check_photometric(tiff_src *t, uint16_t photometric, uint16_t compre
             th_error_set(err, "YCbCr TIFF is only supported with JPEG compression");
             return false;
         }
-        // libjpeg converts to RGB (and upsamples chroma) for us
-        TIFFSetField(t->tiff, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+        // libjpeg converts to RGB (and upsamples chroma) for us: see open_handle
+        t->ycbcr_rgb = true;
         t->color = COLOR_RGB;
         return true;
     case PHOTOMETRIC_SEPARATED:
@@ -173,7 +189,7 @@ static const char *color_name(enum color color)
     return color == COLOR_RGB ? "RGB" : color == COLOR_PALETTE ? "palette" : "gray";
 }
 
-static bool check_samples(tiff_src *t, uint16_t sample_format, th_error **err)
+static bool check_samples(tiff_src *t, TIFF *tif, uint16_t sample_format, th_error **err)
 {
     int bps = t->bps;
     if (sample_format == SAMPLEFORMAT_IEEEFP) {
@@ -201,7 +217,7 @@ static bool check_samples(tiff_src *t, uint16_t sample_format, th_error **err)
         // the first extra sample is alpha if it says so; unspecified extras are ignored
         uint16_t count = 0;
         uint16_t *types = NULL;
-        if (TIFFGetField(t->tiff, TIFFTAG_EXTRASAMPLES, &count, &types) && count > 0) {
+        if (TIFFGetField(tif, TIFFTAG_EXTRASAMPLES, &count, &types) && count > 0) {
             t->alpha = types[0] == EXTRASAMPLE_ASSOCALPHA   ? ALPHA_ASSOC
                        : types[0] == EXTRASAMPLE_UNASSALPHA ? ALPHA_UNASSOC
                                                             : ALPHA_NONE;
@@ -210,11 +226,10 @@ static bool check_samples(tiff_src *t, uint16_t sample_format, th_error **err)
     return true;
 }
 
-static bool inspect(tiff_src *t, th_error **err)
+static bool inspect(tiff_src *t, TIFF *tif, th_error **err)
 {
     uint32_t w = 0, h = 0;
     uint16_t photometric = 0, compression = 0, bps = 0, spp = 0, sample_format = 0, planar = 0;
-    TIFF *tif = t->tiff;
 
     if (!TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w) || !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h) ||
         w == 0 || h == 0) {
@@ -239,20 +254,21 @@ static bool inspect(tiff_src *t, th_error **err)
     t->bps = bps;
     t->spp = spp;
     if (!check_photometric(t, photometric, compression, err) ||
-        !check_samples(t, sample_format, err)) {
+        !check_samples(t, tif, sample_format, err)) {
         return false;
     }
     if (spp > 1 && planar != PLANARCONFIG_CONTIG) {
         th_error_set(err, "planar (separate-plane) TIFF is not supported");
         return false;
     }
-    return t->color != COLOR_PALETTE || read_palette(t, err);
+    return t->color != COLOR_PALETTE || read_palette(t, tif, err);
 }
 
-// Block geometry and buffers: everything a read needs is allocated here, never per read.
-static bool plan_blocks(tiff_src *t, th_error **err)
+// Block geometry and the cache (a handle's buffers are allocated when it opens): nothing is
+// allocated per read.
+static bool plan_blocks(tiff_src *t, tiff_handle *h, th_error **err)
 {
-    TIFF *tif = t->tiff;
+    TIFF *tif = h->tiff;
     t->tiled = TIFFIsTiled(tif);
     if (t->tiled) {
         uint32_t tw = 0, th = 0;
@@ -277,7 +293,7 @@ static bool plan_blocks(tiff_src *t, th_error **err)
         t->raw_stride = t->raw_size;
     }
     if (t->raw_size <= 0 || t->raw_stride <= 0) {
-        th_error_set(err, "cannot size TIFF buffers: %s", lib_msg(t));
+        th_error_set(err, "cannot size TIFF buffers: %s", lib_msg(h));
         return false;
     }
     // convert_row reads block_w packed pixels from each of block_h (tile) rows of raw
@@ -290,8 +306,7 @@ static bool plan_blocks(tiff_src *t, th_error **err)
     int64_t blocks = (int64_t)t->blocks_across * ((t->img_h + t->block_h - 1) / t->block_h);
     t->slot_bytes = (size_t)t->block_w * t->block_h * 3;
     t->slots = TH_MAX(1, TH_MIN(blocks, (int64_t)(CACHE_MAX_BYTES / t->slot_bytes)));
-    t->raw = th_malloc((size_t)t->raw_size, err);
-    t->cache = t->raw ? th_calloc((size_t)t->slots, t->slot_bytes, err) : NULL;
+    t->cache = th_calloc((size_t)t->slots, t->slot_bytes, err);
     t->cache_tag = t->cache ? th_calloc((size_t)t->slots, sizeof(int64_t), err) : NULL;
     if (!t->cache_tag) {
         return false;
@@ -366,9 +381,58 @@ static void convert_row(const tiff_src *t, const uint8_t *raw, uint8_t *out, uin
     }
 }
 
-// Decode block idx into out, (block_h, block_w, 3) RGB; rows and columns past the image edge
-// are left untouched (never copied out).
-static bool decode_block(tiff_src *t, int64_t idx, uint8_t *out, th_error **err)
+// Open handle h on the source's directory, with its buffers. Handle lock held.
+static bool open_handle(tiff_src *t, tiff_handle *h, th_error **err)
+{
+    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+    if (!opts) {
+        th_error_set(err, "out of memory");
+        return false;
+    }
+    // per-handle handlers (copied into the TIFF* by TIFFOpenExt); never the global ones
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, h);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, h);
+    clear_msg(h);
+    h->tiff = TIFFOpenExt(t->path, "r", opts);
+    TIFFOpenOptionsFree(opts);
+    if (!h->tiff || !TIFFSetDirectory(h->tiff, (tdir_t)t->dir)) {
+        th_error_set(err, "cannot open TIFF: %s", lib_msg(h));
+        return false;
+    }
+    if (t->ycbcr_rgb) {
+        TIFFSetField(h->tiff, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+    }
+    if (t->raw_size > 0) {
+        h->raw = th_malloc((size_t)t->raw_size, err);
+        h->block = h->raw ? th_malloc(t->slot_bytes, err) : NULL;
+        return h->block != NULL;
+    }
+    return true;
+}
+
+// A handle for this reader, locked: a free one if there is one, else wait for one in turn.
+static tiff_handle *acquire(tiff_src *t, th_error **err)
+{
+    tiff_handle *h = NULL;
+    for (int i = 0; i < HANDLES && !h; i++) {
+        if (pthread_mutex_trylock(&t->handles[i].lock) == 0) {
+            h = &t->handles[i];
+        }
+    }
+    if (!h) {
+        h = &t->handles[atomic_fetch_add(&t->next_handle, 1) % HANDLES];
+        pthread_mutex_lock(&h->lock);
+    }
+    if (!h->tiff && !open_handle(t, h, err)) {
+        pthread_mutex_unlock(&h->lock);
+        return NULL;
+    }
+    return h;
+}
+
+// Decode block idx into h->block, (block_h, block_w, 3) RGB; rows and columns past the image
+// edge are left untouched (never copied out).
+static bool decode_block(tiff_src *t, tiff_handle *h, int64_t idx, th_error **err)
 {
     uint32_t x0 = (uint32_t)(idx % t->blocks_across) * t->block_w;
     uint32_t y0 = (uint32_t)(idx / t->blocks_across) * t->block_h;
@@ -376,108 +440,203 @@ static bool decode_block(tiff_src *t, int64_t idx, uint8_t *out, th_error **err)
     uint32_t cols = TH_MIN(t->block_w, t->img_w - x0);
     size_t out_stride = (size_t)t->block_w * 3;
 
-    clear_msg(t);
+    clear_msg(h);
     if (t->tiled) {
-        ttile_t tile = TIFFComputeTile(t->tiff, x0, y0, 0, 0);
-        if (TIFFReadEncodedTile(t->tiff, tile, t->raw, t->raw_size) < 0) {
+        ttile_t tile = TIFFComputeTile(h->tiff, x0, y0, 0, 0);
+        if (TIFFReadEncodedTile(h->tiff, tile, h->raw, t->raw_size) < 0) {
             th_error_set(err, "cannot decode TIFF tile at %u,%u: %s", (unsigned)x0, (unsigned)y0,
-                         lib_msg(t));
+                         lib_msg(h));
             return false;
         }
         for (uint32_t r = 0; r < rows; r++) {
-            convert_row(t, t->raw + r * t->raw_stride, out + r * out_stride, cols);
+            convert_row(t, h->raw + r * t->raw_stride, h->block + r * out_stride, cols);
         }
         return true;
     }
     // Scanlines: libtiff restarts a strip's decoder itself when asked for an earlier row.
     for (uint32_t r = 0; r < rows; r++) {
-        if (TIFFReadScanline(t->tiff, t->raw, y0 + r, 0) < 0) {
-            th_error_set(err, "cannot decode TIFF row %u: %s", (unsigned)(y0 + r), lib_msg(t));
+        if (TIFFReadScanline(h->tiff, h->raw, y0 + r, 0) < 0) {
+            th_error_set(err, "cannot decode TIFF row %u: %s", (unsigned)(y0 + r), lib_msg(h));
             return false;
         }
-        convert_row(t, t->raw, out + r * out_stride, cols);
+        convert_row(t, h->raw, h->block + r * out_stride, cols);
     }
     return true;
 }
 
-// The cached RGB block idx, decoding it into its direct-mapped slot if needed. Lock held.
-static const uint8_t *get_block(tiff_src *t, int64_t idx, th_error **err)
+// The part of block (bx, by) inside the region goes to dest (the region's w × h RGB at x, y).
+static void copy_part(const tiff_src *t, const uint8_t *blk, int64_t bx, int64_t by, uint8_t *dest,
+                      int64_t x, int64_t y, int64_t w, int64_t h)
 {
-    int64_t slot = idx % t->slots;
-    uint8_t *p = t->cache + (size_t)slot * t->slot_bytes;
-    if (t->cache_tag[slot] != idx) {
-        t->cache_tag[slot] = -1; // a failed decode leaves the slot empty
-        if (!decode_block(t, idx, p, err)) {
-            return NULL;
-        }
-        t->cache_tag[slot] = idx;
-    }
-    return p;
-}
-
-static bool copy_region(tiff_src *t, uint8_t *dest, int64_t x, int64_t y, int64_t w, int64_t h,
-                        th_error **err)
-{
-    int64_t ix0 = TH_MAX(x, 0), iy0 = TH_MAX(y, 0);
-    int64_t ix1 = TH_MIN(x + w, (int64_t)t->img_w), iy1 = TH_MIN(y + h, (int64_t)t->img_h);
     int64_t bw = t->block_w, bh = t->block_h;
-
-    for (int64_t by = iy0 / bh; by <= (iy1 - 1) / bh; by++) {
-        for (int64_t bx = ix0 / bw; bx <= (ix1 - 1) / bw; bx++) {
-            const uint8_t *blk = get_block(t, by * t->blocks_across + bx, err);
-            if (!blk) {
-                return false;
-            }
-            int64_t r0 = TH_MAX(iy0, by * bh), r1 = TH_MIN(iy1, (by + 1) * bh);
-            int64_t c0 = TH_MAX(ix0, bx * bw), c1 = TH_MIN(ix1, (bx + 1) * bw);
-            for (int64_t r = r0; r < r1; r++) {
-                const uint8_t *src = blk + ((r - by * bh) * bw + (c0 - bx * bw)) * 3;
-                memcpy(dest + ((r - y) * w + (c0 - x)) * 3, src, (size_t)(c1 - c0) * 3);
-            }
-        }
+    int64_t r0 = TH_MAX(TH_MAX(y, 0), by * bh);
+    int64_t r1 = TH_MIN(TH_MIN(y + h, (int64_t)t->img_h), (by + 1) * bh);
+    int64_t c0 = TH_MAX(TH_MAX(x, 0), bx * bw);
+    int64_t c1 = TH_MIN(TH_MIN(x + w, (int64_t)t->img_w), (bx + 1) * bw);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *src = blk + ((r - by * bh) * bw + (c0 - bx * bw)) * 3;
+        memcpy(dest + ((r - y) * w + (c0 - x)) * 3, src, (size_t)(c1 - c0) * 3);
     }
-    return true;
 }
 
-static bool tiff_read_region(th_slide *slide, uint8_t *dest, int64_t x, int64_t y, int level,
-                             int64_t w, int64_t h, th_error **err)
+// Block (bx, by) into the region: from the cache if it holds it, else decoded on a handle
+// outside the cache lock (two readers may decode the same block; both get the same pixels) and
+// then cached.
+static bool read_block(tiff_src *t, int64_t bx, int64_t by, uint8_t *dest, int64_t x, int64_t y,
+                       int64_t w, int64_t h, th_error **err)
 {
-    tiff_src *t = slide->data;
+    int64_t idx = by * t->blocks_across + bx, slot = idx % t->slots;
+    uint8_t *cached = t->cache + (size_t)slot * t->slot_bytes;
+    pthread_mutex_lock(&t->cache_lock);
+    bool hit = t->cache_tag[slot] == idx;
+    if (hit) {
+        copy_part(t, cached, bx, by, dest, x, y, w, h);
+    }
+    pthread_mutex_unlock(&t->cache_lock);
+    if (hit) {
+        return true;
+    }
+    tiff_handle *hd = acquire(t, err);
+    if (!hd) {
+        return false;
+    }
+    bool ok = decode_block(t, hd, idx, err);
+    if (ok) {
+        copy_part(t, hd->block, bx, by, dest, x, y, w, h);
+        pthread_mutex_lock(&t->cache_lock);
+        memcpy(cached, hd->block, t->slot_bytes);
+        t->cache_tag[slot] = idx;
+        pthread_mutex_unlock(&t->cache_lock);
+    }
+    pthread_mutex_unlock(&hd->lock);
+    return ok;
+}
+
+bool th_tiff_src_read(th_tiff_src *t, uint8_t *dest, int64_t x, int64_t y, int64_t w, int64_t h,
+                      th_error **err)
+{
     th_slide_fill_white(dest, w, h);
     if (x >= (int64_t)t->img_w || y >= (int64_t)t->img_h || x + w <= 0 || y + h <= 0) {
         return true;
     }
-    pthread_mutex_lock(&t->lock);
-    bool ok = copy_region(t, dest, x, y, w, h, err);
-    pthread_mutex_unlock(&t->lock);
-    return ok;
+    int64_t ix0 = TH_MAX(x, 0), iy0 = TH_MAX(y, 0);
+    int64_t ix1 = TH_MIN(x + w, (int64_t)t->img_w), iy1 = TH_MIN(y + h, (int64_t)t->img_h);
+    for (int64_t by = iy0 / t->block_h; by <= (iy1 - 1) / t->block_h; by++) {
+        for (int64_t bx = ix0 / t->block_w; bx <= (ix1 - 1) / t->block_w; bx++) {
+            if (!read_block(t, bx, by, dest, x, y, w, h, err)) {
+                return false;
+            }
+        }
+    }
+    return true;
 }
 
-static void free_src(tiff_src *t)
+void th_tiff_src_close(th_tiff_src *t)
 {
     if (!t) {
         return;
     }
-    if (t->tiff) {
-        TIFFClose(t->tiff);
+    for (int i = 0; i < HANDLES; i++) {
+        tiff_handle *h = &t->handles[i];
+        if (h->tiff) {
+            TIFFClose(h->tiff);
+        }
+        pthread_mutex_destroy(&h->lock);
+        th_free(h->raw);
+        th_free(h->block);
     }
-    pthread_mutex_destroy(&t->lock);
+    pthread_mutex_destroy(&t->cache_lock);
     th_free(t->cache_tag);
     th_free(t->cache);
-    th_free(t->raw);
+    th_free(t->path);
     th_free(t);
 }
 
-static void tiff_close(th_slide *slide)
+th_tiff_src *th_tiff_src_open(const char *path, int dir, th_error **err)
 {
-    free_src(slide->data);
-    slide->data = NULL;
+    tiff_src *t = th_calloc(1, sizeof(*t), err);
+    if (!t) {
+        return NULL;
+    }
+    t->dir = dir;
+    t->path = th_strdup(path, err);
+    bool ok = t->path && pthread_mutex_init(&t->cache_lock, NULL) == 0;
+    for (int i = 0; i < HANDLES && ok; i++) {
+        ok = pthread_mutex_init(&t->handles[i].lock, NULL) == 0;
+    }
+    if (!ok) {
+        th_error_set(err, t->path ? "cannot create a mutex" : "out of memory");
+        th_tiff_src_close(t);
+        return NULL;
+    }
+    // Handle 0 reads the directory's layout; its buffers are sized once that is known.
+    tiff_handle *h = &t->handles[0];
+    ok = open_handle(t, h, err) && inspect(t, h->tiff, err);
+    if (ok && t->ycbcr_rgb) {
+        TIFFSetField(h->tiff, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB); // before sizing
+    }
+    ok = ok && plan_blocks(t, h, err);
+    h->raw = ok ? th_malloc((size_t)t->raw_size, err) : NULL;
+    h->block = h->raw ? th_malloc(t->slot_bytes, err) : NULL;
+    if (!h->block) {
+        th_tiff_src_close(t);
+        return NULL;
+    }
+    return t;
 }
 
-static const th_slide_ops tiff_ops = {
-    .read_region = tiff_read_region,
-    .close = tiff_close,
-};
+// Whether the current directory is a tiled 8-bit RGB image (or JPEG-compressed YCbCr) that
+// libtiff decodes: the kind slide levels are made of.
+static bool simple_tiled_rgb(TIFF *tif)
+{
+    uint16_t photometric = 0, compression = 0, bps = 0, spp = 0, planar = 0;
+    TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &compression);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bps);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar);
+    return TIFFIsTiled(tif) && TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric) &&
+           (photometric == PHOTOMETRIC_RGB ||
+            (photometric == PHOTOMETRIC_YCBCR && compression == COMPRESSION_JPEG)) &&
+           bps == 8 && spp == 3 && planar == PLANARCONFIG_CONTIG &&
+           TIFFIsCODECConfigured(compression);
+}
+
+int th_tiff_match_levels(const char *path, const th_slide *slide, int dirs[])
+{
+    tiff_handle h = {0};
+    int matched = 0;
+    for (int i = 0; i < slide->level_count; i++) {
+        dirs[i] = -1;
+    }
+    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+    if (!opts) {
+        return 0;
+    }
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, &h);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, &h);
+    TIFF *tif = TIFFOpenExt(path, "r", opts);
+    TIFFOpenOptionsFree(opts);
+    for (int d = 0; tif && d < 4 * TH_SLIDE_MAX_LEVELS; d++) {
+        uint32_t w = 0, hh = 0;
+        if (simple_tiled_rgb(tif) && TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w) &&
+            TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &hh)) {
+            for (int i = 0; i < slide->level_count; i++) {
+                if (dirs[i] < 0 && slide->level_w[i] == w && slide->level_h[i] == hh) {
+                    dirs[i] = d;
+                    matched++;
+                    break;
+                }
+            }
+        }
+        if (!TIFFReadDirectory(tif)) {
+            break;
+        }
+    }
+    if (tif) {
+        TIFFClose(tif);
+    }
+    return matched;
+}
 
 // µm per pixel from resolution tags in pixels per centimetre or inch, if believable.
 static void set_mpp(th_slide *slide, TIFF *tif)
@@ -486,60 +645,46 @@ static void set_mpp(th_slide *slide, TIFF *tif)
     float rx = 0, ry = 0;
     if (TIFFGetField(tif, TIFFTAG_RESOLUTIONUNIT, &unit) &&
         (unit == RESUNIT_CENTIMETER || unit == RESUNIT_INCH) &&
-        TIFFGetField(tif, TIFFTAG_XRESOLUTION, &rx) && TIFFGetField(tif, TIFFTAG_YRESOLUTION, &ry)) {
+        TIFFGetField(tif, TIFFTAG_XRESOLUTION, &rx) &&
+        TIFFGetField(tif, TIFFTAG_YRESOLUTION, &ry)) {
         th_slide_set_resolution_mpp(slide, rx, ry, unit == RESUNIT_CENTIMETER ? 1e4 : 25400,
                                     "tiff-tags");
     }
 }
 
+static bool tiff_read_region(th_slide *slide, uint8_t *dest, int64_t x, int64_t y, int level,
+                             int64_t w, int64_t h, th_error **err)
+{
+    return th_tiff_src_read(slide->data, dest, x, y, w, h, err);
+}
+
+static void tiff_close(th_slide *slide)
+{
+    th_tiff_src_close(slide->data);
+    slide->data = NULL;
+}
+
+static const th_slide_ops tiff_ops = {
+    .read_region = tiff_read_region,
+    .close = tiff_close,
+};
+
 bool th_slide_tiff_open(th_slide *slide, const char *path, th_error **err)
 {
-    tiff_src *t = NULL;
-    TIFFOpenOptions *opts = NULL;
-    bool ok = false;
-
     if (!is_tiff(path)) {
         return false; // not ours
     }
-    t = th_calloc(1, sizeof(*t), err);
+    tiff_src *t = th_tiff_src_open(path, 0, err);
     if (!t) {
         return false;
-    }
-    if (pthread_mutex_init(&t->lock, NULL) != 0) {
-        th_error_set(err, "cannot create a mutex");
-        th_free(t);
-        return false;
-    }
-    opts = TIFFOpenOptionsAlloc();
-    if (!opts) {
-        th_error_set(err, "out of memory");
-        goto out;
-    }
-    // per-handle handlers (copied into the TIFF* by TIFFOpenExt); never the global ones
-    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, t);
-    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, t);
-    t->tiff = TIFFOpenExt(path, "r", opts);
-    if (!t->tiff) {
-        th_error_set(err, "cannot open TIFF: %s", lib_msg(t));
-        goto out;
-    }
-    if (!inspect(t, err) || !plan_blocks(t, err)) {
-        goto out;
     }
     snprintf(slide->format, sizeof(slide->format), "tiff");
     slide->level_count = 1;
     slide->level_w[0] = t->img_w;
     slide->level_h[0] = t->img_h;
     slide->downsample[0] = 1.0;
-    set_mpp(slide, t->tiff);
+    set_mpp(slide, t->handles[0].tiff);
     slide->ops = &tiff_ops;
     slide->data = t;
-    t = NULL;
-    ok = true;
-out:
-    if (opts) {
-        TIFFOpenOptionsFree(opts);
-    }
-    free_src(t);
-    return ok;
+    return true;
 }

@@ -9,8 +9,8 @@
 typedef struct th_slide_ops {
     /* Read a w×h region of `level` at level-0 (x, y) into dest (w*h*3 RGB). Must be
      * thread-safe (backends lock or pool internally). Pixels outside the level are white. */
-    bool (*read_region)(th_slide *slide, uint8_t *dest, int64_t x, int64_t y, int level,
-                        int64_t w, int64_t h, th_error **err);
+    bool (*read_region)(th_slide *slide, uint8_t *dest, int64_t x, int64_t y, int level, int64_t w,
+                        int64_t h, th_error **err);
     void (*close)(th_slide *slide); /* frees slide->data only */
 } th_slide_ops;
 
@@ -18,14 +18,16 @@ typedef struct th_slide_ops {
 
 struct th_slide {
     const th_slide_ops *ops;
-    void *data;                               /* backend state */
-    char format[32];                          /* "aperio", "generic-tiff", "tiff", "png", ... */
-    int level_count;                          /* 1..TH_SLIDE_MAX_LEVELS */
-    int64_t level_w[TH_SLIDE_MAX_LEVELS];     /* level sizes in their own pixels */
+    void *data;                           /* backend state */
+    char format[32];                      /* "aperio", "generic-tiff", "tiff", "png", ... */
+    int level_count;                      /* 1..TH_SLIDE_MAX_LEVELS */
+    int64_t level_w[TH_SLIDE_MAX_LEVELS]; /* level sizes in their own pixels */
     int64_t level_h[TH_SLIDE_MAX_LEVELS];
-    double downsample[TH_SLIDE_MAX_LEVELS];   /* relative to level 0 */
-    double mpp_x, mpp_y;                      /* µm per level-0 px; 0 if unknown */
-    char mpp_source[16];                      /* "openslide", "tiff-tags", "png-tags" or "" */
+    double downsample[TH_SLIDE_MAX_LEVELS]; /* relative to level 0 */
+    double mpp_x, mpp_y;                    /* µm per level-0 px; 0 if unknown */
+    char mpp_source[16];                    /* "openslide", "tiff-tags", "png-tags" or "" */
+    uint32_t direct_levels;                 /* bit i: level i is read with libtiff directly
+                                               instead of through OpenSlide */
 };
 
 /* Backend openers. Each returns false with *err unset when the file is not its kind (so the
@@ -34,6 +36,20 @@ struct th_slide {
 bool th_slide_openslide_open(th_slide *slide, const char *path, th_error **err);
 bool th_slide_tiff_open(th_slide *slide, const char *path, th_error **err);
 bool th_slide_png_open(th_slide *slide, const char *path, th_error **err);
+
+/* One directory of a TIFF file read as RGB in its own pixel coordinates (slide-tiff.c): pixels
+ * outside it are white. Thread-safe; readers decode in parallel on a pool of libtiff handles and
+ * share a block cache. Open fails (with *err) on anything it cannot decode. */
+typedef struct th_tiff_src th_tiff_src;
+th_tiff_src *th_tiff_src_open(const char *path, int dir, th_error **err);
+bool th_tiff_src_read(th_tiff_src *src, uint8_t *dest, int64_t x, int64_t y, int64_t w, int64_t h,
+                      th_error **err);
+void th_tiff_src_close(th_tiff_src *src);
+
+/* For each level of an opened slide, the directory of the TIFF file at path that holds it as a
+ * tiled 8-bit RGB (or YCbCr JPEG) image of the same size, libtiff being able to decode it; -1 for
+ * levels with none (and for every level when path is not a TIFF). Returns the number matched. */
+int th_tiff_match_levels(const char *path, const th_slide *slide, int dirs[]);
 
 /* Set the slide's µm/px from resolution tags (pixels per unit_um micrometres: 1e4 for
  * centimetres, 25400 for inches, 1e6 for metres) when the result is a believable microscope

@@ -736,13 +736,69 @@ static void test_png_fixtures(void)
     png_case("tall-gray16", &(png_spec){PNG_COLOR_TYPE_GRAY, 16, NI}, 40, 2600);
 }
 
+// The libtiff fast path of slide-openslide.c against OpenSlide itself (TH_SLOW_READ=1): the same
+// bytes for regions on every level, aligned (served by libtiff) or not (OpenSlide), straddling
+// the edges; and which levels it serves.
+static void test_direct(const char *rel, uint32_t want_levels)
+{
+    th_error *err = NULL;
+    th_slide *fast = th_slide_open(test_data_path(rel), &err);
+    setenv("TH_SLOW_READ", "1", 1);
+    th_slide *slow = th_slide_open(test_data_path(rel), &err);
+    unsetenv("TH_SLOW_READ");
+    if (!ok(fast && slow, "%s opens twice", rel)) {
+        diag("%s", err ? th_error_message(err) : "");
+        th_error_free(err);
+        th_slide_close(fast);
+        th_slide_close(slow);
+        return;
+    }
+    ok(fast->direct_levels == want_levels && slow->direct_levels == 0,
+       "%s: levels read with libtiff: mask %#x (want %#x), none with TH_SLOW_READ=1", rel,
+       (unsigned)fast->direct_levels, (unsigned)want_levels);
+    int compared = 0, same = 0;
+    for (int level = 0; level < th_slide_get_level_count(fast); level++) {
+        int64_t lw, lh, ds = (int64_t)th_slide_get_level_downsample(fast, level);
+        th_slide_get_level_dimensions(fast, level, &lw, &lh);
+        // level pixels: inside, across the right and bottom edges, above-left, one pixel
+        const int64_t regions[][4] = {{3, 5, 300, 200},
+                                      {lw - 100, lh - 50, 240, 130},
+                                      {-20, -30, 90, 70},
+                                      {lw / 2, lh / 3, 1, 1},
+                                      {lw / 3, 7, 256, 256}};
+        for (size_t i = 0; i < sizeof(regions) / sizeof(regions[0]); i++) {
+            for (int shift = 0; shift < 2; shift++) { // shift 1: not on a level pixel
+                int64_t x = regions[i][0] * ds + shift, y = regions[i][1] * ds + shift;
+                int64_t w = regions[i][2], h = regions[i][3];
+                uint8_t *a = read_new(fast, x, y, level, w, h, &err);
+                uint8_t *b = read_new(slow, x, y, level, w, h, &err);
+                compared++;
+                same += a && b && memcmp(a, b, (size_t)(w * h * 3)) == 0;
+                th_free(a);
+                th_free(b);
+            }
+        }
+    }
+    ok(same == compared, "%s: %d of %d regions on %d levels equal OpenSlide's bytes%s%s", rel, same,
+       compared, th_slide_get_level_count(fast), err ? ": " : "", err ? th_error_message(err) : "");
+    th_error_free(err);
+    th_slide_close(fast);
+    th_slide_close(slow);
+}
+
 int main(void)
 {
     plan(0);
+    test_direct("slides/CMU-1-Small-Region.svs", 0x1);
+    // levels 1-4 have downsamples 2.0003, 4.002, 8.01, 16.03: OpenSlide interpolates there
+    test_direct("slides/CMU-1-Small-Region.generic-pyramid.tiff", 0x1);
+    test_direct("slides/TCGA-CR-7395-01A-01-TS1.svs", 0x0); // JPEG 2000: libtiff cannot
+    test_direct("slides/test3-DAPI-2.ndpi", 0x0);           // NDPI: not tiled TIFF levels
     test_references();
     test_bad_files();
     test_arguments();
     test_threads("slides/CMU-1-Small-Region.svs");
+    test_threads("slides/CMU-1-Small-Region.generic-pyramid.tiff");
     test_threads("images/CMU-1-Small-Region.half.lzw.tif");
     test_threads("images/CMU-1-Small-Region.crop1024.png");
     test_pieces("slides/CMU-1-Small-Region.svs", 100, 200, 700, 500);
