@@ -19,6 +19,9 @@
  * one at a time). */
 enum { BUF_INPUT, BUF_A, BUF_B, BUF_FEAT, BUF_GAP, BUF_SCRATCH, N_BUFS };
 
+/* Fewest input channels for a Winograd convolution (see use_winograd). */
+#define WINO_MIN_C 1
+
 /* The arguments of a step, in the order of step_arg_ids. */
 enum { ARG_SRC, ARG_DST, ARG_WEIGHTS, ARG_BIAS, ARG_SCRATCH, N_ARGS };
 static const int step_arg_ids[N_ARGS] = {DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_WEIGHTS,
@@ -223,7 +226,7 @@ static bool conv_weights(dnnl_plan *p, step *s, const th_layer *l, th_error **er
     return reorder_now(p->eng, &oihw, (void *)l->weight, &s->md[ARG_WEIGHTS], s->wei, err);
 }
 
-static bool conv_desc(const th_layer *l, const act *cur, int oh, int ow,
+static bool conv_desc(const th_layer *l, const act *cur, int oh, int ow, dnnl_alg_kind_t alg,
                       dnnl_convolution_desc_t *cd, th_error **err)
 {
     const dnnl_dims_t src_dims = {1, l->c_in, cur->h, cur->w};
@@ -240,25 +243,51 @@ static bool conv_desc(const th_layer *l, const act *cur, int oh, int ow,
                  err) &&
            check(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, dnnl_f32, dnnl_format_tag_any),
                  "memory", err) &&
-           check(dnnl_dilated_convolution_forward_desc_init(
-                     cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei, &bias, &dst,
-                     strides, dilates, pad_l, pad_r),
+           check(dnnl_dilated_convolution_forward_desc_init(cd, dnnl_forward_inference, alg, &src,
+                                                            &wei, &bias, &dst, strides, dilates,
+                                                            pad_l, pad_r),
                  "convolution", err);
 }
 
-// Convolution + bias (+ fused ReLU); its input reordered first if it wants another layout.
-static bool plan_conv(dnnl_plan *p, int i, const th_layer *l, act *cur, int oh, int ow,
-                      th_error **err)
+// Whether layer l gets Winograd: the winograd engine, a 3×3 stride-1 undilated convolution, and
+// at least WINO_MIN_C input channels (below that the transforms cost more than they save:
+// measured with bench/bench-engine --model models/default.onnx, see bench/README.md).
+static bool use_winograd(const th_engine *e, const th_layer *l)
+{
+    return e->kind == TH_ENGINE_WINOGRAD && l->kh == 3 && l->kw == 3 && l->sh == 1 && l->sw == 1 &&
+           l->dh == 1 && l->dw == 1 && l->c_in >= WINO_MIN_C;
+}
+
+// The convolution's primitive descriptor: Winograd when asked for and oneDNN implements it for
+// this shape on this CPU (F(4×4,3×3) on AVX-512 only, in oneDNN 2.6), else direct.
+static bool conv_pd(const dnnl_plan *p, const th_layer *l, const act *cur, int oh, int ow,
+                    bool *winograd, dnnl_primitive_desc_t *pd, th_error **err)
 {
     dnnl_convolution_desc_t cd;
     dnnl_primitive_attr_t attr = NULL;
-    dnnl_primitive_desc_t pd = NULL;
-    bool ok = conv_desc(l, cur, oh, ow, &cd, err) && make_attr(&attr, l->relu, err) &&
-              check(dnnl_primitive_desc_create(&pd, &cd, attr, p->eng, NULL), "convolution", err);
+    bool ok = make_attr(&attr, l->relu, err);
+    if (ok && *winograd && conv_desc(l, cur, oh, ow, dnnl_convolution_winograd, &cd, NULL) &&
+        dnnl_primitive_desc_create(pd, &cd, attr, p->eng, NULL) == dnnl_success) {
+        dnnl_primitive_attr_destroy(attr);
+        return true;
+    }
+    *winograd = false;
+    ok = ok && conv_desc(l, cur, oh, ow, dnnl_convolution_direct, &cd, err) &&
+         check(dnnl_primitive_desc_create(pd, &cd, attr, p->eng, NULL), "convolution", err);
     dnnl_primitive_attr_destroy(attr);
-    if (!ok) {
+    return ok;
+}
+
+// Convolution + bias (+ fused ReLU); its input reordered first if it wants another layout.
+static bool plan_conv(th_engine *e, dnnl_plan *p, int i, const th_layer *l, act *cur, int oh,
+                      int ow, th_error **err)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    bool winograd = use_winograd(e, l);
+    if (!conv_pd(p, l, cur, oh, ow, &winograd, &pd, err)) {
         return false;
     }
+    e->n_winograd += winograd;
     const dnnl_memory_desc_t want = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     if (!plan_reorder(p, cur, &want, other_buf(cur->buf), i, err)) {
         dnnl_primitive_desc_destroy(pd);
@@ -343,7 +372,7 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
         bool ok = th_layer_out_size(l, cur.h, cur.w, &oh, &ow); // checked by th_engine_new
         switch (l->kind) {
         case TH_LAYER_CONV:
-            ok = ok && plan_conv(p, i, l, &cur, oh, ow, err);
+            ok = ok && plan_conv(e, p, i, l, &cur, oh, ow, err);
             break;
         case TH_LAYER_MAXPOOL:
             ok = ok && plan_pool(p, i, l, &cur, oh, ow, err);

@@ -206,10 +206,12 @@ static const th_engine_ops *backend(th_engine_kind kind, th_error **err)
     case TH_ENGINE_REF:
         return &ref_ops;
     case TH_ENGINE_FAST:
+    case TH_ENGINE_WINOGRAD: // the same backend, which picks the convolution algorithm
 #ifdef HAVE_DNNL
         return &th_engine_dnnl_ops;
 #else
-        th_error_set(err, "the fast engine is not built into this tileheat");
+        th_error_set(err, "the %s engine is not built into this tileheat",
+                     kind == TH_ENGINE_FAST ? "fast" : "winograd");
         return NULL;
 #endif
     }
@@ -243,8 +245,8 @@ static bool check_model(th_engine *e, th_error **err)
 
 /*
  * Plan an engine for `model` at tile_w×tile_h. The model is borrowed and must outlive the
- * engine. Fails (NULL, *err set) for TH_ENGINE_FAST when that backend is not built, a tile
- * that leaves some layer with no output (the message names the layer), or a trunk whose
+ * engine. Fails (NULL, *err set) for TH_ENGINE_FAST or _WINOGRAD when oneDNN is not built in, a
+ * tile that leaves some layer with no output (the message names the layer), or a trunk whose
  * channels do not match the dense layer. Caller frees with th_engine_free. The engine is
  * read-only afterwards: share it between threads, each with its own workspace.
  */
@@ -260,6 +262,7 @@ th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w,
         return NULL;
     }
     e->ops = ops;
+    e->kind = kind;
     e->model = model;
     e->tile_w = tile_w;
     e->tile_h = tile_h;

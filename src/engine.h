@@ -24,10 +24,12 @@ typedef struct th_engine_ops {
 
 struct th_engine {
     const th_engine_ops *ops;
-    const th_model *model; /* borrowed */
-    int tile_w, tile_h;    /* input size in pixels */
+    th_engine_kind kind;        /* as asked for (TH_ENGINE_FAST and _WINOGRAD share a backend) */
+    const th_model *model;      /* borrowed */
+    int tile_w, tile_h;         /* input size in pixels */
     int feat_c, feat_h, feat_w; /* shape of the map feeding GAP */
-    void *data;            /* backend state */
+    int n_winograd;             /* convolutions planned with Winograd (TH_ENGINE_WINOGRAD) */
+    void *data;                 /* backend state */
 };
 
 /* A workspace: one 64-byte aligned block that its backend lays out by its plan. Every backend
@@ -65,7 +67,7 @@ void th_engine_ws_free(th_engine_ws *ws);
  *   feat:   (feat_c, feat_h, feat_w) float32, the feature map that feeds GAP; may be NULL
  * Deterministic: the same input gives the same bits on any thread.
  */
-bool th_engine_forward(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb,
-                       float *logits, float *probs, float *feat, th_error **err);
+bool th_engine_forward(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb, float *logits,
+                       float *probs, float *feat, th_error **err);
 
 #endif

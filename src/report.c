@@ -174,8 +174,8 @@ bool th_report_write_csv(const th_result *result, const th_model *model, const c
         int col, row;
         int64_t x, y, w, h;
         th_result_get_tile(result, t, &col, &row, &x, &y, &w, &h);
-        th_outfile_printf(&out, "%d,%d,%lld,%lld,%lld,%lld", col, row, (long long)x,
-                          (long long)y, (long long)w, (long long)h);
+        th_outfile_printf(&out, "%d,%d,%lld,%lld,%lld,%lld", col, row, (long long)x, (long long)y,
+                          (long long)w, (long long)h);
         const float *p = th_result_get_probs(result, t);
         for (int c = 0; c < result->n_classes; c++) {
             th_outfile_printf(&out, ",%.6f", p[c]);
@@ -220,7 +220,10 @@ static void add_run_options(cJSON *root, const th_result *r, const th_report_inf
     }
     const th_run_options *o = &r->opt;
     cJSON *opt = cJSON_AddObjectToObject(root, "options");
-    cJSON_AddStringToObject(opt, "engine", o->engine == TH_ENGINE_FAST ? "fast" : "ref");
+    cJSON_AddStringToObject(opt, "engine",
+                            o->engine == TH_ENGINE_WINOGRAD ? "winograd"
+                            : o->engine == TH_ENGINE_FAST   ? "fast"
+                                                            : "ref");
     cJSON_AddNumberToObject(opt, "threads", r->threads);
     cJSON_AddNumberToObject(opt, "level", o->level);
     cJSON_AddNumberToObject(opt, "mpp", o->slide_mpp);

@@ -96,35 +96,34 @@ static void usage_run(FILE *fp, command c)
                     "      --threshold T       normalised strength below which a pixel stays "
                     "clear, 0-1 (default 0.2)\n");
     }
-    fprintf(fp,
-            "  -m, --model FILE        ONNX model (default: the bundled tissue model)\n"
-            "      --classes A,B,...   rename the model's classes\n"
-            "  -o, --output DIR        output directory (default: SLIDE-NAME.tileheat)\n"
-            "      --threads N         worker threads (default: all cores)\n"
-            "      --engine NAME       fast (default when built with oneDNN) or ref\n"
-            "  -q, --quiet             no progress bar, no table\n"
-            "  -h, --help              this help\n\n"
-            "Resolution and tiling:\n"
-            "      --mpp X             the slide's µm/px (default: from the slide)\n"
-            "      --model-mpp X       the model's µm/px (default: from the model)\n"
-            "      --mpp-tolerance T   no resampling within this relative difference (0.05)\n"
-            "      --level N           read this pyramid level as is (default: chosen from "
-            "µm/px)\n"
-            "      --tile N            tile size, for models with a dynamic input size\n"
-            "      --stride N          step between tiles in model pixels (default: the tile "
-            "size)\n"
-            "      --edge MODE         ignore (default) or pad the partial right/bottom tiles\n"
-            "      --roi X,Y,W,H       run only this level-0 region\n"
-            "      --min-tissue F      skip tiles with less tissue, 0-1; 0 = no tissue "
-            "detection (0.1)\n\n"
-            "Drawing and outputs:\n"
-            "      --width N           heatmap long side in pixels (default 2000)\n"
-            "      --alpha A           overlay opacity, 0-1 (default 0.5)\n"
-            "      --norm MODE         percentile (default) or raw\n"
-            "      --percentile P      percentile for --norm percentile (default 99)\n"
-            "      --tiff              also heatmap.tiff: full-resolution pyramidal BigTIFF\n"
-            "      --geojson           also tiles.geojson for QuPath\n"
-            "      --raw               also cam.npy and probabilities.npy\n");
+    fprintf(fp, "  -m, --model FILE        ONNX model (default: the bundled tissue model)\n"
+                "      --classes A,B,...   rename the model's classes\n"
+                "  -o, --output DIR        output directory (default: SLIDE-NAME.tileheat)\n"
+                "      --threads N         worker threads (default: all cores)\n"
+                "      --engine NAME       fast (default when built with oneDNN), winograd or ref\n"
+                "  -q, --quiet             no progress bar, no table\n"
+                "  -h, --help              this help\n\n"
+                "Resolution and tiling:\n"
+                "      --mpp X             the slide's µm/px (default: from the slide)\n"
+                "      --model-mpp X       the model's µm/px (default: from the model)\n"
+                "      --mpp-tolerance T   no resampling within this relative difference (0.05)\n"
+                "      --level N           read this pyramid level as is (default: chosen from "
+                "µm/px)\n"
+                "      --tile N            tile size, for models with a dynamic input size\n"
+                "      --stride N          step between tiles in model pixels (default: the tile "
+                "size)\n"
+                "      --edge MODE         ignore (default) or pad the partial right/bottom tiles\n"
+                "      --roi X,Y,W,H       run only this level-0 region\n"
+                "      --min-tissue F      skip tiles with less tissue, 0-1; 0 = no tissue "
+                "detection (0.1)\n\n"
+                "Drawing and outputs:\n"
+                "      --width N           heatmap long side in pixels (default 2000)\n"
+                "      --alpha A           overlay opacity, 0-1 (default 0.5)\n"
+                "      --norm MODE         percentile (default) or raw\n"
+                "      --percentile P      percentile for --norm percentile (default 99)\n"
+                "      --tiff              also heatmap.tiff: full-resolution pyramidal BigTIFF\n"
+                "      --geojson           also tiles.geojson for QuPath\n"
+                "      --raw               also cam.npy and probabilities.npy\n");
 }
 
 static void usage_info(FILE *fp)
@@ -242,10 +241,12 @@ static void parse_roi(cli *a, const char *arg)
 {
     long long v[4];
     char tail;
-    if (sscanf(arg, "%lld,%lld,%lld,%lld%c", &v[0], &v[1], &v[2], &v[3], &tail) != 4 ||
-        v[0] < 0 || v[1] < 0 || v[2] <= 0 || v[3] <= 0) {
-        die_usage(cmd_name(a->cmd), "--roi: expected X,Y,W,H in level-0 pixels (W, H > 0), got "
-                                    "'%s'", arg);
+    if (sscanf(arg, "%lld,%lld,%lld,%lld%c", &v[0], &v[1], &v[2], &v[3], &tail) != 4 || v[0] < 0 ||
+        v[1] < 0 || v[2] <= 0 || v[3] <= 0) {
+        die_usage(cmd_name(a->cmd),
+                  "--roi: expected X,Y,W,H in level-0 pixels (W, H > 0), got "
+                  "'%s'",
+                  arg);
     }
     a->run.roi_x = v[0];
     a->run.roi_y = v[1];
@@ -257,11 +258,21 @@ static void parse_option(cli *a, int opt, const char *arg)
 {
     const char *cmd = cmd_name(a->cmd);
     switch (opt) {
-    case 'm': a->model_path = arg; break;
-    case OPT_CLASSES: a->classes = arg; break;
-    case 'o': a->out_dir = arg; break;
-    case OPT_LEVEL: a->run.level = parse_int_arg(cmd, "--level", arg, 0, 1000); break;
-    case OPT_MPP: a->run.slide_mpp = parse_double_arg(cmd, "--mpp", arg, 0.01, 1000); break;
+    case 'm':
+        a->model_path = arg;
+        break;
+    case OPT_CLASSES:
+        a->classes = arg;
+        break;
+    case 'o':
+        a->out_dir = arg;
+        break;
+    case OPT_LEVEL:
+        a->run.level = parse_int_arg(cmd, "--level", arg, 0, 1000);
+        break;
+    case OPT_MPP:
+        a->run.slide_mpp = parse_double_arg(cmd, "--mpp", arg, 0.01, 1000);
+        break;
     case OPT_MODEL_MPP:
         a->run.model_mpp = parse_double_arg(cmd, "--model-mpp", arg, 0.01, 1000);
         break;
@@ -271,38 +282,66 @@ static void parse_option(cli *a, int opt, const char *arg)
     case OPT_MIN_TISSUE:
         a->run.min_tissue = parse_double_arg(cmd, "--min-tissue", arg, 0, 1);
         break;
-    case OPT_STRIDE: a->run.stride = parse_int_arg(cmd, "--stride", arg, 1, 65536); break;
+    case OPT_STRIDE:
+        a->run.stride = parse_int_arg(cmd, "--stride", arg, 1, 65536);
+        break;
     case OPT_EDGE:
         if (strcmp(arg, "ignore") != 0 && strcmp(arg, "pad") != 0) {
             die_usage(cmd, "--edge: expected ignore or pad, got '%s'", arg);
         }
         a->run.edge_pad = strcmp(arg, "pad") == 0;
         break;
-    case OPT_ROI: parse_roi(a, arg); break;
-    case OPT_TIFF: a->tiff = true; break;
-    case OPT_GEOJSON: a->geojson = true; break;
-    case OPT_RAW: a->raw = true; break;
-    case OPT_TILE: a->run.tile = parse_int_arg(cmd, "--tile", arg, 1, 65536); break;
-    case OPT_THREADS: a->run.threads = parse_int_arg(cmd, "--threads", arg, 1, 1024); break;
-    case OPT_WIDTH: a->render.width = parse_int_arg(cmd, "--width", arg, 16, 1000000); break;
-    case OPT_ALPHA: a->render.alpha = parse_double_arg(cmd, "--alpha", arg, 0, 1); break;
+    case OPT_ROI:
+        parse_roi(a, arg);
+        break;
+    case OPT_TIFF:
+        a->tiff = true;
+        break;
+    case OPT_GEOJSON:
+        a->geojson = true;
+        break;
+    case OPT_RAW:
+        a->raw = true;
+        break;
+    case OPT_TILE:
+        a->run.tile = parse_int_arg(cmd, "--tile", arg, 1, 65536);
+        break;
+    case OPT_THREADS:
+        a->run.threads = parse_int_arg(cmd, "--threads", arg, 1, 1024);
+        break;
+    case OPT_WIDTH:
+        a->render.width = parse_int_arg(cmd, "--width", arg, 16, 1000000);
+        break;
+    case OPT_ALPHA:
+        a->render.alpha = parse_double_arg(cmd, "--alpha", arg, 0, 1);
+        break;
     case OPT_PERCENTILE:
         a->render.percentile = parse_double_arg(cmd, "--percentile", arg, 1, 100);
         break;
     case OPT_THRESHOLD:
         a->render.threshold = parse_double_arg(cmd, "--threshold", arg, 0, 0.99);
         break;
-    case OPT_TOP: a->top = parse_int_arg(cmd, "--top", arg, 1, TH_MAX_SHOWN); break;
-    case 'c': a->class_name = arg; break;
-    case OPT_SHOWN: a->shown = arg; break;
-    case 'q': a->quiet = true; break;
+    case OPT_TOP:
+        a->top = parse_int_arg(cmd, "--top", arg, 1, TH_MAX_SHOWN);
+        break;
+    case 'c':
+        a->class_name = arg;
+        break;
+    case OPT_SHOWN:
+        a->shown = arg;
+        break;
+    case 'q':
+        a->quiet = true;
+        break;
     case OPT_ENGINE:
         if (strcmp(arg, "ref") == 0) {
             a->run.engine = TH_ENGINE_REF;
         } else if (strcmp(arg, "fast") == 0) {
             a->run.engine = TH_ENGINE_FAST;
+        } else if (strcmp(arg, "winograd") == 0) {
+            a->run.engine = TH_ENGINE_WINOGRAD;
         } else {
-            die_usage(cmd, "--engine: expected ref or fast, got '%s'", arg);
+            die_usage(cmd, "--engine: expected ref, fast or winograd, got '%s'", arg);
         }
         break;
     case OPT_NORM:
@@ -316,8 +355,10 @@ static void parse_option(cli *a, int opt, const char *arg)
         break;
     case OPT_COLORMAP:
         if (!th_colormap_from_name(arg, &a->render.colormap)) {
-            die_usage(cmd, "--colormap: unknown colour map '%s' (viridis, inferno, magma, jet, "
-                           "ylorrd)", arg);
+            die_usage(cmd,
+                      "--colormap: unknown colour map '%s' (viridis, inferno, magma, jet, "
+                      "ylorrd)",
+                      arg);
         }
         break;
     }
@@ -345,8 +386,7 @@ static void parse_args(cli *a, int argc, char **argv)
             a->cmd == CMD_INFO ? usage_info(stdout) : usage_run(stdout, a->cmd);
             exit(EXIT_SUCCESS);
         } else if (!option_allowed(a->cmd, opt)) {
-            die_usage(cmd, "option '%s' does not apply to '%.*s'", name, (int)strlen(cmd) - 1,
-                      cmd);
+            die_usage(cmd, "option '%s' does not apply to '%.*s'", name, (int)strlen(cmd) - 1, cmd);
         }
         parse_option(a, opt, optarg);
     }
@@ -389,8 +429,10 @@ static th_model *load_model(cli *a)
     if (!a->model_path) {
         a->model_path = default_model();
         if (!a->model_path) {
-            fprintf(stderr, "%s: no --model given and the bundled model is not installed "
-                            "(expected %s/default.onnx)\n", progname, TH_PKGDATADIR);
+            fprintf(stderr,
+                    "%s: no --model given and the bundled model is not installed "
+                    "(expected %s/default.onnx)\n",
+                    progname, TH_PKGDATADIR);
             exit(EXIT_FAILURE);
         }
     }
@@ -552,8 +594,8 @@ static void print_table(const cli *a, const th_result *r, const th_model *model)
     const char *source;
     double mpp = th_result_get_mpp(r, &source);
     printf("%lld tiles run of %lld (%d × %d), %lld skipped as background; level %d",
-           (long long)th_result_get_tile_count(r), (long long)total, cols, rows,
-           (long long)skipped, th_result_get_level(r));
+           (long long)th_result_get_tile_count(r), (long long)total, cols, rows, (long long)skipped,
+           th_result_get_level(r));
     if (mpp > 0) {
         printf(", %.4g µm/px (%s)", mpp * th_result_get_scale(r), source);
     }
@@ -616,8 +658,10 @@ static void choose_top(cli *a, const th_result *r, const th_model *model)
     }
     ro->n_shown = th_result_top_classes(r, model, a->top, ro->shown);
     if (ro->n_shown == 0) {
-        fprintf(stderr, "%s: every class of the model is a background class; name the classes "
-                        "to draw with --classes-shown\n", progname);
+        fprintf(stderr,
+                "%s: every class of the model is a background class; name the classes "
+                "to draw with --classes-shown\n",
+                progname);
         exit(EXIT_FAILURE);
     }
 }
@@ -670,14 +714,14 @@ static bool out_csv(cli *a, th_slide *s, const th_result *r, const th_model *m, 
     return th_report_write_csv(r, m, p, err);
 }
 
-static bool out_geojson(cli *a, th_slide *s, const th_result *r, const th_model *m,
-                        const char *p, th_error **err)
+static bool out_geojson(cli *a, th_slide *s, const th_result *r, const th_model *m, const char *p,
+                        th_error **err)
 {
     return th_export_geojson(r, m, p, err);
 }
 
-static bool out_tissue(cli *a, th_slide *s, const th_result *r, const th_model *m,
-                       const char *p, th_error **err)
+static bool out_tissue(cli *a, th_slide *s, const th_result *r, const th_model *m, const char *p,
+                       th_error **err)
 {
     return th_result_write_tissue_png(r, p, err);
 }
@@ -770,9 +814,10 @@ static int cmd_run(cli *a)
     }
     const char *source;
     if (th_result_get_mpp(r, &source) > 0 && strcmp(source, "assumed") == 0) {
-        fprintf(stderr, "%s: warning: %s: no µm/px in the image; taken to be the model's (%g); "
-                        "give --mpp to set it\n", progname, a->slide_path,
-                th_result_get_mpp(r, NULL));
+        fprintf(stderr,
+                "%s: warning: %s: no µm/px in the image; taken to be the model's (%g); "
+                "give --mpp to set it\n",
+                progname, a->slide_path, th_result_get_mpp(r, NULL));
     }
     choose_top(a, r, model);
     write_outputs(a, slide, r, model);

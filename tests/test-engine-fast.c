@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* Tests for the fast engine (engine-dnnl.c) against the reference engine: every op (conv shapes,
  * max pooling with padding and ceil_mode, standalone ReLU) and whole hand-built models, within
- * 1e-4 of the largest reference value; bit-identical repeats, workspaces, thread counts and
- * concurrent threads; oneDNN spawning no threads; the per-layer profile. */
+ * 1e-4 of the largest reference value (the Winograd engine within 1e-3); bit-identical repeats,
+ * workspaces, thread counts and concurrent threads; oneDNN spawning no threads; the per-layer
+ * profile. */
 #include <config.h>
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+#ifdef HAVE_DNNL
+#include <dnnl.h>
 #endif
 
 #include "engine.h"
@@ -142,7 +147,7 @@ static uint8_t *random_tile(int w, int h)
 
 // One tile through a fresh engine of `kind`: feat (c, h, w) and logits; the shape in *c, *h, *w.
 static bool run_engine(const th_model *m, th_engine_kind kind, const uint8_t *rgb, int tw, int th,
-                       float **feat, float *logits, int shape[3])
+                       float **feat, float *logits, int shape[4])
 {
     th_error *err = NULL;
     th_engine *e = th_engine_new(m, kind, tw, th, &err);
@@ -152,11 +157,12 @@ static bool run_engine(const th_model *m, th_engine_kind kind, const uint8_t *rg
         shape[0] = e->feat_c;
         shape[1] = e->feat_h;
         shape[2] = e->feat_w;
+        shape[3] = e->n_winograd;
         *feat = tu_xcalloc((size_t)e->feat_c * e->feat_h * e->feat_w, sizeof(float));
         ran = th_engine_forward(e, ws, rgb, logits, NULL, *feat, &err);
     }
     if (!ran) {
-        diag("%s engine: %s", kind == TH_ENGINE_FAST ? "fast" : "reference",
+        diag("%s engine: %s", kind == TH_ENGINE_REF ? "reference" : "fast",
              err ? th_error_message(err) : "?");
     }
     th_engine_ws_free(ws);
@@ -165,26 +171,53 @@ static bool run_engine(const th_model *m, th_engine_kind kind, const uint8_t *rg
     return ran;
 }
 
+// Whether oneDNN has Winograd convolutions on this CPU (AVX-512 in oneDNN 2.6).
+static bool cpu_has_winograd(void)
+{
+    return dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core;
+}
+
 /*
- * The fast and reference engines on one random tile of `n`: same feature shape, feature map and
- * logits within 1e-4 of the largest reference value.
+ * The fast and Winograd engines against the reference on one random tile of `n`: same feature
+ * shape, feature map and logits within 1e-4 of the largest reference value (1e-3 for Winograd,
+ * TH_ENGINE_WINOGRAD's documented tolerance). The Winograd engine must have used Winograd for
+ * at least `want_wino` convolutions where the CPU has it.
  */
-static void compare(const net *n, int tw, int th, const char *what)
+static void compare_wino(const net *n, int tw, int th, int want_wino, const char *what)
 {
     uint8_t *rgb = random_tile(tw, th);
-    float *feat_ref = NULL, *feat_fast = NULL, log_ref[N_CLASSES], log_fast[N_CLASSES];
-    int s_ref[3] = {0}, s_fast[3] = {0};
-    bool ran = run_engine(&n->m, TH_ENGINE_REF, rgb, tw, th, &feat_ref, log_ref, s_ref) &&
-               run_engine(&n->m, TH_ENGINE_FAST, rgb, tw, th, &feat_fast, log_fast, s_fast);
-    bool same_shape = ran && memcmp(s_ref, s_fast, sizeof(s_ref)) == 0;
-    double ef = same_shape ? rel_err(feat_fast, feat_ref, (size_t)s_ref[0] * s_ref[1] * s_ref[2])
-                           : INFINITY;
-    double el = same_shape ? rel_err(log_fast, log_ref, N_CLASSES) : INFINITY;
-    ok(ef <= 1e-4 && el <= 1e-4, "%s, tile %dx%d -> (%d, %d, %d): feat err %.2g, logits err %.2g",
-       what, tw, th, s_ref[0], s_ref[1], s_ref[2], ef, el);
-    th_free(feat_fast);
-    th_free(feat_ref);
+    float *feat[3] = {NULL}, logits[3][N_CLASSES];
+    int shape[3][4] = {{0}};
+    static const th_engine_kind kinds[3] = {TH_ENGINE_REF, TH_ENGINE_FAST, TH_ENGINE_WINOGRAD};
+    bool ran = true;
+    for (int k = 0; k < 3 && ran; k++) {
+        ran = run_engine(&n->m, kinds[k], rgb, tw, th, &feat[k], logits[k], shape[k]);
+    }
+    for (int k = 1; k < 3; k++) {
+        bool same_shape = ran && memcmp(shape[0], shape[k], 3 * sizeof(int)) == 0;
+        size_t cells = (size_t)shape[0][0] * shape[0][1] * shape[0][2];
+        double ef = same_shape ? rel_err(feat[k], feat[0], cells) : INFINITY;
+        double el = same_shape ? rel_err(logits[k], logits[0], N_CLASSES) : INFINITY;
+        double tol = k == 1 ? 1e-4 : 1e-3;
+        ok(ef <= tol && el <= tol,
+           "%s%s, tile %dx%d -> (%d, %d, %d): feat err %.2g, logits err %.2g", what,
+           k == 1 ? "" : " (winograd)", tw, th, shape[0][0], shape[0][1], shape[0][2], ef, el);
+    }
+    if (want_wino > 0) {
+        int got = shape[2][3];
+        ok(!cpu_has_winograd() || got >= want_wino,
+           "%s: the winograd engine ran %d convolutions with Winograd (want >= %d%s)", what, got,
+           want_wino, cpu_has_winograd() ? "" : "; none on this CPU");
+    }
+    for (int k = 0; k < 3; k++) {
+        th_free(feat[k]);
+    }
     th_free(rgb);
+}
+
+static void compare(const net *n, int tw, int th, const char *what)
+{
+    compare_wino(n, tw, th, 0, what);
 }
 
 // clang-format off
@@ -342,14 +375,14 @@ static void test_models(void)
     static const int vgg64[] = {64, 64, 0, 128, 0, 256, 0, 512};
     net n;
     build_vgg(&n, small, 8);
-    compare(&n, 64, 64, "model: small VGG 8,8,M,16,16,M,32,32");
+    compare_wino(&n, 64, 64, 6, "model: small VGG 8,8,M,16,16,M,32,32");
     compare(&n, 45, 37, "model: small VGG 8,8,M,16,16,M,32,32");
     net_free(&n);
     build_vgg(&n, odd, 7);
     compare(&n, 31, 29, "model: VGG with odd widths 5,11,M,13,M,21,19");
     net_free(&n);
     build_vgg(&n, vgg64, 8);
-    compare(&n, 48, 40, "model: wide VGG 64,64,M,128,M,256,M,512");
+    compare_wino(&n, 48, 40, 5, "model: wide VGG 64,64,M,128,M,256,M,512");
     net_free(&n);
     build_mixed(&n);
     compare(&n, 57, 43, "model: strided 5x5, pool ceil, 1x1, dilated, relu, pool ceil, 3x5");
@@ -605,7 +638,8 @@ static void test_errors(const net *n, uint8_t *const *tiles)
 
 int main(void)
 {
-    plan(2 * N_CONV + N_POOL + 3 + 5 + 1 + 2 + 5 + 2 + 2);
+    // every compare() checks fast and winograd; the two compare_wino() also count Winograd
+    plan(2 * (2 * N_CONV + N_POOL + 3 + 5) + 2 + 1 + 2 + 5 + 2 + 2);
     net mixed;
     build_mixed(&mixed);
     uint8_t *tiles[N_TILES];

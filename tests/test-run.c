@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Tests for run.c on the real CMU-1-Small-Region slide with the bundled model: tissue skipping
  * leaves the CAMs of the tiles run unchanged; overlapping strides and 1 vs 2 threads give
- * bit-identical CAM grids, in memory or in a temporary file; stage timings are recorded. */
+ * bit-identical CAM grids, in memory or in a temporary file; stage timings are recorded; the
+ * Winograd and fast engines give the reference engine's class percentages. */
 #include <config.h>
 
 #include <math.h>
@@ -15,7 +16,8 @@
 static th_model *model;
 static th_slide *slide;
 
-static th_result *run(double min_tissue, int stride, int threads, bool pad)
+static th_result *run_engine(double min_tissue, int stride, int threads, bool pad,
+                             th_engine_kind engine)
 {
     th_run_options opt;
     th_run_options_init(&opt);
@@ -27,15 +29,45 @@ static th_result *run(double min_tissue, int stride, int threads, bool pad)
     opt.roi_y = 0;
     opt.roi_w = 2220;
     opt.roi_h = 1400;
-#ifdef HAVE_DNNL
-    opt.engine = TH_ENGINE_FAST;
-#endif
+    opt.engine = engine;
     th_error *err = NULL;
     th_result *r = th_run(slide, model, &opt, &err);
     if (!r) {
         bail("run: %s", th_error_message(err));
     }
     return r;
+}
+
+static th_result *run(double min_tissue, int stride, int threads, bool pad)
+{
+#ifdef HAVE_DNNL
+    return run_engine(min_tissue, stride, threads, pad, TH_ENGINE_FAST);
+#else
+    return run_engine(min_tissue, stride, threads, pad, TH_ENGINE_REF);
+#endif
+}
+
+// The Winograd engine's class percentages against the reference engine's: within 0.05 points.
+static void test_winograd(const th_result *fast)
+{
+#ifdef HAVE_DNNL
+    th_result *ref = run_engine(0, 0, 2, false, TH_ENGINE_REF);
+    th_result *wino = run_engine(0, 0, 2, false, TH_ENGINE_WINOGRAD);
+    double worst = 0, worst_fast = 0;
+    for (int c = 0; c < th_result_get_class_count(ref); c++) {
+        worst = fmax(worst, fabs(th_result_get_percent(wino, c) - th_result_get_percent(ref, c)));
+        worst_fast =
+            fmax(worst_fast, fabs(th_result_get_percent(fast, c) - th_result_get_percent(ref, c)));
+    }
+    ok(worst <= 0.05, "winograd vs reference engine: percentages within %.2g points (<= 0.05)",
+       worst);
+    ok(worst_fast <= 0.005, "fast vs reference engine: percentages within %.2g points (<= 0.005)",
+       worst_fast);
+    th_result_free(wino);
+    th_result_free(ref);
+#else
+    skip(2, "the fast engines are not built");
+#endif
 }
 
 // Cells where b has a value: a has the same bits there. Returns cells compared (-1 on mismatch).
@@ -79,7 +111,8 @@ int main(void)
     th_result *tissue = run(0.5, 0, 2, false);
     int64_t total, skipped;
     th_result_get_tile_counts(tissue, &total, &skipped);
-    ok(total == 54 && skipped > 0 && skipped < 54 && th_result_get_tile_count(tissue) == 54 - skipped,
+    ok(total == 54 && skipped > 0 && skipped < 54 &&
+           th_result_get_tile_count(tissue) == 54 - skipped,
        "tissue skipping: %lld of %lld tiles skipped", (long long)skipped, (long long)total);
     int64_t cells = same_cams(all, tissue);
     ok(cells == (54 - skipped) * 4 * 28 * 28,
@@ -89,6 +122,8 @@ int main(void)
     const th_stage *st = th_result_get_stages(tissue, &n);
     ok(n >= 3 && strcmp(st[0].name, "tissue") == 0 && st[0].seconds > 0,
        "stage timings recorded (%d stages, tissue %.3f s)", n, n ? st[0].seconds : 0);
+
+    test_winograd(all);
 
     th_result *s1 = run(0, 112, 1, false);
     th_result *s2 = run(0, 112, 2, false);
