@@ -306,7 +306,7 @@ static bool plan_blocks(tiff_src *t, tiff_handle *h, th_error **err)
     int64_t blocks = (int64_t)t->blocks_across * ((t->img_h + t->block_h - 1) / t->block_h);
     t->slot_bytes = (size_t)t->block_w * t->block_h * 3;
     t->slots = TH_MAX(1, TH_MIN(blocks, (int64_t)(CACHE_MAX_BYTES / t->slot_bytes)));
-    t->cache = th_calloc((size_t)t->slots, t->slot_bytes, err);
+    t->cache = th_malloc_huge((size_t)t->slots * t->slot_bytes, err); // tags say what is valid
     t->cache_tag = t->cache ? th_calloc((size_t)t->slots, sizeof(int64_t), err) : NULL;
     if (!t->cache_tag) {
         return false;

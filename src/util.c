@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -51,6 +52,21 @@ void *th_malloc_aligned(size_t size, th_error **err)
         th_error_set(err, "out of memory (%zu bytes)", size);
         return NULL;
     }
+    return p;
+}
+
+void *th_malloc_huge(size_t size, th_error **err)
+{
+    const size_t huge = (size_t)2 << 20;
+    void *p = NULL;
+    size = (size + huge - 1) & ~(huge - 1);
+    if (posix_memalign(&p, huge, size ? size : huge) != 0) {
+        th_error_set(err, "out of memory (%zu bytes)", size);
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(p, size, MADV_HUGEPAGE); // advice only: without it the buffer works the same
+#endif
     return p;
 }
 
