@@ -515,7 +515,9 @@ static bool read_block(tiff_src *t, int64_t bx, int64_t by, uint8_t *dest, int64
 bool th_tiff_src_read(th_tiff_src *t, uint8_t *dest, int64_t x, int64_t y, int64_t w, int64_t h,
                       th_error **err)
 {
-    th_slide_fill_white(dest, w, h);
+    if (x < 0 || y < 0 || x + w > (int64_t)t->img_w || y + h > (int64_t)t->img_h) {
+        th_slide_fill_white(dest, w, h); // only what lies outside the image stays white
+    }
     if (x >= (int64_t)t->img_w || y >= (int64_t)t->img_h || x + w <= 0 || y + h <= 0) {
         return true;
     }

@@ -190,7 +190,7 @@ static bool read_saturation(th_slide *slide, reader *rd, int64_t w0, int64_t h0,
     int64_t band_h = TH_CLAMP(BAND_BYTES / (3 * lw), 1, lh);
     rd->cols = th_calloc((size_t)lw, sizeof(*rd->cols), err);
     rd->acc = th_calloc((size_t)t->w * 8, sizeof(double), err);
-    band = rd->cols && rd->acc ? th_calloc((size_t)(band_h * lw), 3, err) : NULL;
+    band = rd->cols && rd->acc ? th_malloc_huge((size_t)(band_h * lw) * 3, err) : NULL;
     if (!band) {
         goto out;
     }
