@@ -133,10 +133,11 @@ TH_API const char *th_model_get_metadata(const th_model *model, const char *key)
 typedef enum th_engine_kind {
     TH_ENGINE_REF = 0, /**< plain-C reference (direct convolution) */
     TH_ENGINE_FAST,    /**< optimised backend, when built; falls back to an error if absent */
-    TH_ENGINE_WINOGRAD, /**< the fast backend with Winograd F(4×4,3×3) for 3×3 stride-1
-                             convolutions where oneDNN has it (AVX-512 CPUs; elsewhere the same
-                             as TH_ENGINE_FAST): fewer multiplications, results within 1e-3 of
-                             the reference instead of 1e-4 @since 0.3 */
+    TH_ENGINE_WINOGRAD, /**< the fast backend with oneDNN's Winograd convolution (F(4×4,3×3) or
+                             F(2×2,3×3), its choice) for 3×3 stride-1 convolutions with at least
+                             16 input channels, where oneDNN has it (AVX-512 CPUs; elsewhere the
+                             same as TH_ENGINE_FAST): fewer multiplications; promised within 1e-3
+                             of the reference instead of 1e-4 (measured: 1e-6) @since 0.3 */
 } th_engine_kind;
 
 /** Called after tiles complete, from one thread at a time; done ≤ total. @since 0.1 */
@@ -148,7 +149,8 @@ typedef struct th_run_options {
                                   slide and model, with resampling; >= 0 forces that level as is */
     int tile;                /**< tile size in level pixels for models with dynamic input; 0 = from the model */
     int threads;             /**< worker threads; 0 = OpenMP default */
-    th_engine_kind engine;   /**< default TH_ENGINE_FAST when built with oneDNN, else TH_ENGINE_REF */
+    th_engine_kind engine;   /**< default TH_ENGINE_WINOGRAD when built with oneDNN, else
+                                  TH_ENGINE_REF (before 0.3: TH_ENGINE_FAST) */
     th_progress_fn progress; /**< optional */
     void *progress_user;
     double slide_mpp;        /**< µm per level-0 pixel; 0 (default) = from the slide's metadata @since 0.2 */

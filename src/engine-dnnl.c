@@ -20,7 +20,7 @@
 enum { BUF_INPUT, BUF_A, BUF_B, BUF_FEAT, BUF_GAP, BUF_SCRATCH, N_BUFS };
 
 /* Fewest input channels for a Winograd convolution (see use_winograd). */
-#define WINO_MIN_C 1
+#define WINO_MIN_C 16
 
 /* The arguments of a step, in the order of step_arg_ids. */
 enum { ARG_SRC, ARG_DST, ARG_WEIGHTS, ARG_BIAS, ARG_SCRATCH, N_ARGS };
@@ -259,7 +259,8 @@ static bool use_winograd(const th_engine *e, const th_layer *l)
 }
 
 // The convolution's primitive descriptor: Winograd when asked for and oneDNN implements it for
-// this shape on this CPU (F(4×4,3×3) on AVX-512 only, in oneDNN 2.6), else direct.
+// this shape on this CPU (F(4×4,3×3) or F(2×2,3×3), its choice, on AVX-512 only in oneDNN
+// 2.6), else direct.
 static bool conv_pd(const dnnl_plan *p, const th_layer *l, const act *cur, int oh, int ow,
                     bool *winograd, dnnl_primitive_desc_t *pd, th_error **err)
 {

@@ -24,7 +24,8 @@ void th_run_options_init(th_run_options *opt)
     memset(opt, 0, sizeof(*opt));
     opt->level = -1;
 #ifdef HAVE_DNNL
-    opt->engine = TH_ENGINE_FAST; // checked against the reference engine by test-engine-fast
+    // the fastest engine, checked against the reference engine by test-engine-fast and test-run
+    opt->engine = TH_ENGINE_WINOGRAD;
 #else
     opt->engine = TH_ENGINE_REF;
 #endif

@@ -100,7 +100,7 @@ static void usage_run(FILE *fp, command c)
                 "      --classes A,B,...   rename the model's classes\n"
                 "  -o, --output DIR        output directory (default: SLIDE-NAME.tileheat)\n"
                 "      --threads N         worker threads (default: all cores)\n"
-                "      --engine NAME       fast (default when built with oneDNN), winograd or ref\n"
+                "      --engine NAME       winograd (default when built with oneDNN), fast or ref\n"
                 "  -q, --quiet             no progress bar, no table\n"
                 "  -h, --help              this help\n\n"
                 "Resolution and tiling:\n"
