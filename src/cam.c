@@ -185,17 +185,20 @@ bool th_camgrid_get(const th_camgrid *cg, int cls, int64_t gx, int64_t gy, float
 
 /* ---------------------------------------------------------------- CAM of one tile */
 
-void th_cam_compute(const float *feat, int c, int h, int w, const float *weight, int n_classes,
-                    float *cam)
+// Vectorised across cells (omp simd; -O2 alone does not), so each cell still sums its channels
+// in order k = 0, 1, ...: the same bits as the plain loop.
+void th_cam_compute(const float *restrict feat, int c, int h, int w, const float *restrict weight,
+                    int n_classes, float *restrict cam)
 {
     size_t n = (size_t)h * w;
     for (int cls = 0; cls < n_classes; cls++) {
-        float *out = cam + (size_t)cls * n; // (h, w)
+        float *restrict out = cam + (size_t)cls * n; // (h, w)
         const float *wrow = weight + (size_t)cls * c;
         memset(out, 0, n * sizeof(*out));
         for (int k = 0; k < c; k++) {
             const float wk = wrow[k];
-            const float *a = feat + (size_t)k * n; // (h, w)
+            const float *restrict a = feat + (size_t)k * n; // (h, w)
+#pragma omp simd
             for (size_t p = 0; p < n; p++) {
                 out[p] += wk * a[p];
             }
