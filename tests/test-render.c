@@ -2,14 +2,18 @@
 /* Tests for render.c and font.c: colormaps against matplotlib's published values, the palette,
  * the bitmap font, and whole heatmaps of a real slide with a hand-made result, read back with
  * libpng and checked pixel by pixel against an independent box filter of the slide; the fast
- * overlay against th_cam_sample at every pixel; the same bytes for 1, 2 and 3 threads. */
+ * overlay against th_cam_sample at every pixel; the same bytes for 1, 2 and 3 threads, a PNG
+ * stream checked chunk by chunk with zlib, and a full disk. */
 #include <config.h>
 
 #include <dirent.h>
 #include <inttypes.h>
 #include <png.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <zlib.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -758,6 +762,61 @@ static bool same_bytes(const char *a, const char *b)
     return same;
 }
 
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The file's structure checked with zlib alone, independently of libpng: the signature, every
+ * chunk's CRC, IHDR first and IEND last, and the IDAT data together one zlib stream (its adler32
+ * checked by uncompress) of exactly h rows of 1 + 3w bytes, each with a filter type 0 to 4. */
+static bool png_stream_ok(const char *path, int *n_idat, char *why, size_t why_n)
+{
+    size_t n = 0, pos = 8, z_len = 0;
+    uint8_t *file = th_read_file(path, &n, NULL), *z = th_malloc(n, NULL), *raw = NULL;
+    bool ok = false;
+    uLongf raw_len = 0, want = 0;
+    const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    *n_idat = 0;
+    snprintf(why, why_n, "cannot read the file");
+    if (!file || !z || n < 8 + 25 || memcmp(file, sig, 8) != 0 || memcmp(file + 12, "IHDR", 4)) {
+        goto out;
+    }
+    uint32_t w = be32(file + 16), h = be32(file + 20);
+    want = (uLongf)h * (3 * (uLongf)w + 1);
+    const uint8_t *last = NULL;
+    while (pos + 12 <= n) {
+        uint32_t len = be32(file + pos);
+        const uint8_t *type = file + pos + 4;
+        if (len > n - pos - 12 || crc32(0, type, len + 4) != be32(file + pos + 8 + len)) {
+            snprintf(why, why_n, "bad chunk at byte %zu", pos);
+            goto out;
+        }
+        if (memcmp(type, "IDAT", 4) == 0) {
+            memcpy(z + z_len, type + 4, len);
+            z_len += len;
+            ++*n_idat;
+        }
+        last = type;
+        pos += 12 + len;
+    }
+    raw = th_malloc(want + 1, NULL);
+    raw_len = want + 1;
+    int rc = raw ? uncompress(raw, &raw_len, z, z_len) : Z_MEM_ERROR;
+    bool filters = rc == Z_OK && raw_len == want;
+    for (uint32_t y = 0; filters && y < h; y++) {
+        filters = raw[(size_t)y * (3 * (size_t)w + 1)] <= 4;
+    }
+    ok = pos == n && last && memcmp(last, "IEND", 4) == 0 && filters;
+    snprintf(why, why_n, "%zu of %zu bytes in chunks, zlib %d, %lu of %lu bytes inflated", pos, n,
+             rc, (unsigned long)raw_len, (unsigned long)want);
+out:
+    th_free(file);
+    th_free(z);
+    th_free(raw);
+    return ok;
+}
+
 // The same PNG, byte for byte, whatever the number of rendering threads.
 static void test_threads(th_slide *slide, const th_result *r, const th_model *model)
 {
@@ -784,9 +843,62 @@ static void test_threads(th_slide *slide, const th_result *r, const th_model *mo
     omp_set_num_threads(saved);
     ok(same_bytes(path[0], path[1]) && same_bytes(path[0], path[2]),
        "1, 2 and 3 threads write the same bytes");
+    // Each band is filtered and deflated by the thread that rendered it: libpng's simplified
+    // API reads the same pixels back whatever the thread count.
+    tu_image img[3] = {{0}};
+    bool read = true, same = true;
+    for (int i = 0; i < 3; i++) {
+        read &= tu_png_read(path[i], &img[i]);
+        same &= read && img[i].w == img[0].w && img[i].h == img[0].h &&
+                memcmp(img[i].rgb, img[0].rgb, (size_t)img[0].w * img[0].h * 3) == 0;
+    }
+    ok(read && same && img[0].h == 2000,
+       "1, 2 and 3 threads: png_image reads the same %dx%d pixels", img[0].w, img[0].h);
+    for (int i = 0; i < 3; i++) {
+        TH_FREE(img[i].rgb);
+    }
+    char why[160];
+    int n_idat = 0;
+    bool stream = png_stream_ok(path[1], &n_idat, why, sizeof(why));
+    ok(stream && n_idat == (2000 + 31) / 32 + 1,
+       "2 threads: CRCs, one zlib stream with its adler32, %d IDAT chunks (a band each + the end; "
+       "%s)",
+       n_idat, why);
 #else
-    skip(4, "built without OpenMP");
+    skip(6, "built without OpenMP");
 #endif
+}
+
+/* A full disk, simulated with a 1 MB file size limit: the PNG (about 3 MB) fails midway, with
+ * "write error", and leaves no file behind. */
+static void test_disk_full(th_slide *slide, const th_result *r, const th_model *model)
+{
+    struct rlimit old, lim;
+    if (getrlimit(RLIMIT_FSIZE, &old) != 0) {
+        skip(3, "no RLIMIT_FSIZE");
+        return;
+    }
+    char dir[512], path[600];
+    snprintf(dir, sizeof(dir), "%s/full", test_tmpdir());
+    snprintf(path, sizeof(path), "%s/heatmap.png", dir);
+    if (mkdir(dir, 0777) != 0) {
+        bail("mkdir %s", dir);
+    }
+    th_render_options o;
+    th_render_options_init(&o);
+    th_error *err = NULL;
+    lim = old;
+    lim.rlim_cur = TH_MIN(old.rlim_max, (rlim_t)1 << 20);
+    signal(SIGXFSZ, SIG_IGN);
+    fflush(stdout); // nothing may be written to stdout under the limit
+    setrlimit(RLIMIT_FSIZE, &lim);
+    bool done = th_render_heatmap(slide, r, model, &o, path, &err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, SIG_DFL);
+    ok(!done && err, "full disk: fails");
+    like(err ? th_error_message(err) : NULL, "write error", "full disk: message");
+    ok(files_in(dir) == 0, "full disk: leaves no file behind");
+    th_error_free(err);
 }
 
 static void expect_failure(th_slide *slide, const th_result *r, const th_model *model,
@@ -878,6 +990,7 @@ int main(void)
     test_oracle(slide, model);
     test_threads(slide, r, model);
     test_errors(slide, r, model);
+    test_disk_full(slide, r, model);
 
     th_result_free(r);
     th_model_free(model);
