@@ -79,7 +79,8 @@ static bool tiff_fail(tiff_file *f, const char *what, th_error **err)
     return false;
 }
 
-// Open `path` with per-handle error handlers ("w8": BigTIFF for writing).
+// Open `path` with per-handle error handlers ("w8": BigTIFF for writing; "rm": reading without
+// memory mapping, whose pages would count in RSS).
 static bool tiff_open(tiff_file *f, const char *path, const char *mode, th_error **err)
 {
     f->msg[0] = '\0';
@@ -304,7 +305,7 @@ static bool append_level(tctx *t, int k, th_error **err)
     if (!written || l->out.msg[0]) {
         return tiff_fail(&l->out, "writing a reduced level", err);
     }
-    if (!tiff_open(&in, l->out.file.tmp_path, "r", err)) {
+    if (!tiff_open(&in, l->out.file.tmp_path, "rm", err)) {
         return false;
     }
     uint32_t n_tables = 0;

@@ -20,8 +20,9 @@
 
 // Largest decoded RGB block (one tile, or one band of rows of a stripped file).
 #define BLOCK_MAX_BYTES ((size_t)16 << 20)
-// Budget for the whole block cache; at least one block is always kept.
-#define CACHE_MAX_BYTES ((size_t)32 << 20)
+// Budget for the block cache; at least one block is always kept. 16 MB holds a row of 256²
+// tiles across 20 000 pixels, so the tile loop decodes each tile once on such slides.
+#define CACHE_MAX_BYTES ((size_t)16 << 20)
 // libtiff handles per source: as many readers decode at the same time.
 #define HANDLES 16
 
@@ -393,7 +394,9 @@ static bool open_handle(tiff_src *t, tiff_handle *h, th_error **err)
     TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, h);
     TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, h);
     clear_msg(h);
-    h->tiff = TIFFOpenExt(t->path, "r", opts);
+    // "m": no memory mapping: mapped file pages would count in RSS as the slide is read, up to
+    // the file size (1 GB for a 100 000² slide); pread costs the same here.
+    h->tiff = TIFFOpenExt(t->path, "rm", opts);
     TIFFOpenOptionsFree(opts);
     if (!h->tiff || !TIFFSetDirectory(h->tiff, (tdir_t)t->dir)) {
         th_error_set(err, "cannot open TIFF: %s", lib_msg(h));
@@ -501,8 +504,16 @@ static bool read_block(tiff_src *t, int64_t bx, int64_t by, uint8_t *dest, int64
         return false;
     }
     bool ok = decode_block(t, hd, idx, err);
+    // A tile the region covers whole is not cached: its reader has it all (bands read for the
+    // tissue mask and the heatmap), and caching it would only evict tiles that patches share.
+    // (Bands of a stripped file stay cached: libtiff cannot seek forward inside most strips.)
+    bool whole = t->tiled && x <= bx * t->block_w && y <= by * t->block_h &&
+                 x + w >= TH_MIN((bx + 1) * t->block_w, (int64_t)t->img_w) &&
+                 y + h >= TH_MIN((by + 1) * t->block_h, (int64_t)t->img_h);
     if (ok) {
         copy_part(t, hd->block, bx, by, dest, x, y, w, h);
+    }
+    if (ok && !whole) {
         pthread_mutex_lock(&t->cache_lock);
         memcpy(cached, hd->block, t->slot_bytes);
         t->cache_tag[slot] = idx;
@@ -616,7 +627,7 @@ int th_tiff_match_levels(const char *path, const th_slide *slide, int dirs[])
     }
     TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, &h);
     TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, &h);
-    TIFF *tif = TIFFOpenExt(path, "r", opts);
+    TIFF *tif = TIFFOpenExt(path, "rm", opts);
     TIFFOpenOptionsFree(opts);
     for (int d = 0; tif && d < 4 * TH_SLIDE_MAX_LEVELS; d++) {
         uint32_t w = 0, hh = 0;
