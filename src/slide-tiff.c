@@ -36,6 +36,7 @@ typedef struct tiff_handle {
     char msg[256];        // first libtiff error since the last clear_msg(), one line
     uint8_t *raw;         // (raw_size) one decoded tile or scanline, packed samples
     uint8_t *block;       // (block_h, block_w, 3) RGB, the block being decoded
+    uint32_t next_row;    // stripped files: the row after the last one decoded, 0 if unknown
 } tiff_handle;
 
 struct th_tiff_src {
@@ -52,6 +53,7 @@ struct th_tiff_src {
     // blocks: the TIFF's tiles, or bands of block_h full-width rows of a stripped file
     bool tiled;
     uint32_t block_w, block_h, blocks_across;
+    uint32_t strip_rows; // stripped files: rows per strip (at most img_h)
     tmsize_t raw_size;   // bytes of a handle's raw
     tmsize_t raw_stride; // bytes per decoded row of raw
     tiff_handle handles[HANDLES];
@@ -289,7 +291,8 @@ static bool plan_blocks(tiff_src *t, tiff_handle *h, th_error **err)
         // a band is one strip when that fits, else as many rows as fit (at least one)
         uint64_t max_rows = TH_MAX(1, BLOCK_MAX_BYTES / ((uint64_t)t->img_w * 3));
         t->block_w = t->img_w;
-        t->block_h = (uint32_t)TH_MIN(TH_MIN((uint64_t)TH_MAX(rps, 1), t->img_h), max_rows);
+        t->strip_rows = (uint32_t)TH_MIN((uint64_t)TH_MAX(rps, 1), t->img_h);
+        t->block_h = (uint32_t)TH_MIN(t->strip_rows, max_rows);
         t->raw_size = TIFFScanlineSize(tif);
         t->raw_stride = t->raw_size;
     }
@@ -382,7 +385,19 @@ static void convert_row(const tiff_src *t, const uint8_t *raw, uint8_t *out, uin
     }
 }
 
-// Open handle h on the source's directory, with its buffers. Handle lock held.
+static void close_handle(tiff_handle *h)
+{
+    if (h->tiff) {
+        TIFFClose(h->tiff);
+    }
+    h->tiff = NULL;
+    TH_FREE(h->raw);
+    TH_FREE(h->block);
+    h->next_row = 0;
+}
+
+// Open handle h on the source's directory, with its buffers; on failure it stays closed.
+// Handle lock held.
 static bool open_handle(tiff_src *t, tiff_handle *h, th_error **err)
 {
     TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
@@ -400,15 +415,19 @@ static bool open_handle(tiff_src *t, tiff_handle *h, th_error **err)
     TIFFOpenOptionsFree(opts);
     if (!h->tiff || !TIFFSetDirectory(h->tiff, (tdir_t)t->dir)) {
         th_error_set(err, "cannot open TIFF: %s", lib_msg(h));
+        close_handle(h);
         return false;
     }
     if (t->ycbcr_rgb) {
         TIFFSetField(h->tiff, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
     }
-    if (t->raw_size > 0) {
+    if (t->raw_size > 0) { // else th_tiff_src_open sizes the buffers of handle 0 itself
         h->raw = th_malloc((size_t)t->raw_size, err);
         h->block = h->raw ? th_malloc(t->slot_bytes, err) : NULL;
-        return h->block != NULL;
+        if (!h->block) {
+            close_handle(h);
+            return false;
+        }
     }
     return true;
 }
@@ -456,14 +475,22 @@ static bool decode_block(tiff_src *t, tiff_handle *h, int64_t idx, th_error **er
         }
         return true;
     }
-    // Scanlines: libtiff restarts a strip's decoder itself when asked for an earlier row.
-    for (uint32_t r = 0; r < rows; r++) {
-        if (TIFFReadScanline(h->tiff, h->raw, y0 + r, 0) < 0) {
-            th_error_set(err, "cannot decode TIFF row %u: %s", (unsigned)(y0 + r), lib_msg(h));
+    // Scanlines: libtiff restarts a strip's decoder when asked for an earlier row, but most
+    // codecs cannot skip forward, so rows from the strip's start (or from where this handle
+    // stopped, if that is in between) are decoded and dropped first.
+    uint32_t start = y0 - y0 % t->strip_rows;
+    uint32_t from = h->next_row > start && h->next_row <= y0 ? h->next_row : start;
+    h->next_row = 0;
+    for (uint32_t r = from; r < y0 + rows; r++) {
+        if (TIFFReadScanline(h->tiff, h->raw, r, 0) < 0) {
+            th_error_set(err, "cannot decode TIFF row %u: %s", (unsigned)r, lib_msg(h));
             return false;
         }
-        convert_row(t, h->raw, h->block + r * out_stride, cols);
+        if (r >= y0) {
+            convert_row(t, h->raw, h->block + (r - y0) * out_stride, cols);
+        }
     }
+    h->next_row = y0 + rows;
     return true;
 }
 
@@ -506,7 +533,7 @@ static bool read_block(tiff_src *t, int64_t bx, int64_t by, uint8_t *dest, int64
     bool ok = decode_block(t, hd, idx, err);
     // A tile the region covers whole is not cached: its reader has it all (bands read for the
     // tissue mask and the heatmap), and caching it would only evict tiles that patches share.
-    // (Bands of a stripped file stay cached: libtiff cannot seek forward inside most strips.)
+    // (Bands of a stripped file stay cached: decoding one again may mean its whole strip.)
     bool whole = t->tiled && x <= bx * t->block_w && y <= by * t->block_h &&
                  x + w >= TH_MIN((bx + 1) * t->block_w, (int64_t)t->img_w) &&
                  y + h >= TH_MIN((by + 1) * t->block_h, (int64_t)t->img_h);
@@ -550,13 +577,8 @@ void th_tiff_src_close(th_tiff_src *t)
         return;
     }
     for (int i = 0; i < HANDLES; i++) {
-        tiff_handle *h = &t->handles[i];
-        if (h->tiff) {
-            TIFFClose(h->tiff);
-        }
-        pthread_mutex_destroy(&h->lock);
-        th_free(h->raw);
-        th_free(h->block);
+        close_handle(&t->handles[i]);
+        pthread_mutex_destroy(&t->handles[i].lock);
     }
     pthread_mutex_destroy(&t->cache_lock);
     th_free(t->cache_tag);
