@@ -254,8 +254,9 @@ static float *tensor_floats(const char *name, const Onnx__TensorProto *t, size_t
                       t->has_raw_data ? t->raw_data.len : t->n_float_data, err);
         return NULL;
     }
-    float *out = th_calloc(n ? n : 1, sizeof(float), err); // (n) in the tensor's order
-    if (!out) {
+    size_t bytes;
+    float *out = th_size_mul(n ? n : 1, sizeof(float), &bytes, err) ? th_malloc(bytes, err) : NULL;
+    if (!out) { // (n) in the tensor's order, every value written below
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {

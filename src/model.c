@@ -336,9 +336,23 @@ static bool load_parsed(th_model *m, const Onnx__ModelProto *mp, th_error **err)
     return !m->in_w || th_model_trunk_shape(m, m->in_h, m->in_w, &c, &h, &w, err);
 }
 
+// protobuf-c's allocations through th_malloc, so that the weights it copies out of the file
+// land on huge pages (see th_malloc).
+static void *pb_alloc(void *data, size_t size)
+{
+    return th_malloc(size, NULL);
+}
+
+static void pb_free(void *data, void *p)
+{
+    th_free(p);
+}
+
+static ProtobufCAllocator pb_allocator = {.alloc = pb_alloc, .free = pb_free};
+
 th_model *th_model_load_from_memory(const void *data, size_t len, th_error **err)
 {
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, data);
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(&pb_allocator, len, data);
     if (!mp) {
         th_error_set(err, "not an ONNX model (protobuf parse failed)");
         return NULL;
@@ -353,7 +367,7 @@ th_model *th_model_load_from_memory(const void *data, size_t len, th_error **err
             m = NULL;
         }
     }
-    onnx__model_proto__free_unpacked(mp, NULL);
+    onnx__model_proto__free_unpacked(mp, &pb_allocator);
     return m;
 }
 

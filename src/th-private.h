@@ -48,8 +48,8 @@ void th_error_propagate(th_error **dst, th_error **src);
 void *th_malloc(size_t size, th_error **err);
 void *th_calloc(size_t n, size_t size, th_error **err);
 void *th_malloc_aligned(size_t size, th_error **err);
-/* For large buffers filled gradually (caches): 2 MB aligned and advised to use transparent huge
- * pages, so that filling takes one page fault per 2 MB instead of per 4 KB (each costs
+/* For large buffers (th_malloc uses it from 4 MB): 2 MB aligned and advised to use transparent
+ * huge pages, so that filling takes one page fault per 2 MB instead of per 4 KB (each costs
  * microseconds in a VM). Not zeroed. Freed with th_free. */
 void *th_malloc_huge(size_t size, th_error **err);
 void *th_realloc(void *p, size_t size, th_error **err);

@@ -22,8 +22,16 @@ bool th_size_mul(size_t n, size_t size, size_t *out, th_error **err)
     return true;
 }
 
+// From this size th_malloc takes huge pages (th_malloc_huge): a big buffer is filled soon after
+// it is allocated (a model file, its weights), and in a VM each 4 KB page fault costs
+// microseconds: loading VGG16's 59 MB went from 0.7 s to 0.2 s.
+#define HUGE_MIN ((size_t)4 << 20)
+
 void *th_malloc(size_t size, th_error **err)
 {
+    if (size >= HUGE_MIN) {
+        return th_malloc_huge(size, err);
+    }
     void *p = malloc(size ? size : 1); // th-allow
     if (!p) {
         th_error_set(err, "out of memory (%zu bytes)", size);
@@ -46,6 +54,9 @@ void *th_calloc(size_t n, size_t size, th_error **err)
 
 void *th_malloc_aligned(size_t size, th_error **err)
 {
+    if (size >= HUGE_MIN) {
+        return th_malloc_huge(size, err); // 2 MB aligned is 64-byte aligned
+    }
     void *p = NULL;
     size = (size + 63) & ~(size_t)63;
     if (posix_memalign(&p, 64, size ? size : 64) != 0) {
