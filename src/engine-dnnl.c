@@ -44,6 +44,7 @@ typedef struct dnnl_plan {
     size_t buf_bytes[N_BUFS]; // size of each workspace buffer
     size_t off[N_BUFS];       // byte offset of each buffer in the workspace (64-aligned)
     size_t ws_bytes;
+    int outer_threads; // the caller's OpenMP thread count, for the reorders run at plan time
 } dnnl_plan;
 
 // A workspace: the common struct first, so a th_engine_ws * of this backend is a dnnl_ws *.
@@ -183,9 +184,16 @@ static bool make_attr(dnnl_primitive_attr_t *attr, bool relu, th_error **err)
 }
 
 // Run one reorder from a user buffer to another now, on a temporary stream (plan time only).
+// A reorder run once at plan time (weights into the layout a convolution wants; Winograd's
+// weight transform is one, and slow: 0.9 s for VGG16 on one thread). It may use every thread the
+// caller had: each output value is computed the same way whatever the split, which
+// test-engine-fast checks (engines planned under 1 and 2 threads give the same bits).
 static bool reorder_now(dnnl_engine_t eng, const dnnl_memory_desc_t *from, void *src,
-                        const dnnl_memory_desc_t *to, void *dst, th_error **err)
+                        const dnnl_memory_desc_t *to, void *dst, int threads, th_error **err)
 {
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t prim = NULL;
     dnnl_stream_t stream = NULL;
@@ -206,6 +214,9 @@ static bool reorder_now(dnnl_engine_t eng, const dnnl_memory_desc_t *from, void 
     dnnl_stream_destroy(stream);
     dnnl_primitive_destroy(prim);
     dnnl_primitive_desc_destroy(pd);
+#ifdef _OPENMP
+    omp_set_num_threads(1); // back to the plan's serial mode (serial_begin)
+#endif
     return ok;
 }
 
@@ -223,7 +234,8 @@ static bool conv_weights(dnnl_plan *p, step *s, const th_layer *l, th_error **er
     }
     memcpy(s->bias, l->bias, sizeof(float) * l->c_out);
     // weight: (c_out, c_in, kh, kw) row-major, only read by the reorder
-    return reorder_now(p->eng, &oihw, (void *)l->weight, &s->md[ARG_WEIGHTS], s->wei, err);
+    return reorder_now(p->eng, &oihw, (void *)l->weight, &s->md[ARG_WEIGHTS], s->wei,
+                       p->outer_threads, err);
 }
 
 static bool conv_desc(const th_layer *l, const act *cur, int oh, int ow, dnnl_alg_kind_t alg,
@@ -450,6 +462,7 @@ static bool fast_plan(th_engine *e, th_error **err)
         return false;
     }
     int saved = serial_begin();
+    p->outer_threads = saved;
     bool ok = plan_steps(e, p, err);
     serial_end(saved);
     p->buf_bytes[BUF_GAP] = sizeof(float) * (size_t)e->feat_c;

@@ -493,11 +493,11 @@ static void set_threads(int n)
 #endif
 }
 
-static th_engine *new_fast(const net *n, int threads)
+static th_engine *new_kind(const net *n, int threads, th_engine_kind kind)
 {
     th_error *err = NULL;
     set_threads(threads);
-    th_engine *e = th_engine_new(&n->m, TH_ENGINE_FAST, TW, TH, &err);
+    th_engine *e = th_engine_new(&n->m, kind, TW, TH, &err);
     set_threads(2);
     if (!e) {
         bail("fast engine: %s", th_error_message(err));
@@ -505,15 +505,21 @@ static th_engine *new_fast(const net *n, int threads)
     return e;
 }
 
+static th_engine *new_fast(const net *n, int threads)
+{
+    return new_kind(n, threads, TH_ENGINE_FAST);
+}
+
 /*
- * Run first, before any parallel region of this program: planning, a workspace and forward
- * calls from a serial caller, with 2 OpenMP threads available, must start no thread (oneDNN
- * would open its own parallel region if its thread count were not pinned to 1).
+ * Run first, before any parallel region of this program: a workspace and forward calls from a
+ * serial caller, with 2 OpenMP threads available, must start no thread (oneDNN would open its
+ * own parallel region if its thread count were not pinned to 1). The engine is planned with one
+ * thread available: planning may use every thread for its one-off weight reorders.
  */
 static void test_no_threads(const net *n, uint8_t *const *tiles)
 {
     int before = process_threads();
-    th_engine *e = new_fast(n, 2);
+    th_engine *e = new_fast(n, 1); // back to 2 threads available when it returns
     outputs o;
     outputs_init(&o, e);
     bool ran = run_serial(e, tiles, &o);
@@ -527,8 +533,7 @@ static void test_no_threads(const net *n, uint8_t *const *tiles)
         skip(1, "no /proc/self/status, or built without OpenMP");
     } else {
         ok(ran && after == before,
-           "plan, workspace and forward from a serial caller start no thread (%d -> %d)", before,
-           after);
+           "workspace and forward from a serial caller start no thread (%d -> %d)", before, after);
     }
     outputs_free(&o);
     th_engine_free(e);
@@ -554,11 +559,14 @@ static void test_repeat(const net *n, uint8_t *const *tiles)
     th_engine_free(e);
 }
 
-// The same bits whichever thread count the engine was planned under and whichever thread and
-// workspace runs a tile, two threads at once included.
-static void test_threads(const net *n, uint8_t *const *tiles)
+// The same bits whichever thread count the engine was planned under (its weight reorders and
+// Winograd transforms run on all of them) and whichever thread and workspace runs a tile, two
+// threads at once included.
+static void test_threads(const net *n, uint8_t *const *tiles, th_engine_kind kind)
 {
-    th_engine *e1 = new_fast(n, 1), *e2 = new_fast(n, 2);
+    th_engine *e1 = new_kind(n, 1, kind), *e2 = new_kind(n, 2, kind);
+    diag("%s engine, %d Winograd convolutions", kind == TH_ENGINE_FAST ? "fast" : "winograd",
+         e1->n_winograd);
     outputs o1, o2, o3, o4;
     outputs_init(&o1, e1);
     outputs_init(&o2, e2);
@@ -639,7 +647,7 @@ static void test_errors(const net *n, uint8_t *const *tiles)
 int main(void)
 {
     // every compare() checks fast and winograd; the two compare_wino() also count Winograd
-    plan(2 * (2 * N_CONV + N_POOL + 3 + 5) + 2 + 1 + 2 + 5 + 2 + 2);
+    plan(2 * (2 * N_CONV + N_POOL + 3 + 5) + 2 + 1 + 2 + 2 * 5 + 2 + 2);
     net mixed;
     build_mixed(&mixed);
     uint8_t *tiles[N_TILES];
@@ -652,7 +660,12 @@ int main(void)
     test_relu();
     test_models();
     test_repeat(&mixed, tiles);
-    test_threads(&mixed, tiles);
+    test_threads(&mixed, tiles, TH_ENGINE_FAST);
+    net wide;
+    static const int vgg64[] = {64, 64, 0, 128, 0, 256, 0, 512};
+    build_vgg(&wide, vgg64, 8);
+    test_threads(&wide, tiles, TH_ENGINE_WINOGRAD);
+    net_free(&wide);
     test_profile(&mixed, tiles);
     test_errors(&mixed, tiles);
     for (int t = 0; t < N_TILES; t++) {
