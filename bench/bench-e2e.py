@@ -315,7 +315,8 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3, help="runs per side, best counts (default 3)")
     ap.add_argument("--vgg-repeat", type=int, default=2, help="runs per side for VGG16-GAP")
     ap.add_argument("--large", type=int, default=16000, help="large slide side in px (16000)")
-    ap.add_argument("--engine", default="fast", help="tileheat --engine (default fast)")
+    ap.add_argument("--engine", default="winograd",
+                    help="tileheat --engine (default winograd, tileheat's own default)")
     ap.add_argument("--batch-per-thread", type=int, default=4,
                     help="peer batch = this x threads, unless fixed below (default 4)")
     ap.add_argument("--batch", type=int, default=0, help="fixed peer batch, default model")
