@@ -126,6 +126,31 @@ bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error
 {
     size_t cells = chunk_cells(cg), tile_cells = cells;
     int64_t gx0 = (int64_t)col * cg->step_x, gy0 = (int64_t)row * cg->step_y;
+    if (gx0 % cg->chunk_w == 0 && gy0 % cg->chunk_h == 0) {
+        // The tile is exactly one chunk (always so without --stride): add plane by plane, the
+        // same sums cell by cell as below.
+        int64_t i = (gy0 / cg->chunk_h) * cg->chunks_x + gx0 / cg->chunk_w;
+        if (!cg->used[i]) {
+            cg->used[i] = 1;
+            cg->chunks_used++;
+        }
+        float *restrict ch = chunk_at(cg, i); // (n_classes + 1, chunk_h, chunk_w)
+        for (int c = 0; c < cg->n_classes; c++) {
+            const float *restrict src = cam + (size_t)c * tile_cells;
+            float *restrict dst = ch + (size_t)c * cells;
+#pragma omp simd
+            for (size_t at = 0; at < cells; at++) {
+                dst[at] += src[at];
+            }
+        }
+        float *restrict count = ch + (size_t)cg->n_classes * cells;
+#pragma omp simd
+        for (size_t at = 0; at < cells; at++) {
+            count[at] += 1;
+        }
+        th_camgrid_touch(cg, cg->chunk_floats * sizeof(float));
+        return true;
+    }
     for (int cy = 0; cy < cg->chunk_h; cy++) {
         int64_t gy = gy0 + cy;
         for (int cx = 0; cx < cg->chunk_w; cx++) {
@@ -210,7 +235,8 @@ void th_cam_compute(const float *restrict feat, int c, int h, int w, const float
 
 // Calls fn(ctx, value) for class cls at every cell where a tile ran, chunk by chunk.
 typedef void cell_fn(void *ctx, float v);
-static void for_each_cell(const th_camgrid *cg, int cls, cell_fn *fn, void *ctx)
+static inline __attribute__((always_inline)) void for_each_cell(const th_camgrid *cg, int cls,
+                                                                cell_fn *fn, void *ctx)
 {
     size_t cells = chunk_cells(cg);
     for (int64_t i = 0; i < cg->chunks_x * cg->chunks_y; i++) {
@@ -233,12 +259,12 @@ static void for_each_cell(const th_camgrid *cg, int cls, cell_fn *fn, void *ctx)
 // One pass of the exact percentile search over the positive values in [lo, hi].
 typedef struct hist {
     double lo, hi;
-    int64_t n, positive;         // all cells; cells > 0
-    float max;                   // largest value
-    int64_t count[HIST_BINS];    // positive values in [lo, hi] per bin
+    int64_t n, positive;      // all cells; cells > 0
+    float max;                // largest value
+    int64_t count[HIST_BINS]; // positive values in [lo, hi] per bin
     float bmin[HIST_BINS], bmax[HIST_BINS];
-    int want;                    // bin being collected, or -1
-    float *keep;                 // (n_keep) values of bin `want`
+    int want;    // bin being collected, or -1
+    float *keep; // (n_keep) values of bin `want`
     int64_t n_keep;
 } hist;
 
