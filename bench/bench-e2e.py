@@ -8,7 +8,8 @@ tiles with the same model, in one invocation. See bench/README.md for what each 
 Cases: the default model on CMU-1-Small-Region.svs and on a large synthetic slide from
 examples/gen-demo-slide (generated once into the cache directory), and a VGG16-GAP model
 (bench/gen-vgg16-gap.py, random weights, cached) on CMU-1-Small-Region.svs. For each case and
-thread count both sides run --repeat times, alternately, and the best wall time of each counts.
+thread count both sides run --repeat times, alternately (and alternating thread counts), and the
+best wall time of each counts.
 The percentages of both sides must agree within --tolerance (percentage points), and the tile
 sets must be the same; otherwise the exit status is 1.
 """
@@ -179,29 +180,35 @@ def compare(report, rows, peer):
 
 
 def bench_case(args, extra, name, slide, model, batch, workdir):
-    """Best-of-N timings of both sides for every thread count, alternating the two."""
-    results = {}
-    for t in args.threads:
-        th_best, peer_best, th_last, peer_last = None, None, None, None
-        for rep in range(args.repeat):
+    """Best-of-N timings of both sides for every thread count. Runs alternate between the two
+    sides and between thread counts (1t, 2t, 1t, 2t, ...), so that a slow spell of the shared
+    machine hits every configuration alike and the 1 -> 2 scaling compares like with like."""
+    best = {t: {"th": None, "peer": None, "th_last": None, "peer_last": None}
+            for t in args.threads}
+    for rep in range(args.repeat):
+        for t in args.threads:
+            b = best[t]
             outdir = tempfile.mkdtemp(prefix="th-", dir=workdir)
             sec, cpu, report, rows, stages = run_tileheat(args, extra, slide, model, t, outdir)
             shutil.rmtree(outdir)
-            if th_best is None or sec < th_best[0]:
-                th_best = (sec, stages, cpu)
-            th_last = (report, rows)
+            if b["th"] is None or sec < b["th"][0]:
+                b["th"] = (sec, stages, cpu)
+            b["th_last"] = (report, rows)
             peer = run_peer(args, slide, model, t, batch)
-            if peer_best is None or peer["seconds"] < peer_best["seconds"]:
-                peer_best = peer
-            peer_last = peer
+            if b["peer"] is None or peer["seconds"] < b["peer"]["seconds"]:
+                b["peer"] = peer
+            b["peer_last"] = peer
             print("  %-22s %d thread%s run %d: tileheat %.2f s (cpu %.2f), peer %.2f s (loop %.2f "
                   "s, process %.2f s, cpu %.2f)" % (name, t, "" if t == 1 else "s", rep + 1, sec,
                                                     cpu, peer["seconds"], peer["loop_seconds"],
                                                     peer["process_seconds"],
                                                     peer["process_cpu"]), flush=True)
-        results[t] = {"th_sec": th_best[0], "th_stages": th_best[1], "th_cpu": th_best[2],
-                      "repeat": args.repeat, "report": th_last[0],
-                      "rows": th_last[1], "peer": peer_best, "peer_check": peer_last}
+    results = {}
+    for t in args.threads:
+        b = best[t]
+        results[t] = {"th_sec": b["th"][0], "th_stages": b["th"][1], "th_cpu": b["th"][2],
+                      "repeat": args.repeat, "report": b["th_last"][0],
+                      "rows": b["th_last"][1], "peer": b["peer"], "peer_check": b["peer_last"]}
     return results
 
 
