@@ -242,7 +242,15 @@ static th_result *plan(th_slide *slide, const th_model *model, th_engine **engin
         !th_grid_plan(&grid, slide, th_model_get_mpp(model), tile_w, tile_h, opt, err)) {
         return NULL;
     }
+#ifdef _OPENMP
+    // The engine's one-off weight reorders use the threads the run may use, no more.
+    int outer = omp_get_max_threads();
+    omp_set_num_threads(opt->threads > 0 ? opt->threads : outer);
+#endif
     th_engine *e = th_engine_new(model, opt->engine, tile_w, tile_h, err);
+#ifdef _OPENMP
+    omp_set_num_threads(outer);
+#endif
     if (!e) {
         return NULL;
     }
