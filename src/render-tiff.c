@@ -11,6 +11,7 @@
 #include <tiffio.h>
 
 #include "render.h"
+#include "slide.h"
 
 #define TILE 256        // tile side; also the rows of a strip
 #define CHUNK_COLS 1024 // level-0 columns read and overlaid at a time
@@ -24,8 +25,8 @@
 // One TIFF handle and the first message its libtiff error handler received.
 typedef struct tiff_file {
     TIFF *tif;
-    th_outfile file; // the temporary name it is written under
-    char msg[256];
+    th_outfile file;       // the temporary name it is written under
+    char msg[TH_TIFF_MSG]; // see th_tiff_open
 } tiff_file;
 
 typedef struct level {
@@ -59,20 +60,6 @@ typedef struct tctx {
 
 /* ---------------------------------------------------------------- libtiff */
 
-static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
-{
-    tiff_file *f = user;
-    if (!f->msg[0]) {
-        vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
-    }
-    return 1;
-}
-
-static int on_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
-{
-    return 1; // the library never prints
-}
-
 static bool tiff_fail(tiff_file *f, const char *what, th_error **err)
 {
     th_error_set(err, "%s: %s", what, f->msg[0] ? f->msg : "libtiff error");
@@ -84,15 +71,7 @@ static bool tiff_fail(tiff_file *f, const char *what, th_error **err)
 static bool tiff_open(tiff_file *f, const char *path, const char *mode, th_error **err)
 {
     f->msg[0] = '\0';
-    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
-    if (!opts) {
-        th_error_set(err, "out of memory");
-        return false;
-    }
-    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, f);
-    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, f);
-    f->tif = TIFFOpenExt(path, mode, opts);
-    TIFFOpenOptionsFree(opts);
+    f->tif = th_tiff_open(path, mode, f->msg);
     return f->tif ? true : tiff_fail(f, "cannot open TIFF", err);
 }
 

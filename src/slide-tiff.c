@@ -31,12 +31,12 @@ enum alpha { ALPHA_NONE, ALPHA_ASSOC, ALPHA_UNASSOC };
 
 // One libtiff handle on the source's directory, used by one reader at a time.
 typedef struct tiff_handle {
-    pthread_mutex_t lock; // held while a reader uses the handle
-    TIFF *tiff;           // NULL until first used
-    char msg[256];        // first libtiff error since the last clear_msg(), one line
-    uint8_t *raw;         // (raw_size) one decoded tile or scanline, packed samples
-    uint8_t *block;       // (block_h, block_w, 3) RGB, the block being decoded
-    uint32_t next_row;    // stripped files: the row after the last one decoded, 0 if unknown
+    pthread_mutex_t lock;  // held while a reader uses the handle
+    TIFF *tiff;            // NULL until first used
+    char msg[TH_TIFF_MSG]; // first libtiff error since the last clear_msg(), one line
+    uint8_t *raw;          // (raw_size) one decoded tile or scanline, packed samples
+    uint8_t *block;        // (block_h, block_w, 3) RGB, the block being decoded
+    uint32_t next_row;     // stripped files: the row after the last one decoded, 0 if unknown
 } tiff_handle;
 
 struct th_tiff_src {
@@ -70,10 +70,10 @@ typedef th_tiff_src tiff_src;
 // never print. Returning 1 stops libtiff from also calling the global handler.
 static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
 {
-    tiff_handle *t = user;
-    if (t && !t->msg[0]) {
-        vsnprintf(t->msg, sizeof(t->msg), fmt, ap);
-        for (char *p = t->msg; *p; p++) {
+    char *msg = user; // TH_TIFF_MSG bytes
+    if (msg && !msg[0]) {
+        vsnprintf(msg, TH_TIFF_MSG, fmt, ap);
+        for (char *p = msg; *p; p++) {
             if (*p == '\n' || *p == '\r') {
                 *p = ' ';
             }
@@ -85,6 +85,21 @@ static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, 
 static int on_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
 {
     return 1;
+}
+
+TIFF *th_tiff_open(const char *path, const char *mode, char *msg)
+{
+    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+    if (!opts) {
+        snprintf(msg, TH_TIFF_MSG, "out of memory");
+        return NULL;
+    }
+    // copied into the TIFF* by TIFFOpenExt; never the global handlers
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, msg);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, msg);
+    TIFF *tif = TIFFOpenExt(path, mode, opts);
+    TIFFOpenOptionsFree(opts);
+    return tif;
 }
 
 static void clear_msg(tiff_handle *t)
@@ -400,19 +415,10 @@ static void close_handle(tiff_handle *h)
 // Handle lock held.
 static bool open_handle(tiff_src *t, tiff_handle *h, th_error **err)
 {
-    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
-    if (!opts) {
-        th_error_set(err, "out of memory");
-        return false;
-    }
-    // per-handle handlers (copied into the TIFF* by TIFFOpenExt); never the global ones
-    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, h);
-    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, h);
     clear_msg(h);
     // "m": no memory mapping: mapped file pages would count in RSS as the slide is read, up to
     // the file size (1 GB for a 100 000² slide); pread costs the same here.
-    h->tiff = TIFFOpenExt(t->path, "rm", opts);
-    TIFFOpenOptionsFree(opts);
+    h->tiff = th_tiff_open(t->path, "rm", h->msg);
     if (!h->tiff || !TIFFSetDirectory(h->tiff, (tdir_t)t->dir)) {
         th_error_set(err, "cannot open TIFF: %s", lib_msg(h));
         close_handle(h);
@@ -638,19 +644,12 @@ static bool simple_tiled_rgb(TIFF *tif)
 
 int th_tiff_match_levels(const char *path, const th_slide *slide, int dirs[])
 {
-    tiff_handle h = {0};
+    char msg[TH_TIFF_MSG] = "";
     int matched = 0;
     for (int i = 0; i < slide->level_count; i++) {
         dirs[i] = -1;
     }
-    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
-    if (!opts) {
-        return 0;
-    }
-    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, &h);
-    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, &h);
-    TIFF *tif = TIFFOpenExt(path, "rm", opts);
-    TIFFOpenOptionsFree(opts);
+    TIFF *tif = th_tiff_open(path, "rm", msg);
     for (int d = 0; tif && d < 4 * TH_SLIDE_MAX_LEVELS; d++) {
         uint32_t w = 0, hh = 0;
         if (simple_tiled_rgb(tif) && TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w) &&

@@ -46,6 +46,13 @@ bool th_tiff_src_read(th_tiff_src *src, uint8_t *dest, int64_t x, int64_t y, int
                       th_error **err);
 void th_tiff_src_close(th_tiff_src *src);
 
+/* TIFFOpenExt with per-handle handlers, the one way tileheat opens TIFFs: nothing is printed,
+ * warnings are dropped, and the first error message since msg was last emptied is kept in msg
+ * (TH_TIFF_MSG bytes, one line), which must outlive the handle. NULL on failure (msg may say
+ * why). Returns libtiff's TIFF* (declared here without <tiffio.h>). */
+#define TH_TIFF_MSG 256
+struct tiff *th_tiff_open(const char *path, const char *mode, char *msg);
+
 /* For each level of an opened slide, the directory of the TIFF file at path that holds it as a
  * tiled 8-bit RGB (or YCbCr JPEG) image of the same size, libtiff being able to decode it; -1 for
  * levels with none (and for every level when path is not a TIFF). Returns the number matched. */
