@@ -138,13 +138,13 @@ bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error
         for (int c = 0; c < cg->n_classes; c++) {
             const float *restrict src = cam + (size_t)c * tile_cells;
             float *restrict dst = ch + (size_t)c * cells;
-#pragma omp simd
+            TH_SIMD
             for (size_t at = 0; at < cells; at++) {
                 dst[at] += src[at];
             }
         }
         float *restrict count = ch + (size_t)cg->n_classes * cells;
-#pragma omp simd
+        TH_SIMD
         for (size_t at = 0; at < cells; at++) {
             count[at] += 1;
         }
@@ -223,7 +223,7 @@ void th_cam_compute(const float *restrict feat, int c, int h, int w, const float
         for (int k = 0; k < c; k++) {
             const float wk = wrow[k];
             const float *restrict a = feat + (size_t)k * n; // (h, w)
-#pragma omp simd
+            TH_SIMD
             for (size_t p = 0; p < n; p++) {
                 out[p] += wk * a[p];
             }

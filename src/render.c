@@ -887,9 +887,7 @@ static void filter_row(const uint8_t *restrict cur, const uint8_t *restrict prev
         }
         return;
     }
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+    TH_SIMD
     for (size_t i = 3; i < n; i++) {
         int a = cur[i - 3], b = prev[i], c = prev[i - 3];
         int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
