@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* ONNX graph walking: follow the graph as one chain from its input (conv trunk -> global average
- * pooling -> one dense layer -> optional softmax), decode and check the weight tensors, fold
+ * pooling -> one dense layer -> optional softmax), check the weight shapes, fold
  * BatchNormalization into the conv before it and copy every weight into one aligned arena. Any
- * other graph is rejected with a message naming the node. model.c unpacks the protobuf, reads
- * the metadata and owns the model's lifecycle. */
+ * other graph is rejected with a message naming the node. onnx-tensor.c decodes attributes and
+ * tensors; model.c unpacks the protobuf, reads the metadata and owns the model's lifecycle. */
 #include <config.h>
 
 #include <protobuf-c/protobuf-c.h>
 
 #include "onnx.pb-c.h"
 #include "model.h"
+#include "onnx-tensor.h"
 
 #define NEEDS "tileheat needs conv layers, then global average pooling, then one dense layer"
 
@@ -33,7 +34,7 @@ static const char *const stage_where[] = {
 // State of one graph walk. Weights are decoded into temporaries first and copied into the model's
 // arena once the whole graph has been accepted.
 typedef struct walk {
-    const Onnx__GraphProto *g;
+    th_onnx_at at; // the graph, and the current node's name and op_type
     int64_t opset; // version of the default ONNX domain
     th_model *m;
     int cap;         // allocated entries of m->layers, lw, lb
@@ -46,306 +47,9 @@ typedef struct walk {
     int ch, h, w;    // its channels and spatial size (h = w = 0 if the input size is dynamic)
     bool nhwc;       // its layout
     stage stage;
-    int open_conv;     // a conv layer nothing has followed yet (BN / Relu fold into it), or -1
-    const char *nname; // current node's name, for messages
-    const char *op;    // current node's op_type
-    char label[80];    // "<op>#<index>" for nodes without a name
+    int open_conv;  // a conv layer nothing has followed yet (BN / Relu fold into it), or -1
+    char label[80]; // "<op>#<index>" for nodes without a name
 } walk;
-
-/* ------------------------------------------------------------------ messages, attributes */
-
-// protobuf-c leaves unset optional strings NULL.
-static const char *str(const char *s)
-{
-    return s ? s : "";
-}
-
-static bool fail(const walk *wk, th_error **err, const char *fmt, ...) TH_PRINTF(3, 4);
-
-// Sets "node '<name>' (<op>): <message>"; always returns false.
-static bool fail(const walk *wk, th_error **err, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    th_error_set(err, "node '%s' (%s): %s", wk->nname, wk->op, msg);
-    return false;
-}
-
-static bool unsupported(const walk *wk, th_error **err)
-{
-    return fail(wk, err, "not supported%s; " NEEDS, stage_where[wk->stage]);
-}
-
-static const Onnx__AttributeProto *attr_find(const Onnx__NodeProto *node, const char *name)
-{
-    for (size_t i = 0; i < node->n_attribute; i++) {
-        if (node->attribute[i]->name && strcmp(node->attribute[i]->name, name) == 0) {
-            return node->attribute[i];
-        }
-    }
-    return NULL;
-}
-
-static bool attr_int(const walk *wk, const Onnx__NodeProto *node, const char *name, int64_t def,
-                     int64_t *out, th_error **err)
-{
-    const Onnx__AttributeProto *a = attr_find(node, name);
-    *out = def;
-    if (!a) {
-        return true;
-    }
-    if (a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) {
-        return fail(wk, err, "attribute '%s' is not an integer", name);
-    }
-    *out = a->i;
-    return true;
-}
-
-static bool attr_float(const walk *wk, const Onnx__NodeProto *node, const char *name, float def,
-                       float *out, th_error **err)
-{
-    const Onnx__AttributeProto *a = attr_find(node, name);
-    *out = def;
-    if (!a) {
-        return true;
-    }
-    if (a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT || !isfinite(a->f)) {
-        return fail(wk, err, "attribute '%s' is not a finite float", name);
-    }
-    *out = a->f;
-    return true;
-}
-
-// An integer-list attribute of exactly n values in [lo, hi]; out is left alone if it is absent.
-static bool attr_ints(const walk *wk, const Onnx__NodeProto *node, const char *name, size_t n,
-                      int lo, int hi, int *out, th_error **err)
-{
-    const Onnx__AttributeProto *a = attr_find(node, name);
-    if (!a) {
-        return true;
-    }
-    bool good = a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS && a->n_ints == n;
-    for (size_t i = 0; good && i < n; i++) {
-        good = a->ints[i] >= lo && a->ints[i] <= hi;
-        out[i] = good ? (int)a->ints[i] : 0;
-    }
-    if (!good) {
-        return fail(wk, err, "attribute '%s' must be %zu integers in [%d, %d]", name, n, lo, hi);
-    }
-    return true;
-}
-
-// The string attribute `name`, as a NUL-terminated copy in buf ("" if absent).
-static bool attr_string(const walk *wk, const Onnx__NodeProto *node, const char *name, char *buf,
-                        size_t size, th_error **err)
-{
-    const Onnx__AttributeProto *a = attr_find(node, name);
-    buf[0] = 0;
-    if (!a) {
-        return true;
-    }
-    if (a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING || a->s.len >= size) {
-        return fail(wk, err, "attribute '%s' is not a short string", name);
-    }
-    if (a->s.len) {
-        memcpy(buf, a->s.data, a->s.len);
-    }
-    buf[a->s.len] = 0;
-    return true;
-}
-
-/* ------------------------------------------------------------------ tensors */
-
-// An initializer, or the value of a Constant node, called `name`; NULL if there is none.
-static const Onnx__TensorProto *find_tensor(const Onnx__GraphProto *g, const char *name)
-{
-    for (size_t i = 0; i < g->n_initializer; i++) {
-        if (g->initializer[i]->name && strcmp(g->initializer[i]->name, name) == 0) {
-            return g->initializer[i];
-        }
-    }
-    for (size_t i = 0; i < g->n_node; i++) {
-        const Onnx__NodeProto *node = g->node[i];
-        if (strcmp(str(node->op_type), "Constant") == 0 && node->n_output >= 1 &&
-            strcmp(node->output[0], name) == 0) {
-            const Onnx__AttributeProto *a = attr_find(node, "value");
-            return a && a->t ? a->t : NULL;
-        }
-    }
-    return NULL;
-}
-
-static void dims_string(const Onnx__TensorProto *t, char *buf, size_t size)
-{
-    size_t n = (size_t)snprintf(buf, size, "[");
-    for (size_t i = 0; i < t->n_dims && n < size; i++) {
-        n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? "," : "", (long long)t->dims[i]);
-    }
-    if (n < size) {
-        snprintf(buf + n, size - n, "]");
-    }
-}
-
-static const char *type_name(int32_t type)
-{
-    static const char *const names[] = {
-        "undefined", "float32", "uint8",     "int8",       "uint16",   "int16",
-        "int32",     "int64",   "string",    "bool",       "float16",  "double",
-        "uint32",    "uint64",  "complex64", "complex128", "bfloat16",
-    };
-    return type >= 0 && type < (int32_t)(sizeof(names) / sizeof(names[0])) ? names[type]
-                                                                           : "unknown";
-}
-
-// Element count from the dims; false for negative dims, external data or absurd sizes.
-static bool tensor_count(const char *name, const Onnx__TensorProto *t, size_t *count,
-                         th_error **err)
-{
-    if ((t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) ||
-        t->n_external_data) {
-        th_error_set(err,
-                     "tensor '%s': external data is not supported (keep the weights in the "
-                     "model file)",
-                     name);
-        return false;
-    }
-    size_t n = 1;
-    for (size_t i = 0; i < t->n_dims; i++) {
-        if (t->dims[i] < 0 || t->dims[i] > INT32_MAX ||
-            (t->dims[i] && n > ((size_t)1 << 28) / (size_t)t->dims[i])) {
-            char dims[160];
-            dims_string(t, dims, sizeof(dims));
-            th_error_set(err, "tensor '%s': bad dims %s", name, dims);
-            return false;
-        }
-        n *= (size_t)t->dims[i];
-    }
-    *count = n;
-    return true;
-}
-
-static bool size_mismatch(const char *name, const Onnx__TensorProto *t, const char *what,
-                          size_t got, th_error **err)
-{
-    char dims[160];
-    dims_string(t, dims, sizeof(dims));
-    th_error_set(err, "tensor '%s': %zu %s for dims %s", name, got, what, dims);
-    return false;
-}
-
-// Decode a float32 tensor (float_data, or little-endian raw_data) into a new array.
-static float *tensor_floats(const char *name, const Onnx__TensorProto *t, size_t *count,
-                            th_error **err)
-{
-    size_t n;
-    if (!tensor_count(name, t, &n, err)) {
-        return NULL;
-    }
-    if (t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
-        th_error_set(err, "tensor '%s': data type %s; tileheat needs float32 weights", name,
-                     type_name(t->data_type));
-        return NULL;
-    }
-    if (t->has_raw_data ? t->raw_data.len != n * 4 : t->n_float_data != n) {
-        size_mismatch(name, t, t->has_raw_data ? "raw_data bytes" : "values",
-                      t->has_raw_data ? t->raw_data.len : t->n_float_data, err);
-        return NULL;
-    }
-    size_t bytes;
-    float *out = th_size_mul(n ? n : 1, sizeof(float), &bytes, err) ? th_malloc(bytes, err) : NULL;
-    if (!out) { // (n) in the tensor's order, every value written below
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (t->has_raw_data) {
-            const uint8_t *p = t->raw_data.data + 4 * i;
-            uint32_t u =
-                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-            memcpy(&out[i], &u, 4);
-        } else {
-            out[i] = t->float_data[i];
-        }
-    }
-    *count = n;
-    return out;
-}
-
-// Decode a small int64 or int32 tensor (axes, shapes) into out[max]; *count gets its size.
-static bool tensor_ints(const char *name, const Onnx__TensorProto *t, int64_t *out, size_t max,
-                        size_t *count, th_error **err)
-{
-    size_t n;
-    if (!tensor_count(name, t, &n, err)) {
-        return false;
-    }
-    bool i64 = t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
-    if (!i64 && t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__INT32) {
-        th_error_set(err, "tensor '%s': data type %s, expected int64", name,
-                     type_name(t->data_type));
-        return false;
-    }
-    size_t have = t->has_raw_data ? t->raw_data.len / (i64 ? 8 : 4)
-                                  : (i64 ? t->n_int64_data : t->n_int32_data);
-    if (have != n || (t->has_raw_data && t->raw_data.len % (i64 ? 8 : 4)) || n > max) {
-        return size_mismatch(name, t, "values", have, err);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!t->has_raw_data) {
-            out[i] = i64 ? t->int64_data[i] : t->int32_data[i];
-            continue;
-        }
-        uint64_t u = 0;
-        for (int b = (i64 ? 8 : 4) - 1; b >= 0; b--) {
-            u = u << 8 | t->raw_data.data[(i64 ? 8 : 4) * i + (size_t)b];
-        }
-        out[i] = i64 ? (int64_t)u : (int64_t)(int32_t)(uint32_t)u;
-    }
-    *count = n;
-    return true;
-}
-
-// The constant tensor feeding input `idx` of the node, or NULL with an error.
-static const Onnx__TensorProto *const_input(const walk *wk, const Onnx__NodeProto *node, size_t idx,
-                                            th_error **err)
-{
-    if (idx >= node->n_input || !node->input[idx][0]) {
-        fail(wk, err, "input %zu is missing", idx);
-        return NULL;
-    }
-    const Onnx__TensorProto *t = find_tensor(wk->g, node->input[idx]);
-    if (!t) {
-        fail(wk, err,
-             "input '%s' is not an initializer (weights computed in the graph are not "
-             "supported)",
-             node->input[idx]);
-    }
-    return t;
-}
-
-// Decode input `idx` as float32 and check it holds `want` values (want 0: any count).
-static float *const_floats(const walk *wk, const Onnx__NodeProto *node, size_t idx, size_t want,
-                           const Onnx__TensorProto **tp, size_t *count, th_error **err)
-{
-    const Onnx__TensorProto *t = const_input(wk, node, idx, err);
-    size_t n = 0;
-    float *v = t ? tensor_floats(node->input[idx], t, &n, err) : NULL;
-    if (v && want && n != want) {
-        char dims[160];
-        dims_string(t, dims, sizeof(dims));
-        fail(wk, err, "tensor '%s' has dims %s, expected %zu values", node->input[idx], dims, want);
-        TH_FREE(v);
-    }
-    if (tp) {
-        *tp = t;
-    }
-    if (count) {
-        *count = n;
-    }
-    return v;
-}
 
 /* ------------------------------------------------------------------ trunk */
 
@@ -392,7 +96,7 @@ static th_layer *push_layer(walk *wk, th_layer_kind kind, th_error **err)
     th_layer *l = &m->layers[m->n_layers];
     memset(l, 0, sizeof(*l));
     l->kind = kind;
-    snprintf(l->name, sizeof(l->name), "%s", wk->nname);
+    snprintf(l->name, sizeof(l->name), "%s", wk->at.node);
     l->kh = l->kw = l->sh = l->sw = l->dh = l->dw = 1;
     l->c_in = l->c_out = wk->ch;
     wk->lw[m->n_layers] = wk->lb[m->n_layers] = NULL;
@@ -405,10 +109,10 @@ static bool window_attrs(walk *wk, const Onnx__NodeProto *node, th_layer *l, th_
 {
     int s[2] = {1, 1}, d[2] = {1, 1}, p[4] = {0, 0, 0, 0};
     char autopad[32];
-    if (!attr_ints(wk, node, "strides", 2, 1, 4096, s, err) ||
-        !attr_ints(wk, node, "dilations", 2, 1, 4096, d, err) ||
-        !attr_ints(wk, node, "pads", 4, 0, 65536, p, err) ||
-        !attr_string(wk, node, "auto_pad", autopad, sizeof(autopad), err)) {
+    if (!th_onnx_attr_ints(&wk->at, node, "strides", 2, 1, 4096, s, err) ||
+        !th_onnx_attr_ints(&wk->at, node, "dilations", 2, 1, 4096, d, err) ||
+        !th_onnx_attr_ints(&wk->at, node, "pads", 4, 0, 65536, p, err) ||
+        !th_onnx_attr_string(&wk->at, node, "auto_pad", autopad, sizeof(autopad), err)) {
         return false;
     }
     l->sh = s[0];
@@ -416,7 +120,7 @@ static bool window_attrs(walk *wk, const Onnx__NodeProto *node, th_layer *l, th_
     l->dh = d[0];
     l->dw = d[1];
     if (l->kind == TH_LAYER_MAXPOOL && (d[0] != 1 || d[1] != 1)) {
-        return fail(wk, err, "dilations other than 1 are not supported for pooling");
+        return th_onnx_fail(&wk->at, err, "dilations other than 1 are not supported for pooling");
     }
     bool upper = strcmp(autopad, "SAME_UPPER") == 0;
     if (!autopad[0] || strcmp(autopad, "NOTSET") == 0) {
@@ -425,10 +129,10 @@ static bool window_attrs(walk *wk, const Onnx__NodeProto *node, th_layer *l, th_
         l->pad_t = l->pad_l = l->pad_b = l->pad_r = 0;
     } else if (upper || strcmp(autopad, "SAME_LOWER") == 0) {
         if (wk->h <= 0) {
-            return fail(wk, err,
-                        "auto_pad %s needs a fixed input size (graph input dims or "
-                        "metadata input_size)",
-                        autopad);
+            return th_onnx_fail(&wk->at, err,
+                                "auto_pad %s needs a fixed input size (graph input dims or "
+                                "metadata input_size)",
+                                autopad);
         }
         // Output = ceil(in / stride); the odd padding pixel goes at the end (UPPER) or start.
         int64_t in[2] = {wk->h, wk->w};
@@ -438,14 +142,14 @@ static bool window_attrs(walk *wk, const Onnx__NodeProto *node, th_layer *l, th_
             int64_t out = (in[i] + s[i] - 1) / s[i];
             int64_t total = TH_MAX(0, (out - 1) * s[i] + k[i] - in[i]);
             if (total > 65536) {
-                return fail(wk, err, "auto_pad %s needs %lld pixels of padding", autopad,
-                            (long long)total);
+                return th_onnx_fail(&wk->at, err, "auto_pad %s needs %lld pixels of padding",
+                                    autopad, (long long)total);
             }
             *begin[i] = (int)(upper ? total / 2 : total - total / 2);
             *end[i] = (int)total - *begin[i];
         }
     } else {
-        return fail(wk, err, "auto_pad '%s' is not supported", autopad);
+        return th_onnx_fail(&wk->at, err, "auto_pad '%s' is not supported", autopad);
     }
     return true;
 }
@@ -458,7 +162,7 @@ static bool advance_size(walk *wk, const th_layer *l, th_error **err)
         return true;
     }
     if (!th_layer_out_size(l, wk->h, wk->w, &oh, &ow)) {
-        return fail(wk, err, "a %d×%d input leaves no output", wk->w, wk->h);
+        return th_onnx_fail(&wk->at, err, "a %d×%d input leaves no output", wk->w, wk->h);
     }
     wk->h = oh;
     wk->w = ow;
@@ -467,28 +171,31 @@ static bool advance_size(walk *wk, const th_layer *l, th_error **err)
 
 static bool op_conv(walk *wk, const Onnx__NodeProto *node, th_error **err)
 {
-    const Onnx__TensorProto *wt = const_input(wk, node, 1, err);
+    const Onnx__TensorProto *wt = th_onnx_const_input(&wk->at, node, 1, err);
     if (!wt) {
         return false;
     }
     if (wt->n_dims != 4 || wt->dims[0] <= 0 || wt->dims[1] <= 0 || wt->dims[2] <= 0 ||
         wt->dims[3] <= 0 || wt->dims[0] > 65536 || wt->dims[2] > 4096 || wt->dims[3] > 4096) {
         char dims[160];
-        dims_string(wt, dims, sizeof(dims));
-        return fail(wk, err, "weight '%s' has dims %s; tileheat needs a 2-D convolution",
-                    node->input[1], dims);
+        th_onnx_dims_string(wt, dims, sizeof(dims));
+        return th_onnx_fail(&wk->at, err,
+                            "weight '%s' has dims %s; tileheat needs a 2-D convolution",
+                            node->input[1], dims);
     }
     int64_t group;
-    if (!attr_int(wk, node, "group", 1, &group, err)) {
+    if (!th_onnx_attr_int(&wk->at, node, "group", 1, &group, err)) {
         return false;
     }
     if (group != 1) {
-        return fail(wk, err, "group %lld is not supported (grouped or depthwise convolution)",
-                    (long long)group);
+        return th_onnx_fail(&wk->at, err,
+                            "group %lld is not supported (grouped or depthwise convolution)",
+                            (long long)group);
     }
     if (wt->dims[1] != wk->ch) {
-        return fail(wk, err, "weight '%s' has %lld input channels, the tensor before it has %d",
-                    node->input[1], (long long)wt->dims[1], wk->ch);
+        return th_onnx_fail(&wk->at, err,
+                            "weight '%s' has %lld input channels, the tensor before it has %d",
+                            node->input[1], (long long)wt->dims[1], wk->ch);
     }
     th_layer *l = push_layer(wk, TH_LAYER_CONV, err);
     if (!l) {
@@ -499,17 +206,18 @@ static bool op_conv(walk *wk, const Onnx__NodeProto *node, th_error **err)
     l->c_out = (int)wt->dims[0];
     l->kh = k[0];
     l->kw = k[1];
-    if (!attr_ints(wk, node, "kernel_shape", 2, 1, 4096, k, err) ||
+    if (!th_onnx_attr_ints(&wk->at, node, "kernel_shape", 2, 1, 4096, k, err) ||
         !window_attrs(wk, node, l, err)) {
         return false;
     }
     if (k[0] != l->kh || k[1] != l->kw) {
-        return fail(wk, err, "kernel_shape %d×%d does not match the weight", k[0], k[1]);
+        return th_onnx_fail(&wk->at, err, "kernel_shape %d×%d does not match the weight", k[0],
+                            k[1]);
     }
     size_t nw = (size_t)l->c_out * (size_t)l->c_in * (size_t)l->kh * (size_t)l->kw;
-    wk->lw[n] = const_floats(wk, node, 1, nw, NULL, NULL, err);
+    wk->lw[n] = th_onnx_const_floats(&wk->at, node, 1, nw, NULL, NULL, err);
     bool has_bias = node->n_input >= 3 && node->input[2][0];
-    wk->lb[n] = has_bias ? const_floats(wk, node, 2, (size_t)l->c_out, NULL, NULL, err)
+    wk->lb[n] = has_bias ? th_onnx_const_floats(&wk->at, node, 2, (size_t)l->c_out, NULL, NULL, err)
                          : th_calloc((size_t)l->c_out, sizeof(float), err);
     if (!wk->lw[n] || !wk->lb[n]) {
         return false;
@@ -523,15 +231,15 @@ static bool op_maxpool(walk *wk, const Onnx__NodeProto *node, th_error **err)
 {
     int k[2] = {0, 0};
     int64_t ceil_mode;
-    if (!attr_ints(wk, node, "kernel_shape", 2, 1, 4096, k, err) ||
-        !attr_int(wk, node, "ceil_mode", 0, &ceil_mode, err)) {
+    if (!th_onnx_attr_ints(&wk->at, node, "kernel_shape", 2, 1, 4096, k, err) ||
+        !th_onnx_attr_int(&wk->at, node, "ceil_mode", 0, &ceil_mode, err)) {
         return false;
     }
     if (k[0] == 0) {
-        return fail(wk, err, "kernel_shape is missing");
+        return th_onnx_fail(&wk->at, err, "kernel_shape is missing");
     }
     if (node->n_output > 1 && node->output[1][0]) {
-        return fail(wk, err, "the Indices output is not supported");
+        return th_onnx_fail(&wk->at, err, "the Indices output is not supported");
     }
     th_layer *l = push_layer(wk, TH_LAYER_MAXPOOL, err);
     if (!l) {
@@ -545,7 +253,7 @@ static bool op_maxpool(walk *wk, const Onnx__NodeProto *node, th_error **err)
     }
     // Smaller pads keep at least one real pixel in every window (PyTorch allows at most k/2).
     if (l->pad_t >= l->kh || l->pad_b >= l->kh || l->pad_l >= l->kw || l->pad_r >= l->kw) {
-        return fail(wk, err, "pads must be smaller than the kernel");
+        return th_onnx_fail(&wk->at, err, "pads must be smaller than the kernel");
     }
     wk->open_conv = -1;
     return advance_size(wk, l, err);
@@ -566,31 +274,34 @@ static bool op_relu(walk *wk, th_error **err)
 static bool op_batchnorm(walk *wk, const Onnx__NodeProto *node, th_error **err)
 {
     if (wk->open_conv < 0) {
-        return fail(wk, err, "BatchNormalization is only supported directly after a Conv");
+        return th_onnx_fail(&wk->at, err,
+                            "BatchNormalization is only supported directly after a Conv");
     }
     int64_t training, spatial;
     float eps;
-    if (!attr_int(wk, node, "training_mode", 0, &training, err) ||
-        !attr_int(wk, node, "spatial", 1, &spatial, err) ||
-        !attr_float(wk, node, "epsilon", 1e-5f, &eps, err)) {
+    if (!th_onnx_attr_int(&wk->at, node, "training_mode", 0, &training, err) ||
+        !th_onnx_attr_int(&wk->at, node, "spatial", 1, &spatial, err) ||
+        !th_onnx_attr_float(&wk->at, node, "epsilon", 1e-5f, &eps, err)) {
         return false;
     }
     if (training || !spatial) {
-        return fail(wk, err, "%s is not supported", training ? "training_mode" : "spatial = 0");
+        return th_onnx_fail(&wk->at, err, "%s is not supported",
+                            training ? "training_mode" : "spatial = 0");
     }
     const th_layer *l = &wk->m->layers[wk->open_conv];
     size_t c = (size_t)l->c_out, per = (size_t)l->c_in * (size_t)l->kh * (size_t)l->kw;
     float *v[4] = {NULL, NULL, NULL, NULL}; // scale, B, mean, var: (c_out) each
     bool good = true;
     for (size_t i = 0; i < 4 && good; i++) {
-        v[i] = const_floats(wk, node, i + 1, c, NULL, NULL, err);
+        v[i] = th_onnx_const_floats(&wk->at, node, i + 1, c, NULL, NULL, err);
         good = v[i] != NULL;
     }
     float *w = wk->lw[wk->open_conv], *b = wk->lb[wk->open_conv];
     for (size_t o = 0; o < c && good; o++) {
         double var = (double)v[3][o] + eps;
         if (!(var > 0)) {
-            good = fail(wk, err, "variance + epsilon is not positive for channel %zu", o);
+            good =
+                th_onnx_fail(&wk->at, err, "variance + epsilon is not positive for channel %zu", o);
             break;
         }
         double s = v[0][o] / sqrt(var);
@@ -615,13 +326,13 @@ static bool perm_is(const Onnx__AttributeProto *a, int p0, int p1, int p2, int p
 // NCHW->NHWC before a ReduceMean over axes [1, 2].
 static bool op_transpose(walk *wk, const Onnx__NodeProto *node, th_error **err)
 {
-    const Onnx__AttributeProto *perm = attr_find(node, "perm");
+    const Onnx__AttributeProto *perm = th_onnx_attr_find(node, "perm");
     if (wk->nhwc && perm_is(perm, 0, 3, 1, 2)) {
         wk->nhwc = false;
     } else if (!wk->nhwc && perm_is(perm, 0, 2, 3, 1)) {
         wk->nhwc = true;
     } else {
-        return fail(wk, err, "only NHWC<->NCHW layout transposes are supported");
+        return th_onnx_fail(&wk->at, err, "only NHWC<->NCHW layout transposes are supported");
     }
     wk->open_conv = -1;
     return true;
@@ -633,13 +344,13 @@ static bool op_transpose(walk *wk, const Onnx__NodeProto *node, th_error **err)
 static bool op_pool(walk *wk, const Onnx__NodeProto *node, bool reduce, th_error **err)
 {
     if (wk->m->n_layers == 0) {
-        return fail(wk, err, "no conv layer before global average pooling; " NEEDS);
+        return th_onnx_fail(&wk->at, err, "no conv layer before global average pooling; " NEEDS);
     }
     if (reduce) {
         int64_t axes[4], keep;
         size_t n = 0;
-        const Onnx__AttributeProto *a = attr_find(node, "axes");
-        if (!attr_int(wk, node, "keepdims", 1, &keep, err)) {
+        const Onnx__AttributeProto *a = th_onnx_attr_find(node, "axes");
+        if (!th_onnx_attr_int(&wk->at, node, "keepdims", 1, &keep, err)) {
             return false;
         }
         if (a) {
@@ -648,8 +359,8 @@ static bool op_pool(walk *wk, const Onnx__NodeProto *node, bool reduce, th_error
             }
             n = a->n_ints;
         } else if (node->n_input >= 2 && node->input[1][0]) {
-            const Onnx__TensorProto *t = const_input(wk, node, 1, err);
-            if (!t || !tensor_ints(node->input[1], t, axes, 4, &n, err)) {
+            const Onnx__TensorProto *t = th_onnx_const_input(&wk->at, node, 1, err);
+            if (!t || !th_onnx_tensor_ints(node->input[1], t, axes, 4, &n, err)) {
                 return false;
             }
         }
@@ -657,13 +368,13 @@ static bool op_pool(walk *wk, const Onnx__NodeProto *node, bool reduce, th_error
         int64_t lo = in_range ? TH_MIN((axes[0] + 4) % 4, (axes[1] + 4) % 4) : -1;
         int64_t hi = in_range ? TH_MAX((axes[0] + 4) % 4, (axes[1] + 4) % 4) : -1;
         if (lo != (wk->nhwc ? 1 : 2) || hi != (wk->nhwc ? 2 : 3) || keep < 0 || keep > 1) {
-            return fail(wk, err,
-                        "must average over exactly the H and W axes of the %s tensor "
-                        "(axes %s)",
-                        wk->nhwc ? "NHWC" : "NCHW", wk->nhwc ? "[1,2]" : "[2,3]");
+            return th_onnx_fail(&wk->at, err,
+                                "must average over exactly the H and W axes of the %s tensor "
+                                "(axes %s)",
+                                wk->nhwc ? "NHWC" : "NCHW", wk->nhwc ? "[1,2]" : "[2,3]");
         }
     } else if (wk->nhwc) {
-        return fail(wk, err, "global average pooling of an NHWC tensor; " NEEDS);
+        return th_onnx_fail(&wk->at, err, "global average pooling of an NHWC tensor; " NEEDS);
     }
     wk->m->feat_c = wk->ch;
     wk->stage = STAGE_POOLED;
@@ -674,24 +385,25 @@ static bool op_pool(walk *wk, const Onnx__NodeProto *node, bool reduce, th_error
 // Flatten / Reshape / Squeeze after pooling: no-ops for a (1, C) or (1, C, 1, 1) tensor.
 static bool op_flatten(walk *wk, const Onnx__NodeProto *node, th_error **err)
 {
-    if (strcmp(wk->op, "Flatten") == 0) {
+    if (strcmp(wk->at.op, "Flatten") == 0) {
         int64_t axis;
-        if (!attr_int(wk, node, "axis", 1, &axis, err)) {
+        if (!th_onnx_attr_int(&wk->at, node, "axis", 1, &axis, err)) {
             return false;
         }
-        return axis == 1 || fail(wk, err, "axis %lld is not supported (only 1)", (long long)axis);
+        return axis == 1 ||
+               th_onnx_fail(&wk->at, err, "axis %lld is not supported (only 1)", (long long)axis);
     }
-    if (strcmp(wk->op, "Reshape") == 0) {
+    if (strcmp(wk->at.op, "Reshape") == 0) {
         int64_t shape[8];
         size_t n;
-        const Onnx__TensorProto *t = const_input(wk, node, 1, err);
-        if (!t || !tensor_ints(node->input[1], t, shape, 8, &n, err)) {
+        const Onnx__TensorProto *t = th_onnx_const_input(&wk->at, node, 1, err);
+        if (!t || !th_onnx_tensor_ints(node->input[1], t, shape, 8, &n, err)) {
             return false;
         }
         // Allowed targets: (1, C) spelled with 1, 0 (copy) or -1 (infer).
         bool good = n == 2 && (shape[0] == 1 || shape[0] == 0 || shape[0] == -1) &&
                     (shape[1] == wk->ch || (shape[1] == -1 && shape[0] != -1));
-        return good || fail(wk, err, "only a reshape to (1, %d) is supported", wk->ch);
+        return good || th_onnx_fail(&wk->at, err, "only a reshape to (1, %d) is supported", wk->ch);
     }
     return true;
 }
@@ -709,7 +421,7 @@ static bool alloc_dense(walk *wk, int n_classes, th_error **err)
 static bool dense_weight(walk *wk, const Onnx__NodeProto *node, bool trans, float alpha,
                          th_error **err)
 {
-    const Onnx__TensorProto *t = const_input(wk, node, 1, err);
+    const Onnx__TensorProto *t = th_onnx_const_input(&wk->at, node, 1, err);
     if (!t) {
         return false;
     }
@@ -717,12 +429,14 @@ static bool dense_weight(walk *wk, const Onnx__NodeProto *node, bool trans, floa
     int64_t n = t->n_dims == 2 ? t->dims[trans ? 0 : 1] : -1;
     if (k != wk->m->feat_c || n < 1 || n > 100000) {
         char dims[160];
-        dims_string(t, dims, sizeof(dims));
-        return fail(wk, err, "weight '%s' has dims %s; expected %s with K = %d pooled features",
-                    node->input[1], dims, trans ? "(N, K)" : "(K, N)", wk->m->feat_c);
+        th_onnx_dims_string(t, dims, sizeof(dims));
+        return th_onnx_fail(&wk->at, err,
+                            "weight '%s' has dims %s; expected %s with K = %d pooled features",
+                            node->input[1], dims, trans ? "(N, K)" : "(K, N)", wk->m->feat_c);
     }
     size_t count;
-    float *b = const_floats(wk, node, 1, 0, NULL, &count, err); // (K, N) or (N, K) row-major
+    float *b =
+        th_onnx_const_floats(&wk->at, node, 1, 0, NULL, &count, err); // (K, N) or (N, K) row-major
     if (!b || !alloc_dense(wk, (int)n, err)) {
         th_free(b);
         return false;
@@ -742,7 +456,8 @@ static bool dense_bias(walk *wk, const Onnx__NodeProto *node, size_t idx, float 
 {
     const Onnx__TensorProto *t;
     size_t n;
-    float *c = const_floats(wk, node, idx, 0, &t, &n, err); // (N) or (1, N) or one value
+    float *c =
+        th_onnx_const_floats(&wk->at, node, idx, 0, &t, &n, err); // (N) or (1, N) or one value
     if (!c) {
         return false;
     }
@@ -752,8 +467,8 @@ static bool dense_bias(walk *wk, const Onnx__NodeProto *node, size_t idx, float 
     }
     if (!shape_ok || (n != 1 && n != (size_t)wk->m->n_classes)) {
         th_free(c);
-        return fail(wk, err, "bias '%s' does not broadcast to %d classes", node->input[idx],
-                    wk->m->n_classes);
+        return th_onnx_fail(&wk->at, err, "bias '%s' does not broadcast to %d classes",
+                            node->input[idx], wk->m->n_classes);
     }
     for (int i = 0; i < wk->m->n_classes; i++) {
         wk->dense_b[i] += beta * c[n == 1 ? 0 : i];
@@ -766,13 +481,14 @@ static bool op_gemm(walk *wk, const Onnx__NodeProto *node, th_error **err)
 {
     int64_t ta, tb;
     float alpha, beta;
-    if (!attr_int(wk, node, "transA", 0, &ta, err) || !attr_int(wk, node, "transB", 0, &tb, err) ||
-        !attr_float(wk, node, "alpha", 1.0f, &alpha, err) ||
-        !attr_float(wk, node, "beta", 1.0f, &beta, err)) {
+    if (!th_onnx_attr_int(&wk->at, node, "transA", 0, &ta, err) ||
+        !th_onnx_attr_int(&wk->at, node, "transB", 0, &tb, err) ||
+        !th_onnx_attr_float(&wk->at, node, "alpha", 1.0f, &alpha, err) ||
+        !th_onnx_attr_float(&wk->at, node, "beta", 1.0f, &beta, err)) {
         return false;
     }
     if (ta != 0) {
-        return fail(wk, err, "transA is not supported");
+        return th_onnx_fail(&wk->at, err, "transA is not supported");
     }
     if (!dense_weight(wk, node, tb != 0, alpha, err)) {
         return false;
@@ -796,11 +512,12 @@ static bool op_matmul(walk *wk, const Onnx__NodeProto *node, th_error **err)
 static bool op_softmax(walk *wk, const Onnx__NodeProto *node, th_error **err)
 {
     int64_t axis;
-    if (!attr_int(wk, node, "axis", wk->opset < 13 ? 1 : -1, &axis, err)) {
+    if (!th_onnx_attr_int(&wk->at, node, "axis", wk->opset < 13 ? 1 : -1, &axis, err)) {
         return false;
     }
     if (axis != 1 && axis != -1) {
-        return fail(wk, err, "axis %lld is not supported (the class axis is 1)", (long long)axis);
+        return th_onnx_fail(&wk->at, err, "axis %lld is not supported (the class axis is 1)",
+                            (long long)axis);
     }
     wk->m->graph_softmax = true;
     wk->stage = STAGE_SOFTMAX;
@@ -809,9 +526,15 @@ static bool op_softmax(walk *wk, const Onnx__NodeProto *node, th_error **err)
 
 /* ------------------------------------------------------------------ the walk */
 
+static bool unsupported(const walk *wk, th_error **err)
+{
+    return th_onnx_fail(&wk->at, err, "not supported%s; " NEEDS, stage_where[wk->stage]);
+}
+
 static bool is_op(const walk *wk, const char *a, const char *b, const char *c)
 {
-    return strcmp(wk->op, a) == 0 || (b && strcmp(wk->op, b) == 0) || (c && strcmp(wk->op, c) == 0);
+    return strcmp(wk->at.op, a) == 0 || (b && strcmp(wk->at.op, b) == 0) ||
+           (c && strcmp(wk->at.op, c) == 0);
 }
 
 // One node of the chain; `pos` is the input slot the chain tensor enters.
@@ -819,13 +542,13 @@ static bool step(walk *wk, const Onnx__NodeProto *node, size_t pos, th_error **e
 {
     stage st = wk->stage;
     if (node->domain && node->domain[0] && strcmp(node->domain, "ai.onnx") != 0) {
-        return fail(wk, err, "operator domain '%s' is not supported", node->domain);
+        return th_onnx_fail(&wk->at, err, "operator domain '%s' is not supported", node->domain);
     }
     if (pos != 0 && !(st == STAGE_MATMUL && is_op(wk, "Add", NULL, NULL))) {
-        return fail(wk, err, "the image tensor enters as input %zu; " NEEDS, pos);
+        return th_onnx_fail(&wk->at, err, "the image tensor enters as input %zu; " NEEDS, pos);
     }
     if (node->n_output < 1 || !node->output[0][0]) {
-        return fail(wk, err, "node has no output");
+        return th_onnx_fail(&wk->at, err, "node has no output");
     }
     if (is_op(wk, "Dropout", "Identity", NULL) && st != STAGE_SOFTMAX) {
         return true;
@@ -841,7 +564,8 @@ static bool step(walk *wk, const Onnx__NodeProto *node, size_t pos, th_error **e
             return op_pool(wk, node, is_op(wk, "ReduceMean", NULL, NULL), err);
         }
         if (is_op(wk, "Conv", "MaxPool", "BatchNormalization") && wk->nhwc) {
-            return fail(wk, err, "the tensor is NHWC here (a Transpose to NCHW must come first)");
+            return th_onnx_fail(&wk->at, err,
+                                "the tensor is NHWC here (a Transpose to NCHW must come first)");
         }
         if (is_op(wk, "Conv", NULL, NULL)) {
             return op_conv(wk, node, err);
@@ -870,14 +594,14 @@ static bool step(walk *wk, const Onnx__NodeProto *node, size_t pos, th_error **e
         return op_softmax(wk, node, err);
     }
     if (st == STAGE_TRUNK && is_op(wk, "Gemm", "MatMul", "Flatten")) {
-        return fail(wk, err, "not supported before global average pooling; " NEEDS);
+        return th_onnx_fail(&wk->at, err, "not supported before global average pooling; " NEEDS);
     }
     return unsupported(wk, err);
 }
 
 static bool walk_end(walk *wk, th_error **err)
 {
-    const Onnx__GraphProto *g = wk->g;
+    const Onnx__GraphProto *g = wk->at.g;
     if (wk->stage == STAGE_TRUNK) {
         th_error_set(err, "the graph has no global average pooling (GlobalAveragePool or "
                           "ReduceMean over H and W); " NEEDS);
@@ -887,18 +611,18 @@ static bool walk_end(walk *wk, th_error **err)
         th_error_set(err, "the graph has no dense layer after global average pooling; " NEEDS);
         return false;
     }
-    if (strcmp(wk->cur, str(g->output[0]->name)) != 0) {
+    if (strcmp(wk->cur, th_onnx_str(g->output[0]->name)) != 0) {
         th_error_set(err, "tensor '%s' ends the chain but the graph output is '%s'", wk->cur,
-                     str(g->output[0]->name));
+                     th_onnx_str(g->output[0]->name));
         return false;
     }
     for (size_t i = 0; i < g->n_node; i++) {
-        const char *op = str(g->node[i]->op_type);
+        const char *op = th_onnx_str(g->node[i]->op_type);
         if (!wk->visited[i] && strcmp(op, "Constant") != 0) {
             th_error_set(err,
                          "node '%s' (%s) is not on the chain from the input to the output; "
                          "branching graphs are not supported",
-                         str(g->node[i]->name), op);
+                         th_onnx_str(g->node[i]->name), op);
             return false;
         }
     }
@@ -908,7 +632,7 @@ static bool walk_end(walk *wk, th_error **err)
 // Follow the single consumer of each tensor from the graph input to the graph output.
 static bool walk_graph(walk *wk, th_error **err)
 {
-    const Onnx__GraphProto *g = wk->g;
+    const Onnx__GraphProto *g = wk->at.g;
     for (;;) {
         size_t idx[2] = {0, 0}, pos[2] = {0, 0};
         int n = consumers(g, wk->cur, idx, pos);
@@ -919,18 +643,19 @@ static bool walk_graph(walk *wk, th_error **err)
             th_error_set(err,
                          "tensor '%s' feeds %d node inputs (nodes '%s' and '%s'); branching "
                          "graphs are not supported",
-                         wk->cur, n, str(g->node[idx[0]]->name), str(g->node[idx[1]]->name));
+                         wk->cur, n, th_onnx_str(g->node[idx[0]]->name),
+                         th_onnx_str(g->node[idx[1]]->name));
             return false;
         }
         const Onnx__NodeProto *node = g->node[idx[0]];
-        wk->op = str(node->op_type);
-        wk->nname = str(node->name);
-        if (!wk->nname[0]) {
-            snprintf(wk->label, sizeof(wk->label), "%s#%zu", wk->op, idx[0]);
-            wk->nname = wk->label;
+        wk->at.op = th_onnx_str(node->op_type);
+        wk->at.node = th_onnx_str(node->name);
+        if (!wk->at.node[0]) {
+            snprintf(wk->label, sizeof(wk->label), "%s#%zu", wk->at.op, idx[0]);
+            wk->at.node = wk->label;
         }
         if (wk->visited[idx[0]]) {
-            return fail(wk, err, "the graph has a cycle");
+            return th_onnx_fail(&wk->at, err, "the graph has a cycle");
         }
         wk->visited[idx[0]] = true;
         if (!step(wk, node, pos[0], err)) {
@@ -952,7 +677,7 @@ static void shape_string(const Onnx__TensorShapeProto *shape, char *buf, size_t 
                                   (long long)d->dim_value);
         } else {
             n += (size_t)snprintf(buf + n, size - n, "%s%s", i ? "," : "",
-                                  d->value_case ? str(d->dim_param) : "?");
+                                  d->value_case ? th_onnx_str(d->dim_param) : "?");
         }
     }
     if (n < size) {
@@ -972,11 +697,11 @@ static bool dim_is(const Onnx__TensorShapeProto *shape, int i, int64_t *v)
 // when a Transpose to NCHW follows (as tf2onnx writes). Sets the layout and any fixed size.
 static bool read_input(walk *wk, th_error **err)
 {
-    const Onnx__GraphProto *g = wk->g;
+    const Onnx__GraphProto *g = wk->at.g;
     const Onnx__ValueInfoProto *in = NULL;
     size_t n = 0, idx[2], pos[2];
     for (size_t i = 0; i < g->n_input; i++) {
-        if (!find_tensor(g, str(g->input[i]->name))) {
+        if (!th_onnx_find_tensor(g, th_onnx_str(g->input[i]->name))) {
             in = in ? in : g->input[i];
             n++;
         }
@@ -985,7 +710,7 @@ static bool read_input(walk *wk, th_error **err)
         th_error_set(err, "the graph has %zu inputs; tileheat needs exactly one image input", n);
         return false;
     }
-    const char *name = str(in->name);
+    const char *name = th_onnx_str(in->name);
     const Onnx__TypeProto *type = in->type;
     const Onnx__TypeProto__Tensor *tt =
         type && type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ? type->tensor_type : NULL;
@@ -1001,8 +726,8 @@ static bool read_input(walk *wk, th_error **err)
         known[i] = dim_is(tt->shape, (int)i, &d[i]);
     }
     bool transposed = consumers(g, name, idx, pos) == 1 &&
-                      strcmp(str(g->node[idx[0]]->op_type), "Transpose") == 0 &&
-                      perm_is(attr_find(g->node[idx[0]], "perm"), 0, 3, 1, 2);
+                      strcmp(th_onnx_str(g->node[idx[0]]->op_type), "Transpose") == 0 &&
+                      perm_is(th_onnx_attr_find(g->node[idx[0]], "perm"), 0, 3, 1, 2);
     wk->nhwc = transposed || (!(known[1] && d[1] == 3) && known[3] && d[3] == 3);
     int c = wk->nhwc ? 3 : 1, y = wk->nhwc ? 1 : 2;
     if (tt->shape->n_dim != 4 || !known[c] || d[c] != 3) {
@@ -1084,7 +809,7 @@ bool th_model_onnx_graph(th_model *model, const struct Onnx__GraphProto *graph, 
 {
     walk wk;
     memset(&wk, 0, sizeof(wk));
-    wk.g = graph;
+    wk.at.g = graph;
     wk.opset = opset;
     wk.m = model;
     wk.open_conv = -1;
