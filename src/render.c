@@ -2,7 +2,8 @@
 /* Heatmap rendering: colormaps, the multi-class palette, the CAM overlay (shared with
  * render-tiff.c) and the streaming PNG writer (its legend panel is in font.c). The image is
  * produced in bands of rows: each band's slide pixels are read from the best pyramid level,
- * box-filtered down, blended with the CAMs, filtered and deflated into an IDAT chunk, so memory
+ * box-filtered down, blended with the CAMs, filtered and deflated into an IDAT chunk
+ * (png-bands.c), so memory
  * stays O(output width × band height) whatever the slide size. Bands are rendered and compressed
  * in parallel and written in order. */
 #include <config.h>
@@ -10,38 +11,19 @@
 #include <errno.h>
 #include <float.h>
 #include <inttypes.h>
-#include <png.h>
 #include <strings.h>
-#include <zlib.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "cam.h"
+#include "png-bands.h"
 #include "render.h"
 
 #define BAND_ROWS 32            // output rows rendered at a time
 #define REGION_MAX_PX (1 << 21) // slide pixels read at a time (6 MB of RGB)
 #define STRIP_MAX_ROWS 256      // slide rows read at a time
 #define NAME_MAX_CHARS 32       // class names are cut to this many bytes in the legend
-
-/* PNG compression: Paeth on every row (Sub on a band's first row), zlib's Z_RLE (matches at
- * distance 1 only; the level makes no difference to it). On CMU-1-Small-Region's multi heatmap
- * (1817×2000 RGB, 10.9 MB of pixels), filtering + deflate on one thread, best of 5, whole image:
- *   libpng's defaults (adaptive filter, level 6, Z_FILTERED)  2 963 140 B  1.00×  0.209 s
- *   adaptive, Z_RLE                                           3 009 432 B  1.02×  0.151 s
- *   Paeth, level 6 Z_FILTERED                                 2 950 569 B  1.00×  0.147 s
- *   Paeth, level 1                                            3 257 288 B  1.10×  0.086 s
- *   Paeth, Z_RLE                                              2 973 451 B  1.00×  0.056 s
- *   Up, Z_RLE                                                 3 235 662 B  1.09×  0.054 s
- *   Sub, Z_RLE                                                3 604 749 B  1.22×  0.057 s
- *   none, Z_RLE                                               5 136 377 B  1.73×  0.065 s
- * In 32-row bands (Sub first rows, a sync flush each) Paeth + Z_RLE makes 1.01× the size of
- * libpng's defaults on CMU and 1.07× on the demo slide (gen-demo-slide); with it in the bands'
- * threads, CMU's whole heatmap.png stage went from 0.43 to 0.16 s on one thread, 0.24 to 0.09 s
- * on two. */
-#define PNG_ZLEVEL 1
-#define PNG_ZSTRATEGY Z_RLE
 
 // BEGIN gen-colormaps (tools/gen-colormaps.py, matplotlib 3.6.3; do not edit)
 static const uint32_t cmap_viridis[256] = {
@@ -503,16 +485,11 @@ int th_render_thread(void)
 
 // One thread's buffers, all O(output width × band height) or bounded.
 typedef struct worker {
-    uint8_t *region;   // (strip_rows, ≤ region_cap / strip_rows, 3) RGB level pixels
-    int32_t *col_of;   // (region_cap / strip_rows) output column of each region column
-    uint64_t *acc;     // (BAND_ROWS, thumb_w, 4) sums of R, G, B and pixel count
-    uint8_t *band;     // (BAND_ROWS, image_w, 3) RGB rows of the band
-    uint8_t *filtered; // (1 + image_w * 3) one PNG-filtered row: filter type, then bytes
-    uint8_t *chunk;    // (chunk_cap) the band's IDAT chunk: length, type, zlib data, CRC
-    size_t chunk_len;  // bytes of `chunk` in use
-    uint32_t adler;    // adler32 of the band's filtered rows
-    z_stream z;        // raw deflate (no zlib header or trailer), reset for each band
-    bool z_open;       // z needs deflateEnd
+    uint8_t *region; // (strip_rows, ≤ region_cap / strip_rows, 3) RGB level pixels
+    int32_t *col_of; // (region_cap / strip_rows) output column of each region column
+    uint64_t *acc;   // (BAND_ROWS, thumb_w, 4) sums of R, G, B and pixel count
+    uint8_t *band;   // (BAND_ROWS, image_w, 3) RGB rows of the band
+    th_png_band png; // the band filtered and deflated into its IDAT chunk
     th_overlay_cache cache;
     th_error *err; // this band's failure, handed over in band order
 } worker;
@@ -537,8 +514,6 @@ typedef struct render {
     th_overlay_axis *rows; // (thumb_h) where each thumbnail row samples the CAM
     int n_workers;         // threads of the rendering region
     worker *w;             // (n_workers)
-    size_t chunk_cap;      // bytes of a worker's IDAT chunk buffer
-    char png_msg[256];     // libpng's error message (written by the error callback)
 } render;
 
 static void make_legend(render *r, const th_model *model, const th_render_options *opt)
@@ -624,28 +599,6 @@ bool th_render_plan(const th_slide *slide, const th_result *result, const th_mod
 
 /* ---------------------------------------------------------------- streaming */
 
-// A worker's deflate stream and its compressed band.
-static bool alloc_deflate(render *r, worker *w, th_error **err)
-{
-    int rc = deflateInit2(&w->z, PNG_ZLEVEL, Z_DEFLATED, -15, 8, PNG_ZSTRATEGY);
-    if (rc != Z_OK) {
-        th_error_set(err, "%s", rc == Z_MEM_ERROR ? "out of memory" : "cannot start zlib");
-        return false;
-    }
-    w->z_open = true;
-    size_t row_bytes = (size_t)r->L.image_w * 3 + 1;
-    // deflateBound assumes one Z_FINISH; the sync flush adds an empty stored block (5 bytes)
-    // after at most 7 bits. Then the chunk's length, type and CRC, and band 0's zlib header.
-    r->chunk_cap = deflateBound(&w->z, (uLong)(BAND_ROWS * row_bytes)) + 8 + 12 + 2;
-    if (r->chunk_cap > INT32_MAX) {
-        th_error_set(err, "image width %d is too large for PNG bands", r->L.image_w);
-        return false;
-    }
-    w->filtered = th_malloc(row_bytes, err);
-    w->chunk = w->filtered ? th_malloc(r->chunk_cap, err) : NULL;
-    return w->chunk != NULL;
-}
-
 // Size the buffers: everything bounded, nothing slide-sized; one set per thread.
 static bool alloc_buffers(render *r, int threads, th_error **err)
 {
@@ -672,7 +625,8 @@ static bool alloc_buffers(render *r, int threads, th_error **err)
         w->acc = th_malloc(acc_n * sizeof(uint64_t), err);
         w->band = th_malloc((size_t)BAND_ROWS * r->L.image_w * 3, err);
         if (!w->region || !w->col_of || !w->acc || !w->band ||
-            !th_overlay_cache_init(&w->cache, &r->ov, err) || !alloc_deflate(r, w, err)) {
+            !th_overlay_cache_init(&w->cache, &r->ov, err) ||
+            !th_png_band_init(&w->png, r->L.image_w, 3, BAND_ROWS, err)) {
             return false;
         }
     }
@@ -687,11 +641,7 @@ static void free_buffers(render *r)
         TH_FREE(w->col_of);
         TH_FREE(w->acc);
         TH_FREE(w->band);
-        TH_FREE(w->filtered);
-        TH_FREE(w->chunk);
-        if (w->z_open) {
-            deflateEnd(&w->z);
-        }
+        th_png_band_free(&w->png);
         th_overlay_cache_free(&w->cache);
         th_error_free(w->err);
     }
@@ -798,153 +748,6 @@ static bool render_band(const render *r, worker *w, int y0, int h, th_error **er
     return true;
 }
 
-/* ---------------------------------------------------------------- PNG */
-
-static void png_on_error(png_structp png, png_const_charp msg)
-{
-    render *r = png_get_error_ptr(png);
-    snprintf(r->png_msg, sizeof(r->png_msg), "%s", msg);
-    png_longjmp(png, 1);
-}
-
-static void png_on_warning(png_structp png, png_const_charp msg)
-{
-    // The library never prints; libpng's warnings do not affect the output.
-}
-
-/* The signature, IHDR and tEXt, written by libpng (which checks the header). libpng reports
- * errors by longjmp: this function is its only caller and sets the jump target. */
-static bool png_begin(render *rr, FILE *fp, th_error **err)
-{
-    render *volatile r = rr; // read after longjmp
-    png_structp png =
-        png_create_write_struct(PNG_LIBPNG_VER_STRING, r, png_on_error, png_on_warning);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!info) {
-        png_destroy_write_struct(&png, NULL);
-        th_error_set(err, "out of memory");
-        return false;
-    }
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        th_error_set(err, "%s", r->png_msg);
-        return false;
-    }
-    png_init_io(png, fp);
-    png_set_IHDR(png, info, (png_uint_32)r->L.image_w, (png_uint_32)r->L.image_h, 8,
-                 PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-                 PNG_FILTER_TYPE_DEFAULT);
-    png_text text = {.compression = PNG_TEXT_COMPRESSION_NONE,
-                     .key = (png_charp) "Software",
-                     .text = (png_charp) "tileheat " PACKAGE_VERSION};
-    png_set_text(png, info, &text, 1);
-    png_write_info(png, info);
-    png_destroy_write_struct(&png, &info);
-    return true;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-// Frame a chunk whose len bytes of data already sit at chunk + 8: length and type before them,
-// the CRC of type and data after them. Returns the chunk's whole size.
-static size_t frame_chunk(uint8_t *chunk, const char type[4], size_t len)
-{
-    put_be32(chunk, (uint32_t)len);
-    memcpy(chunk + 4, type, 4);
-    put_be32(chunk + 8 + len, (uint32_t)crc32(0, chunk + 4, (uInt)(len + 4)));
-    return len + 12;
-}
-
-static bool write_all(FILE *fp, const uint8_t *buf, size_t n, th_error **err)
-{
-    if (fwrite(buf, 1, n, fp) != n) {
-        th_error_set(err, "write error: %s", strerror(errno));
-        return false;
-    }
-    return true;
-}
-
-/* One row with its filter type byte in front: Sub for a band's first row (it needs no row
- * above, so a band never waits for the one before it), Paeth for the others. Paeth's inputs are
- * all unfiltered bytes, so the loop vectorises. n = bytes of the row. */
-static void filter_row(const uint8_t *restrict cur, const uint8_t *restrict prev, size_t n,
-                       uint8_t *restrict out)
-{
-    out[0] = prev ? 4 : 1;
-    out++;
-    for (size_t i = 0; i < 3; i++) {
-        out[i] = (uint8_t)(cur[i] - (prev ? prev[i] : 0)); // no pixel to the left: Paeth is Up
-    }
-    if (!prev) {
-        for (size_t i = 3; i < n; i++) {
-            out[i] = (uint8_t)(cur[i] - cur[i - 3]);
-        }
-        return;
-    }
-    TH_SIMD
-    for (size_t i = 3; i < n; i++) {
-        int a = cur[i - 3], b = prev[i], c = prev[i - 3];
-        int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
-        int pred = pb <= pc ? b : c;
-        pred = pa <= pb && pa <= pc ? a : pred;
-        out[i] = (uint8_t)(cur[i] - pred);
-    }
-}
-
-/* Filter and deflate the worker's band b (h rows) into its IDAT chunk: a raw deflate stream of
- * its own, ended by a sync flush (so it ends on a byte boundary, and streams placed end to end
- * form one stream, as pigz does); band 0 puts the zlib header in front. */
-static bool deflate_band(const render *r, worker *w, int b, int h, th_error **err)
-{
-    size_t n = (size_t)r->L.image_w * 3, head = 0;
-    uint8_t *data = w->chunk + 8; // after the chunk's length and type
-    if (b == 0) {
-        data[0] = 0x78; // deflate, 32 KB window
-        data[1] = 0x01; // no dictionary, "fastest" (0x7801 is a multiple of 31)
-        head = 2;
-    }
-    z_stream *z = &w->z;
-    deflateReset(z);
-    z->next_out = data + head;
-    z->avail_out = (uInt)(r->chunk_cap - 12 - head);
-    uLong adler = adler32(0, NULL, 0);
-    for (int j = 0; j < h; j++) {
-        const uint8_t *row = w->band + (size_t)j * n;
-        filter_row(row, j ? row - n : NULL, n, w->filtered);
-        adler = adler32(adler, w->filtered, (uInt)(n + 1));
-        z->next_in = w->filtered;
-        z->avail_in = (uInt)(n + 1);
-        int rc = deflate(z, j == h - 1 ? Z_SYNC_FLUSH : Z_NO_FLUSH);
-        if (rc != Z_OK || z->avail_in || !z->avail_out) {
-            th_error_set(err, "compressing rows %d to %d: zlib error %d (%s)", b * BAND_ROWS,
-                         b * BAND_ROWS + h - 1, rc, z->msg ? z->msg : "output full");
-            return false;
-        }
-    }
-    w->chunk_len = frame_chunk(w->chunk, "IDAT", head + z->total_out);
-    w->adler = adler;
-    return true;
-}
-
-/* The end of the zlib stream in a last IDAT: a final empty fixed-Huffman block (BFINAL set, then
- * the end-of-block code: bytes 03 00) and the adler32 of all filtered rows; then IEND. */
-static bool write_tail(FILE *fp, uint32_t adler, th_error **err)
-{
-    uint8_t buf[18 + 12]; // IDAT with 6 bytes of data, IEND with none
-    buf[8] = 0x03;
-    buf[9] = 0x00;
-    put_be32(buf + 10, adler);
-    frame_chunk(buf, "IDAT", 6);
-    frame_chunk(buf + 18, "IEND", 0);
-    return write_all(fp, buf, sizeof(buf), err);
-}
-
 /* The rendering parallel region (see HACKING.md, "Rendering"): each band is rendered, filtered
  * and deflated whole by one thread into its own buffers, then written in band order (an ordered
  * loop whose body is an fwrite and an adler32_combine). Bands do not depend on the thread count
@@ -953,25 +756,23 @@ static bool write_tail(FILE *fp, uint32_t adler, th_error **err)
 static bool write_bands(render *r, FILE *fp, th_error **err)
 {
     int n_bands = (r->L.image_h + BAND_ROWS - 1) / BAND_ROWS;
-    size_t row_bytes = (size_t)r->L.image_w * 3 + 1; // filter type + RGB
     _Atomic bool failed = false;
     th_error *first = NULL;
-    uLong adler = adler32(0, NULL, 0);
+    uint32_t adler = th_png_adler_init();
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(r->n_workers) schedule(dynamic) ordered
 #endif
     for (int b = 0; b < n_bands; b++) {
         worker *w = &r->w[th_render_thread()];
         int y0 = b * BAND_ROWS, h = TH_MIN(BAND_ROWS, r->L.image_h - y0);
-        bool ok = !failed && render_band(r, w, y0, h, &w->err) && deflate_band(r, w, b, h, &w->err);
+        bool ok = !failed && render_band(r, w, y0, h, &w->err) &&
+                  th_png_band_encode(&w->png, w->band, y0, h, &w->err);
 #ifdef _OPENMP
 #pragma omp ordered
 #endif
         {
-            ok = ok && !failed && write_all(fp, w->chunk, w->chunk_len, &w->err);
-            if (ok) {
-                adler = adler32_combine(adler, w->adler, (z_off_t)(h * row_bytes));
-            } else if (!failed) {
+            ok = ok && !failed && th_png_write_band(fp, &w->png, &adler, &w->err);
+            if (!ok && !failed) {
                 failed = true;
                 first = w->err;
                 w->err = NULL;
@@ -981,7 +782,7 @@ static bool write_bands(render *r, FILE *fp, th_error **err)
         w->err = NULL;
     }
     th_error_propagate(err, &first);
-    return !failed && write_tail(fp, (uint32_t)adler, err);
+    return !failed && th_png_end(fp, adler, err);
 }
 
 bool th_render_heatmap(th_slide *slide, const th_result *result, const th_model *model,
@@ -1000,7 +801,7 @@ bool th_render_heatmap(th_slide *slide, const th_result *result, const th_model 
     if (!th_outfile_open(&out, path, err)) {
         goto out;
     }
-    if (!png_begin(r, out.fp, err) || !write_bands(r, out.fp, err)) {
+    if (!th_png_begin(out.fp, r->L.image_w, r->L.image_h, 3, err) || !write_bands(r, out.fp, err)) {
         th_outfile_abort(&out);
         goto out;
     }

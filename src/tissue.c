@@ -5,8 +5,7 @@
  * safety margin. Also the exact area-weighted tissue share of a rectangle, and the mask as PNG. */
 #include <config.h>
 
-#include <png.h>
-
+#include "png-bands.h"
 #include "tissue.h"
 
 /*
@@ -498,79 +497,53 @@ double th_tissue_fraction(const th_tissue *t, double x, double y, double w, doub
     return TH_CLAMP(sum / (w * h), 0.0, 1.0);
 }
 
-typedef struct png_ctx {
-    char msg[256]; // libpng's error message (written by the error callback)
-} png_ctx;
+#define PNG_BAND_ROWS 64
 
-static void png_on_error(png_structp png, png_const_charp msg)
+// The mask as 0/255 gray rows, in bands, through png-bands.c. band: (PNG_BAND_ROWS, w) bytes.
+static bool write_png(const th_tissue *t, FILE *fp, th_png_band *enc, uint8_t *band, th_error **err)
 {
-    png_ctx *ctx = png_get_error_ptr(png);
-    snprintf(ctx->msg, sizeof(ctx->msg), "%s", msg);
-    png_longjmp(png, 1);
-}
-
-static void png_on_warning(png_structp png, png_const_charp msg)
-{
-    // The library never prints; libpng's warnings do not affect the output.
-}
-
-// ctx and row belong to the caller, so nothing that longjmp could clobber lives here.
-static bool write_png(const th_tissue *t, FILE *fp, png_ctx *ctx, uint8_t *row, th_error **err)
-{
-    png_structp png =
-        png_create_write_struct(PNG_LIBPNG_VER_STRING, ctx, png_on_error, png_on_warning);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!info) {
-        png_destroy_write_struct(&png, NULL);
-        th_error_set(err, "out of memory");
+    uint32_t adler = th_png_adler_init();
+    if (!th_png_begin(fp, t->w, t->h, 1, err)) {
         return false;
     }
-    // png and info are not changed between here and the end: safe to use after longjmp.
-    if (setjmp(png_jmpbuf(png))) {
-        th_error_set(err, "%s", ctx->msg);
-        png_destroy_write_struct(&png, &info);
-        return false;
-    }
-    png_init_io(png, fp);
-    png_set_IHDR(png, info, (png_uint_32)t->w, (png_uint_32)t->h, 8, PNG_COLOR_TYPE_GRAY,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_text text = {.compression = PNG_TEXT_COMPRESSION_NONE,
-                     .key = (png_charp) "Software",
-                     .text = (png_charp) "tileheat " PACKAGE_VERSION};
-    png_set_text(png, info, &text, 1);
-    png_write_info(png, info);
-    for (int y = 0; y < t->h; y++) {
-        for (int x = 0; x < t->w; x++) {
-            row[x] = th_tissue_at(t, x, y) ? 255 : 0;
+    for (int y0 = 0; y0 < t->h; y0 += PNG_BAND_ROWS) {
+        int h = TH_MIN(PNG_BAND_ROWS, t->h - y0);
+        for (int j = 0; j < h; j++) {
+            for (int x = 0; x < t->w; x++) {
+                band[(size_t)j * t->w + x] = th_tissue_at(t, x, y0 + j) ? 255 : 0;
+            }
         }
-        png_write_row(png, row);
+        if (!th_png_band_encode(enc, band, y0, h, err) ||
+            !th_png_write_band(fp, enc, &adler, err)) {
+            return false;
+        }
     }
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    return true;
+    return th_png_end(fp, adler, err);
 }
 
 bool th_tissue_write_png(const th_tissue *tissue, const char *path, th_error **err)
 {
     th_outfile out = {0};
-    png_ctx ctx = {""};
+    th_png_band enc = {0};
     bool ok = false;
-    uint8_t *row = NULL;
+    uint8_t *band = NULL;
     if (!tissue || !path) {
         th_error_set(err, "no tissue mask or no output path");
         goto out;
     }
-    row = th_malloc((size_t)tissue->w, err);
-    if (!row || !th_outfile_open(&out, path, err)) {
+    band = th_malloc((size_t)tissue->w * PNG_BAND_ROWS, err);
+    if (!band || !th_png_band_init(&enc, tissue->w, 1, PNG_BAND_ROWS, err) ||
+        !th_outfile_open(&out, path, err)) {
         goto out;
     }
-    if (!write_png(tissue, out.fp, &ctx, row, err)) {
+    if (!write_png(tissue, out.fp, &enc, band, err)) {
         th_outfile_abort(&out);
         goto out;
     }
     ok = th_outfile_commit(&out, err);
 out:
-    th_free(row);
+    th_png_band_free(&enc);
+    th_free(band);
     if (!ok) {
         th_error_prefix(err, "%s: ", path ? path : "tissue mask");
     }
