@@ -122,50 +122,55 @@ static float *chunk_at(const th_camgrid *cg, int64_t i)
     return cg->used[i] ? cg->base + (size_t)i * cg->chunk_floats : NULL;
 }
 
-bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error **err)
+// Chunk i, marked used (its pages become resident as it is written).
+static float *use_chunk(th_camgrid *cg, int64_t i)
 {
-    size_t cells = chunk_cells(cg), tile_cells = cells;
-    int64_t gx0 = (int64_t)col * cg->step_x, gy0 = (int64_t)row * cg->step_y;
-    if (gx0 % cg->chunk_w == 0 && gy0 % cg->chunk_h == 0) {
-        // The tile is exactly one chunk (always so without --stride): add plane by plane, the
-        // same sums cell by cell as below.
-        int64_t i = (gy0 / cg->chunk_h) * cg->chunks_x + gx0 / cg->chunk_w;
-        if (!cg->used[i]) {
-            cg->used[i] = 1;
-            cg->chunks_used++;
-        }
-        float *restrict ch = chunk_at(cg, i); // (n_classes + 1, chunk_h, chunk_w)
-        for (int c = 0; c < cg->n_classes; c++) {
-            const float *restrict src = cam + (size_t)c * tile_cells;
-            float *restrict dst = ch + (size_t)c * cells;
-            TH_SIMD
-            for (size_t at = 0; at < cells; at++) {
-                dst[at] += src[at];
-            }
-        }
-        float *restrict count = ch + (size_t)cg->n_classes * cells;
+    if (!cg->used[i]) {
+        cg->used[i] = 1;
+        cg->chunks_used++;
+    }
+    return chunk_at(cg, i); // (n_classes + 1, chunk_h, chunk_w)
+}
+
+// A tile that is exactly chunk i (always so without --stride), added plane by plane: the same
+// sums, cell by cell, as the general loop in th_camgrid_add.
+static void add_aligned(th_camgrid *cg, int64_t i, const float *cam)
+{
+    size_t cells = chunk_cells(cg);
+    float *restrict ch = use_chunk(cg, i);
+    for (int c = 0; c < cg->n_classes; c++) {
+        const float *restrict src = cam + (size_t)c * cells;
+        float *restrict dst = ch + (size_t)c * cells;
         TH_SIMD
         for (size_t at = 0; at < cells; at++) {
-            count[at] += 1;
+            dst[at] += src[at];
         }
-        th_camgrid_touch(cg, cg->chunk_floats * sizeof(float));
-        return true;
     }
-    for (int cy = 0; cy < cg->chunk_h; cy++) {
-        int64_t gy = gy0 + cy;
-        for (int cx = 0; cx < cg->chunk_w; cx++) {
-            int64_t gx = gx0 + cx;
-            int64_t i = (gy / cg->chunk_h) * cg->chunks_x + gx / cg->chunk_w;
-            if (!cg->used[i]) {
-                cg->used[i] = 1;
-                cg->chunks_used++;
+    float *restrict count = ch + (size_t)cg->n_classes * cells;
+    TH_SIMD
+    for (size_t at = 0; at < cells; at++) {
+        count[at] += 1;
+    }
+}
+
+bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error **err)
+{
+    size_t cells = chunk_cells(cg); // a tile has as many cells as a chunk
+    int64_t gx0 = (int64_t)col * cg->step_x, gy0 = (int64_t)row * cg->step_y;
+    if (gx0 % cg->chunk_w == 0 && gy0 % cg->chunk_h == 0) {
+        add_aligned(cg, (gy0 / cg->chunk_h) * cg->chunks_x + gx0 / cg->chunk_w, cam);
+    } else {
+        for (int cy = 0; cy < cg->chunk_h; cy++) {
+            int64_t gy = gy0 + cy;
+            for (int cx = 0; cx < cg->chunk_w; cx++) {
+                int64_t gx = gx0 + cx;
+                float *ch = use_chunk(cg, (gy / cg->chunk_h) * cg->chunks_x + gx / cg->chunk_w);
+                size_t at = (size_t)(gy % cg->chunk_h) * cg->chunk_w + (size_t)(gx % cg->chunk_w);
+                for (int c = 0; c < cg->n_classes; c++) {
+                    ch[c * cells + at] += cam[(size_t)c * cells + (size_t)cy * cg->chunk_w + cx];
+                }
+                ch[cg->n_classes * cells + at] += 1;
             }
-            float *ch = chunk_at(cg, i); // (n_classes + 1, chunk_h, chunk_w)
-            size_t at = (size_t)(gy % cg->chunk_h) * cg->chunk_w + (size_t)(gx % cg->chunk_w);
-            for (int c = 0; c < cg->n_classes; c++) {
-                ch[c * cells + at] += cam[(size_t)c * tile_cells + (size_t)cy * cg->chunk_w + cx];
-            }
-            ch[cg->n_classes * cells + at] += 1;
         }
     }
     th_camgrid_touch(cg, cg->chunk_floats * sizeof(float));
