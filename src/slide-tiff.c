@@ -411,9 +411,9 @@ static void close_handle(tiff_handle *h)
     h->next_row = 0;
 }
 
-// Open handle h on the source's directory, with its buffers; on failure it stays closed.
-// Handle lock held.
-static bool open_handle(tiff_src *t, tiff_handle *h, th_error **err)
+// Handle h's libtiff handle on the source's directory (JPEG decoded to RGB once inspect has
+// found YCbCr). Handle lock held.
+static bool open_tiff(tiff_src *t, tiff_handle *h, th_error **err)
 {
     clear_msg(h);
     // "m": no memory mapping: mapped file pages would count in RSS as the slide is read, up to
@@ -421,19 +421,28 @@ static bool open_handle(tiff_src *t, tiff_handle *h, th_error **err)
     h->tiff = th_tiff_open(t->path, "rm", h->msg);
     if (!h->tiff || !TIFFSetDirectory(h->tiff, (tdir_t)t->dir)) {
         th_error_set(err, "cannot open TIFF: %s", lib_msg(h));
-        close_handle(h);
         return false;
     }
     if (t->ycbcr_rgb) {
         TIFFSetField(h->tiff, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
     }
-    if (t->raw_size > 0) { // else th_tiff_src_open sizes the buffers of handle 0 itself
-        h->raw = th_malloc((size_t)t->raw_size, err);
-        h->block = h->raw ? th_malloc(t->slot_bytes, err) : NULL;
-        if (!h->block) {
-            close_handle(h);
-            return false;
-        }
+    return true;
+}
+
+// Handle h's decode buffers, sized by plan_blocks.
+static bool alloc_handle(const tiff_src *t, tiff_handle *h, th_error **err)
+{
+    h->raw = th_malloc((size_t)t->raw_size, err);
+    h->block = h->raw ? th_malloc(t->slot_bytes, err) : NULL;
+    return h->block != NULL;
+}
+
+// Open handle h with its buffers; on failure it stays closed. Handle lock held.
+static bool open_handle(tiff_src *t, tiff_handle *h, th_error **err)
+{
+    if (!open_tiff(t, h, err) || !alloc_handle(t, h, err)) {
+        close_handle(h);
+        return false;
     }
     return true;
 }
@@ -612,14 +621,11 @@ th_tiff_src *th_tiff_src_open(const char *path, int dir, th_error **err)
     }
     // Handle 0 reads the directory's layout; its buffers are sized once that is known.
     tiff_handle *h = &t->handles[0];
-    ok = open_handle(t, h, err) && inspect(t, h->tiff, err);
+    ok = open_tiff(t, h, err) && inspect(t, h->tiff, err);
     if (ok && t->ycbcr_rgb) {
         TIFFSetField(h->tiff, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB); // before sizing
     }
-    ok = ok && plan_blocks(t, h, err);
-    h->raw = ok ? th_malloc((size_t)t->raw_size, err) : NULL;
-    h->block = h->raw ? th_malloc(t->slot_bytes, err) : NULL;
-    if (!h->block) {
+    if (!ok || !plan_blocks(t, h, err) || !alloc_handle(t, h, err)) {
         th_tiff_src_close(t);
         return NULL;
     }
