@@ -183,17 +183,15 @@ static bool make_attr(dnnl_primitive_attr_t *attr, bool relu, th_error **err)
     return ok;
 }
 
-// Run one reorder from a user buffer to another now, on a temporary stream (plan time only).
-// A reorder run once at plan time (weights into the layout a convolution wants; Winograd's
-// weight transform is one, and slow: 0.9 s for VGG16 on one thread). It may use every thread the
-// caller had: each output value is computed the same way whatever the split, which
-// test-engine-fast checks (engines planned under 1 and 2 threads give the same bits).
+// Run one reorder from a user buffer to another now, on a temporary stream (plan time only:
+// weights into the layout a convolution wants; Winograd's weight transform is one, and slow,
+// 0.9 s for VGG16 on one thread). It may use every thread the plan's caller had: each output value
+// is computed the same way whatever the split, which test-engine-fast checks (engines planned under
+// 1 and 2 threads give the same bits).
 static bool reorder_now(dnnl_engine_t eng, const dnnl_memory_desc_t *from, void *src,
                         const dnnl_memory_desc_t *to, void *dst, int threads, th_error **err)
 {
-#ifdef _OPENMP
-    omp_set_num_threads(threads);
-#endif
+    serial_end(threads); // all the threads the plan's caller had
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t prim = NULL;
     dnnl_stream_t stream = NULL;
@@ -214,9 +212,7 @@ static bool reorder_now(dnnl_engine_t eng, const dnnl_memory_desc_t *from, void 
     dnnl_stream_destroy(stream);
     dnnl_primitive_destroy(prim);
     dnnl_primitive_desc_destroy(pd);
-#ifdef _OPENMP
-    omp_set_num_threads(1); // back to the plan's serial mode (serial_begin)
-#endif
+    serial_begin(); // back to the plan's serial mode; the count it returns is `threads`
     return ok;
 }
 
