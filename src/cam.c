@@ -125,11 +125,13 @@ static float *chunk_at(const th_camgrid *cg, int64_t i)
 // Chunk i, marked used (its pages become resident as it is written).
 static float *use_chunk(th_camgrid *cg, int64_t i)
 {
-    if (!cg->used[i]) {
-        cg->used[i] = 1;
-        cg->chunks_used++;
-    }
+    cg->used[i] = 1;
     return chunk_at(cg, i); // (n_classes + 1, chunk_h, chunk_w)
+}
+
+bool th_camgrid_disjoint(const th_camgrid *cg)
+{
+    return cg->step_x == cg->chunk_w && cg->step_y == cg->chunk_h;
 }
 
 // A tile that is exactly chunk i (always so without --stride), added plane by plane: the same
@@ -179,6 +181,9 @@ bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error
 
 void th_camgrid_finish(th_camgrid *cg)
 {
+    if (th_camgrid_disjoint(cg)) {
+        return; // every cell has been added to once at most: its sum is its mean
+    }
     size_t cells = chunk_cells(cg);
     for (int64_t i = 0; i < cg->chunks_x * cg->chunks_y; i++) {
         float *ch = chunk_at(cg, i);
@@ -192,6 +197,21 @@ void th_camgrid_finish(th_camgrid *cg)
             }
         }
         th_camgrid_touch(cg, cg->chunk_floats * sizeof(float));
+    }
+}
+
+void th_camgrid_read_row(const th_camgrid *cg, int cls, int64_t gy, float *out)
+{
+    size_t cells = chunk_cells(cg);
+    size_t off = (size_t)(gy % cg->chunk_h) * cg->chunk_w; // the row inside its chunks
+    for (int64_t cx = 0; cx < cg->chunks_x; cx++) {
+        const float *ch = chunk_at(cg, (gy / cg->chunk_h) * cg->chunks_x + cx);
+        int64_t gx0 = cx * cg->chunk_w;
+        int n = (int)TH_MIN((int64_t)cg->chunk_w, cg->gw - gx0);
+        for (int i = 0; i < n; i++) {
+            bool has = ch && ch[cg->n_classes * cells + off + i] != 0;
+            out[gx0 + i] = has ? ch[cls * cells + off + i] : NAN;
+        }
     }
 }
 
@@ -258,138 +278,121 @@ static inline __attribute__((always_inline)) void for_each_cell(const th_camgrid
     }
 }
 
-#define HIST_BINS 4096
-#define COLLECT_MAX (1 << 20) // values sorted directly once a bin holds no more than this
+/* The percentile is found exactly by a radix select on the bits of the values: a positive float
+ * orders as its bit pattern, so the first pass counts the positive values by their high 16 bits
+ * (with the cell count and the maximum), and the second counts, inside the one or two bins that
+ * hold the wanted ranks, their low 16 bits. Two passes over the grid, integer counts only. */
+#define HI_BINS 32768 // positive finite floats have bit patterns below 0x7f800000
+#define LO_BINS 65536
 
-// One pass of the exact percentile search over the positive values in [lo, hi].
-typedef struct hist {
-    double lo, hi;
-    int64_t n, positive;      // all cells; cells > 0
-    float max;                // largest value
-    int64_t count[HIST_BINS]; // positive values in [lo, hi] per bin
-    float bmin[HIST_BINS], bmax[HIST_BINS];
-    int want;    // bin being collected, or -1
-    float *keep; // (n_keep) values of bin `want`
-    int64_t n_keep;
-} hist;
+typedef struct radix {
+    int64_t n, positive; // cells; cells > 0
+    float max;
+    int64_t hi[HI_BINS];    // positive values per high half
+    uint32_t want[2];       // high halves holding the wanted ranks
+    int64_t *lo[2];         // (LO_BINS) values of bin want[i] per low half
+} radix;
 
-static int bin_of(const hist *h, float v)
+static uint32_t float_bits(float v)
 {
-    double t = (v - h->lo) / (h->hi - h->lo) * HIST_BINS;
-    return (int)TH_CLAMP(t, 0.0, (double)(HIST_BINS - 1));
+    uint32_t u;
+    memcpy(&u, &v, sizeof(u));
+    return u;
 }
 
-static void count_cell(void *ctx, float v)
+static float bits_float(uint32_t u)
 {
-    hist *h = ctx;
-    h->n++;
-    if (v <= 0) {
-        return;
-    }
-    h->positive++;
-    h->max = TH_MAX(h->max, v);
-    if (v < h->lo || v > h->hi) {
-        return;
-    }
-    int b = bin_of(h, v);
-    if (h->count[b]++ == 0 || v < h->bmin[b]) {
-        h->bmin[b] = v;
-    }
-    if (h->count[b] == 1 || v > h->bmax[b]) {
-        h->bmax[b] = v;
-    }
-    if (b == h->want) {
-        h->keep[h->n_keep++] = v;
+    float v;
+    memcpy(&v, &u, sizeof(v));
+    return v;
+}
+
+static void count_high(void *ctx, float v)
+{
+    radix *r = ctx;
+    r->n++;
+    if (v > 0) {
+        r->positive++;
+        r->max = TH_MAX(r->max, v);
+        r->hi[TH_MIN(float_bits(v) >> 16, HI_BINS - 1)]++;
     }
 }
 
-static int cmp_float(const void *a, const void *b)
+static void count_low(void *ctx, float v)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-// The k-th smallest (0-based) positive value of class cls, k < the number of positive cells.
-static bool kth_positive(const th_camgrid *cg, int cls, int64_t k, float max, float *out,
-                         th_error **err)
-{
-    hist *h = th_calloc(1, sizeof(*h), err);
-    if (!h) {
-        return false;
-    }
-    double lo = 0, hi = max;
-    bool ok = false;
-    for (;;) {
-        memset(h->count, 0, sizeof(h->count));
-        h->lo = lo;
-        h->hi = hi > lo ? hi : lo + 1;
-        h->want = -1;
-        for_each_cell(cg, cls, count_cell, h);
-        int b = 0;
-        while (b < HIST_BINS - 1 && k >= h->count[b]) {
-            k -= h->count[b++];
-        }
-        if (h->bmin[b] == h->bmax[b]) {
-            *out = h->bmin[b]; // every value in the bin is the same
-            ok = true;
-            break;
-        }
-        if (h->count[b] <= COLLECT_MAX) {
-            h->keep = th_malloc(sizeof(float) * (size_t)h->count[b], err);
-            if (!h->keep) {
-                break;
+    radix *r = ctx;
+    if (v > 0) {
+        uint32_t u = float_bits(v);
+        for (int i = 0; i < 2; i++) {
+            if (r->lo[i] && u >> 16 == r->want[i]) {
+                r->lo[i][u & 0xffff]++;
             }
-            memset(h->count, 0, sizeof(h->count));
-            h->want = b;
-            for_each_cell(cg, cls, count_cell, h);
-            qsort(h->keep, (size_t)h->n_keep, sizeof(float), cmp_float);
-            *out = h->keep[k];
-            ok = true;
-            break;
         }
-        lo = h->bmin[b]; // narrow to the bin's values and count again
-        hi = h->bmax[b];
     }
-    th_free(h->keep);
-    th_free(h);
-    return ok;
+}
+
+// The high half holding the k-th smallest positive value (0-based); k becomes its rank there.
+static uint32_t find_high(const radix *r, int64_t *k)
+{
+    uint32_t b = 0;
+    while (b < HI_BINS - 1 && *k >= r->hi[b]) {
+        *k -= r->hi[b++];
+    }
+    return b;
+}
+
+static float find_low(const int64_t *lo, uint32_t high, int64_t k)
+{
+    uint32_t b = 0;
+    while (b < LO_BINS - 1 && k >= lo[b]) {
+        k -= lo[b++];
+    }
+    return bits_float(high << 16 | b);
 }
 
 // Linear-interpolated percentile (0..100) of the class's CAM values clipped at 0.
-static bool class_percentile(const th_result *r, int cls, double pct, float *out, float *max,
+static bool class_percentile(const th_result *res, int cls, double pct, float *out, float *max,
                              th_error **err)
 {
-    hist *h = th_calloc(1, sizeof(*h), err);
-    if (!h) {
+    radix *r = th_calloc(1, sizeof(*r), err);
+    if (!r) {
         return false;
     }
-    h->lo = 1; // first pass: only the counts and the maximum
-    h->hi = 0;
-    h->want = -1;
-    for_each_cell(&r->cams, cls, count_cell, h);
-    int64_t n = h->n, zeros = h->n - h->positive;
-    *max = h->max;
-    th_free(h);
+    for_each_cell(&res->cams, cls, count_high, r);
+    int64_t n = r->n, zeros = r->n - r->positive;
+    *max = r->max;
     *out = 0;
-    if (n == 0) {
-        return true;
-    }
-    double pos = TH_CLAMP(pct, 0.0, 100.0) / 100.0 * (double)(n - 1);
-    int64_t i = (int64_t)pos;
-    double frac = pos - (double)i;
-    float a = 0, b = 0;
-    if (i >= zeros && !kth_positive(&r->cams, cls, i - zeros, *max, &a, err)) {
-        return false;
-    }
-    if (frac > 0 && i + 1 < n) {
-        if (i + 1 >= zeros && !kth_positive(&r->cams, cls, i + 1 - zeros, *max, &b, err)) {
-            return false;
+    bool ok = true;
+    if (n > 0) {
+        double pos = TH_CLAMP(pct, 0.0, 100.0) / 100.0 * (double)(n - 1);
+        int64_t i = (int64_t)pos;
+        double frac = pos - (double)i;
+        bool two = frac > 0 && i + 1 < n;
+        // Ranks i and i + 1 among all cells; those below `zeros` are 0.
+        int64_t rank[2] = {i - zeros, i + 1 - zeros}, k[2];
+        float v[2] = {0, 0};
+        for (int j = 0; j < 1 + two; j++) {
+            if (rank[j] >= 0) {
+                k[j] = rank[j];
+                r->want[j] = find_high(r, &k[j]);
+                r->lo[j] = th_calloc(LO_BINS, sizeof(int64_t), err);
+                ok = ok && r->lo[j];
+            }
         }
-        *out = (float)(a * (1 - frac) + b * frac);
-    } else {
-        *out = a;
+        if (ok && (r->lo[0] || r->lo[1])) {
+            for_each_cell(&res->cams, cls, count_low, r);
+        }
+        for (int j = 0; ok && j < 2; j++) {
+            if (r->lo[j]) {
+                v[j] = find_low(r->lo[j], r->want[j], k[j]);
+            }
+        }
+        *out = two ? (float)(v[0] * (1 - frac) + v[1] * frac) : v[0];
     }
-    return true;
+    th_free(r->lo[0]);
+    th_free(r->lo[1]);
+    th_free(r);
+    return ok;
 }
 
 typedef struct minmax {

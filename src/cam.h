@@ -29,7 +29,6 @@ typedef struct th_camgrid {
     size_t map_bytes;
     int fd;                     /* the backing temporary file, or -1 for anonymous memory */
     uint8_t *used;              /* (chunks_y · chunks_x) 1 once a tile touched the chunk */
-    int64_t chunks_used;
     atomic_llong touched;       /* bytes touched since pages were last dropped (file only) */
     double x0, y0;              /* level-0 corner of cell (0, 0) */
     double cell_w0, cell_h0;    /* level-0 size of a cell */
@@ -45,15 +44,22 @@ bool th_camgrid_init(th_camgrid *cg, const th_grid *grid, int n_classes, int cam
                      th_error **err);
 void th_camgrid_free(th_camgrid *cg);
 
-/* Add tile (col, row)'s CAM, (n_classes, chunk_h, chunk_w). Serial, in tile order. */
+/* True when tiles do not overlap (the step is a whole tile): each tile is exactly one chunk. */
+bool th_camgrid_disjoint(const th_camgrid *cg);
+
+/* Add tile (col, row)'s CAM, (n_classes, chunk_h, chunk_w). Overlapping tiles: serial, in tile
+ * order. Disjoint tiles: different tiles may be added from different threads at once. */
 bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error **err);
 
-/* Turn sums into means (once, after the last add). */
+/* Turn sums into means (once, after the last add; nothing to do for disjoint tiles). */
 void th_camgrid_finish(th_camgrid *cg);
 
 /* Note that `bytes` of the grid were read or written: with a file behind the grid, every
  * th_camgrid_budget/64 bytes its pages are dropped from the process (thread-safe; the data stays). */
 void th_camgrid_touch(const th_camgrid *cg, size_t bytes);
+
+/* Row gy (< gh) of class cls's raw CAM into out (gw): NAN where no tile ran. */
+void th_camgrid_read_row(const th_camgrid *cg, int cls, int64_t gy, float *out);
 
 /* Raw CAM of class cls at cell (gx, gy); false where no tile ran (or outside the grid). */
 bool th_camgrid_get(const th_camgrid *cg, int cls, int64_t gx, int64_t gy, float *v);

@@ -173,11 +173,7 @@ void th_result_get_cam_grid(const th_result *result, int64_t *gw, int64_t *gh, d
 void th_result_read_cam_row(const th_result *result, int c, int64_t gy, float *out)
 {
     const th_camgrid *cg = &result->cams;
-    for (int64_t gx = 0; gx < cg->gw; gx++) {
-        if (!th_camgrid_get(cg, c, gx, gy, &out[gx])) {
-            out[gx] = NAN;
-        }
-    }
+    th_camgrid_read_row(cg, c, gy, out);
     // A row of cells makes a page of the class plane and one of the counts resident per chunk.
     th_camgrid_touch(cg, (size_t)cg->chunks_x * 2 * 4096);
 }

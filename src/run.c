@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* The orchestrator and the library's only OpenMP parallel region over tiles (libvips' pattern):
- * plan the grid and the tissue mask, list the tiles to run serially, then run them in waves:
- * each wave's tiles in parallel (each thread with its own scratch, each tile's output in its own
- * slot), then the wave's CAMs added to the slide-wide grid serially in tile order. One tile is
- * computed by exactly one thread and every sum runs in tile order, so results are byte-identical
- * whatever the thread count. */
+ * plan the grid and the tissue mask, list the tiles to run serially, then run them. Tiles that
+ * do not overlap (the default stride) each own their cells of the slide-wide CAM grid, so a
+ * thread adds its tile's CAM as soon as it has it, in one dynamic loop over every tile. Tiles
+ * that overlap (--stride) run in waves: each wave's tiles in parallel (each thread with its own
+ * scratch, each tile's CAM in its own slot), then the wave's CAMs added to the grid serially in
+ * tile order. One tile is computed by exactly one thread and every sum runs in tile order, so
+ * results are byte-identical whatever the thread count. */
 #include <config.h>
 
 #include <stdatomic.h>
@@ -62,6 +64,7 @@ typedef struct run_ctx {
     const th_model *model;
     th_result *result;
     const th_run_options *opt;
+    bool waves;           // tiles overlap: their CAMs are added in tile order, wave by wave
     float *wave_cam;      // (WAVE_TILES, n_classes, cam_h, cam_w) CAMs of the current wave
     int64_t wave_start;   // first tile of the current wave
     int64_t wave_len;
@@ -87,10 +90,12 @@ typedef struct scratch {
     uint8_t *rgb;     // (tile_h, tile_w, 3)
     uint8_t *region;  // resampling source, th_grid_scratch_size bytes (NULL if not resampling)
     float *feat;      // (feat_c, feat_h, feat_w)
+    float *cam;       // (n_classes, feat_h, feat_w) the tile's CAM when it goes straight to the grid
     double sec[3];
 } scratch;
 
-// One tile: read, forward, CAM; everything written into tile t's slots.
+// One tile: read, forward, CAM; probabilities into tile t's slots, the CAM into its wave slot or
+// straight into the grid.
 static bool run_tile(run_ctx *ctx, int64_t t, scratch *s, th_error **err)
 {
     th_result *r = ctx->result;
@@ -107,8 +112,11 @@ static bool run_tile(run_ctx *ctx, int64_t t, scratch *s, th_error **err)
     }
     double t2 = th_engine_clock();
     size_t cells = (size_t)e->feat_h * e->feat_w;
-    th_cam_compute(s->feat, e->feat_c, e->feat_h, e->feat_w, ctx->model->dense_w, nc,
-                   ctx->wave_cam + (size_t)(t - ctx->wave_start) * nc * cells);
+    float *cam = ctx->waves ? ctx->wave_cam + (size_t)(t - ctx->wave_start) * nc * cells : s->cam;
+    th_cam_compute(s->feat, e->feat_c, e->feat_h, e->feat_w, ctx->model->dense_w, nc, cam);
+    if (!ctx->waves && !th_camgrid_add(&r->cams, col, row, cam, err)) {
+        goto fail;
+    }
     s->sec[0] += t1 - t0;
     s->sec[1] += t2 - t1;
     s->sec[2] += th_engine_clock() - t2;
@@ -130,11 +138,15 @@ static bool scratch_init(scratch *s, const run_ctx *ctx, th_error **err)
     s->rgb = th_malloc((size_t)g->tile_w * g->tile_h * 3, err);
     s->region = region ? th_malloc(region, err) : NULL;
     s->feat = th_malloc_aligned(sizeof(float) * e->feat_c * e->feat_h * e->feat_w, err);
-    return s->ws && s->rgb && (s->region || !region) && s->feat;
+    s->cam = ctx->waves ? NULL
+                        : th_malloc(sizeof(float) * ctx->result->n_classes * e->feat_h * e->feat_w,
+                                    err);
+    return s->ws && s->rgb && (s->region || !region) && s->feat && (s->cam || ctx->waves);
 }
 
 static void scratch_free(scratch *s)
 {
+    th_free(s->cam);
     th_free(s->feat);
     th_free(s->region);
     th_free(s->rgb);
@@ -156,7 +168,35 @@ static void add_wave(run_ctx *ctx)
     }
 }
 
-// What each thread does: allocate its scratch once, then take tiles wave by wave.
+// Tiles start .. end-1, shared among the threads (a dynamic omp for, ending in a barrier).
+static void run_tiles(run_ctx *ctx, scratch *s, int64_t start, int64_t end)
+{
+    th_error *err = NULL;
+    int64_t n_tiles = ctx->result->n_tiles;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic)
+#endif
+    for (int64_t t = start; t < end; t++) {
+        if (atomic_load(&ctx->failed)) {
+            continue;
+        }
+        if (!run_tile(ctx, t, s, &err)) {
+            publish_error(ctx, &err);
+            continue;
+        }
+        long long done = atomic_fetch_add(&ctx->done, 1) + 1;
+#ifdef _OPENMP
+        bool reporter = omp_get_thread_num() == 0;
+#else
+        bool reporter = true;
+#endif
+        if (ctx->opt->progress && reporter) {
+            ctx->opt->progress(ctx->opt->progress_user, done, n_tiles);
+        }
+    } // implicit barrier
+}
+
+// What each thread does: allocate its scratch once, then take tiles, all at once or wave by wave.
 static void worker(run_ctx *ctx)
 {
     th_error *err = NULL;
@@ -165,7 +205,10 @@ static void worker(run_ctx *ctx)
     if (!scratch_init(&s, ctx, &err)) {
         publish_error(ctx, &err);
     }
-    for (int64_t start = 0; start < r->n_tiles; start += WAVE_TILES) {
+    if (!ctx->waves) {
+        run_tiles(ctx, &s, 0, r->n_tiles);
+    }
+    for (int64_t start = 0; ctx->waves && start < r->n_tiles; start += WAVE_TILES) {
 #ifdef _OPENMP
 #pragma omp single
 #endif
@@ -173,28 +216,7 @@ static void worker(run_ctx *ctx)
             ctx->wave_start = start;
             ctx->wave_len = TH_MIN((int64_t)WAVE_TILES, r->n_tiles - start);
         } // implicit barrier
-        int64_t end = start + ctx->wave_len;
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic)
-#endif
-        for (int64_t t = start; t < end; t++) {
-            if (atomic_load(&ctx->failed)) {
-                continue;
-            }
-            if (!run_tile(ctx, t, &s, &err)) {
-                publish_error(ctx, &err);
-                continue;
-            }
-            long long done = atomic_fetch_add(&ctx->done, 1) + 1;
-#ifdef _OPENMP
-            bool reporter = omp_get_thread_num() == 0;
-#else
-            bool reporter = true;
-#endif
-            if (ctx->opt->progress && reporter) {
-                ctx->opt->progress(ctx->opt->progress_user, done, r->n_tiles);
-            }
-        } // implicit barrier
+        run_tiles(ctx, &s, start, start + ctx->wave_len);
 #ifdef _OPENMP
 #pragma omp single
 #endif
@@ -289,10 +311,13 @@ th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *
     if (!result) {
         goto fail;
     }
-    ctx.wave_cam = th_malloc(sizeof(float) * WAVE_TILES * result->n_classes * result->cam_w *
-                                 result->cam_h, err);
-    if (!ctx.wave_cam) {
-        goto fail;
+    ctx.waves = !th_camgrid_disjoint(&result->cams);
+    if (ctx.waves) {
+        ctx.wave_cam = th_malloc(sizeof(float) * WAVE_TILES * result->n_classes * result->cam_w *
+                                     result->cam_h, err);
+        if (!ctx.wave_cam) {
+            goto fail;
+        }
     }
     atomic_init(&ctx.failed, false);
     atomic_init(&ctx.first_error, NULL);
