@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* ONNX graph walking: follow the graph as one chain from its input (conv trunk -> global average
  * pooling -> one dense layer -> optional softmax), check the weight shapes, fold
- * BatchNormalization into the conv before it and copy every weight into one aligned arena. Any
+ * BatchNormalization into the conv before it; the model owns each decoded weight array. Any
  * other graph is rejected with a message naming the node. onnx-tensor.c decodes attributes and
  * tensors; model.c unpacks the protobuf, reads the metadata and owns the model's lifecycle. */
 #include <config.h>
@@ -31,8 +31,8 @@ static const char *const stage_where[] = {
     " after Softmax",
 };
 
-// State of one graph walk. Weights are decoded into temporaries first and copied into the model's
-// arena once the whole graph has been accepted.
+// State of one graph walk. Weights are decoded into arrays the walk owns until the whole graph
+// has been accepted; then the model takes them over.
 typedef struct walk {
     th_onnx_at at; // the graph, and the current node's name and op_type
     int64_t opset; // version of the default ONNX domain
@@ -50,6 +50,17 @@ typedef struct walk {
     int open_conv;  // a conv layer nothing has followed yet (BN / Relu fold into it), or -1
     char label[80]; // "<op>#<index>" for nodes without a name
 } walk;
+
+// n floats set to 0, 64-byte aligned as every weight array (th_onnx_const_floats).
+static float *zeros(size_t n, th_error **err)
+{
+    size_t bytes;
+    float *v = th_size_mul(n, sizeof(float), &bytes, err) ? th_malloc_aligned(bytes, err) : NULL;
+    if (v) {
+        memset(v, 0, bytes);
+    }
+    return v;
+}
 
 /* ------------------------------------------------------------------ trunk */
 
@@ -218,7 +229,7 @@ static bool op_conv(walk *wk, const Onnx__NodeProto *node, th_error **err)
     wk->lw[n] = th_onnx_const_floats(&wk->at, node, 1, nw, NULL, NULL, err);
     bool has_bias = node->n_input >= 3 && node->input[2][0];
     wk->lb[n] = has_bias ? th_onnx_const_floats(&wk->at, node, 2, (size_t)l->c_out, NULL, NULL, err)
-                         : th_calloc((size_t)l->c_out, sizeof(float), err);
+                         : zeros((size_t)l->c_out, err);
     if (!wk->lw[n] || !wk->lb[n]) {
         return false;
     }
@@ -411,8 +422,8 @@ static bool op_flatten(walk *wk, const Onnx__NodeProto *node, th_error **err)
 static bool alloc_dense(walk *wk, int n_classes, th_error **err)
 {
     size_t n = (size_t)n_classes * (size_t)wk->m->feat_c;
-    wk->dense_w = th_calloc(n, sizeof(float), err);
-    wk->dense_b = th_calloc((size_t)n_classes, sizeof(float), err);
+    wk->dense_w = zeros(n, err);
+    wk->dense_b = zeros((size_t)n_classes, err);
     wk->m->n_classes = n_classes;
     return wk->dense_w && wk->dense_b;
 }
@@ -665,7 +676,7 @@ static bool walk_graph(walk *wk, th_error **err)
     }
 }
 
-/* ------------------------------------------------------------------ input, arena, entry */
+/* ------------------------------------------------------------------ input, weights, entry */
 
 static void shape_string(const Onnx__TensorShapeProto *shape, char *buf, size_t size)
 {
@@ -756,52 +767,18 @@ static bool read_input(walk *wk, th_error **err)
     return true;
 }
 
-static size_t round16(size_t n)
-{
-    return (n + 15) & ~(size_t)15;
-}
-
-// Copy n floats into the arena at *off (kept 64-byte aligned) and return the view.
-static const float *place(float *arena, size_t *off, const float *src, size_t n)
-{
-    float *dst = arena + *off;
-    memcpy(dst, src, n * sizeof(float));
-    *off += round16(n);
-    return dst;
-}
-
-// Every weight into one 64-byte aligned block; conv layers and the dense head become views.
-static bool build_arena(walk *wk, th_error **err)
+// The model takes over every weight array the walk decoded: conv layers and the dense head.
+static void adopt_weights(walk *wk)
 {
     th_model *m = wk->m;
-    size_t nd = (size_t)m->n_classes * (size_t)m->feat_c,
-           total = round16(nd) + round16((size_t)m->n_classes), bytes;
     for (int i = 0; i < m->n_layers; i++) {
-        const th_layer *l = &m->layers[i];
-        if (l->kind == TH_LAYER_CONV) {
-            total += round16((size_t)l->c_out * l->c_in * l->kh * l->kw) + round16(l->c_out);
-        }
+        m->layers[i].weight = wk->lw[i];
+        m->layers[i].bias = wk->lb[i];
+        wk->lw[i] = wk->lb[i] = NULL;
     }
-    if (!th_size_mul(total, sizeof(float), &bytes, err)) {
-        return false;
-    }
-    m->arena = th_malloc_aligned(bytes, err);
-    if (!m->arena) {
-        return false;
-    }
-    memset(m->arena, 0, bytes);
-    size_t off = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        th_layer *l = &m->layers[i];
-        if (l->kind == TH_LAYER_CONV) {
-            l->weight =
-                place(m->arena, &off, wk->lw[i], (size_t)l->c_out * l->c_in * l->kh * l->kw);
-            l->bias = place(m->arena, &off, wk->lb[i], (size_t)l->c_out);
-        }
-    }
-    m->dense_w = place(m->arena, &off, wk->dense_w, nd);
-    m->dense_b = place(m->arena, &off, wk->dense_b, (size_t)m->n_classes);
-    return true;
+    m->dense_w = wk->dense_w;
+    m->dense_b = wk->dense_b;
+    wk->dense_w = wk->dense_b = NULL;
 }
 
 bool th_model_onnx_graph(th_model *model, const struct Onnx__GraphProto *graph, int64_t opset,
@@ -822,7 +799,8 @@ bool th_model_onnx_graph(th_model *model, const struct Onnx__GraphProto *graph, 
         return false;
     }
     wk.visited = th_calloc(graph->n_node + 1, sizeof(bool), err); // (n_node)
-    if (wk.visited && read_input(&wk, err) && walk_graph(&wk, err) && build_arena(&wk, err)) {
+    if (wk.visited && read_input(&wk, err) && walk_graph(&wk, err)) {
+        adopt_weights(&wk);
         ok = true;
     }
     for (int i = 0; wk.lw && i < model->n_layers; i++) {

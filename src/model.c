@@ -373,10 +373,12 @@ th_model *th_model_load_from_memory(const void *data, size_t len, th_error **err
 
 th_model *th_model_load(const char *path, th_error **err)
 {
-    size_t len = 0;
-    void *data = th_read_file(path, &len, err);
-    th_model *m = data ? th_model_load_from_memory(data, len, err) : NULL;
-    th_free(data);
+    th_file_view file;
+    if (!th_map_file(path, &file, err)) {
+        return NULL;
+    }
+    th_model *m = th_model_load_from_memory(file.data, file.len, err);
+    th_unmap_file(&file);
     return m;
 }
 
@@ -391,8 +393,13 @@ void th_model_free(th_model *model)
     }
     free_names(model->class_names, model->n_classes);
     th_free(model->background);
+    for (int i = 0; model->layers && i < model->n_layers; i++) {
+        th_free((void *)model->layers[i].weight); // owned: const only to the model's users
+        th_free((void *)model->layers[i].bias);
+    }
     th_free(model->layers);
-    th_free(model->arena);
+    th_free((void *)model->dense_w);
+    th_free((void *)model->dense_b);
     th_free(model);
 }
 

@@ -25,8 +25,8 @@ typedef struct th_layer {
     bool ceil_mode;                 /* maxpool */
     bool relu;                      /* conv: a following Relu is fused */
     int c_in, c_out;                /* conv channels; relu/maxpool: c_in == c_out */
-    const float *weight;            /* conv: (c_out, c_in, kh, kw) row-major, view into arena */
-    const float *bias;              /* conv: (c_out), view into arena; zeros if the node had none */
+    const float *weight;            /* conv: (c_out, c_in, kh, kw) row-major, owned */
+    const float *bias;              /* conv: (c_out), owned; zeros if the node had none */
 } th_layer;
 
 #define TH_MODEL_META_MAX 64
@@ -39,8 +39,8 @@ struct th_model {
     bool input_nhwc;         /* graph input was NHWC, followed by a Transpose (informational) */
     int feat_c;              /* channels of the feature map that feeds GAP (= dense inputs) */
     int n_classes;
-    const float *dense_w;    /* (n_classes, feat_c) row-major, view into arena */
-    const float *dense_b;    /* (n_classes), view into arena */
+    const float *dense_w;    /* (n_classes, feat_c) row-major, owned */
+    const float *dense_b;    /* (n_classes), owned */
     bool graph_softmax;      /* the graph ended with Softmax (tileheat applies it exactly once) */
     float input_scale;       /* x = (pixel * input_scale - input_mean[c]) / input_std[c] */
     float input_mean[3];
@@ -51,7 +51,6 @@ struct th_model {
     int n_meta;
     char *meta_key[TH_MODEL_META_MAX];   /* metadata_props, owned */
     char *meta_value[TH_MODEL_META_MAX];
-    float *arena;            /* every weight tensor, one 64-byte aligned block */
 };
 
 /* Output size of one layer for an h×w input; false if the output would be empty. */
@@ -65,8 +64,8 @@ bool th_model_trunk_shape(const th_model *model, int in_h, int in_w, int *c, int
 struct Onnx__GraphProto;
 
 /* model-onnx.c: walk an unpacked ONNX graph into `model`: layers, dense head, input layout and
- * fixed size (checked against in_w/in_h, which model.c sets from metadata input_size), weight
- * arena. opset is the version of the default ONNX domain. */
+ * fixed size (checked against in_w/in_h, which model.c sets from metadata input_size), and
+ * the weights (owned by the model from then on). opset is the version of the default ONNX domain. */
 bool th_model_onnx_graph(th_model *model, const struct Onnx__GraphProto *graph, int64_t opset,
                          th_error **err);
 

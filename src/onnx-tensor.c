@@ -180,7 +180,7 @@ static bool size_mismatch(const char *name, const Onnx__TensorProto *t, const ch
     return false;
 }
 
-// Decode a float32 tensor (float_data, or little-endian raw_data) into a new array.
+// Decode a float32 tensor (float_data, or little-endian raw_data) into a new 64-byte aligned array.
 static float *tensor_floats(const char *name, const Onnx__TensorProto *t, size_t *count,
                             th_error **err)
 {
@@ -199,7 +199,8 @@ static float *tensor_floats(const char *name, const Onnx__TensorProto *t, size_t
         return NULL;
     }
     size_t bytes;
-    float *out = th_size_mul(n ? n : 1, sizeof(float), &bytes, err) ? th_malloc(bytes, err) : NULL;
+    float *out =
+        th_size_mul(n ? n : 1, sizeof(float), &bytes, err) ? th_malloc_aligned(bytes, err) : NULL;
     if (!out) { // (n) in the tensor's order, every value written below
         return NULL;
     }

@@ -79,6 +79,17 @@ FILE *th_fopen(const char *path, const char *mode, th_error **err);
 /* Whole file into memory (for model files); *len receives the size. Caller frees with th_free. */
 void *th_read_file(const char *path, size_t *len, th_error **err);
 
+/* A whole file, read-only: mapped when it is a regular file (its pages are the page cache's, so
+ * a 59 MB model costs no fresh memory; in a VM fresh memory is what loading costs), else read
+ * with th_read_file. Released with th_unmap_file. */
+typedef struct th_file_view {
+    const void *data;
+    size_t len;
+    bool mapped;
+} th_file_view;
+bool th_map_file(const char *path, th_file_view *v, th_error **err);
+void th_unmap_file(th_file_view *v);
+
 /* An output file written under a temporary name in the same directory, and renamed over `path`
  * only by th_outfile_commit. th_outfile_abort (or commit failing) removes the temporary file. */
 typedef struct th_outfile {

@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -233,6 +234,41 @@ void *th_read_file(const char *path, size_t *len, th_error **err)
 out:
     fclose(fp);
     return buf;
+}
+
+static const char empty_file[1]; // the view of an empty regular file
+
+bool th_map_file(const char *path, th_file_view *v, th_error **err)
+{
+    memset(v, 0, sizeof(*v));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        v->len = (size_t)st.st_size;
+        void *p = v->len ? mmap(NULL, v->len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)
+                         : (void *)empty_file;
+        if (p != MAP_FAILED) {
+            v->data = p;
+            v->mapped = v->len > 0;
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (!v->data) { // not a regular file, or mmap failed: read it (th_read_file reports errors)
+        v->data = th_read_file(path, &v->len, err);
+    }
+    return v->data != NULL;
+}
+
+void th_unmap_file(th_file_view *v)
+{
+    if (v->mapped) {
+        munmap((void *)v->data, v->len);
+    } else if (v->data != empty_file) {
+        th_free((void *)v->data);
+    }
+    memset(v, 0, sizeof(*v));
 }
 
 bool th_outfile_open(th_outfile *out, const char *path, th_error **err)
