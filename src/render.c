@@ -283,26 +283,37 @@ static bool check_result(const th_slide *slide, const th_result *res, const th_m
     return true;
 }
 
-// Display ranges: per class for TH_NORM_PERCENTILE, one shared range for TH_NORM_RAW.
+// Display ranges: per class for TH_NORM_PERCENTILE (the classes spread over the threads: each
+// is two passes over the whole CAM grid), one shared range for TH_NORM_RAW.
 static bool compute_ranges(th_overlay *ov, const th_render_options *opt, th_error **err)
 {
-    for (int i = 0; i < ov->n; i++) {
-        if (opt->norm == TH_NORM_RAW && i > 0) {
-            ov->lo[i] = ov->lo[0];
-            ov->hi[i] = ov->hi[0];
-            continue;
-        }
+    int n = opt->norm == TH_NORM_RAW ? 1 : ov->n;
+    th_error *errs[TH_MAX_SHOWN] = {NULL};
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th_render_threads(opt->threads)) schedule(dynamic)
+#endif
+    for (int i = 0; i < n; i++) {
         const int *classes = opt->norm == TH_NORM_RAW ? ov->cls : &ov->cls[i];
-        int n = opt->norm == TH_NORM_RAW ? ov->n : 1;
-        if (!th_cam_range(ov->res, opt->norm, opt->percentile, classes, n, &ov->lo[i], &ov->hi[i],
-                          err)) {
-            return false;
-        }
-        if (!(ov->hi[i] > ov->lo[i])) {
+        int n_classes = opt->norm == TH_NORM_RAW ? ov->n : 1;
+        if (th_cam_range(ov->res, opt->norm, opt->percentile, classes, n_classes, &ov->lo[i],
+                         &ov->hi[i], &errs[i]) &&
+            !(ov->hi[i] > ov->lo[i])) {
             ov->hi[i] = ov->lo[i] + 1; // a flat class: everything at the low end
         }
     }
-    return true;
+    bool ok = true;
+    for (int i = 0; i < n; i++) {
+        if (errs[i] && ok) {
+            th_error_propagate(err, &errs[i]); // the first failure, in class order
+            ok = false;
+        }
+        th_error_free(errs[i]);
+    }
+    for (int i = n; i < ov->n; i++) { // TH_NORM_RAW: every class shares the range
+        ov->lo[i] = ov->lo[0];
+        ov->hi[i] = ov->hi[0];
+    }
+    return ok;
 }
 
 bool th_overlay_init(th_overlay *ov, const th_slide *slide, const th_result *res,
