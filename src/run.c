@@ -285,7 +285,7 @@ static th_result *plan(th_slide *slide, const th_model *model, th_engine **engin
     r->opt = *opt;
     double t0 = th_engine_clock();
     if (opt->min_tissue > 0) {
-        r->tissue = th_tissue_detect(slide, grid.mpp, err);
+        r->tissue = th_tissue_detect(slide, grid.mpp, opt->threads, err);
         if (!r->tissue) {
             th_error_prefix(err, "tissue detection: ");
             th_result_free(r);

@@ -5,6 +5,10 @@
  * safety margin. Also the exact area-weighted tissue share of a rectangle, and the mask as PNG. */
 #include <config.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "png-bands.h"
 #include "tissue.h"
 
@@ -39,7 +43,7 @@
 #define MASK_UM 8.0           // µm per mask pixel
 #define UNKNOWN_MPP 0.5       // µm per level-0 pixel assumed when the slide does not say (20×)
 #define MASK_MAX_SIDE 8192    // mask pixels along the long side, at most
-#define BAND_BYTES (12 << 20) // RGB bytes read at a time
+#define BAND_BYTES (4 << 20)  // RGB bytes a thread reads at a time
 #define SAT_FLOOR 13          // the threshold is clamped to [13, 26] / 255 = [0.05, 0.10]
 #define SAT_CEIL 26
 #define PEN_MARGIN 10.0 // green above red by this much (0-255) is ink
@@ -58,12 +62,15 @@ typedef struct axis_w {
     double a, b; // overlap in level-0 pixels with mask pixels c and c + 1
 } axis_w;
 
+// One band's reader: it owns mask rows [m0, m1) and reads every level row that touches them.
 typedef struct reader {
     th_tissue *t;
-    axis_w *cols;      // (level_w) column weights
-    double *acc;       // (2, w, 4): weighted R, G, B and total weight of mask rows cur, cur + 1
-    int cur;           // the mask row held in acc[0]
-    int64_t hist[256]; // saturation histogram of the finished mask pixels
+    const axis_w *cols; // (level_w) column weights, shared
+    double *acc;        // (2, w, 4): weighted R, G, B and total weight of mask rows cur, cur + 1
+    int cur;            // the mask row held in acc[0]
+    int m0, m1;         // the band's mask rows
+    int64_t hist[256];  // saturation histogram of the band's mask pixels
+    th_error *err;      // the band's failure
 } reader;
 
 // A growable ring buffer of pixel indices, for breadth-first flood fills.
@@ -129,12 +136,12 @@ static uint8_t saturation(const double *p)
     return (uint8_t)lround((mx - mn) / mx * 255);
 }
 
-// Turn mask row cur into saturation bytes and move on to the next row.
+// Turn mask row cur into saturation bytes (if the band owns it) and move on to the next row.
 static void finish_row(reader *rd)
 {
     th_tissue *t = rd->t;
     size_t row = (size_t)t->w * 4;
-    if (rd->cur < t->h) {
+    if (rd->cur >= rd->m0 && rd->cur < rd->m1) {
         uint8_t *dst = t->mask + (size_t)rd->cur * t->w;
         for (int c = 0; c < t->w; c++) {
             dst[c] = saturation(rd->acc + (size_t)c * 4);
@@ -177,43 +184,87 @@ static void add_row(reader *rd, const uint8_t *rgb, int64_t level_w, axis_w ry)
     }
 }
 
-// Read the level in bands of rows and area-average it into t->mask as saturation bytes.
-static bool read_saturation(th_slide *slide, reader *rd, int64_t w0, int64_t h0, th_error **err)
+// Area-average the level rows that touch the band's mask rows into them, reading band_h level
+// rows at a time. Each mask pixel sums its level pixels in the same order as with one band for
+// the whole mask (rows down, then columns across), so the bytes do not depend on the split.
+static bool read_band(th_slide *slide, reader *rd, int64_t lw, int64_t lh, double ds, double h0,
+                      int64_t band_h)
 {
     th_tissue *t = rd->t;
-    int64_t lw, lh;
-    bool ok = false;
-    uint8_t *band = NULL;
-    th_slide_get_level_dimensions(slide, t->level, &lw, &lh);
-    double ds = th_slide_get_level_downsample(slide, t->level);
-    int64_t band_h = TH_CLAMP(BAND_BYTES / (3 * lw), 1, lh);
-    rd->cols = th_calloc((size_t)lw, sizeof(*rd->cols), err);
-    rd->acc = th_calloc((size_t)t->w * 8, sizeof(double), err);
-    band = rd->cols && rd->acc ? th_malloc_huge((size_t)(band_h * lw) * 3, err) : NULL;
-    if (!band) {
-        goto out;
+    rd->cur = TH_MAX(rd->m0 - 1, 0);
+    rd->acc = th_calloc((size_t)t->w * 8, sizeof(double), &rd->err);
+    uint8_t *band = rd->acc ? th_malloc_huge((size_t)(band_h * lw) * 3, &rd->err) : NULL;
+    bool ok = band != NULL;
+    // Level row y reaches mask rows c and c + 1 (axis_weight), c nondecreasing in y.
+    int64_t y = TH_CLAMP((int64_t)floor((rd->m0 - 1) * t->sy / ds) - 1, 0, lh);
+    while (y < lh && axis_weight(y, ds, h0, t->sy, t->h).c < rd->m0 - 1) {
+        y++;
     }
-    for (int64_t i = 0; i < lw; i++) {
-        rd->cols[i] = axis_weight(i, ds, (double)w0, t->sx, t->w);
-    }
-    for (int64_t y = 0; y < lh; y += band_h) {
-        int64_t rows = TH_MIN(band_h, lh - y);
-        if (!th_slide_read_region(slide, band, 0, llround((double)y * ds), t->level, lw, rows,
-                                  err)) {
-            goto out;
+    // Reads start on multiples of band_h whatever the split: a level whose downsample is not a
+    // whole number reads back slightly differently from a different first row.
+    bool done = false;
+    for (int64_t y0 = y / band_h * band_h; ok && !done && y0 < lh; y0 += band_h) {
+        int64_t rows = TH_MIN(band_h, lh - y0);
+        ok = th_slide_read_region(slide, band, 0, llround((double)y0 * ds), t->level, lw, rows,
+                                  &rd->err);
+        for (; ok && y < y0 + rows; y++) {
+            axis_w ry = axis_weight(y, ds, h0, t->sy, t->h);
+            if (ry.c >= rd->m1) {
+                done = true;
+                break;
+            }
+            add_row(rd, band + (y - y0) * lw * 3, lw, ry);
         }
-        for (int64_t j = 0; j < rows; j++) {
-            add_row(rd, band + j * lw * 3, lw, axis_weight(y + j, ds, (double)h0, t->sy, t->h));
-        }
     }
-    while (rd->cur < t->h) {
+    while (ok && rd->cur < rd->m1) {
         finish_row(rd);
     }
-    ok = true;
-out:
     th_free(band);
     TH_FREE(rd->acc);
-    TH_FREE(rd->cols);
+    return ok;
+}
+
+// Read the level in bands of rows and area-average it into t->mask as saturation bytes, the
+// mask rows split into one band per thread; hist gets the saturation histogram.
+static bool read_saturation(th_slide *slide, th_tissue *t, int64_t w0, int64_t h0, int threads,
+                            int64_t hist[256], th_error **err)
+{
+    int64_t lw, lh;
+    th_slide_get_level_dimensions(slide, t->level, &lw, &lh);
+    double ds = th_slide_get_level_downsample(slide, t->level);
+    int n = TH_CLAMP(threads, 1, t->h);
+    int64_t band_h = TH_CLAMP(BAND_BYTES / (3 * lw), 1, lh); // per thread, whatever their count
+    axis_w *cols = th_calloc((size_t)lw, sizeof(*cols), err);
+    reader *rd = cols ? th_calloc((size_t)n, sizeof(*rd), err) : NULL; // (n)
+    if (!rd) {
+        th_free(cols);
+        return false;
+    }
+    for (int64_t i = 0; i < lw; i++) {
+        cols[i] = axis_weight(i, ds, (double)w0, t->sx, t->w);
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(n) schedule(static, 1)
+#endif
+    for (int b = 0; b < n; b++) {
+        rd[b] = (reader){.t = t, .cols = cols, .m0 = (int)((int64_t)t->h * b / n),
+                         .m1 = (int)((int64_t)t->h * (b + 1) / n)};
+        read_band(slide, &rd[b], lw, lh, ds, (double)h0, band_h);
+    }
+    th_free(cols);
+    bool ok = true;
+    memset(hist, 0, 256 * sizeof(int64_t));
+    for (int b = 0; b < n; b++) {
+        for (int v = 0; v < 256; v++) {
+            hist[v] += rd[b].hist[v];
+        }
+        if (rd[b].err && ok) {
+            th_error_propagate(err, &rd[b].err); // the first failure, in band order
+            ok = false;
+        }
+        th_error_free(rd[b].err);
+    }
+    th_free(rd);
     return ok;
 }
 
@@ -438,9 +489,9 @@ out:
     return ok;
 }
 
-th_tissue *th_tissue_detect(th_slide *slide, double mpp0, th_error **err)
+th_tissue *th_tissue_detect(th_slide *slide, double mpp0, int threads, th_error **err)
 {
-    reader rd = {0};
+    int64_t hist[256];
     int64_t w0 = 0, h0 = 0;
     double um_px;
     th_tissue *t = th_calloc(1, sizeof(*t), err);
@@ -454,8 +505,13 @@ th_tissue *th_tissue_detect(th_slide *slide, double mpp0, th_error **err)
     plan_grid(t, w0, h0, mpp0, &um_px);
     t->level = pick_level(slide, TH_MIN(t->sx, t->sy));
     t->mask = th_malloc((size_t)t->w * t->h, err);
-    rd.t = t;
-    if (!t->mask || !read_saturation(slide, &rd, w0, h0, err) || !segment(t, rd.hist, um_px, err)) {
+#ifdef _OPENMP
+    threads = threads > 0 ? threads : omp_get_max_threads();
+#else
+    threads = 1;
+#endif
+    if (!t->mask || !read_saturation(slide, t, w0, h0, threads, hist, err) ||
+        !segment(t, hist, um_px, err)) {
         goto fail;
     }
     return t;

@@ -31,7 +31,7 @@ static th_tissue *detect(th_slide *s, double mpp0, double *secs)
 {
     th_error *err = NULL;
     double t0 = tu_now();
-    th_tissue *t = s ? th_tissue_detect(s, mpp0, &err) : NULL;
+    th_tissue *t = s ? th_tissue_detect(s, mpp0, 0, &err) : NULL;
     if (secs) {
         *secs = tu_now() - t0;
     }
@@ -492,7 +492,7 @@ static void test_bad_files(void)
             th_error_free(err);
             continue;
         }
-        th_tissue *t = th_tissue_detect(s, 0.499, &err);
+        th_tissue *t = th_tissue_detect(s, 0.499, 0, &err);
         ok(t || (err && th_error_message(err)[0]), "%s: %s%s", rel,
            t ? "detected" : "read error: ", t ? "" : th_error_message(err));
         if (strcmp(files[i], "unreadable.svs") == 0) {
@@ -504,9 +504,44 @@ static void test_bad_files(void)
     }
 }
 
+// The mask and threshold are the same whatever the thread count (one band of mask rows per
+// thread; the bands' boundary rows are shared by two readers).
+static void test_threads(void)
+{
+    static const char *const files[] = {
+        "slides/CMU-1-Small-Region.svs",
+        "slides/TCGA-CR-7395-01A-01-TS1.svs",
+        "slides/test3-DAPI-2.ndpi",
+        "images/CMU-1-Small-Region.half.lzw.tif",
+    };
+    static const int counts[] = {2, 3, 7};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        th_error *err = NULL;
+        th_slide *s = th_slide_open(test_data_path(files[i]), &err);
+        th_tissue *one = s ? th_tissue_detect(s, 0, 1, &err) : NULL;
+        if (!one) {
+            ok(0, "%s: detected on 1 thread: %s", files[i], th_error_message(err));
+            th_error_free(err);
+            th_slide_close(s);
+            continue;
+        }
+        for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+            th_tissue *t = th_tissue_detect(s, 0, counts[k], NULL);
+            ok(t && t->w == one->w && t->h == one->h && t->threshold == one->threshold &&
+                   memcmp(t->mask, one->mask, (size_t)one->h * one->stride) == 0,
+               "%s: %d threads give the 1-thread mask (%d×%d, %.1f%% tissue)", files[i],
+               counts[k], one->w, one->h, 100 * one->fraction);
+            th_tissue_free(t);
+        }
+        th_tissue_free(one);
+        th_slide_close(s);
+    }
+}
+
 int main(void)
 {
     plan(0);
+    test_threads();
     test_fraction();
     test_synthetic();
     test_real_slides();
