@@ -125,19 +125,6 @@ static bool same_bytes(const char *a, const char *b)
     return same;
 }
 
-static int files_in(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e = d ? readdir(d) : NULL; e; e = readdir(d)) {
-        n += e->d_name[0] != '.';
-    }
-    if (d) {
-        closedir(d);
-    }
-    return n;
-}
-
 static char *tmp_file(const char *name)
 {
     static char path[4][512];
@@ -229,15 +216,7 @@ static void expect_failure(th_slide *slide, const th_result *r, const th_model *
                            const th_render_options *o, const char *dir, const char *needle,
                            const char *what)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/out.tiff", dir);
-    th_error *err = NULL;
-    bool done = th_render_tiff(slide, r, model, o, path, &err);
-    ok(!done && err, "%s: fails", what);
-    like(err ? th_error_message(err) : NULL, needle, "%s: message", what);
-    struct stat st;
-    ok(stat(path, &st) != 0 && files_in(dir) <= 0, "%s: leaves no file behind", what);
-    th_error_free(err);
+    tu_expect_render_failure(th_render_tiff, slide, r, model, o, dir, "out.tiff", needle, what);
 }
 
 static void test_errors(th_slide *slide, const th_result *r, const th_model *model)
@@ -309,7 +288,7 @@ int main(void)
     ok(done, "single: heatmap.tiff written in %.2f s%s%s", tu_now() - t0, err ? ": " : "",
        err ? th_error_message(err) : "");
     ok(th_render_heatmap(slide, r, model, &o, png, &err), "single: heatmap.png written");
-    is_int(files_in(test_tmpdir()), 2, "no temporary files are left");
+    is_int(tu_files_in(test_tmpdir()), 2, "no temporary files are left");
     test_pyramid(slide, tiff, mx);
     test_vs_png(tiff, png, "single");
 

@@ -195,25 +195,6 @@ static const uint8_t *px_at(const tu_image *img, int x, int y)
     return img->rgb + ((size_t)y * img->w + x) * 3;
 }
 
-static bool file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static int files_in(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e = d ? readdir(d) : NULL; e; e = readdir(d)) {
-        n += e->d_name[0] != '.';
-    }
-    if (d) {
-        closedir(d);
-    }
-    return n;
-}
-
 /* The plain thumbnail pixel (ox, oy), computed here from the documented rule: the mean of the
  * level pixels whose centres fall inside the output pixel, rounded; k = level pixels per output
  * pixel. */
@@ -897,7 +878,7 @@ static void test_disk_full(th_slide *slide, const th_result *r, const th_model *
     signal(SIGXFSZ, SIG_DFL);
     ok(!done && err, "full disk: fails");
     like(err ? th_error_message(err) : NULL, "write error", "full disk: message");
-    ok(files_in(dir) == 0, "full disk: leaves no file behind");
+    ok(tu_files_in(dir) == 0, "full disk: leaves no file behind");
     th_error_free(err);
 }
 
@@ -905,15 +886,7 @@ static void expect_failure(th_slide *slide, const th_result *r, const th_model *
                            const th_render_options *o, const char *dir, const char *needle,
                            const char *what)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/out.png", dir);
-    th_error *err = NULL;
-    bool rendered = th_render_heatmap(slide, r, model, o, path, &err);
-    ok(!rendered && err, "%s: fails", what);
-    like(err ? th_error_message(err) : NULL, needle, "%s: message", what);
-    ok(!file_exists(path) && (!file_exists(dir) || files_in(dir) == 0), "%s: leaves no file behind",
-       what);
-    th_error_free(err);
+    tu_expect_render_failure(th_render_heatmap, slide, r, model, o, dir, "out.png", needle, what);
 }
 
 static void test_errors(th_slide *slide, const th_result *r, const th_model *model)

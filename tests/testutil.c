@@ -3,7 +3,9 @@
  * readers, a wall clock and a PNG reader. */
 #include <config.h>
 
+#include <dirent.h>
 #include <png.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "tap.h"
@@ -261,4 +263,32 @@ bool tu_png_read(const char *path, tu_image *img)
         return false;
     }
     return true;
+}
+
+int tu_files_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e = d ? readdir(d) : NULL; e; e = readdir(d)) {
+        n += e->d_name[0] != '.';
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
+}
+
+void tu_expect_render_failure(tu_render_fn *fn, th_slide *slide, const th_result *r,
+                              const th_model *model, const th_render_options *o, const char *dir,
+                              const char *name, const char *needle, const char *what)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    th_error *err = NULL;
+    bool done = fn(slide, r, model, o, path, &err);
+    ok(!done && err, "%s: fails", what);
+    like(err ? th_error_message(err) : NULL, needle, "%s: message", what);
+    struct stat st;
+    ok(stat(path, &st) != 0 && tu_files_in(dir) == 0, "%s: leaves no file behind", what);
+    th_error_free(err);
 }

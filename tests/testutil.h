@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tileheat.h"
+
 /* ---------------------------------------------------------------- PRNG */
 
 // splitmix64; each program seeds its own state so its weights stay what they were.
@@ -104,5 +106,17 @@ typedef struct tu_image {
 
 /* Read a PNG as 8-bit RGB (diag and false on failure). */
 bool tu_png_read(const char *path, tu_image *img);
+
+/* Entries of a directory other than dot files (0 if it cannot be opened). */
+int tu_files_in(const char *dir);
+
+/* A renderer (th_render_heatmap, th_render_tiff) and a failure it must report: it fails with a
+ * message containing `needle` and leaves neither DIR/NAME nor anything else in DIR (three TAP
+ * checks, named after `what`). */
+typedef bool tu_render_fn(th_slide *slide, const th_result *result, const th_model *model,
+                          const th_render_options *opt, const char *path, th_error **err);
+void tu_expect_render_failure(tu_render_fn *fn, th_slide *slide, const th_result *r,
+                              const th_model *model, const th_render_options *o, const char *dir,
+                              const char *name, const char *needle, const char *what);
 
 #endif
