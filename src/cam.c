@@ -290,7 +290,8 @@ typedef struct radix {
     float max;
     int64_t hi[HI_BINS];    // positive values per high half
     uint32_t want[2];       // high halves holding the wanted ranks
-    int64_t *lo[2];         // (LO_BINS) values of bin want[i] per low half
+    int64_t *lo[2];         // (LO_BINS) values of bin want[i] per low half; lo[1] is NULL when
+                            // want[1] == want[0] (lo[0] serves both)
 } radix;
 
 static uint32_t float_bits(float v)
@@ -371,20 +372,24 @@ static bool class_percentile(const th_result *res, int cls, double pct, float *o
         // Ranks i and i + 1 among all cells; those below `zeros` are 0.
         int64_t rank[2] = {i - zeros, i + 1 - zeros}, k[2];
         float v[2] = {0, 0};
+        bool wanted[2] = {false, false};
         for (int j = 0; j < 1 + two; j++) {
             if (rank[j] >= 0) {
+                wanted[j] = true;
                 k[j] = rank[j];
                 r->want[j] = find_high(r, &k[j]);
-                r->lo[j] = th_calloc(LO_BINS, sizeof(int64_t), err);
-                ok = ok && r->lo[j];
+                if (j == 0 || !r->lo[0] || r->want[1] != r->want[0]) {
+                    r->lo[j] = th_calloc(LO_BINS, sizeof(int64_t), err);
+                    ok = ok && r->lo[j];
+                }
             }
         }
-        if (ok && (r->lo[0] || r->lo[1])) {
+        if (ok && (wanted[0] || wanted[1])) {
             for_each_cell(&res->cams, cls, count_low, r);
         }
         for (int j = 0; ok && j < 2; j++) {
-            if (r->lo[j]) {
-                v[j] = find_low(r->lo[j], r->want[j], k[j]);
+            if (wanted[j]) {
+                v[j] = find_low(r->lo[j] ? r->lo[j] : r->lo[0], r->want[j], k[j]);
             }
         }
         *out = two ? (float)(v[0] * (1 - frac) + v[1] * frac) : v[0];

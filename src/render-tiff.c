@@ -248,7 +248,7 @@ static void stream_chunks(tctx *t)
 #pragma omp parallel for num_threads(t->n_workers) schedule(dynamic) ordered
 #endif
     for (int64_t i = 0; i < n; i++) {
-        tworker *w = &t->wk[th_render_thread()];
+        tworker *w = &t->wk[th_thread_num()];
         int64_t s = i / t->n_chunks, c = i % t->n_chunks;
         bool ok = !t->failed && overlay_chunk(t, w, s, c, &w->err);
 #ifdef _OPENMP
@@ -362,7 +362,7 @@ static void plan_levels(tctx *t, const th_result *res)
 static bool setup(tctx *t, const char *path, int threads, th_error **err)
 {
     t->tile = th_malloc((size_t)TILE * TILE * 3, err);
-    t->n_workers = th_render_threads(threads);
+    t->n_workers = th_threads(threads);
     t->wk = th_calloc((size_t)t->n_workers, sizeof(*t->wk), err);
     if (!t->tile || !t->wk) {
         return false;

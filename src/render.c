@@ -12,9 +12,6 @@
 #include <float.h>
 #include <inttypes.h>
 #include <strings.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "cam.h"
 #include "png-bands.h"
@@ -290,7 +287,7 @@ static bool compute_ranges(th_overlay *ov, const th_render_options *opt, th_erro
     int n = opt->norm == TH_NORM_RAW ? 1 : ov->n;
     th_error *errs[TH_MAX_SHOWN] = {NULL};
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(th_render_threads(opt->threads)) schedule(dynamic)
+#pragma omp parallel for num_threads(th_threads(opt->threads)) schedule(dynamic)
 #endif
     for (int i = 0; i < n; i++) {
         const int *classes = opt->norm == TH_NORM_RAW ? ov->cls : &ov->cls[i];
@@ -474,24 +471,6 @@ void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_
     }
 }
 
-int th_render_threads(int wanted)
-{
-#ifdef _OPENMP
-    return wanted > 0 ? wanted : omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-int th_render_thread(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* ---------------------------------------------------------------- planning */
 
 // One thread's buffers, all O(output width × band height) or bounded.
@@ -621,7 +600,7 @@ static bool alloc_buffers(render *r, int threads, th_error **err)
     r->region_cap = region_w * r->strip_rows;
     r->cols = th_malloc((size_t)r->L.thumb_w * sizeof(*r->cols), err);
     r->rows = th_malloc((size_t)r->L.thumb_h * sizeof(*r->rows), err);
-    r->n_workers = th_render_threads(threads);
+    r->n_workers = th_threads(threads);
     r->w = th_calloc((size_t)r->n_workers, sizeof(*r->w), err);
     if (!r->cols || !r->rows || !r->w) {
         return false;
@@ -774,7 +753,7 @@ static bool write_bands(render *r, FILE *fp, th_error **err)
 #pragma omp parallel for num_threads(r->n_workers) schedule(dynamic) ordered
 #endif
     for (int b = 0; b < n_bands; b++) {
-        worker *w = &r->w[th_render_thread()];
+        worker *w = &r->w[th_thread_num()];
         int y0 = b * BAND_ROWS, h = TH_MIN(BAND_ROWS, r->L.image_h - y0);
         bool ok = !failed && render_band(r, w, y0, h, &w->err) &&
                   th_png_band_encode(&w->png, w->band, y0, h, &w->err);

@@ -67,11 +67,6 @@ void th_overlay_cache_free(th_overlay_cache *c);
 void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *row,
                     const th_overlay_axis *cols, int64_t n, uint8_t *rgb);
 
-/* Threads for a rendering parallel region (wanted if > 0, else omp_get_max_threads(); 1 without
- * OpenMP), and the calling thread's number inside one (0 without OpenMP). */
-int th_render_threads(int wanted);
-int th_render_thread(void);
-
 /* Geometry of a heatmap image: the slide thumbnail at (0, 0), and the legend panel appended
  * along the thumbnail's short side (right of a portrait or square slide, below a landscape
  * one), so the thumbnail's long side is exactly min(width, slide long side). */

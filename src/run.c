@@ -185,12 +185,7 @@ static void run_tiles(run_ctx *ctx, scratch *s, int64_t start, int64_t end)
             continue;
         }
         long long done = atomic_fetch_add(&ctx->done, 1) + 1;
-#ifdef _OPENMP
-        bool reporter = omp_get_thread_num() == 0;
-#else
-        bool reporter = true;
-#endif
-        if (ctx->opt->progress && reporter) {
+        if (ctx->opt->progress && th_thread_num() == 0) {
             ctx->opt->progress(ctx->opt->progress_user, done, n_tiles);
         }
     } // implicit barrier
@@ -323,11 +318,7 @@ th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *
     atomic_init(&ctx.first_error, NULL);
     atomic_init(&ctx.done, 0);
     double t0 = th_engine_clock();
-#ifdef _OPENMP
-    int threads = opt->threads > 0 ? opt->threads : omp_get_max_threads();
-#else
-    int threads = 1;
-#endif
+    int threads = th_threads(opt->threads);
     result->threads = threads;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)

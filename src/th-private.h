@@ -60,6 +60,11 @@ void *th_malloc_huge(size_t size, th_error **err);
 #else
 #define TH_SIMD
 #endif
+/* Threads for a parallel region: wanted if > 0, else omp_get_max_threads(); 1 without OpenMP.
+ * And the calling thread's number inside one (0 without OpenMP). */
+int th_threads(int wanted);
+int th_thread_num(void);
+
 void *th_realloc(void *p, size_t size, th_error **err);
 char *th_strdup(const char *s, th_error **err);
 char *th_strdup_printf(th_error **err, const char *fmt, ...) TH_PRINTF(2, 3);

@@ -5,10 +5,6 @@
  * safety margin. Also the exact area-weighted tissue share of a rectangle, and the mask as PNG. */
 #include <config.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "png-bands.h"
 #include "tissue.h"
 
@@ -196,7 +192,7 @@ static bool read_band(th_slide *slide, reader *rd, int64_t lw, int64_t lh, doubl
     uint8_t *band = rd->acc ? th_malloc_huge((size_t)(band_h * lw) * 3, &rd->err) : NULL;
     bool ok = band != NULL;
     // Level row y reaches mask rows c and c + 1 (axis_weight), c nondecreasing in y.
-    int64_t y = TH_CLAMP((int64_t)floor((rd->m0 - 1) * t->sy / ds) - 1, 0, lh);
+    int64_t y = 0;
     while (y < lh && axis_weight(y, ds, h0, t->sy, t->h).c < rd->m0 - 1) {
         y++;
     }
@@ -505,12 +501,7 @@ th_tissue *th_tissue_detect(th_slide *slide, double mpp0, int threads, th_error 
     plan_grid(t, w0, h0, mpp0, &um_px);
     t->level = pick_level(slide, TH_MIN(t->sx, t->sy));
     t->mask = th_malloc((size_t)t->w * t->h, err);
-#ifdef _OPENMP
-    threads = threads > 0 ? threads : omp_get_max_threads();
-#else
-    threads = 1;
-#endif
-    if (!t->mask || !read_saturation(slide, t, w0, h0, threads, hist, err) ||
+    if (!t->mask || !read_saturation(slide, t, w0, h0, th_threads(threads), hist, err) ||
         !segment(t, hist, um_px, err)) {
         goto fail;
     }

@@ -9,9 +9,30 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define TH_ALLOW_RAW
 #include "th-private.h"
+
+int th_threads(int wanted)
+{
+#ifdef _OPENMP
+    return wanted > 0 ? wanted : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int th_thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 bool th_size_mul(size_t n, size_t size, size_t *out, th_error **err)
 {
