@@ -264,6 +264,7 @@ static th_result *plan(th_slide *slide, const th_model *model, th_engine **engin
     int outer = omp_get_max_threads();
     omp_set_num_threads(opt->threads > 0 ? opt->threads : outer);
 #endif
+    double t0 = th_engine_clock();
     th_engine *e = th_engine_new(model, opt->engine, tile_w, tile_h, err);
 #ifdef _OPENMP
     omp_set_num_threads(outer);
@@ -278,7 +279,8 @@ static th_result *plan(th_slide *slide, const th_model *model, th_engine **engin
         return NULL;
     }
     r->opt = *opt;
-    double t0 = th_engine_clock();
+    th_result_add_stage(r, "engine plan", th_engine_clock() - t0);
+    t0 = th_engine_clock();
     if (opt->min_tissue > 0) {
         r->tissue = th_tissue_detect(slide, grid.mpp, opt->threads, err);
         if (!r->tissue) {

@@ -602,14 +602,34 @@ static void print_table(const cli *a, const th_result *r, const th_model *model)
     printf("\noutputs in %s/\n", a->out_dir);
 }
 
-// Stage timings (the run's, then the outputs') and the peak resident memory.
-static void print_timings(const th_result *r, const th_stage *extra, int n_extra)
+// The CLI's own stage timings: those before the run (model load, slide open), then the outputs'.
+typedef struct timings {
+    th_stage stage[10];
+    int n_before; // stages before th_run
+    int n;
+    double t;
+} timings;
+
+static void lap(timings *tm, const char *name)
+{
+    double t = now_seconds();
+    tm->stage[tm->n].name = name;
+    tm->stage[tm->n].seconds = t - tm->t;
+    tm->n++;
+    tm->t = t;
+}
+
+// Stage timings in the order they ran (the CLI's before the run, the run's, the outputs') and the
+// peak resident memory.
+static void print_timings(const th_result *r, const timings *tm)
 {
     int n;
     const th_stage *st = th_result_get_stages(r, &n);
     printf("time:");
-    for (int i = 0; i < n + n_extra; i++) {
-        const th_stage *s = i < n ? &st[i] : &extra[i - n];
+    for (int i = 0; i < n + tm->n; i++) {
+        const th_stage *s = i < tm->n_before ? &tm->stage[i]
+                            : i < tm->n_before + n ? &st[i - tm->n_before]
+                                                   : &tm->stage[i - n];
         printf("%s %s %.2f s", i ? "," : "", s->name, s->seconds);
     }
     printf("\npeak memory: %.1f MiB\n", (double)th_peak_rss() / (1 << 20));
@@ -664,21 +684,6 @@ static void choose_top(cli *a, const th_result *r, const th_model *model)
                 progname);
         exit(EXIT_FAILURE);
     }
-}
-
-typedef struct timings {
-    th_stage stage[8];
-    int n;
-    double t;
-} timings;
-
-static void lap(timings *tm, const char *name)
-{
-    double t = now_seconds();
-    tm->stage[tm->n].name = name;
-    tm->stage[tm->n].seconds = t - tm->t;
-    tm->n++;
-    tm->t = t;
 }
 
 // One output file in the output directory; dies with "tileheat: PATH: message".
@@ -763,14 +768,15 @@ static void write_reports(cli *a, const th_result *r, const th_model *model, con
     free(run);
 }
 
-static void write_outputs(cli *a, th_slide *slide, const th_result *r, const th_model *model)
+static void write_outputs(cli *a, th_slide *slide, const th_result *r, const th_model *model,
+                          timings *tm)
 {
-    timings tm = {.t = now_seconds()};
+    tm->t = now_seconds();
     write_one(a, slide, r, model, "heatmap.png", out_png);
-    lap(&tm, "heatmap.png");
+    lap(tm, "heatmap.png");
     if (a->tiff) {
         write_one(a, slide, r, model, "heatmap.tiff", out_tiff);
-        lap(&tm, "heatmap.tiff");
+        lap(tm, "heatmap.tiff");
     }
     write_one(a, slide, r, model, "tiles.csv", out_csv);
     if (a->run.min_tissue > 0) {
@@ -782,23 +788,27 @@ static void write_outputs(cli *a, th_slide *slide, const th_result *r, const th_
     if (a->raw) {
         write_raw(a, r);
     }
-    lap(&tm, "other outputs");
-    write_reports(a, r, model, &tm);
+    lap(tm, "other outputs");
+    write_reports(a, r, model, tm);
     if (!a->quiet) {
         print_table(a, r, model);
-        print_timings(r, tm.stage, tm.n);
+        print_timings(r, tm);
     }
 }
 
 static int cmd_run(cli *a)
 {
     th_error *err = NULL;
+    timings tm = {.t = now_seconds()};
     th_model *model = load_model(a);
+    lap(&tm, "model load");
     name_shown(a, model);
     th_slide *slide = th_slide_open(a->slide_path, &err);
     if (!slide) {
         die_error(a->slide_path, err);
     }
+    lap(&tm, "slide open");
+    tm.n_before = tm.n;
     if (!a->out_dir) {
         a->out_dir = default_out_dir(a);
     }
@@ -820,7 +830,7 @@ static int cmd_run(cli *a)
                 progname, a->slide_path, th_result_get_mpp(r, NULL));
     }
     choose_top(a, r, model);
-    write_outputs(a, slide, r, model);
+    write_outputs(a, slide, r, model, &tm);
     th_result_free(r);
     th_slide_close(slide);
     th_model_free(model);

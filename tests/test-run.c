@@ -120,8 +120,10 @@ int main(void)
        (long long)cells);
     int n;
     const th_stage *st = th_result_get_stages(tissue, &n);
-    ok(n >= 3 && strcmp(st[0].name, "tissue") == 0 && st[0].seconds > 0,
-       "stage timings recorded (%d stages, tissue %.3f s)", n, n ? st[0].seconds : 0);
+    ok(n >= 4 && strcmp(st[0].name, "engine plan") == 0 && st[0].seconds > 0 &&
+           strcmp(st[1].name, "tissue") == 0 && st[1].seconds > 0,
+       "stage timings recorded in order (%d stages, engine plan %.3f s, tissue %.3f s)", n,
+       n ? st[0].seconds : 0, n > 1 ? st[1].seconds : 0);
 
     test_winograd(all);
 
