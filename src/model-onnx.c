@@ -64,24 +64,6 @@ static float *zeros(size_t n, th_error **err)
 
 /* ------------------------------------------------------------------ trunk */
 
-// How many node inputs read `name`; idx[] and pos[] get the first two readers and input slots.
-static int consumers(const Onnx__GraphProto *g, const char *name, size_t idx[2], size_t pos[2])
-{
-    int n = 0;
-    for (size_t i = 0; i < g->n_node; i++) {
-        for (size_t j = 0; j < g->node[i]->n_input; j++) {
-            if (strcmp(g->node[i]->input[j], name) == 0) {
-                if (n < 2) {
-                    idx[n] = i;
-                    pos[n] = j;
-                }
-                n++;
-            }
-        }
-    }
-    return n;
-}
-
 static th_layer *push_layer(walk *wk, th_layer_kind kind, th_error **err)
 {
     th_model *m = wk->m;
@@ -646,7 +628,7 @@ static bool walk_graph(walk *wk, th_error **err)
     const Onnx__GraphProto *g = wk->at.g;
     for (;;) {
         size_t idx[2] = {0, 0}, pos[2] = {0, 0};
-        int n = consumers(g, wk->cur, idx, pos);
+        int n = th_onnx_consumers(g, wk->cur, idx, pos);
         if (n == 0) {
             return walk_end(wk, err);
         }
@@ -708,7 +690,7 @@ static bool dim_is(const Onnx__TensorShapeProto *shape, int i, int64_t *v)
 // when a Transpose to NCHW follows (as tf2onnx writes). Sets the layout and any fixed size.
 static bool read_input(walk *wk, th_error **err)
 {
-    const Onnx__GraphProto *g = wk->at.g;
+    Onnx__GraphProto *g = wk->at.g;
     const Onnx__ValueInfoProto *in = NULL;
     size_t n = 0, idx[2], pos[2];
     for (size_t i = 0; i < g->n_input; i++) {
@@ -736,7 +718,7 @@ static bool read_input(walk *wk, th_error **err)
     for (size_t i = 0; i < 4 && tt->shape->n_dim == 4; i++) {
         known[i] = dim_is(tt->shape, (int)i, &d[i]);
     }
-    bool transposed = consumers(g, name, idx, pos) == 1 &&
+    bool transposed = th_onnx_consumers(g, name, idx, pos) == 1 &&
                       strcmp(th_onnx_str(g->node[idx[0]]->op_type), "Transpose") == 0 &&
                       perm_is(th_onnx_attr_find(g->node[idx[0]], "perm"), 0, 3, 1, 2);
     wk->nhwc = transposed || (!(known[1] && d[1] == 3) && known[3] && d[3] == 3);
@@ -781,7 +763,7 @@ static void adopt_weights(walk *wk)
     wk->dense_w = wk->dense_b = NULL;
 }
 
-bool th_model_onnx_graph(th_model *model, const struct Onnx__GraphProto *graph, int64_t opset,
+bool th_model_onnx_graph(th_model *model, struct Onnx__GraphProto *graph, int64_t opset,
                          th_error **err)
 {
     walk wk;

@@ -336,11 +336,12 @@ static bool load_parsed(th_model *m, const Onnx__ModelProto *mp, th_error **err)
     return !m->in_w || th_model_trunk_shape(m, m->in_h, m->in_w, &c, &h, &w, err);
 }
 
-// protobuf-c's allocations through th_malloc, so that the weights it copies out of the file
-// land on huge pages (see th_malloc).
+// protobuf-c's allocations 64-byte aligned (on huge pages from 4 MB, see th_malloc_aligned), so
+// that a tensor's raw_data buffer can become a weight array as it is (onnx-tensor.c, take_raw).
 static void *pb_alloc(void *data, size_t size)
 {
-    return th_malloc(size, NULL);
+    (void)data;
+    return th_malloc_aligned(size, NULL);
 }
 
 static void pb_free(void *data, void *p)

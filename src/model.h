@@ -66,7 +66,7 @@ struct Onnx__GraphProto;
 /* model-onnx.c: walk an unpacked ONNX graph into `model`: layers, dense head, input layout and
  * fixed size (checked against in_w/in_h, which model.c sets from metadata input_size), and
  * the weights (owned by the model from then on). opset is the version of the default ONNX domain. */
-bool th_model_onnx_graph(th_model *model, const struct Onnx__GraphProto *graph, int64_t opset,
+bool th_model_onnx_graph(th_model *model, struct Onnx__GraphProto *graph, int64_t opset,
                          th_error **err);
 
 /* Parse ONNX bytes (for tests and for th_model_load). */

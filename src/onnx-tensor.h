@@ -9,9 +9,9 @@
 
 /* Where a value is read: the graph it is looked up in and the node named in messages. */
 typedef struct th_onnx_at {
-    const Onnx__GraphProto *g; /* initializers and Constant nodes are found here */
-    const char *node;          /* current node's name (or "<op>#<index>"), for messages */
-    const char *op;            /* current node's op_type */
+    Onnx__GraphProto *g; /* initializers and Constant nodes; their weights may be taken */
+    const char *node;    /* current node's name (or "<op>#<index>"), for messages */
+    const char *op;      /* current node's op_type */
 } th_onnx_at;
 
 /* protobuf-c leaves unset optional strings NULL; this reads them as "". */
@@ -43,7 +43,10 @@ bool th_onnx_attr_string(const th_onnx_at *at, const Onnx__NodeProto *node, cons
                          char *buf, size_t size, th_error **err);
 
 /* An initializer, or the value of a Constant node, called `name` (borrowed); NULL if none. */
-const Onnx__TensorProto *th_onnx_find_tensor(const Onnx__GraphProto *g, const char *name);
+Onnx__TensorProto *th_onnx_find_tensor(Onnx__GraphProto *g, const char *name);
+
+/* How many node inputs read `name`; idx[] and pos[] get the first two readers and input slots. */
+int th_onnx_consumers(const Onnx__GraphProto *g, const char *name, size_t idx[2], size_t pos[2]);
 
 /* The tensor's dims as "[a,b,...]" into buf[size] (truncated to fit). */
 void th_onnx_dims_string(const Onnx__TensorProto *t, char *buf, size_t size);
@@ -53,12 +56,14 @@ bool th_onnx_tensor_ints(const char *name, const Onnx__TensorProto *t, int64_t *
                          size_t *count, th_error **err);
 
 /* The constant tensor feeding input `idx` of the node (borrowed), or NULL with an error. */
-const Onnx__TensorProto *th_onnx_const_input(const th_onnx_at *at, const Onnx__NodeProto *node,
-                                             size_t idx, th_error **err);
+Onnx__TensorProto *th_onnx_const_input(const th_onnx_at *at, const Onnx__NodeProto *node,
+                                       size_t idx, th_error **err);
 
 /* Decode input `idx` as float32 and check it holds `want` values (want 0: any count). Returns
- * a new array (caller frees with th_free), or NULL with an error; *tp (borrowed) and *count
- * get the tensor and its size when not NULL. */
+ * a 64-byte aligned array the caller owns (frees with th_free), or NULL with an error; *tp
+ * (borrowed) and *count get the tensor and its size when not NULL. A little-endian raw_data
+ * tensor that this node alone reads is not copied: its buffer is taken from the tensor (see
+ * take_raw), which is left empty. */
 float *th_onnx_const_floats(const th_onnx_at *at, const Onnx__NodeProto *node, size_t idx,
                             size_t want, const Onnx__TensorProto **tp, size_t *count,
                             th_error **err);

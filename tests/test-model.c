@@ -5,6 +5,9 @@
  * model and every truncation of one; class names and the getters. */
 #include <config.h>
 
+#include <math.h>
+#include <string.h>
+
 #include <protobuf-c/protobuf-c.h>
 
 #include "onnx.pb-c.h"
@@ -118,8 +121,7 @@ static void check_structure(const th_model *m, const ref *r, const char *name)
     for (int i = 0; i < m->n_layers; i++) {
         const th_layer *l = &m->layers[i];
         if (l->kind == TH_LAYER_CONV) {
-            aligned = aligned && ((uintptr_t)l->weight & 63) == 0 &&
-                      ((uintptr_t)l->bias & 63) == 0;
+            aligned = aligned && ((uintptr_t)l->weight & 63) == 0 && ((uintptr_t)l->bias & 63) == 0;
         }
     }
     ok(aligned, "%s: every weight array is 64-byte aligned", name);
@@ -252,8 +254,8 @@ static void test_rejections(void)
     expect_fail(test_data_path("bad/tissue-unet.truncated.onnx"), "not an ONNX model", NULL,
                 "truncated U-Net");
     expect_fail(test_data_path("slides/small.svs"), "not an ONNX model", NULL, "a slide");
-    expect_fail(test_src_path("tests/data/models/no-such-model.onnx"),
-                "No such file", NULL, "missing file (the caller adds the path)");
+    expect_fail(test_src_path("tests/data/models/no-such-model.onnx"), "No such file", NULL,
+                "missing file (the caller adds the path)");
     static const struct {
         const char *file, *want, *want2;
     } bad[] = {
@@ -554,6 +556,75 @@ static void test_dynamic(void)
     th_free(buf);
 }
 
+/* ------------------------------------------------------------------ shared initializers */
+
+// A little-endian raw_data tensor is decoded without a copy (its buffer is taken) only when one
+// node input reads it. Here vgg-bn's first Conv takes the BatchNorm's scale as its bias, so two
+// inputs read 't1.scale' and the fold rewrites the conv bias in place: both reads must see the
+// file's values. Expected, from the file's own tensors in double: the folded bias moves by
+// (scale - t0.b) · scale / sqrt(var + eps) against the unedited model, the weights do not.
+static const float *raw_floats(const Onnx__GraphProto *g, const char *name)
+{
+    for (size_t i = 0; i < g->n_initializer; i++) {
+        if (strcmp(g->initializer[i]->name, name) == 0) {
+            return (const float *)(const void *)g->initializer[i]->raw_data.data;
+        }
+    }
+    bail("vgg-bn.onnx has no initializer '%s'", name);
+    return NULL;
+}
+
+static void test_shared_initializer(void)
+{
+    size_t len;
+    uint8_t *buf = th_read_file(test_src_path("tests/data/models/vgg-bn.onnx"), &len, NULL);
+    Onnx__ModelProto *mp = buf ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
+    if (!mp) {
+        bail("cannot read tests/data/models/vgg-bn.onnx");
+    }
+    Onnx__NodeProto *conv = mp->graph->node[0], *bn = mp->graph->node[1];
+    char *bias_name = conv->input[2];
+    conv->input[2] = bn->input[1]; // 't1.scale'
+    size_t size = onnx__model_proto__get_packed_size(mp);
+    uint8_t *packed = th_malloc(size, NULL);
+    if (!packed) {
+        bail("out of memory");
+    }
+    onnx__model_proto__pack(mp, packed);
+    conv->input[2] = bias_name;
+    th_error *err = NULL;
+    th_model *orig = th_model_load_from_memory(buf, len, &err);
+    th_model *shared = th_model_load_from_memory(packed, size, &err);
+    if (ok(orig && shared, "a tensor read by two node inputs (conv bias and BN scale) loads")) {
+        const Onnx__GraphProto *g = mp->graph;
+        const float *b0 = raw_floats(g, "t0.b"), *sc = raw_floats(g, "t1.scale");
+        const float *var = raw_floats(g, "t1.var");
+        float eps = 1e-5f; // ONNX's default
+        for (size_t i = 0; i < bn->n_attribute; i++) {
+            eps = strcmp(bn->attribute[i]->name, "epsilon") == 0 ? bn->attribute[i]->f : eps;
+        }
+        const th_layer *l0 = &orig->layers[0], *l1 = &shared->layers[0];
+        double worst = 0;
+        for (int c = 0; c < l0->c_out; c++) {
+            double want = ((double)sc[c] - b0[c]) * sc[c] / sqrt((double)var[c] + eps);
+            double got = (double)l1->bias[c] - l0->bias[c];
+            worst = fmax(worst, fabs(got - want) / fmax(1.0, fabs(want)));
+        }
+        size_t nw = (size_t)l0->c_out * l0->c_in * l0->kh * l0->kw;
+        ok(worst < 1e-5 && memcmp(l0->weight, l1->weight, nw * sizeof(float)) == 0,
+           "... both readers see the file's values (bias shift off by %.2g, weights the same)",
+           worst);
+    } else {
+        diag("%s", err ? th_error_message(err) : "?");
+    }
+    th_model_free(orig);
+    th_model_free(shared);
+    th_error_free(err);
+    onnx__model_proto__free_unpacked(mp, NULL);
+    th_free(packed);
+    th_free(buf);
+}
+
 int main(void)
 {
     plan(0);
@@ -569,6 +640,7 @@ int main(void)
     test_edits(basic, len);
     test_class_names(basic, len);
     test_dynamic();
+    test_shared_initializer();
     th_free(basic);
     return 0;
 }
