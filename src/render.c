@@ -388,11 +388,19 @@ static const float *cam_rows(const th_overlay *ov, th_overlay_cache *c, int64_t 
     return c->v[slot];
 }
 
+static inline uint8_t mix(uint8_t a, uint8_t b, float op)
+{
+    return round_u8((float)a + op * ((float)b - (float)a));
+}
+
+// All three channels are read before any is written: px and rgb might alias, so a loop that
+// stored each channel before loading the next ran the three one after another.
 static void blend(uint8_t *px, const uint8_t rgb[3], float op)
 {
-    for (int ch = 0; ch < 3; ch++) {
-        px[ch] = round_u8((float)px[ch] + op * ((float)rgb[ch] - (float)px[ch]));
-    }
+    uint8_t r = mix(px[0], rgb[0], op), g = mix(px[1], rgb[1], op), b = mix(px[2], rgb[2], op);
+    px[0] = r;
+    px[1] = g;
+    px[2] = b;
 }
 
 /* th_cam_sample at one pixel for class row i of the cached grid rows r0, r1 (wt: the four
@@ -417,11 +425,17 @@ static bool sample(const float *r0, const float *r1, const float *own_row,
     return true;
 }
 
+// Display strength of CAM value v for class i, in [0, 1].
+static inline float strength(const th_overlay *ov, int i, float v)
+{
+    float t = (v - ov->lo[i]) / (ov->hi[i] - ov->lo[i]);
+    return TH_CLAMP(t, 0.0f, 1.0f);
+}
+
 // The strongest class at the pixel (0-based) and its strength t in [0, 1]; -1 where no tile ran.
 static int strongest(const th_overlay *ov, const float *r0, const float *r1, const float *own_row,
-                     const th_overlay_axis *ay, const th_overlay_axis *ax, float *best_t)
+                     const th_overlay_axis *ax, const double wt[4], float *best_t)
 {
-    const double wt[4] = {ax->b * ay->b, ax->a * ay->b, ax->b * ay->a, ax->a * ay->a};
     int best = -1;
     for (int i = 0; i < ov->n; i++) {
         size_t o = (size_t)i * ov->gw;
@@ -429,8 +443,56 @@ static int strongest(const th_overlay *ov, const float *r0, const float *r1, con
         if (!sample(r0 + o, r1 + o, own_row + o, ax, wt, &v)) {
             return -1; // no tile covers the point (the untiled edge strips): plain slide
         }
-        float t = (v - ov->lo[i]) / (ov->hi[i] - ov->lo[i]);
-        t = TH_CLAMP(t, 0.0f, 1.0f);
+        float t = strength(ov, i, v);
+        if (best < 0 || t > *best_t) {
+            best = i;
+            *best_t = t;
+        }
+    }
+    return best;
+}
+
+/* The four neighbours of every class shown, gathered (and checked for NaN) once for a run of
+ * output columns that share the cells c0 and c1 rather than at every pixel: a cell spans several
+ * output pixels (on CMU: 5.4 in the 2000-px heatmap, 8 at level 0 in the TIFF). */
+typedef struct quad {
+    int64_t c0, c1;            // the columns' cells; -1 before the first gather
+    bool full;                 // every value is a number (inside the tiled area)
+    double v[TH_MAX_SHOWN][4]; // (n, 4): r0[c0], r0[c1], r1[c0], r1[c1] (sample()'s order), exact
+} quad;
+
+static void gather(const th_overlay *ov, const float *r0, const float *r1,
+                   const th_overlay_axis *ax, quad *q)
+{
+    q->c0 = ax->c0;
+    q->c1 = ax->c1;
+    q->full = true;
+    for (int i = 0; i < ov->n; i++) {
+        const float *a = r0 + (size_t)i * ov->gw, *b = r1 + (size_t)i * ov->gw;
+        double *v = q->v[i];
+        v[0] = a[ax->c0];
+        v[1] = a[ax->c1];
+        v[2] = b[ax->c0];
+        v[3] = b[ax->c1];
+        q->full = q->full && !isnan(v[0]) && !isnan(v[1]) && !isnan(v[2]) && !isnan(v[3]);
+    }
+}
+
+/* strongest() where sample() would skip nothing: every weight positive, every neighbour (so the
+ * own cell too, which is one of them) a number; most pixels inside the tiled area. The same sums
+ * in the same order (values widened to double exactly) give the same bits; the tests, the loads
+ * and the weight sum (one per pixel, not per class) are what is saved. */
+static int strongest_full(const th_overlay *ov, const quad *q, const double wt[4], float *best_t)
+{
+    const double w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3];
+    const double wsum = 0 + w0 + w1 + w2 + w3;
+    int best = -1;
+    for (int i = 0; i < ov->n; i++) {
+        const double *v = q->v[i];
+        double sum = 0 + w0 * v[0] + w1 * v[1] + w2 * v[2] + w3 * v[3];
+        // x / 1 is x exactly, and the weights of 98% of CMU's pixels sum to exactly 1: a
+        // division saved per class, 7% of the overlay's time.
+        float t = strength(ov, i, (float)(wsum == 1 ? sum : sum / wsum));
         if (best < 0 || t > *best_t) {
             best = i;
             *best_t = t;
@@ -447,17 +509,32 @@ void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_
     }
     const float *r0 = cam_rows(ov, c, row->c0), *r1 = cam_rows(ov, c, row->c1);
     const float *own_row = row->own == row->c0 ? r0 : r1;
+    quad q = {.c0 = -1, .c1 = -1};
+    // Single: the colour of the last strength drawn; runs of equal t (0 below the range) reuse it.
+    float cm_t = -1;
+    uint8_t cm[3] = {0};
     for (int64_t x = 0; x < n; x++) {
         const th_overlay_axis *ax = &cols[x];
+        if (ax->c0 < 0) {
+            continue;
+        }
+        if (ax->c0 != q.c0 || ax->c1 != q.c1) {
+            gather(ov, r0, r1, ax, &q);
+        }
+        const double wt[4] = {ax->b * row->b, ax->a * row->b, ax->b * row->a, ax->a * row->a};
+        bool full = q.full && wt[0] > 0 && wt[1] > 0 && wt[2] > 0 && wt[3] > 0;
         float t = 0;
-        int best = ax->c0 < 0 ? -1 : strongest(ov, r0, r1, own_row, row, ax, &t);
+        int best =
+            full ? strongest_full(ov, &q, wt, &t) : strongest(ov, r0, r1, own_row, ax, wt, &t);
         if (best < 0) {
             continue;
         }
         uint8_t *px = rgb + x * 3;
         if (!ov->multi) {
-            uint8_t cm[3];
-            th_colormap_rgb(ov->cmap, t, cm);
+            if (t != cm_t) {
+                th_colormap_rgb(ov->cmap, t, cm);
+                cm_t = t;
+            }
             blend(px, cm, ov->alpha);
             continue;
         }
