@@ -46,6 +46,11 @@ static bool map_storage(th_camgrid *cg, th_error **err)
                      strerror(errno));
         return false;
     }
+#ifdef MADV_HUGEPAGE
+    if (cg->fd < 0) {
+        madvise(p, cg->map_bytes, MADV_HUGEPAGE); // advice only (see th_malloc_huge)
+    }
+#endif
     cg->base = p;
     return true;
 }
