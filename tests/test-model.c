@@ -345,6 +345,18 @@ enum edit {
     EDIT_METADATA,
 };
 
+// The edited model packed into a new buffer (th_free it); *size gets its length.
+static uint8_t *pack(const Onnx__ModelProto *mp, size_t *size)
+{
+    *size = onnx__model_proto__get_packed_size(mp);
+    uint8_t *packed = th_malloc(*size, NULL);
+    if (!packed) {
+        bail("out of memory");
+    }
+    onnx__model_proto__pack(mp, packed);
+    return packed;
+}
+
 // Unpack `buf`, apply one edit, pack, restore what free_unpacked needs, load the packed copy.
 static th_model *load_edited(const uint8_t *buf, size_t len, enum edit e, const char *meta_key,
                              const char *meta_value, th_error **err)
@@ -402,12 +414,8 @@ static th_model *load_edited(const uint8_t *buf, size_t len, enum edit e, const 
         mp->n_metadata_props = 1;
         break;
     }
-    size_t size = onnx__model_proto__get_packed_size(mp);
-    uint8_t *packed = th_malloc(size, NULL);
-    if (!packed) {
-        bail("out of memory");
-    }
-    onnx__model_proto__pack(mp, packed);
+    size_t size;
+    uint8_t *packed = pack(mp, &size);
     mp->graph = g;
     g->output = saved_outs;
     g->n_output = 1;
@@ -534,9 +542,8 @@ static void test_dynamic(void)
     }
     size_t n_meta = mp->n_metadata_props;
     mp->n_metadata_props = 0;
-    size_t size = onnx__model_proto__get_packed_size(mp);
-    uint8_t *packed = th_malloc(size, NULL);
-    onnx__model_proto__pack(mp, packed);
+    size_t size;
+    uint8_t *packed = pack(mp, &size);
     mp->n_metadata_props = n_meta;
     onnx__model_proto__free_unpacked(mp, NULL);
     th_error *err = NULL;
@@ -585,12 +592,8 @@ static void test_shared_initializer(void)
     Onnx__NodeProto *conv = mp->graph->node[0], *bn = mp->graph->node[1];
     char *bias_name = conv->input[2];
     conv->input[2] = bn->input[1]; // 't1.scale'
-    size_t size = onnx__model_proto__get_packed_size(mp);
-    uint8_t *packed = th_malloc(size, NULL);
-    if (!packed) {
-        bail("out of memory");
-    }
-    onnx__model_proto__pack(mp, packed);
+    size_t size;
+    uint8_t *packed = pack(mp, &size);
     conv->input[2] = bias_name;
     th_error *err = NULL;
     th_model *orig = th_model_load_from_memory(buf, len, &err);
