@@ -105,14 +105,14 @@ static void os_close(th_slide *slide)
     }
 }
 
+bool th_slide_direct_reads = true;
+
 // Readers for the levels that are plain tiled TIFF directories with an integral downsample
-// (the vendors whose levels are exactly those directories). TH_SLOW_READ=1 turns this off,
-// for benchmarks and tests that compare the two paths.
+// (the vendors whose levels are exactly those directories), unless th_slide_direct_reads is off.
 static void attach_fast(th_slide *slide, os_slide *os, const char *path, const char *vendor)
 {
     int dirs[TH_SLIDE_MAX_LEVELS];
-    const char *slow = getenv("TH_SLOW_READ");
-    if ((slow && strcmp(slow, "1") == 0) ||
+    if (!th_slide_direct_reads ||
         (strcmp(vendor, "aperio") != 0 && strcmp(vendor, "generic-tiff") != 0) ||
         th_tiff_match_levels(path, slide, dirs) == 0) {
         return;

@@ -66,6 +66,11 @@ int th_tiff_match_levels(const char *path, const th_slide *slide, int dirs[]);
 void th_slide_set_resolution_mpp(th_slide *slide, double rx, double ry, double unit_um,
                                  const char *source);
 
+/* Whether th_slide_open reads the levels it can with libtiff instead of OpenSlide
+ * (slide-openslide.c; default true). Tests set it false to compare both paths; it is read when a
+ * slide opens, so set it before, from one thread. */
+extern bool th_slide_direct_reads;
+
 /* True for plain images (PNG, plain TIFF) as opposed to whole-slide formats. */
 bool th_slide_is_plain_image(const th_slide *slide);
 
