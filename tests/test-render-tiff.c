@@ -103,7 +103,8 @@ static void diff(const tu_image *a, const tu_image *b, int x0, int y0, int x1, i
 }
 
 // A region of a level as an image.
-static bool read_image(th_slide *slide, int level, int64_t x, int64_t y, int w, int h, tu_image *img)
+static bool read_image(th_slide *slide, int level, int64_t x, int64_t y, int w, int h,
+                       tu_image *img)
 {
     img->w = w;
     img->h = h;
@@ -212,50 +213,6 @@ static void test_vs_png(const char *tiff_path, const char *png_path, const char 
 
 /* ---------------------------------------------------------------- failures */
 
-static void expect_failure(th_slide *slide, const th_result *r, const th_model *model,
-                           const th_render_options *o, const char *dir, const char *needle,
-                           const char *what)
-{
-    tu_expect_render_failure(th_render_tiff, slide, r, model, o, dir, "out.tiff", needle, what);
-}
-
-static void test_errors(th_slide *slide, const th_result *r, const th_model *model)
-{
-    char dir[512];
-    snprintf(dir, sizeof(dir), "%s/fail", test_tmpdir());
-    if (mkdir(dir, 0777) != 0) {
-        bail("mkdir %s", dir);
-    }
-    char missing[600];
-    snprintf(missing, sizeof(missing), "%s/no-such-dir", test_tmpdir());
-    th_render_options o;
-    th_render_options_init(&o);
-    expect_failure(slide, r, model, &o, missing, "No such file", "missing directory");
-    o.n_shown = 0;
-    expect_failure(slide, r, model, &o, dir, "classes to show", "no class shown");
-    th_render_options_init(&o);
-    o.alpha = -1;
-    expect_failure(slide, r, model, &o, dir, "between 0 and 1", "alpha below 0");
-
-    // A slide whose reads fail ("Bogus marker length"): the failure comes after the output and
-    // the temporary TIFFs of the reduced levels were created.
-    th_slide *bad = th_slide_open(test_data_path("bad/unreadable.svs"), NULL);
-    th_grid g;
-    if (!bad || !th_grid_init(&g, bad, 0, 8, 8, NULL)) {
-        skip(3, "cannot open bad/unreadable.svs");
-        th_slide_close(bad);
-        return;
-    }
-    th_result *br = th_result_new(&g, r->n_classes, 1, 1, 4, NULL);
-    for (int t = 0; br && t < 4; t++) {
-        th_result_add_tile(br, t, t % 2, t / 2, NULL, NULL);
-    }
-    th_render_options_init(&o);
-    expect_failure(bad, br, model, &o, dir, "reading the slide", "unreadable slide");
-    th_result_free(br);
-    th_slide_close(bad);
-}
-
 int main(void)
 {
     plan(0);
@@ -312,7 +269,7 @@ int main(void)
     skip(1, "built without OpenMP");
 #endif
     th_error_free(err);
-    test_errors(slide, r, model);
+    tu_expect_render_errors(th_render_tiff, "out.tiff", slide, r, model);
 
     th_result_free(r);
     th_model_free(model);

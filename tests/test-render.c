@@ -882,61 +882,6 @@ static void test_disk_full(th_slide *slide, const th_result *r, const th_model *
     th_error_free(err);
 }
 
-static void expect_failure(th_slide *slide, const th_result *r, const th_model *model,
-                           const th_render_options *o, const char *dir, const char *needle,
-                           const char *what)
-{
-    tu_expect_render_failure(th_render_heatmap, slide, r, model, o, dir, "out.png", needle, what);
-}
-
-static void test_errors(th_slide *slide, const th_result *r, const th_model *model)
-{
-    char dir[512];
-    snprintf(dir, sizeof(dir), "%s/fail", test_tmpdir());
-    if (mkdir(dir, 0777) != 0) {
-        bail("mkdir %s", dir);
-    }
-    char missing[600];
-    snprintf(missing, sizeof(missing), "%s/no-such-dir", test_tmpdir());
-    th_render_options o;
-    th_render_options_init(&o);
-    expect_failure(slide, r, model, &o, missing, "No such file", "missing directory");
-    o.n_shown = 0;
-    expect_failure(slide, r, model, &o, dir, "classes to show", "no class shown");
-    th_render_options_init(&o);
-    o.shown[0] = r->n_classes;
-    expect_failure(slide, r, model, &o, dir, "no class", "class out of range");
-    th_render_options_init(&o);
-    o.alpha = 1.5;
-    expect_failure(slide, r, model, &o, dir, "between 0 and 1", "alpha above 1");
-    th_render_options_init(&o);
-    o.width = 0;
-    expect_failure(slide, r, model, &o, dir, "width", "width 0");
-    th_render_options_init(&o);
-    th_result *r3 = make_cmu_result(slide, 3);
-    expect_failure(slide, r3, model, &o, dir, "the model has 6 classes", "model/result mismatch");
-    th_result_free(r3);
-
-    // A slide whose first read fails ("Bogus marker length"), with a result of its own: the
-    // failure comes midway through writing the PNG.
-    th_slide *bad = th_slide_open(test_data_path("bad/unreadable.svs"), NULL);
-    th_grid g;
-    if (!bad || !th_grid_init(&g, bad, 0, 8, 8, NULL)) {
-        skip(6, "cannot open bad/unreadable.svs");
-        th_slide_close(bad);
-        return;
-    }
-    th_result *br = th_result_new(&g, r->n_classes, 1, 1, 4, NULL);
-    for (int t = 0; br && t < 4; t++) {
-        th_result_add_tile(br, t, t % 2, t / 2, NULL, NULL);
-    }
-    th_render_options_init(&o);
-    expect_failure(bad, br, model, &o, dir, "reading the slide", "unreadable slide");
-    expect_failure(bad, r, model, &o, dir, "the result was computed on", "result of another slide");
-    th_result_free(br);
-    th_slide_close(bad);
-}
-
 int main(void)
 {
     plan(0);
@@ -962,7 +907,14 @@ int main(void)
     test_landscape();
     test_oracle(slide, model);
     test_threads(slide, r, model);
-    test_errors(slide, r, model);
+    tu_expect_render_errors(th_render_heatmap, "out.png", slide, r, model);
+    th_render_options o; // the PNG's width (the TIFF is at the slide's resolution)
+    th_render_options_init(&o);
+    o.width = 0;
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/fail", test_tmpdir());
+    tu_expect_render_failure(th_render_heatmap, slide, r, model, &o, dir, "out.png", "width",
+                             "width 0");
     test_disk_full(slide, r, model);
 
     th_result_free(r);

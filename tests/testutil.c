@@ -8,9 +8,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "result.h"
 #include "tap.h"
 #include "testutil.h"
 #include "th-private.h"
+#include "tiler.h"
 
 /* ---------------------------------------------------------------- PRNG */
 
@@ -291,4 +293,64 @@ void tu_expect_render_failure(tu_render_fn *fn, th_slide *slide, const th_result
     struct stat st;
     ok(stat(path, &st) != 0 && tu_files_in(dir) == 0, "%s: leaves no file behind", what);
     th_error_free(err);
+}
+
+// A result of `slide` on 8×8 tiles with n_classes classes and the first four tiles run (1×1
+// CAMs, all zero): enough for the renderers' checks. NULL if the grid cannot be made.
+static th_result *small_result(th_slide *slide, int n_classes)
+{
+    th_grid g;
+    if (!th_grid_init(&g, slide, 0, 8, 8, NULL)) {
+        return NULL;
+    }
+    th_result *r = th_result_new(&g, n_classes, 1, 1, 4, NULL);
+    for (int t = 0; r && t < 4; t++) {
+        th_result_add_tile(r, t, t % 2, t / 2, NULL, NULL);
+    }
+    return r;
+}
+
+void tu_expect_render_errors(tu_render_fn *fn, const char *name, th_slide *slide,
+                             const th_result *r, const th_model *model)
+{
+    char dir[512], missing[600];
+    snprintf(dir, sizeof(dir), "%s/fail", test_tmpdir());
+    snprintf(missing, sizeof(missing), "%s/no-such-dir", test_tmpdir());
+    if (mkdir(dir, 0777) != 0) {
+        bail("mkdir %s", dir);
+    }
+    th_render_options o;
+    th_render_options_init(&o);
+    tu_expect_render_failure(fn, slide, r, model, &o, missing, name, "No such file",
+                             "missing directory");
+    o.n_shown = 0;
+    tu_expect_render_failure(fn, slide, r, model, &o, dir, name, "classes to show",
+                             "no class shown");
+    th_render_options_init(&o);
+    o.shown[0] = r->n_classes;
+    tu_expect_render_failure(fn, slide, r, model, &o, dir, name, "no class", "class out of range");
+    th_render_options_init(&o);
+    o.alpha = 1.5;
+    tu_expect_render_failure(fn, slide, r, model, &o, dir, name, "between 0 and 1",
+                             "alpha above 1");
+    o.alpha = -1;
+    tu_expect_render_failure(fn, slide, r, model, &o, dir, name, "between 0 and 1",
+                             "alpha below 0");
+    th_render_options_init(&o);
+    th_result *other = small_result(slide, r->n_classes == 3 ? 2 : 3);
+    tu_expect_render_failure(fn, slide, other, model, &o, dir, name, "the model has",
+                             "model/result mismatch");
+    th_result_free(other);
+    th_slide *bad = th_slide_open(test_data_path("bad/unreadable.svs"), NULL);
+    th_result *br = bad ? small_result(bad, r->n_classes) : NULL;
+    if (!br) {
+        skip(6, "cannot open bad/unreadable.svs");
+    } else {
+        tu_expect_render_failure(fn, bad, br, model, &o, dir, name, "reading the slide",
+                                 "unreadable slide");
+        tu_expect_render_failure(fn, bad, r, model, &o, dir, name, "the result was computed on",
+                                 "result of another slide");
+    }
+    th_result_free(br);
+    th_slide_close(bad);
 }

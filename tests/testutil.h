@@ -119,4 +119,12 @@ void tu_expect_render_failure(tu_render_fn *fn, th_slide *slide, const th_result
                               const th_model *model, const th_render_options *o, const char *dir,
                               const char *name, const char *needle, const char *what);
 
+/* The failures every renderer must report cleanly, writing NAME into TMPDIR/fail (made here):
+ * a missing output directory, no class shown, a class out of range, alpha out of [0, 1], a
+ * result with another class count than the model's, a slide whose reads fail midway
+ * (../shared/data/bad/unreadable.svs, with a result of its own) and a result of another slide.
+ * `r` is a result of `slide` with `model` (24 TAP checks, 6 skipped without the bad slide). */
+void tu_expect_render_errors(tu_render_fn *fn, const char *name, th_slide *slide,
+                             const th_result *r, const th_model *model);
+
 #endif
