@@ -10,6 +10,7 @@
 #include <png.h>
 #include <pthread.h>
 #include <tiffio.h>
+#include <unistd.h>
 
 #include "tap.h"
 #include "slide.h"
@@ -318,6 +319,18 @@ static void test_threads(const char *rel)
         same = same && par[i % 2].hash[i] == serial.hash[i];
     }
     ok(same, "%s: 2 threads reading one handle equal serial reads", rel);
+    // Both threads read every region in the same order: they want the same tiles at the same
+    // moment, so one waits for the other's decode (the cache's claim-and-wait).
+    job both[2] = {serial, serial};
+    started = pthread_create(&t[0], NULL, run_job, &both[0]) == 0 &&
+              pthread_create(&t[1], NULL, run_job, &both[1]) == 0;
+    pthread_join(t[0], NULL);
+    pthread_join(t[1], NULL);
+    same = started && !both[0].failed && !both[1].failed;
+    for (int i = 0; i < N_REGIONS; i++) {
+        same = same && both[0].hash[i] == serial.hash[i] && both[1].hash[i] == serial.hash[i];
+    }
+    ok(same, "%s: 2 threads reading the same regions at once equal serial reads", rel);
     th_slide_close(s);
 }
 
@@ -593,6 +606,80 @@ static void test_tiff_jpeg(void)
     th_error_free(err);
 }
 
+/* A tile that cannot be decoded, wanted by two threads at once, over and over: every read that
+ * needs it fails with a message (a slot claimed for it is released on failure, and a thread that
+ * waited for it decodes it itself and fails too), reads beside it still succeed, nothing hangs
+ * (alarm: a hang fails the test instead of stalling make check). */
+typedef struct corrupt_job {
+    th_slide *slide;
+    int failed_as_wanted, read_beside;
+} corrupt_job;
+
+static void *read_corrupt(void *arg)
+{
+    corrupt_job *j = arg;
+    uint8_t buf[32 * 32 * 3]; // (32, 32, 3) RGB
+    for (int i = 0; i < 50; i++) {
+        th_error *err = NULL;
+        // a part of tile (1, 1) (a tile read whole is not cached, so no thread would wait)
+        bool read = th_slide_read_region(j->slide, buf, 20, 20, 0, 16, 16, &err);
+        j->failed_as_wanted += !read && err && th_error_message(err)[0];
+        th_error_free(err);
+        j->read_beside += th_slide_read_region(j->slide, buf, 32, 32, 0, 32, 32, NULL);
+    }
+    return NULL;
+}
+
+static void test_corrupt_tile(void)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/corrupt-tile.tif", test_tmpdir());
+    const uint32_t w = 64, h = 64;
+    uint16_t *smp = th_malloc((size_t)w * h * 3 * sizeof(uint16_t), NULL);
+    for (uint32_t p = 0; smp && p < w * h; p++) {
+        for (int c = 0; c < 3; c++) {
+            smp[p * 3 + c] = pattern(p % w, p / w, c, 8, -1);
+        }
+    }
+    tiff_spec sp = {PHOTOMETRIC_RGB, 3, 8, SAMPLEFORMAT_UINT, 0, COMPRESSION_ADOBE_DEFLATE, 16, 0};
+    bool written = smp && write_tiff(path, &sp, w, h, smp, NULL);
+    th_free(smp);
+    // tile (1, 1) of the 4×4: its compressed bytes overwritten with 0xff
+    TIFF *t = written ? TIFFOpenExt(path, "r", NULL) : NULL;
+    uint64_t *off = NULL, *cnt = NULL;
+    bool found = t && TIFFGetField(t, TIFFTAG_TILEOFFSETS, &off) &&
+                 TIFFGetField(t, TIFFTAG_TILEBYTECOUNTS, &cnt);
+    uint64_t at = found ? off[5] : 0, n = found ? cnt[5] : 0;
+    if (t) {
+        TIFFClose(t);
+    }
+    FILE *f = found ? th_fopen(path, "r+b", NULL) : NULL;
+    bool broken = f && fseek(f, (long)at, SEEK_SET) == 0;
+    for (uint64_t i = 0; broken && i < n; i++) {
+        broken = fputc(0xff, f) != EOF;
+    }
+    broken = f && fclose(f) == 0 && broken;
+    th_slide *s = broken ? th_slide_open(path, NULL) : NULL;
+    if (!ok(s != NULL, "a tiled TIFF with one broken tile written and opened")) {
+        return;
+    }
+    alarm(120);
+    corrupt_job jobs[2] = {{s, 0, 0}, {s, 0, 0}};
+    pthread_t th[2];
+    bool started = pthread_create(&th[0], NULL, read_corrupt, &jobs[0]) == 0 &&
+                   pthread_create(&th[1], NULL, read_corrupt, &jobs[1]) == 0;
+    pthread_join(th[0], NULL);
+    pthread_join(th[1], NULL);
+    alarm(0);
+    ok(started && jobs[0].failed_as_wanted == 50 && jobs[1].failed_as_wanted == 50 &&
+           jobs[0].read_beside == 50 && jobs[1].read_beside == 50,
+       "2 threads at once: the broken tile fails every time (%d, %d of 50) with a message, the "
+       "tiles beside it read (%d, %d of 50)",
+       jobs[0].failed_as_wanted, jobs[1].failed_as_wanted, jobs[0].read_beside,
+       jobs[1].read_beside);
+    th_slide_close(s);
+}
+
 static void test_tiff_fixtures(void)
 {
     const uint16_t UINT = SAMPLEFORMAT_UINT, LZW = COMPRESSION_LZW, NONE = COMPRESSION_NONE;
@@ -805,6 +892,7 @@ int main(void)
     test_pieces("images/CMU-1-Small-Region.half.lzw.tif", 50, 60, 900, 1300);
     test_pieces("images/CMU-1-Small-Region.crop1024.png", 10, 20, 1000, 1000);
     test_tiff_fixtures();
+    test_corrupt_tile();
     test_png_fixtures();
     return 0;
 }
