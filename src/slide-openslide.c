@@ -85,9 +85,10 @@ static bool os_read_region(th_slide *slide, uint8_t *dest, int64_t x, int64_t y,
 {
     os_slide *os = slide->data;
     int64_t ds = (int64_t)slide->downsample[level];
-    if (os->fast[level] && x % ds == 0 && y % ds == 0 &&
-        th_tiff_src_read(os->fast[level], dest, x / ds, y / ds, w, h, NULL)) {
-        return true;
+    if (os->fast[level] && x % ds == 0 && y % ds == 0) {
+        // A failure here is the file's (OpenSlide would decode the same bytes and fail too, with
+        // a vaguer message and an OpenSlide handle that then refuses every later read).
+        return th_tiff_src_read(os->fast[level], dest, x / ds, y / ds, w, h, err);
     }
     return openslide_read(slide, dest, x, y, level, w, h, err);
 }

@@ -607,9 +607,10 @@ static void test_tiff_jpeg(void)
 }
 
 /* A tile that cannot be decoded, wanted by two threads at once, over and over: every read that
- * needs it fails with a message (a slot claimed for it is released on failure, and a thread that
- * waited for it decodes it itself and fails too), reads beside it still succeed, nothing hangs
- * (alarm: a hang fails the test instead of stalling make check). */
+ * needs it fails with libtiff's reader's own message, not OpenSlide's (a slot claimed for it is
+ * released on failure, and a thread that waited for it decodes it itself and fails too), reads
+ * beside it still succeed, nothing hangs (alarm: a hang fails the test instead of stalling make
+ * check). */
 typedef struct corrupt_job {
     th_slide *slide;
     int failed_as_wanted, read_beside;
@@ -623,7 +624,8 @@ static void *read_corrupt(void *arg)
         th_error *err = NULL;
         // a part of tile (1, 1) (a tile read whole is not cached, so no thread would wait)
         bool read = th_slide_read_region(j->slide, buf, 20, 20, 0, 16, 16, &err);
-        j->failed_as_wanted += !read && err && th_error_message(err)[0];
+        j->failed_as_wanted +=
+            !read && err && strstr(th_error_message(err), "cannot decode TIFF tile at 16,16");
         th_error_free(err);
         j->read_beside += th_slide_read_region(j->slide, buf, 32, 32, 0, 32, 32, NULL);
     }
@@ -673,7 +675,7 @@ static void test_corrupt_tile(void)
     alarm(0);
     ok(started && jobs[0].failed_as_wanted == 50 && jobs[1].failed_as_wanted == 50 &&
            jobs[0].read_beside == 50 && jobs[1].read_beside == 50,
-       "2 threads at once: the broken tile fails every time (%d, %d of 50) with a message, the "
+       "2 threads at once: the broken tile fails every time (%d, %d of 50) naming it, the "
        "tiles beside it read (%d, %d of 50)",
        jobs[0].failed_as_wanted, jobs[1].failed_as_wanted, jobs[0].read_beside,
        jobs[1].read_beside);
