@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <tiffio.h>
+
 #include "tileheat.h"
 
 #define EXIT_USAGE 2
@@ -627,7 +629,7 @@ static void print_timings(const th_result *r, const timings *tm)
     const th_stage *st = th_result_get_stages(r, &n);
     printf("time:");
     for (int i = 0; i < n + tm->n; i++) {
-        const th_stage *s = i < tm->n_before ? &tm->stage[i]
+        const th_stage *s = i < tm->n_before       ? &tm->stage[i]
                             : i < tm->n_before + n ? &st[i - tm->n_before]
                                                    : &tm->stage[i - n];
         printf("%s %s %.2f s", i ? "," : "", s->name, s->seconds);
@@ -904,6 +906,10 @@ static int cmd_info(cli *a)
 
 int main(int argc, char **argv)
 {
+    // libtiff's process-wide handlers print to stderr from inside OpenSlide's reads; the library
+    // reports every failure itself, as the one line this program prints.
+    TIFFSetErrorHandler(NULL);
+    TIFFSetWarningHandler(NULL);
     if (argc < 2) {
         usage_main(stderr);
         return EXIT_USAGE;
