@@ -85,12 +85,22 @@ static bool os_read_region(th_slide *slide, uint8_t *dest, int64_t x, int64_t y,
 {
     os_slide *os = slide->data;
     int64_t ds = (int64_t)slide->downsample[level];
-    if (os->fast[level] && x % ds == 0 && y % ds == 0) {
-        // A failure here is the file's (OpenSlide would decode the same bytes and fail too, with
-        // a vaguer message and an OpenSlide handle that then refuses every later read).
-        return th_tiff_src_read(os->fast[level], dest, x / ds, y / ds, w, h, err);
+    if (!os->fast[level] || x % ds != 0 || y % ds != 0) {
+        return openslide_read(slide, dest, x, y, level, w, h, err);
     }
-    return openslide_read(slide, dest, x, y, level, w, h, err);
+    th_error *fast_err = NULL;
+    if (th_tiff_src_read(os->fast[level], dest, x / ds, y / ds, w, h, &fast_err)) {
+        return true;
+    }
+    // What libtiff cannot give, OpenSlide may (a tile missing from the file is transparent to
+    // it); if it fails too, the libtiff reader's message says which tile and why, where
+    // OpenSlide's says "TIFFRGBAImageGet failed".
+    if (openslide_read(slide, dest, x, y, level, w, h, NULL)) {
+        th_error_free(fast_err);
+        return true;
+    }
+    th_error_propagate(err, &fast_err);
+    return false;
 }
 
 static void os_close(th_slide *slide)
