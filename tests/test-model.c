@@ -345,6 +345,20 @@ enum edit {
     EDIT_METADATA,
 };
 
+// tests/data/models/NAME read (*buf, *len: the file's bytes, th_free them) and unpacked (free with
+// onnx__model_proto__free_unpacked(mp, NULL)); bail()s if either fails.
+static Onnx__ModelProto *unpack_file(const char *name, uint8_t **buf, size_t *len)
+{
+    char rel[256];
+    snprintf(rel, sizeof(rel), "tests/data/models/%s", name);
+    *buf = th_read_file(test_src_path(rel), len, NULL);
+    Onnx__ModelProto *mp = *buf ? onnx__model_proto__unpack(NULL, *len, *buf) : NULL;
+    if (!mp) {
+        bail("cannot read %s", rel);
+    }
+    return mp;
+}
+
 // The edited model packed into a new buffer (th_free it); *size gets its length.
 static uint8_t *pack(const Onnx__ModelProto *mp, size_t *size)
 {
@@ -535,11 +549,8 @@ static void test_class_names(const uint8_t *buf, size_t len)
 static void test_dynamic(void)
 {
     size_t len;
-    uint8_t *buf = th_read_file(test_src_path("tests/data/models/vgg-dynamic.onnx"), &len, NULL);
-    Onnx__ModelProto *mp = buf ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
-    if (!mp) {
-        bail("cannot read vgg-dynamic.onnx");
-    }
+    uint8_t *buf;
+    Onnx__ModelProto *mp = unpack_file("vgg-dynamic.onnx", &buf, &len);
     size_t n_meta = mp->n_metadata_props;
     mp->n_metadata_props = 0;
     size_t size;
@@ -584,11 +595,8 @@ static const float *raw_floats(const Onnx__GraphProto *g, const char *name)
 static void test_shared_initializer(void)
 {
     size_t len;
-    uint8_t *buf = th_read_file(test_src_path("tests/data/models/vgg-bn.onnx"), &len, NULL);
-    Onnx__ModelProto *mp = buf ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
-    if (!mp) {
-        bail("cannot read tests/data/models/vgg-bn.onnx");
-    }
+    uint8_t *buf;
+    Onnx__ModelProto *mp = unpack_file("vgg-bn.onnx", &buf, &len);
     Onnx__NodeProto *conv = mp->graph->node[0], *bn = mp->graph->node[1];
     char *bias_name = conv->input[2];
     conv->input[2] = bn->input[1]; // 't1.scale'
