@@ -9,6 +9,7 @@
  *
  * Thread safety:
  *   th_slide   read_region may be called from several threads at once on one handle.
+ *   th_runner  one th_runner_run at a time; the model it was made for must outlive it.
  *   th_model   immutable after load (except th_model_set_class_names): share freely.
  *   th_result  read-only after th_run: share freely.
  *   everything else: one thread at a time.
@@ -16,6 +17,7 @@
 #ifndef TILEHEAT_H
 #define TILEHEAT_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -163,6 +165,10 @@ typedef struct th_run_options {
                                   model's feature stride @since 0.2 */
     bool edge_pad;           /**< also run the partial right/bottom tiles, padded with white @since 0.2 */
     int64_t roi_x, roi_y, roi_w, roi_h; /**< level-0 region to run; roi_w = 0 (default) = all @since 0.2 */
+    const volatile sig_atomic_t *cancel; /**< optional: read before tissue detection and before
+                                              each tile; once *cancel is non-zero the run stops
+                                              and fails with the message "cancelled" (set it from
+                                              a signal handler or another thread) @since 0.4 */
 } th_run_options;
 
 /** Set defaults. @since 0.1 */
@@ -180,6 +186,28 @@ typedef struct th_result th_result;
  */
 TH_API th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *opt,
                          th_error **err);
+
+/**
+ * A model's inference engine, planned once for many slides (the weight reorders and code
+ * generation th_run pays per slide). `opt` gives the engine, the tile size (for dynamic-input
+ * models) and the threads used for planning; the runs must use the same engine and tile size.
+ * @return the runner (caller frees with th_runner_free; `model` is borrowed and must outlive it),
+ * or NULL and *err set.
+ * @since 0.4
+ */
+typedef struct th_runner th_runner;
+TH_API th_runner *th_runner_new(const th_model *model, const th_run_options *opt, th_error **err);
+
+/**
+ * th_run with a planned engine: the same result, byte for byte. The "engine plan" stage holds the
+ * planning time on the runner's first run and 0 afterwards. One run at a time per runner.
+ * @since 0.4
+ */
+TH_API th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_options *opt,
+                                th_error **err);
+
+/** Free a runner. Accepts NULL. @since 0.4 */
+TH_API void th_runner_free(th_runner *runner);
 
 /** Free a result. Accepts NULL. @since 0.1 */
 TH_API void th_result_free(th_result *result);

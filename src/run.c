@@ -57,6 +57,11 @@ static bool tile_size(const th_model *model, const th_run_options *opt, int *w, 
     return true;
 }
 
+static bool cancelled(const th_run_options *opt)
+{
+    return opt->cancel && *opt->cancel;
+}
+
 // Shared state of the parallel loop.
 typedef struct run_ctx {
     th_slide *slide;
@@ -180,6 +185,11 @@ static void run_tiles(run_ctx *ctx, scratch *s, int64_t start, int64_t end)
         if (atomic_load(&ctx->failed)) {
             continue;
         }
+        if (cancelled(ctx->opt)) {
+            th_error_set(&err, "cancelled");
+            publish_error(ctx, &err);
+            continue;
+        }
         if (!run_tile(ctx, t, s, &err)) {
             publish_error(ctx, &err);
             continue;
@@ -249,38 +259,80 @@ static void plan_tiles(th_result *r, const th_tissue *tissue, double min_tissue)
     r->n_tiles = t;
 }
 
-// The grid, the tissue mask, and a result with the tiles to run listed.
-static th_result *plan(th_slide *slide, const th_model *model, th_engine **engine,
-                       const th_run_options *opt, th_error **err)
-{
-    th_grid grid;
+// A model's engine, planned once for many slides.
+struct th_runner {
+    const th_model *model; // borrowed
+    th_engine *engine;
+    th_engine_kind kind;
     int tile_w, tile_h;
-    if (!tile_size(model, opt, &tile_w, &tile_h, err) ||
-        !th_grid_plan(&grid, slide, th_model_get_mpp(model), tile_w, tile_h, opt, err)) {
+    double plan_sec; // recorded as the "engine plan" stage of the first run only
+    int64_t runs;
+};
+
+th_runner *th_runner_new(const th_model *model, const th_run_options *opt, th_error **err)
+{
+    th_run_options defaults;
+    if (!opt) {
+        th_run_options_init(&defaults);
+        opt = &defaults;
+    }
+    th_runner *rn = th_calloc(1, sizeof(*rn), err);
+    if (!rn || !tile_size(model, opt, &rn->tile_w, &rn->tile_h, err)) {
+        th_free(rn);
         return NULL;
     }
+    rn->model = model;
+    rn->kind = opt->engine;
 #ifdef _OPENMP
     // The engine's one-off weight reorders use the threads the run may use, no more.
     int outer = omp_get_max_threads();
     omp_set_num_threads(opt->threads > 0 ? opt->threads : outer);
 #endif
     double t0 = th_engine_clock();
-    th_engine *e = th_engine_new(model, opt->engine, tile_w, tile_h, err);
+    rn->engine = th_engine_new(model, opt->engine, rn->tile_w, rn->tile_h, err);
+    rn->plan_sec = th_engine_clock() - t0;
 #ifdef _OPENMP
     omp_set_num_threads(outer);
 #endif
-    if (!e) {
+    if (!rn->engine) {
+        th_free(rn);
         return NULL;
     }
-    *engine = e;
-    th_result *r = th_result_new(&grid, model->n_classes, e->feat_w, e->feat_h,
+    return rn;
+}
+
+void th_runner_free(th_runner *runner)
+{
+    if (runner) {
+        th_engine_free(runner->engine);
+        th_free(runner);
+    }
+}
+
+// The grid, the tissue mask, and a result with the tiles to run listed.
+static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt, th_error **err)
+{
+    th_grid grid;
+    int tile_w, tile_h;
+    if (!tile_size(rn->model, opt, &tile_w, &tile_h, err)) {
+        return NULL;
+    }
+    if (opt->engine != rn->kind || tile_w != rn->tile_w || tile_h != rn->tile_h) {
+        th_error_set(err, "the run's engine or tile size is not the one the runner was made for");
+        return NULL;
+    }
+    if (!th_grid_plan(&grid, slide, th_model_get_mpp(rn->model), tile_w, tile_h, opt, err)) {
+        return NULL;
+    }
+    const th_engine *e = rn->engine;
+    th_result *r = th_result_new(&grid, rn->model->n_classes, e->feat_w, e->feat_h,
                                  (int64_t)grid.cols * grid.rows, err);
     if (!r) {
         return NULL;
     }
     r->opt = *opt;
-    th_result_add_stage(r, "engine plan", th_engine_clock() - t0);
-    t0 = th_engine_clock();
+    th_result_add_stage(r, "engine plan", rn->runs++ == 0 ? rn->plan_sec : 0);
+    double t0 = th_engine_clock();
     if (opt->min_tissue > 0) {
         r->tissue = th_tissue_detect(slide, grid.mpp, opt->threads, err);
         if (!r->tissue) {
@@ -294,17 +346,25 @@ static th_result *plan(th_slide *slide, const th_model *model, th_engine **engin
     return r;
 }
 
-th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *opt,
-                  th_error **err)
+th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_options *opt,
+                         th_error **err)
 {
     th_run_options defaults;
     if (!opt) {
         th_run_options_init(&defaults);
         opt = &defaults;
     }
-    th_engine *engine = NULL;
-    th_result *result = plan(slide, model, &engine, opt, err);
-    run_ctx ctx = {.slide = slide, .engine = engine, .model = model, .result = result, .opt = opt};
+    th_result *result = NULL;
+    if (cancelled(opt)) {
+        th_error_set(err, "cancelled");
+        return NULL;
+    }
+    result = plan(runner, slide, opt, err);
+    run_ctx ctx = {.slide = slide,
+                   .engine = runner->engine,
+                   .model = runner->model,
+                   .result = result,
+                   .opt = opt};
     if (!result) {
         goto fail;
     }
@@ -343,11 +403,21 @@ th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *
     th_result_add_stage(result, "tiles: CAM (thread-s)", ctx.sec[2]);
     th_result_add_stage(result, "summary", th_engine_clock() - t1);
     th_free(ctx.wave_cam);
-    th_engine_free(engine);
     return result;
 fail:
     th_free(ctx.wave_cam);
     th_result_free(result);
-    th_engine_free(engine);
     return NULL;
+}
+
+th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *opt,
+                  th_error **err)
+{
+    th_runner *runner = th_runner_new(model, opt, err);
+    if (!runner) {
+        return NULL;
+    }
+    th_result *r = th_runner_run(runner, slide, opt, err);
+    th_runner_free(runner);
+    return r;
 }

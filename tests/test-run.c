@@ -98,6 +98,88 @@ out:
     return n;
 }
 
+static void stop_after_5(void *user, int64_t done, int64_t total)
+{
+    if (done >= 5 && done < total) {
+        *(volatile sig_atomic_t *)user = 1;
+    }
+}
+
+// One runner over two slides and two option sets: each result bit-identical to th_run's; the
+// plan is recorded on the first run only; a set cancel flag stops a run with "cancelled".
+static void test_runner(const th_result *all)
+{
+    th_error *err = NULL;
+    th_run_options opt;
+    th_run_options_init(&opt);
+    opt.engine = TH_ENGINE_FAST;
+#ifndef HAVE_DNNL
+    opt.engine = TH_ENGINE_REF;
+#endif
+    opt.threads = 2;
+    th_runner *rn = th_runner_new(model, &opt, &err);
+    th_slide *pyr = th_slide_open(test_data_path("slides/CMU-1-Small-Region.generic-pyramid.tiff"),
+                                  &err);
+    if (!rn || !pyr) {
+        bail("runner: %s", th_error_message(err));
+    }
+    opt.min_tissue = 0.1;
+    th_result *a = th_runner_run(rn, pyr, &opt, &err);
+    th_result *want_a = th_run(pyr, model, &opt, NULL);
+    opt.min_tissue = 0;
+    opt.roi_w = 2220;
+    opt.roi_h = 1400;
+    th_result *b = th_runner_run(rn, slide, &opt, &err);
+    ok(a && b && want_a, "a runner runs two slides with different options");
+    int64_t cells = a && want_a ? same_cams(want_a, a) : -1;
+    ok(cells > 0 && same_cams(a, want_a) == cells &&
+           th_result_get_tile_count(a) == th_result_get_tile_count(want_a),
+       "the first run's CAM grid is th_run's, bit for bit (%lld cells)", (long long)cells);
+    bool probs_same = a && want_a;
+    for (int64_t t = 0; probs_same && t < th_result_get_tile_count(a); t++) {
+        probs_same = memcmp(th_result_get_probs(a, t), th_result_get_probs(want_a, t),
+                            sizeof(float) * th_result_get_class_count(a)) == 0;
+    }
+    ok(probs_same, "... and so are its tile probabilities");
+    ok(b && same_cams(all, b) == 54 * 4 * 28 * 28 && same_cams(b, all) == 54 * 4 * 28 * 28,
+       "the second run (another slide, other options) matches th_run on that slide");
+    int na = 0, nb = 0;
+    const th_stage *sa = a ? th_result_get_stages(a, &na) : NULL;
+    const th_stage *sb = b ? th_result_get_stages(b, &nb) : NULL;
+    ok(na > 0 && nb > 0 && strcmp(sa[0].name, "engine plan") == 0 && sa[0].seconds > 0 &&
+           strcmp(sb[0].name, "engine plan") == 0 && sb[0].seconds == 0,
+       "the engine plan is paid by the first run only");
+    volatile sig_atomic_t stop = 1;
+    opt.cancel = &stop;
+    th_result *c = th_runner_run(rn, slide, &opt, &err);
+    ok(!c && err && strcmp(th_error_message(err), "cancelled") == 0,
+       "a set cancel flag: the run fails with 'cancelled'");
+    th_error_free(err);
+    err = NULL;
+    stop = 0; // set by the progress callback after the first tiles: the tile loop stops
+    opt.progress = stop_after_5;
+    opt.progress_user = (void *)&stop;
+    c = th_runner_run(rn, slide, &opt, &err);
+    ok(!c && err && strcmp(th_error_message(err), "cancelled") == 0 && stop == 1,
+       "the cancel flag set after 5 tiles stops the tile loop: %s",
+       err ? th_error_message(err) : "(no error)");
+    th_error_free(err);
+    err = NULL;
+    opt.progress = NULL;
+    opt.cancel = NULL;
+    opt.engine = TH_ENGINE_REF;
+    c = th_runner_run(rn, slide, &opt, &err);
+    like(err ? th_error_message(err) : NULL, "not the one the runner was made for",
+         "a run with another engine is refused");
+    th_error_free(err);
+    th_result_free(c);
+    th_result_free(a);
+    th_result_free(b);
+    th_result_free(want_a);
+    th_slide_close(pyr);
+    th_runner_free(rn);
+}
+
 int main(void)
 {
     plan(0);
@@ -126,6 +208,7 @@ int main(void)
        n ? st[0].seconds : 0, n > 1 ? st[1].seconds : 0);
 
     test_winograd(all);
+    test_runner(all);
 
     th_result *s1 = run(0, 112, 1, false);
     th_result *s2 = run(0, 112, 2, false);
