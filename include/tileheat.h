@@ -345,6 +345,8 @@ typedef struct th_report_info {
     int64_t peak_rss;       /**< bytes, 0 if unknown @since 0.2 */
     int argc;               /**< run.json: the command line, as given @since 0.2 */
     char *const *argv;
+    const char *model_sha256; /**< run.json: the model file's SHA-256 in hex, if the caller has
+                                   it; NULL = hashed from model_path @since 0.4 */
 } th_report_info;
 
 /** Write report.json (schema 1; see README). Temporary name + rename. @since 0.1 */

@@ -31,8 +31,10 @@ typedef bool (*cohort_probe_fn)(const char *path, void *user);
  * Read a cohort from `path`: a directory (every regular, non-hidden file in it that `probe`
  * accepts, sorted by name), a CSV or TSV whose header has a `slide` column (optional `id`, `mpp`,
  * `class` when `single`, `roi`), or else a text file of one path per line (blank lines and lines
- * starting with '#' ignored). Every row is parsed and ids are checked unique before it returns;
- * errors name the file and line ("cohort.csv:7: mpp: expected a number > 0, got 'x'").
+ * starting with '#' ignored). The first non-blank line decides: a CSV or TSV is a file whose first
+ * line has a field `slide`; a .csv or .tsv file without one is an error, not a list. Every row is
+ * parsed and ids are checked unique before it returns; errors name the file and line
+ * ("cohort.csv:7: mpp: expected a number > 0, got 'x'").
  * On failure *c is left empty.
  */
 bool cohort_load(cohort *c, const char *path, bool single, cohort_probe_fn probe, void *user,

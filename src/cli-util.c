@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* The CLI's error helpers. */
+/* The CLI's error helpers, signals and small file helpers. */
 #include <config.h>
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nettle/sha2.h>
 
 #include "cli.h"
 
@@ -39,4 +45,127 @@ bool cli_prefix(cli_err *e, const char *fmt, ...)
         e->msg[n + m] = 0;
     }
     return false;
+}
+
+volatile sig_atomic_t cli_signal;
+
+static void on_signal(int sig)
+{
+    if (cli_signal) {
+        signal(sig, SIG_DFL); // a second ^C: stop now
+        raise(sig);
+    }
+    cli_signal = sig;
+}
+
+void cli_catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+bool cli_mkdirs(const char *dir, bool *created, cli_err *e)
+{
+    char path[4096];
+    struct stat st;
+    if (created) {
+        *created = stat(dir, &st) != 0;
+    }
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+        return cli_fail(e, "%s: path too long", dir);
+    }
+    for (char *p = path + 1;; p++) {
+        bool end = *p == 0;
+        if (*p == '/' || end) {
+            *p = 0;
+            if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+                return cli_fail(e, "%s: cannot create directory: %s", path, strerror(errno));
+            }
+            if (end) {
+                break;
+            }
+            *p = '/';
+        }
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        return cli_fail(e, "%s: not a directory", dir);
+    }
+    return true;
+}
+
+bool cli_dir_writable(const char *dir, cli_err *e)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/.tileheat-probe-XXXXXX", dir);
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        return cli_fail(e, "%s: cannot write in this directory: %s", dir, strerror(errno));
+    }
+    close(fd);
+    unlink(path);
+    return true;
+}
+
+char *cli_read_file(const char *path, size_t *len, cli_err *e)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        cli_fail(e, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got = 1; buf && got > 0;) {
+        if (n + 1 >= cap) {
+            char *bigger = realloc(buf, cap *= 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+        }
+        got = fread(buf + n, 1, cap - n - 1, fp);
+        n += got;
+    }
+    bool bad = !buf || ferror(fp);
+    fclose(fp);
+    if (bad) {
+        free(buf);
+        cli_fail(e, "%s: cannot read", path);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len) {
+        *len = n;
+    }
+    return buf;
+}
+
+bool cli_sha256_file(const char *path, char hex[65], cli_err *e)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        return cli_fail(e, "%s: %s", path, strerror(errno));
+    }
+    struct sha256_ctx ctx;
+    uint8_t buf[1 << 16], digest[SHA256_DIGEST_SIZE];
+    sha256_init(&ctx);
+    for (size_t n; (n = fread(buf, 1, sizeof(buf), fp)) > 0;) {
+        sha256_update(&ctx, n, buf);
+    }
+    bool bad = ferror(fp);
+    fclose(fp);
+    if (bad) {
+        return cli_fail(e, "%s: cannot read", path);
+    }
+    sha256_digest(&ctx, sizeof(digest), digest);
+    for (int i = 0; i < SHA256_DIGEST_SIZE; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    }
+    return true;
 }

@@ -244,7 +244,9 @@ bool th_report_write_run_json(const th_result *result, const th_model *model,
                               const th_report_info *info, const char *path, th_error **err)
 {
     char sha[65] = "";
-    if (info && info->model_path && !sha256_file(info->model_path, sha, err)) {
+    if (info && info->model_sha256) {
+        snprintf(sha, sizeof(sha), "%s", info->model_sha256);
+    } else if (info && info->model_path && !sha256_file(info->model_path, sha, err)) {
         return false;
     }
     cJSON *root = cJSON_CreateObject();

@@ -1,0 +1,472 @@
+/* SPDX-License-Identifier: MIT */
+/* `tileheat batch single|multi COHORT -o OUTDIR`: every slide of a cohort in one process. The
+ * whole cohort is checked before any slide runs; the model is loaded and its engine planned once.
+ * Slides run one after another on every thread, and a writer thread writes each finished slide's
+ * files (heatmap.png, reports), commits its folder and record while the next slide's tiles run.
+ * A slide that fails is recorded and the batch goes on. */
+#include <config.h>
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli-cohort.h"
+#include "cli.h"
+
+// A slide on its way through the pipeline.
+typedef struct item {
+    cli_job job;
+    const cohort_row *row;
+    slide_key key;
+    char work[4096]; // its staging folder
+    double start;
+} item;
+
+typedef struct batch {
+    cli_opts *o;
+    th_model *model;
+    th_runner *runner;
+    batch_state st;
+    cohort cohort;
+    char model_sha[65];
+    int *rows; // the shard's rows, indices into cohort.rows
+    int n_rows;
+    int counts[4]; // done, skipped, failed, locked
+    pthread_mutex_t print_lock;
+    cli_progress progress;
+    bool show_progress;
+    // the writer thread's one-slot queue
+    pthread_t writer;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    item *pending;
+    bool quit;
+} batch;
+
+enum { DONE, SKIPPED, FAILED, LOCKED };
+static const char *outcome_names[] = {"done", "skipped", "failed", "locked"};
+
+// "<id>\t<outcome>\t<seconds>\t<message>" on stdout (tabs and line breaks in the message become
+// spaces), flushed at once: it is the log of a batch script.
+static void report(batch *b, const char *id, int outcome, double seconds, const char *msg)
+{
+    pthread_mutex_lock(&b->print_lock);
+    char clean[2048];
+    snprintf(clean, sizeof(clean), "%s", msg ? msg : "");
+    for (char *p = clean; *p; p++) {
+        *p = *p == '\t' || *p == '\n' || *p == '\r' ? ' ' : *p;
+    }
+    if (b->show_progress) {
+        fprintf(stderr, "\r\033[K");
+    }
+    printf("%s\t%s\t%.2f\t%s\n", id, outcome_names[outcome], seconds, clean);
+    fflush(stdout);
+    b->counts[outcome]++;
+    b->progress.slides_done++;
+    pthread_mutex_unlock(&b->print_lock);
+}
+
+// The options that change a slide's outputs, as text: part of its completion key.
+static void options_text(const batch *b, const cohort_row *row, const item *it, char *out,
+                         size_t size)
+{
+    const cli_opts *o = b->o;
+    const th_run_options *r = &it->job.run;
+    const th_render_options *d = &it->job.render;
+    char shown[64] = "";
+    for (int i = 0; i < d->n_shown; i++) {
+        size_t len = strlen(shown);
+        snprintf(shown + len, sizeof(shown) - len, "%s%d", i ? "," : "", d->shown[i]);
+    }
+    snprintf(out, size,
+             "tileheat=%s;command=%s;model=%s;classes=%s;shown=%s;top=%d;engine=%d;level=%d;"
+             "tile=%d;mpp=%.17g;model_mpp=%.17g;mpp_tolerance=%.17g;min_tissue=%.17g;stride=%d;"
+             "edge=%d;roi=%lld,%lld,%lld,%lld;width=%d;alpha=%.17g;norm=%d;percentile=%.17g;"
+             "threshold=%.17g;colormap=%d;tiff=%d;geojson=%d;raw=%d",
+             th_version(), o->single ? "single" : "multi", o->model_path,
+             o->classes ? o->classes : "", shown, o->top, (int)r->engine, r->level, r->tile,
+             r->slide_mpp, r->model_mpp, r->mpp_tolerance, r->min_tissue, r->stride,
+             (int)r->edge_pad, (long long)r->roi_x, (long long)r->roi_y, (long long)r->roi_w,
+             (long long)r->roi_h, d->width, d->alpha, (int)d->norm, d->percentile, d->threshold,
+             (int)d->colormap, (int)o->tiff, (int)o->geojson, (int)o->raw);
+    (void)row;
+}
+
+// A slide's job: the batch's options with its row's µm/px, ROI and class.
+static bool make_item(batch *b, const cohort_row *row, item *it, cli_err *e)
+{
+    memset(it, 0, sizeof(*it));
+    it->row = row;
+    it->job = (cli_job){.o = b->o,
+                        .model = b->model,
+                        .slide_path = row->slide,
+                        .model_sha256 = b->model_sha,
+                        .run = b->o->run,
+                        .render = b->o->render};
+    if (row->mpp > 0) {
+        it->job.run.slide_mpp = row->mpp;
+    }
+    if (row->has_roi) {
+        it->job.run.roi_x = row->roi[0];
+        it->job.run.roi_y = row->roi[1];
+        it->job.run.roi_w = row->roi[2];
+        it->job.run.roi_h = row->roi[3];
+    }
+    const char *cls = row->class_name ? row->class_name : b->o->class_name;
+    if (!cli_name_shown(b->o, b->model, cls, &it->job.render, e)) {
+        return row->line ? cli_prefix(e, "line %d: ", row->line) : false;
+    }
+    memcpy(it->key.model, b->model_sha, sizeof(it->key.model));
+    options_text(b, row, it, it->key.options, sizeof(it->key.options));
+    // a slide that is missing now fails when it runs, as a slide that does not open
+    state_slide_key(&it->key, row->slide, NULL);
+    return true;
+}
+
+static cJSON *record_new(const item *it, const char *status, const char *error, double seconds)
+{
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddStringToObject(rec, "id", it->row->id);
+    cJSON_AddStringToObject(rec, "slide", it->row->slide);
+    cJSON_AddStringToObject(rec, "status", status);
+    if (error) {
+        cJSON_AddStringToObject(rec, "error", error);
+    } else {
+        cJSON_AddNullToObject(rec, "error");
+    }
+    cJSON_AddNumberToObject(rec, "seconds", round(seconds * 100) / 100);
+    return rec;
+}
+
+// The done record: the completion key and the slide's row of the cohort table.
+static cJSON *done_record(const item *it, double seconds)
+{
+    const th_result *r = it->job.result;
+    cJSON *rec = record_new(it, "done", NULL, seconds);
+    cJSON *key = cJSON_AddObjectToObject(rec, "key");
+    cJSON_AddStringToObject(key, "model", it->key.model);
+    cJSON_AddStringToObject(key, "slide", it->key.slide);
+    cJSON_AddNumberToObject(key, "size", (double)it->key.size);
+    cJSON_AddNumberToObject(key, "mtime_ns", (double)it->key.mtime_ns);
+    cJSON_AddStringToObject(key, "options", it->key.options);
+    cJSON *classes = cJSON_AddArrayToObject(rec, "classes");
+    for (int c = 0; c < th_result_get_class_count(r); c++) {
+        cJSON *cls = cJSON_CreateObject();
+        cJSON_AddStringToObject(cls, "name", th_model_get_class_name(it->job.model, c));
+        cJSON_AddNumberToObject(cls, "percent", round(th_result_get_percent(r, c) * 1e4) / 1e4);
+        cJSON_AddNumberToObject(cls, "argmax_percent",
+                                round(th_result_get_argmax_percent(r, c) * 1e4) / 1e4);
+        cJSON_AddItemToArray(classes, cls);
+    }
+    int64_t total, skipped;
+    th_result_get_tile_counts(r, &total, &skipped);
+    cJSON *tiles = cJSON_AddObjectToObject(rec, "tiles");
+    cJSON_AddNumberToObject(tiles, "run", (double)th_result_get_tile_count(r));
+    cJSON_AddNumberToObject(tiles, "skipped", (double)skipped);
+    cJSON_AddNumberToObject(tiles, "total", (double)total);
+    cJSON_AddNumberToObject(rec, "background_percent",
+                            total ? round(1e6 * (double)skipped / (double)total) / 1e4 : 0);
+    const char *source;
+    double mpp = th_result_get_mpp(r, &source);
+    if (mpp > 0) {
+        cJSON_AddNumberToObject(rec, "slide_mpp", mpp);
+        cJSON_AddNumberToObject(rec, "tile_mpp", mpp * th_result_get_scale(r));
+    }
+    cJSON_AddStringToObject(rec, "mpp_source", source);
+    return rec;
+}
+
+// A slide failed: its record says why, its staging folder and lock go.
+static void fail_item(batch *b, item *it, const cli_err *why)
+{
+    double seconds = cli_now() - it->start;
+    cli_err e;
+    if (!state_write_record(&b->st, it->row->id, record_new(it, "failed", why->msg, seconds),
+                            &e)) {
+        // the outcome line still says why the slide failed; the table will show it pending
+    }
+    if (it->work[0]) {
+        state_abort(it->work);
+    }
+    state_unlock(&b->st, it->row->id);
+    report(b, it->row->id, FAILED, seconds, why->msg);
+}
+
+// The writer's part: files into the staging folder, fsync, rename into place, record, unlock.
+static void finish_item(batch *b, item *it)
+{
+    cli_err e = {""};
+    it->job.out_dir = it->work;
+    it->job.tm.t = cli_now();
+    if (!cli_job_write(&it->job, &e) || !state_commit(&b->st, it->row->id, it->work, &e)) {
+        fail_item(b, it, &e);
+        return;
+    }
+    double seconds = cli_now() - it->start;
+    if (!state_write_record(&b->st, it->row->id, done_record(it, seconds), &e)) {
+        fail_item(b, it, &e);
+        return;
+    }
+    state_unlock(&b->st, it->row->id);
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s/%s", b->st.outdir, it->row->id);
+    report(b, it->row->id, DONE, seconds, dir);
+}
+
+static void *writer_main(void *arg)
+{
+    batch *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (!b->pending && !b->quit) {
+            pthread_cond_wait(&b->cv, &b->mu);
+        }
+        item *it = b->pending;
+        if (!it) {
+            break;
+        }
+        pthread_mutex_unlock(&b->mu);
+        finish_item(b, it);
+        cli_job_free(&it->job);
+        free(it);
+        pthread_mutex_lock(&b->mu);
+        b->pending = NULL;
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+// Hand a run slide to the writer once it has finished the one before (NULL: wait and stop it).
+static void hand_over(batch *b, item *it)
+{
+    pthread_mutex_lock(&b->mu);
+    while (b->pending) {
+        pthread_cond_wait(&b->cv, &b->mu);
+    }
+    b->pending = it;
+    b->quit = !it;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+// One slide: skipped if done, locked if another worker has it, else run and handed over.
+static void run_row(batch *b, const cohort_row *row)
+{
+    cli_err e = {""};
+    char why[512], holder[512];
+    item *it = malloc(sizeof(*it));
+    if (!it || !make_item(b, row, it, &e)) {
+        free(it);
+        report(b, row->id, FAILED, 0, it ? e.msg : "out of memory");
+        return;
+    }
+    it->start = cli_now();
+    if (!b->o->force && state_is_done(&b->st, row->id, &it->key, why, sizeof(why))) {
+        report(b, row->id, SKIPPED, 0, "done before");
+        free(it);
+        return;
+    }
+    switch (state_lock(&b->st, row->id, holder, sizeof(holder), &e)) {
+    case LOCK_BUSY:
+        report(b, row->id, LOCKED, 0, holder);
+        free(it);
+        return;
+    case LOCK_ERROR:
+        report(b, row->id, FAILED, 0, e.msg);
+        free(it);
+        return;
+    case LOCK_TAKEN:
+        break;
+    }
+    // another worker may have finished it between our look and our lock
+    if (!b->o->force && state_is_done(&b->st, row->id, &it->key, why, sizeof(why))) {
+        state_unlock(&b->st, row->id);
+        report(b, row->id, SKIPPED, 0, "done before");
+        free(it);
+        return;
+    }
+    b->progress.current = row->id;
+    it->job.tm.t = cli_now();
+    if (!state_begin(&b->st, row->id, it->work, sizeof(it->work), &e) ||
+        !cli_job_open(&it->job, &e) || !cli_job_run(&it->job, b->runner, &e)) {
+        fail_item(b, it, &e);
+        cli_job_free(&it->job);
+        free(it);
+        return;
+    }
+    b->progress.tiles_before += th_result_get_tile_count(it->job.result);
+    hand_over(b, it);
+}
+
+// --shard, else a Slurm job array's task: rows whose 0-based position is I modulo N.
+static bool choose_shard(cli_opts *o, cli_err *e)
+{
+    const char *id = getenv("SLURM_ARRAY_TASK_ID");
+    if (o->shard_n > 0 || !id) {
+        return true;
+    }
+    const char *min = getenv("SLURM_ARRAY_TASK_MIN"), *max = getenv("SLURM_ARRAY_TASK_MAX");
+    const char *count = getenv("SLURM_ARRAY_TASK_COUNT"), *step = getenv("SLURM_ARRAY_TASK_STEP");
+    long lo = min ? atol(min) : 0, st = step && atol(step) > 0 ? atol(step) : 1;
+    long n = count ? atol(count) : min && max ? (atol(max) - lo) / st + 1 : 0;
+    long i = (atol(id) - lo) / st;
+    if (n < 1 || i < 0 || i >= n) {
+        return cli_fail(e,
+                        "SLURM_ARRAY_TASK_ID=%s but no usable SLURM_ARRAY_TASK_MIN/MAX or "
+                        "SLURM_ARRAY_TASK_COUNT; give --shard I/N",
+                        id);
+    }
+    o->shard_i = (int)i;
+    o->shard_n = (int)n;
+    return true;
+}
+
+// Under Slurm, without --threads: the CPUs the job asked for per task, else the node's.
+static void slurm_threads(cli_opts *o)
+{
+    const char *cpus = getenv("SLURM_CPUS_PER_TASK");
+    if (!cpus || atoi(cpus) < 1) {
+        cpus = getenv("SLURM_JOB_ID") ? getenv("SLURM_CPUS_ON_NODE") : NULL;
+    }
+    if (o->run.threads == 0 && cpus && atoi(cpus) > 0) {
+        o->run.threads = o->render.threads = atoi(cpus);
+    }
+}
+
+static bool probe_slide(const char *path, void *user)
+{
+    (void)user;
+    th_slide *s = th_slide_open(path, NULL);
+    th_slide_close(s);
+    return s != NULL;
+}
+
+// The cohort's ids and slides, for summarize (every shard writes the same file).
+static bool write_rows(batch *b, cli_err *e)
+{
+    cJSON *rows = cJSON_CreateArray();
+    for (int i = 0; i < b->cohort.n; i++) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "id", b->cohort.rows[i].id);
+        cJSON_AddStringToObject(r, "slide", b->cohort.rows[i].slide);
+        cJSON_AddItemToArray(rows, r);
+    }
+    char *text = cJSON_Print(rows), path[4096];
+    cJSON_Delete(rows);
+    snprintf(path, sizeof(path), "%s/cohort-rows.json", b->st.dir);
+    bool ok = text && state_write_file(path, text, e);
+    free(text);
+    return ok || cli_fail(e, "%s: out of memory", path);
+}
+
+// Everything checked before any slide runs: the cohort (every row parsed, ids unique, classes
+// known), the options, the output folder.
+static bool prepare(batch *b, cli_err *e)
+{
+    cli_opts *o = b->o;
+    if (!choose_shard(o, e)) {
+        return false;
+    }
+    slurm_threads(o);
+    if (!cohort_load(&b->cohort, o->input, o->single, probe_slide, NULL, e) ||
+        !(b->model = cli_load_model(o, e)) ||
+        !cli_sha256_file(o->model_path, b->model_sha, e)) {
+        return false;
+    }
+    th_render_options probe;
+    if (!cli_name_shown(o, b->model, o->class_name, &probe, e)) {
+        return false;
+    }
+    b->rows = malloc(sizeof(int) * (size_t)(b->cohort.n + 1));
+    if (!b->rows) {
+        return cli_fail(e, "out of memory");
+    }
+    for (int i = 0; i < b->cohort.n; i++) {
+        const cohort_row *row = &b->cohort.rows[i];
+        if (row->class_name && !cli_name_shown(o, b->model, row->class_name, &probe, e)) {
+            return cli_prefix(e, "%s:%d: ", o->input, row->line);
+        }
+        if (o->shard_n == 0 || i % o->shard_n == o->shard_i) {
+            b->rows[b->n_rows++] = i;
+        }
+    }
+    return state_open(&b->st, o->out_dir ? o->out_dir : ".", o->lock_timeout, !o->dry_run, e) &&
+           (o->dry_run || write_rows(b, e));
+}
+
+// --dry-run: "<id>\trun|skip\t<why>" per row of the shard.
+static void dry_run(batch *b)
+{
+    for (int i = 0; i < b->n_rows; i++) {
+        const cohort_row *row = &b->cohort.rows[b->rows[i]];
+        item it;
+        cli_err e;
+        char why[512] = "--force";
+        bool done = make_item(b, row, &it, &e) && !b->o->force &&
+                    state_is_done(&b->st, row->id, &it.key, why, sizeof(why));
+        printf("%s\t%s\t%s\n", row->id, done ? "skip" : "run", why);
+    }
+}
+
+static void batch_free(batch *b)
+{
+    th_runner_free(b->runner);
+    th_model_free(b->model);
+    cohort_free(&b->cohort);
+    free(b->rows);
+    pthread_mutex_destroy(&b->print_lock);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+}
+
+int cli_batch(cli_opts *o, cli_err *e)
+{
+    batch b = {.o = o};
+    pthread_mutex_init(&b.print_lock, NULL);
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.cv, NULL);
+    int status = EXIT_FAILURE;
+    th_error *err = NULL;
+    if (!prepare(&b, e)) {
+        goto out;
+    }
+    if (o->dry_run) {
+        dry_run(&b);
+        status = EXIT_SUCCESS;
+        goto out;
+    }
+    o->run.cancel = &cli_signal;
+    b.runner = th_runner_new(b.model, &o->run, &err);
+    if (!b.runner) {
+        cli_fail(e, "%s: %s", o->model_path, th_error_message(err));
+        th_error_free(err);
+        goto out;
+    }
+    b.show_progress = !o->quiet && isatty(STDERR_FILENO);
+    b.progress = (cli_progress){.start = cli_now(), .slides_total = b.n_rows};
+    if (b.show_progress) {
+        o->run.progress = cli_progress_fn;
+        o->run.progress_user = &b.progress;
+    }
+    if (pthread_create(&b.writer, NULL, writer_main, &b) != 0) {
+        cli_fail(e, "cannot start the writer thread");
+        goto out;
+    }
+    for (int i = 0; i < b.n_rows && !cli_signal; i++) {
+        run_row(&b, &b.cohort.rows[b.rows[i]]);
+    }
+    hand_over(&b, NULL);
+    pthread_join(b.writer, NULL);
+    int counts[3];
+    if (!cli_write_summary(&b.st, counts, e)) {
+        goto out;
+    }
+    status = b.counts[FAILED] ? EXIT_SOME_FAILED : EXIT_SUCCESS;
+out:
+    batch_free(&b);
+    return status;
+}
