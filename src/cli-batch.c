@@ -266,6 +266,7 @@ static void run_row(batch *b, const cohort_row *row)
     }
     it->start = cli_now();
     if (!b->o->force && state_is_done(&b->st, row->id, &it->key, why, sizeof(why))) {
+        state_reap_lock(&b->st, row->id);
         report(b, row->id, SKIPPED, 0, "done before");
         free(it);
         return;

@@ -52,7 +52,7 @@ static bool same_file(const char *a, const char *b)
 
 // The output folder: -o, or the default one, which must not hold another slide's run. Created
 // (with its parents) and checked writable before the long run.
-static bool prepare_out_dir(cli_opts *o, char *dir, size_t size, bool *created, cli_err *e)
+static bool prepare_out_dir(cli_opts *o, char *dir, size_t size, char *created, cli_err *e)
 {
     char prev[4096];
     if (o->out_dir) {
@@ -65,14 +65,14 @@ static bool prepare_out_dir(cli_opts *o, char *dir, size_t size, bool *created, 
                             dir, prev);
         }
     }
-    return cli_mkdirs(dir, created, e) && cli_dir_writable(dir, e);
+    return cli_mkdirs(dir, created, 4096, e) && cli_dir_writable(dir, e);
 }
 
 int cli_single(cli_opts *o, cli_err *e)
 {
     cli_job j = {.o = o, .slide_path = o->input, .run = o->run, .render = o->render};
-    char dir[4096];
-    bool created = false, ok = false;
+    char dir[4096], created[4096] = "";
+    bool ok = false;
     th_runner *runner = NULL;
     th_model *model = NULL;
     j.tm.t = cli_now();
@@ -93,7 +93,7 @@ int cli_single(cli_opts *o, cli_err *e)
         th_model_free(model);
         return EXIT_USAGE;
     }
-    if (!cli_job_open(&j, e) || !prepare_out_dir(o, dir, sizeof(dir), &created, e)) {
+    if (!cli_job_open(&j, e) || !prepare_out_dir(o, dir, sizeof(dir), created, e)) {
         goto out;
     }
     j.out_dir = dir;
@@ -117,8 +117,8 @@ int cli_single(cli_opts *o, cli_err *e)
         cli_job_print(&j, stdout);
     }
 out:
-    if (!ok && created) {
-        rmdir(dir); // only if the failed run left it empty, as it should
+    if (!ok) {
+        cli_rmdirs(dir, created); // the folders it made, if the failed run left them empty
     }
     cli_job_free(&j);
     th_runner_free(runner);

@@ -25,7 +25,7 @@ static bool sub_dir(const batch_state *st, const char *name, cli_err *e)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", st->dir, name);
-    return cli_mkdirs(path, NULL, e);
+    return cli_mkdirs(path, NULL, 0, e);
 }
 
 bool state_open(batch_state *st, const char *outdir, double lock_timeout, bool create, cli_err *e)
@@ -40,7 +40,7 @@ bool state_open(batch_state *st, const char *outdir, double lock_timeout, bool c
     if (!create) {
         return true;
     }
-    return cli_mkdirs(outdir, NULL, e) && cli_dir_writable(outdir, e) &&
+    return cli_mkdirs(outdir, NULL, 0, e) && cli_dir_writable(outdir, e) &&
            sub_dir(st, "locks", e) && sub_dir(st, "records", e) && sub_dir(st, "work", e);
 }
 
@@ -234,6 +234,16 @@ lock_result state_lock(const batch_state *st, const char *id, char *holder, size
     }
     snprintf(holder, size, "lock contended");
     return LOCK_BUSY;
+}
+
+void state_reap_lock(const batch_state *st, const char *id)
+{
+    char path[4096];
+    lock_info li;
+    path_of(st, "locks", id, ".lock", path, sizeof(path));
+    if (read_lock(path, &li) && stale(st, &li)) {
+        take_over(path, &li);
+    }
 }
 
 void state_unlock(const batch_state *st, const char *id)

@@ -68,12 +68,12 @@ void cli_catch_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
-bool cli_mkdirs(const char *dir, bool *created, cli_err *e)
+bool cli_mkdirs(const char *dir, char *first, size_t size, cli_err *e)
 {
     char path[4096];
     struct stat st;
-    if (created) {
-        *created = stat(dir, &st) != 0;
+    if (first && size) {
+        *first = 0;
     }
     if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
         return cli_fail(e, "%s: path too long", dir);
@@ -82,7 +82,9 @@ bool cli_mkdirs(const char *dir, bool *created, cli_err *e)
         bool end = *p == 0;
         if (*p == '/' || end) {
             *p = 0;
-            if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+            if (mkdir(path, 0777) == 0 && first && size && !*first) {
+                snprintf(first, size, "%s", path);
+            } else if (errno != EEXIST && stat(path, &st) != 0) {
                 return cli_fail(e, "%s: cannot create directory: %s", path, strerror(errno));
             }
             if (end) {
@@ -95,6 +97,20 @@ bool cli_mkdirs(const char *dir, bool *created, cli_err *e)
         return cli_fail(e, "%s: not a directory", dir);
     }
     return true;
+}
+
+void cli_rmdirs(const char *dir, const char *first)
+{
+    char path[4096];
+    size_t stop = strlen(first);
+    snprintf(path, sizeof(path), "%s", dir);
+    while (*first && strlen(path) >= stop && rmdir(path) == 0) {
+        char *slash = strrchr(path, '/');
+        if (!slash || strlen(path) == stop) {
+            break;
+        }
+        *slash = 0;
+    }
 }
 
 bool cli_dir_writable(const char *dir, cli_err *e)

@@ -133,8 +133,11 @@ extern volatile sig_atomic_t cli_signal;
 /** Catch SIGINT and SIGTERM into cli_signal (a second one ends the process at once). */
 void cli_catch_signals(void);
 
-/** mkdir -p. *created (if not NULL) is set when DIR itself did not exist before. */
-bool cli_mkdirs(const char *dir, bool *created, cli_err *e);
+/** mkdir -p. `first` (if not NULL) gets the shallowest folder it made, "" if none. */
+bool cli_mkdirs(const char *dir, char *first, size_t size, cli_err *e);
+
+/** Undo cli_mkdirs: remove DIR and its parents up to `first`, as long as they are empty. */
+void cli_rmdirs(const char *dir, const char *first);
 
 /** Whether a file can be created in DIR (a temporary file is made and removed). */
 bool cli_dir_writable(const char *dir, cli_err *e);
@@ -190,6 +193,9 @@ typedef enum lock_result { LOCK_TAKEN, LOCK_BUSY, LOCK_ERROR } lock_result;
 lock_result state_lock(const batch_state *st, const char *id, char *holder, size_t size,
                        cli_err *e);
 void state_unlock(const batch_state *st, const char *id);
+
+/** Remove ID's lock if it is stale (a worker killed after its slide's record was written). */
+void state_reap_lock(const batch_state *st, const char *id);
 
 /** Before working on ID (locked): drop its record and any staging folder left by a killed
  *  worker, and make a fresh staging folder (path into work, size bytes). */
@@ -353,8 +359,11 @@ extern volatile sig_atomic_t cli_signal;
 /** Catch SIGINT and SIGTERM into cli_signal (a second one ends the process at once). */
 void cli_catch_signals(void);
 
-/** mkdir -p. *created (if not NULL) is set when DIR itself did not exist before. */
-bool cli_mkdirs(const char *dir, bool *created, cli_err *e);
+/** mkdir -p. `first` (if not NULL) gets the shallowest folder it made, "" if none. */
+bool cli_mkdirs(const char *dir, char *first, size_t size, cli_err *e);
+
+/** Undo cli_mkdirs: remove DIR and its parents up to `first`, as long as they are empty. */
+void cli_rmdirs(const char *dir, const char *first);
 
 /** Whether a file can be created in DIR (a temporary file is made and removed). */
 bool cli_dir_writable(const char *dir, cli_err *e);
@@ -410,6 +419,9 @@ typedef enum lock_result { LOCK_TAKEN, LOCK_BUSY, LOCK_ERROR } lock_result;
 lock_result state_lock(const batch_state *st, const char *id, char *holder, size_t size,
                        cli_err *e);
 void state_unlock(const batch_state *st, const char *id);
+
+/** Remove ID's lock if it is stale (a worker killed after its slide's record was written). */
+void state_reap_lock(const batch_state *st, const char *id);
 
 /** Before working on ID (locked): drop its record and any staging folder left by a killed
  *  worker, and make a fresh staging folder (path into work, size bytes). */
