@@ -179,12 +179,15 @@ static cJSON *done_record(const item *it, double seconds)
     return rec;
 }
 
-// A slide failed: its record says why, its staging folder and lock go.
+// A slide failed: its record says why, its staging folder and lock go. A slide stopped by a
+// signal is not a failure: it is left as if never started.
 static void fail_item(batch *b, item *it, const cli_err *why)
 {
     double seconds = cli_now() - it->start;
     cli_err e;
-    if (!state_write_record(&b->st, it->row->id, record_new(it, "failed", why->msg, seconds),
+    bool stopped = cli_signal != 0;
+    if (!stopped &&
+        !state_write_record(&b->st, it->row->id, record_new(it, "failed", why->msg, seconds),
                             &e)) {
         // the outcome line still says why the slide failed; the table will show it pending
     }
@@ -192,7 +195,9 @@ static void fail_item(batch *b, item *it, const cli_err *why)
         state_abort(it->work);
     }
     state_unlock(&b->st, it->row->id);
-    report(b, it->row->id, FAILED, seconds, why->msg);
+    if (!stopped) {
+        report(b, it->row->id, FAILED, seconds, why->msg);
+    }
 }
 
 // The writer's part: files into the staging folder, fsync, rename into place, record, unlock.
@@ -395,7 +400,7 @@ static bool prepare(batch *b, cli_err *e)
             b->rows[b->n_rows++] = i;
         }
     }
-    return state_open(&b->st, o->out_dir ? o->out_dir : ".", o->lock_timeout, !o->dry_run, e) &&
+    return state_open(&b->st, o->out_dir, o->lock_timeout, !o->dry_run, e) &&
            (o->dry_run || write_rows(b, e));
 }
 

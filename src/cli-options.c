@@ -395,7 +395,7 @@ static cli_parsed positional(cli_opts *o, int rest, char **args, cli_err *e)
         return CLI_USAGE;
     }
     o->input = rest ? args[0] : NULL;
-    if (o->cmd == CMD_BATCH && !o->out_dir && !o->dry_run) {
+    if (o->cmd == CMD_BATCH && !o->out_dir) {
         cli_fail(e, "batch needs an output folder: -o OUTDIR");
         return CLI_USAGE;
     }

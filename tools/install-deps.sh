@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # Debian 12 packages tileheat needs to build, test, and (for the Python helpers) regenerate
-# reference data and the default model.
+# reference data and the default model. The Slurm and munge packages let make check run
+# tests/slurm.sh on a throwaway single-node cluster (tools/slurm-local.sh); their services are
+# not started by the install.
 set -euo pipefail
 BUILD="build-essential autoconf automake libtool pkg-config libopenslide-dev libtiff-dev libpng-dev zlib1g-dev
- libprotobuf-c-dev protobuf-c-compiler libcjson-dev libdnnl-dev nettle-dev"
+ libprotobuf-c-dev protobuf-c-compiler libcjson-dev libdnnl-dev nettle-dev
+ slurmctld slurmd slurm-client munge"
 PYTHON="python3-torch python3-onnx python3-openslide python3-skimage python3-numpy"
 missing=$(for p in $BUILD ${TH_PYTHON_DEPS:+$PYTHON}; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
 if [ -n "$missing" ]; then
+  # Keep the packages' maintainer scripts from starting munged, slurmctld or slurmd
+  # (invoke-rc.d and deb-systemd-invoke obey policy-rc.d; exit 101 = action forbidden).
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
