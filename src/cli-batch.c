@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "cli-cohort.h"
-#include "cli.h"
+#include "cli-state.h"
 
 // A slide on its way through the pipeline.
 typedef struct item {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* A batch's bookkeeping in OUTDIR/.tileheat (the layout is in cli.h): per-slide locks that many
+/* A batch's bookkeeping in OUTDIR/.tileheat (the layout is in cli-state.h): per-slide locks that many
  * workers on one machine or a shared file system can take with O_EXCL, staging folders renamed
  * into place once every file is fsynced, and completion records written last. A worker killed at
  * any moment leaves no record for the slide it was on, so the next run redoes exactly that one,
@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "cli-state.h"
 
 static bool sub_dir(const batch_state *st, const char *name, cli_err *e)
 {

@@ -12,7 +12,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "cli-state.h"
 
 // Growable text.
 typedef struct text {
