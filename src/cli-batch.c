@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,6 +45,7 @@ typedef struct batch {
     pthread_cond_t cv;
     item *pending;
     bool quit;
+    bool inline_writes; // one thread: the main thread writes each slide's files itself
 } batch;
 
 enum { DONE, SKIPPED, FAILED, LOCKED };
@@ -305,6 +307,12 @@ static void run_row(batch *b, const cohort_row *row)
         return;
     }
     b->progress.tiles_before += th_result_get_tile_count(it->job.result);
+    if (b->inline_writes) {
+        finish_item(b, it);
+        cli_job_free(&it->job);
+        free(it);
+        return;
+    }
     hand_over(b, it);
 }
 
@@ -364,9 +372,16 @@ static bool write_rows(batch *b, cli_err *e)
     char *text = cJSON_Print(rows), path[4096];
     cJSON_Delete(rows);
     snprintf(path, sizeof(path), "%s/cohort-rows.json", b->st.dir);
-    bool ok = text && state_write_file(path, text, e);
+    int lock = text ? state_lock_table(&b->st, e) : -1;
+    if (lock < 0) {
+        free(text);
+        return text ? false : cli_fail(e, "%s: out of memory", path);
+    }
+    state_remove_temps(path); // under the lock: left by a killed worker
+    bool ok = state_write_file(path, text, e);
+    close(lock);
     free(text);
-    return ok || cli_fail(e, "%s: out of memory", path);
+    return ok;
 }
 
 // Everything checked before any slide runs: the cohort (every row parsed, ids unique, classes
@@ -418,6 +433,15 @@ static void dry_run(batch *b)
     }
 }
 
+// Whether the runs use one thread: --threads 1, or by default on one CPU (or OMP_NUM_THREADS=1).
+static bool one_thread(const cli_opts *o)
+{
+    const char *omp = getenv("OMP_NUM_THREADS");
+    cpu_set_t set;
+    bool one_cpu = sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) == 1;
+    return o->run.threads == 1 || (o->run.threads == 0 && (one_cpu || (omp && atoi(omp) == 1)));
+}
+
 static void batch_free(batch *b)
 {
     th_runner_free(b->runner);
@@ -458,15 +482,20 @@ int cli_batch(cli_opts *o, cli_err *e)
         o->run.progress = cli_progress_fn;
         o->run.progress_user = &b.progress;
     }
-    if (pthread_create(&b.writer, NULL, writer_main, &b) != 0) {
+    // With one thread the writer would be a second core at work: the slides' files are written
+    // in line then, so --threads 1 means one core.
+    b.inline_writes = one_thread(o);
+    if (!b.inline_writes && pthread_create(&b.writer, NULL, writer_main, &b) != 0) {
         cli_fail(e, "cannot start the writer thread");
         goto out;
     }
     for (int i = 0; i < b.n_rows && !cli_signal; i++) {
         run_row(&b, &b.cohort.rows[b.rows[i]]);
     }
-    hand_over(&b, NULL);
-    pthread_join(b.writer, NULL);
+    if (!b.inline_writes) {
+        hand_over(&b, NULL);
+        pthread_join(b.writer, NULL);
+    }
     int counts[3];
     if (!cli_write_summary(&b.st, counts, e)) {
         goto out;

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -296,6 +297,31 @@ static bool fsync_path(const char *path, int flags, cli_err *e)
     return true;
 }
 
+void state_remove_temps(const char *path)
+{
+    char dir[4096], prefix[4200];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    snprintf(prefix, sizeof(prefix), "%s.tmp-", slash ? slash + 1 : dir);
+    if (slash) {
+        *slash = 0;
+    } else {
+        snprintf(dir, sizeof(dir), ".");
+    }
+    DIR *d = opendir(dir);
+    size_t len = strlen(prefix);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (strncmp(de->d_name, prefix, len) == 0) {
+            char tmp[8192];
+            snprintf(tmp, sizeof(tmp), "%s/%s", dir, de->d_name);
+            unlink(tmp);
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+}
+
 bool state_begin(const batch_state *st, const char *id, char *work, size_t size, cli_err *e)
 {
     char rec[4096], dir[4096];
@@ -303,6 +329,7 @@ bool state_begin(const batch_state *st, const char *id, char *work, size_t size,
     if (unlink(rec) != 0 && errno != ENOENT) {
         return cli_fail(e, "%s: %s", rec, strerror(errno));
     }
+    state_remove_temps(rec); // a record a killed worker was writing
     // work/ID/ holds only staging folders left by killed workers: we hold ID's lock
     path_of(st, "work", id, "", dir, sizeof(dir));
     state_remove_tree(dir);
@@ -372,6 +399,21 @@ bool state_write_file(const char *path, const char *text, cli_err *e)
         *slash = 0;
     }
     return fsync_path(slash ? dir : ".", O_RDONLY | O_DIRECTORY, e);
+}
+
+int state_lock_table(const batch_state *st, cli_err *e)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/summary.lock", st->dir);
+    int fd = open(path, O_RDWR | O_CREAT, 0644);
+    if (fd < 0 || flock(fd, LOCK_EX) != 0) {
+        cli_fail(e, "%s: %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
 }
 
 bool state_write_record(const batch_state *st, const char *id, cJSON *rec, cli_err *e)

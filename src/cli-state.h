@@ -75,6 +75,14 @@ cJSON *state_read_record(const batch_state *st, const char *id);
 /** Write a file durably: PATH.tmp-XXXXXX, fsync, rename, fsync the folder. */
 bool state_write_file(const char *path, const char *text, cli_err *e);
 
+/** Take .tileheat/summary.lock (flock), which serialises the writers of cohort.csv, cohort.json
+ *  and cohort-rows.json; close the descriptor to release it. -1 + e on failure. */
+int state_lock_table(const batch_state *st, cli_err *e);
+
+/** Remove PATH.tmp-* (state_write_file's temporary files, left by a killed worker): only where
+ *  no other worker can be writing PATH. */
+void state_remove_temps(const char *path);
+
 /** Remove a folder and everything in it. */
 void state_remove_tree(const char *path);
 

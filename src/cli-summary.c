@@ -5,11 +5,8 @@
 #include <config.h>
 
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include "cli-state.h"
@@ -190,13 +187,8 @@ static cJSON *gather(const batch_state *st, const cJSON *rows, int counts[3])
 bool cli_write_summary(const batch_state *st, int counts[3], cli_err *e)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/summary.lock", st->dir);
-    int lock = open(path, O_RDWR | O_CREAT, 0644);
-    if (lock < 0 || flock(lock, LOCK_EX) != 0) {
-        cli_fail(e, "%s: %s", path, strerror(errno));
-        if (lock >= 0) {
-            close(lock);
-        }
+    int lock = state_lock_table(st, e);
+    if (lock < 0) {
         return false;
     }
     snprintf(path, sizeof(path), "%s/cohort-rows.json", st->dir);
@@ -225,6 +217,8 @@ bool cli_write_summary(const batch_state *st, int counts[3], cli_err *e)
     char csv_path[4096], json_path[4096];
     snprintf(csv_path, sizeof(csv_path), "%s/cohort.csv", st->outdir);
     snprintf(json_path, sizeof(json_path), "%s/cohort.json", st->outdir);
+    state_remove_temps(csv_path); // under the lock: left by a killed writer
+    state_remove_temps(json_path);
     ok = csv && json && state_write_file(csv_path, csv, e) && state_write_file(json_path, json, e);
     if (!csv || !json) {
         cli_fail(e, "%s: out of memory", csv_path);

@@ -23,6 +23,10 @@
 // Budget for the block cache; at least one block is always kept. 16 MB holds a row of 256²
 // tiles across 20 000 pixels, so the tile loop decodes each tile once on such slides.
 #define CACHE_MAX_BYTES ((size_t)16 << 20)
+// A level whose decoded blocks fit in this is cached whole, tiles that a read covers whole too:
+// then tissue detection, the tile loop and the heatmap decode each block once between them
+// (a small slide such as CMU-1-Small-Region, 22 MB decoded, was decoded three times).
+#define WHOLE_LEVEL_BYTES ((size_t)32 << 20)
 // libtiff handles per source: as many readers decode at the same time.
 #define HANDLES 16
 
@@ -64,6 +68,7 @@ struct th_tiff_src {
     int64_t *cache_tag; // (slots) block index held or being decoded by each slot, -1 if none
     bool *cache_busy;   // (slots) its block is being decoded into it
     int64_t slots;
+    bool holds_all;             // one slot per block: the whole level stays cached
     size_t slot_bytes; // block_h * block_w * 3
 };
 typedef th_tiff_src tiff_src;
@@ -326,7 +331,9 @@ static bool plan_blocks(tiff_src *t, tiff_handle *h, th_error **err)
     t->blocks_across = (t->img_w + t->block_w - 1) / t->block_w;
     int64_t blocks = (int64_t)t->blocks_across * ((t->img_h + t->block_h - 1) / t->block_h);
     t->slot_bytes = (size_t)t->block_w * t->block_h * 3;
-    t->slots = TH_MAX(1, TH_MIN(blocks, (int64_t)(CACHE_MAX_BYTES / t->slot_bytes)));
+    t->holds_all = (uint64_t)blocks * t->slot_bytes <= WHOLE_LEVEL_BYTES;
+    t->slots = t->holds_all ? blocks
+                            : TH_MAX(1, TH_MIN(blocks, (int64_t)(CACHE_MAX_BYTES / t->slot_bytes)));
     t->cache = th_malloc_huge((size_t)t->slots * t->slot_bytes, err); // tags say what is valid
     t->cache_tag = t->cache ? th_calloc((size_t)t->slots, sizeof(int64_t), err) : NULL;
     t->cache_busy = t->cache_tag ? th_calloc((size_t)t->slots, sizeof(bool), err) : NULL;
@@ -547,10 +554,11 @@ static bool read_block(tiff_src *t, int64_t bx, int64_t by, uint8_t *dest, int64
 {
     int64_t idx = by * t->blocks_across + bx, slot = idx % t->slots;
     uint8_t *cached = t->cache + (size_t)slot * t->slot_bytes;
-    // A tile the region covers whole is not cached: its reader has it all (bands read for the
-    // tissue mask and the heatmap), and caching it would only evict tiles that patches share.
+    // A tile the region covers whole is not cached (unless the whole level is): its reader has it
+    // all (bands read for the tissue mask and the heatmap), and caching it would only evict tiles
+    // that patches share.
     // (Bands of a stripped file stay cached: decoding one again may mean its whole strip.)
-    bool whole = t->tiled && x <= bx * t->block_w && y <= by * t->block_h &&
+    bool whole = !t->holds_all && t->tiled && x <= bx * t->block_w && y <= by * t->block_h &&
                  x + w >= TH_MIN((bx + 1) * t->block_w, (int64_t)t->img_w) &&
                  y + h >= TH_MIN((by + 1) * t->block_h, (int64_t)t->img_h);
     pthread_mutex_lock(&t->cache_lock);

@@ -39,7 +39,7 @@ outcome() { awk -F'\t' -v id="$2" '$1 == id { print $2 }' "$1"; }
 column() {
   awk -F, -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i; next } { print $c }' "$1"
 }
-leftovers() { find "$1/.tileheat/work" "$1/.tileheat/locks" -mindepth 1 | head -n 3; }
+leftovers() { { find "$1/.tileheat/work" "$1/.tileheat/locks" -mindepth 1; find "$1" -name "*.tmp-*"; } | head -n 3; }
 
 # ---- the single runs the batch must reproduce byte for byte
 "$TH" multi $OPTS -o "$TMP/ref/cmu" "$CMU" && "$TH" multi $OPTS -o "$TMP/ref/pyr" "$PYR"
@@ -150,7 +150,7 @@ for delay in 0.05 0.3 0.6 0.9 1.3; do
       echo "# killed after ${delay}s: $d is incomplete"
     fi
   done
-  done_before=$(ls "$TMP/k/.tileheat/records" 2>/dev/null | wc -l)
+  done_before=$(ls "$TMP/k/.tileheat/records" 2>/dev/null | grep -c "\.json$")
   "$TH" batch multi "$TMP/c/eight.csv" -o "$TMP/k" $OPTS >"$TMP/klog"
   redone=$(awk -F'\t' '$2 == "done"' "$TMP/klog" | wc -l)
   if [ $((done_before + redone)) -ne 8 ] || [ -n "$(leftovers "$TMP/k")" ]; then
