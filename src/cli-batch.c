@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* `tileheat batch single|multi COHORT -o OUTDIR`: every slide of a cohort in one process. The
  * whole cohort is checked before any slide runs; the model is loaded and its engine planned once.
- * Slides run one after another on every thread, and a writer thread writes each finished slide's
- * files (heatmap.png, reports), commits its folder and record while the next slide's tiles run.
- * A slide that fails is recorded and the batch goes on. */
+ * The threads are shared out among workers, one slide at a time each (with as many threads as
+ * there are slides, one thread a slide): while one worker is in a slide's serial parts (open,
+ * tissue detection, heatmap.png, fsync), the others' tiles keep the cores busy. A slide that
+ * fails is recorded and the batch goes on. */
 #include <config.h>
 
 #include <cjson/cJSON.h>
@@ -17,7 +18,7 @@
 #include "cli-cohort.h"
 #include "cli-state.h"
 
-// A slide on its way through the pipeline.
+// A slide being run.
 typedef struct item {
     cli_job job;
     const cohort_row *row;
@@ -26,7 +27,18 @@ typedef struct item {
     double start;
 } item;
 
-typedef struct batch {
+typedef struct batch batch;
+
+// A worker: takes the next row, runs the slide with its threads, writes it, and so on.
+typedef struct worker {
+    batch *b;
+    int threads;
+    pthread_t thread;
+    const char *current; // the slide it runs (progress bar)
+    int64_t done, total; // its tiles
+} worker;
+
+struct batch {
     cli_opts *o;
     th_model *model;
     th_runner *runner;
@@ -36,26 +48,25 @@ typedef struct batch {
     int *rows; // the shard's rows, indices into cohort.rows
     int n_rows;
     int counts[4]; // done, skipped, failed, locked
-    pthread_mutex_t print_lock;
-    cli_progress progress;
+    pthread_mutex_t lock; // the next row, the counts, stdout and the progress bar
+    int next;             // the next row to take, index into rows
+    worker *workers;
+    int n_workers;
     bool show_progress;
-    // the writer thread's one-slot queue
-    pthread_t writer;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    item *pending;
-    bool quit;
-    bool inline_writes; // one thread: the main thread writes each slide's files itself
-} batch;
+    double start, last_drawn;
+    int64_t tiles_before; // tiles of the slides finished
+};
 
 enum { DONE, SKIPPED, FAILED, LOCKED };
 static const char *outcome_names[] = {"done", "skipped", "failed", "locked"};
 
 // "<id>\t<outcome>\t<seconds>\t<message>" on stdout (tabs and line breaks in the message become
 // spaces), flushed at once: it is the log of a batch script.
+#define TH_MAX_I(a, b) ((a) > (b) ? (a) : (b))
+
 static void report(batch *b, const char *id, int outcome, double seconds, const char *msg)
 {
-    pthread_mutex_lock(&b->print_lock);
+    pthread_mutex_lock(&b->lock);
     char clean[2048];
     snprintf(clean, sizeof(clean), "%s", msg ? msg : "");
     for (char *p = clean; *p; p++) {
@@ -67,8 +78,7 @@ static void report(batch *b, const char *id, int outcome, double seconds, const 
     printf("%s\t%s\t%.2f\t%s\n", id, outcome_names[outcome], seconds, clean);
     fflush(stdout);
     b->counts[outcome]++;
-    b->progress.slides_done++;
-    pthread_mutex_unlock(&b->print_lock);
+    pthread_mutex_unlock(&b->lock);
 }
 
 // The options that change a slide's outputs, as text: part of its completion key.
@@ -202,7 +212,7 @@ static void fail_item(batch *b, item *it, const cli_err *why)
     }
 }
 
-// The writer's part: files into the staging folder, fsync, rename into place, record, unlock.
+// Files into the staging folder, fsync, rename into place, record, unlock.
 static void finish_item(batch *b, item *it)
 {
     cli_err e = {""};
@@ -223,46 +233,47 @@ static void finish_item(batch *b, item *it)
     report(b, it->row->id, DONE, seconds, dir);
 }
 
-static void *writer_main(void *arg)
+// A worker's tiles: the cohort's bar, redrawn at most 5 times a second (th_progress_fn).
+static void progress(void *user, int64_t done, int64_t total)
 {
-    batch *b = arg;
-    pthread_mutex_lock(&b->mu);
-    for (;;) {
-        while (!b->pending && !b->quit) {
-            pthread_cond_wait(&b->cv, &b->mu);
+    worker *w = user;
+    batch *b = w->b;
+    pthread_mutex_lock(&b->lock);
+    w->done = done;
+    w->total = total;
+    double t = cli_now();
+    if (t - b->last_drawn >= 0.2) {
+        b->last_drawn = t;
+        cli_progress_slide cur[4];
+        int n = 0;
+        int64_t tiles = b->tiles_before;
+        for (int i = 0; i < b->n_workers; i++) {
+            tiles += b->workers[i].current ? b->workers[i].done : 0;
+            if (b->workers[i].current && n < 4) {
+                cur[n++] = (cli_progress_slide){b->workers[i].current, b->workers[i].done,
+                                                b->workers[i].total};
+            }
         }
-        item *it = b->pending;
-        if (!it) {
-            break;
-        }
-        pthread_mutex_unlock(&b->mu);
-        finish_item(b, it);
-        cli_job_free(&it->job);
-        free(it);
-        pthread_mutex_lock(&b->mu);
-        b->pending = NULL;
-        pthread_cond_broadcast(&b->cv);
+        int finished = b->counts[DONE] + b->counts[SKIPPED] + b->counts[FAILED] + b->counts[LOCKED];
+        cli_progress_cohort(t - b->start, finished, b->n_rows, tiles, cur, n);
     }
-    pthread_mutex_unlock(&b->mu);
-    return NULL;
+    pthread_mutex_unlock(&b->lock);
 }
 
-// Hand a run slide to the writer once it has finished the one before (NULL: wait and stop it).
-static void hand_over(batch *b, item *it)
+// The worker's current slide for the progress bar (NULL: none), and its tiles once it is done.
+static void set_current(worker *w, const char *id, int64_t tiles_done)
 {
-    pthread_mutex_lock(&b->mu);
-    while (b->pending) {
-        pthread_cond_wait(&b->cv, &b->mu);
-    }
-    b->pending = it;
-    b->quit = !it;
-    pthread_cond_broadcast(&b->cv);
-    pthread_mutex_unlock(&b->mu);
+    pthread_mutex_lock(&w->b->lock);
+    w->current = id;
+    w->done = w->total = 0;
+    w->b->tiles_before += tiles_done;
+    pthread_mutex_unlock(&w->b->lock);
 }
 
-// One slide: skipped if done, locked if another worker has it, else run and handed over.
-static void run_row(batch *b, const cohort_row *row)
+// One slide: skipped if done, locked if another worker has it, else run and written.
+static void run_row(worker *w, const cohort_row *row)
 {
+    batch *b = w->b;
     cli_err e = {""};
     char why[512], holder[512];
     item *it = malloc(sizeof(*it));
@@ -272,6 +283,8 @@ static void run_row(batch *b, const cohort_row *row)
         return;
     }
     it->start = cli_now();
+    it->job.run.threads = it->job.render.threads = w->threads;
+    it->job.run.progress_user = w;
     if (!b->o->force && state_is_done(&b->st, row->id, &it->key, why, sizeof(why))) {
         state_reap_lock(&b->st, row->id);
         report(b, row->id, SKIPPED, 0, "done before");
@@ -297,23 +310,32 @@ static void run_row(batch *b, const cohort_row *row)
         free(it);
         return;
     }
-    b->progress.current = row->id;
+    set_current(w, row->id, 0);
     it->job.tm.t = cli_now();
     if (!state_begin(&b->st, row->id, it->work, sizeof(it->work), &e) ||
         !cli_job_open(&it->job, &e) || !cli_job_run(&it->job, b->runner, &e)) {
         fail_item(b, it, &e);
-        cli_job_free(&it->job);
-        free(it);
-        return;
-    }
-    b->progress.tiles_before += th_result_get_tile_count(it->job.result);
-    if (b->inline_writes) {
+    } else {
         finish_item(b, it);
-        cli_job_free(&it->job);
-        free(it);
-        return;
     }
-    hand_over(b, it);
+    set_current(w, NULL, it->job.result ? th_result_get_tile_count(it->job.result) : 0);
+    cli_job_free(&it->job);
+    free(it);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    batch *b = w->b;
+    for (;;) {
+        pthread_mutex_lock(&b->lock);
+        int i = cli_signal ? b->n_rows : b->next++;
+        pthread_mutex_unlock(&b->lock);
+        if (i >= b->n_rows) {
+            return NULL;
+        }
+        run_row(w, &b->cohort.rows[b->rows[i]]);
+    }
 }
 
 // --shard, else a Slurm job array's task: rows whose 0-based position is I modulo N.
@@ -433,32 +455,59 @@ static void dry_run(batch *b)
     }
 }
 
-// Whether the runs use one thread: --threads 1, or by default on one CPU (or OMP_NUM_THREADS=1).
-static bool one_thread(const cli_opts *o)
+// The threads to use: --threads (or Slurm's), else OMP_NUM_THREADS, else the CPUs we may run on.
+static int thread_count(const cli_opts *o)
 {
     const char *omp = getenv("OMP_NUM_THREADS");
     cpu_set_t set;
-    bool one_cpu = sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) == 1;
-    return o->run.threads == 1 || (o->run.threads == 0 && (one_cpu || (omp && atoi(omp) == 1)));
+    if (o->run.threads > 0) {
+        return o->run.threads;
+    }
+    if (omp && atoi(omp) > 0) {
+        return atoi(omp);
+    }
+    return sched_getaffinity(0, sizeof(set), &set) == 0 ? TH_MAX_I(1, CPU_COUNT(&set)) : 1;
+}
+
+// One worker per thread, or fewer when there are fewer slides, the threads shared out among them.
+static bool start_workers(batch *b, cli_err *e)
+{
+    int threads = thread_count(b->o);
+    b->n_workers = TH_MAX_I(1, threads < b->n_rows ? threads : b->n_rows);
+    b->workers = calloc((size_t)b->n_workers, sizeof(worker));
+    if (!b->workers) {
+        return cli_fail(e, "out of memory");
+    }
+    for (int i = 0; i < b->n_workers; i++) {
+        b->workers[i].b = b;
+        b->workers[i].threads = threads / b->n_workers + (i < threads % b->n_workers);
+    }
+    for (int i = 0; i < b->n_workers; i++) {
+        if (pthread_create(&b->workers[i].thread, NULL, worker_main, &b->workers[i]) != 0) {
+            b->n_workers = i;
+            return cli_fail(e, "cannot start a worker thread");
+        }
+    }
+    return true;
 }
 
 static void batch_free(batch *b)
 {
+    for (int i = 0; i < b->n_workers; i++) {
+        pthread_join(b->workers[i].thread, NULL);
+    }
+    free(b->workers);
     th_runner_free(b->runner);
     th_model_free(b->model);
     cohort_free(&b->cohort);
     free(b->rows);
-    pthread_mutex_destroy(&b->print_lock);
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->lock);
 }
 
 int cli_batch(cli_opts *o, cli_err *e)
 {
     batch b = {.o = o};
-    pthread_mutex_init(&b.print_lock, NULL);
-    pthread_mutex_init(&b.mu, NULL);
-    pthread_cond_init(&b.cv, NULL);
+    pthread_mutex_init(&b.lock, NULL);
     int status = EXIT_FAILURE;
     th_error *err = NULL;
     if (!prepare(&b, e)) {
@@ -477,24 +526,17 @@ int cli_batch(cli_opts *o, cli_err *e)
         goto out;
     }
     b.show_progress = !o->quiet && isatty(STDERR_FILENO);
-    b.progress = (cli_progress){.start = cli_now(), .slides_total = b.n_rows};
-    if (b.show_progress) {
-        o->run.progress = cli_progress_fn;
-        o->run.progress_user = &b.progress;
-    }
-    // With one thread the writer would be a second core at work: the slides' files are written
-    // in line then, so --threads 1 means one core.
-    b.inline_writes = one_thread(o);
-    if (!b.inline_writes && pthread_create(&b.writer, NULL, writer_main, &b) != 0) {
-        cli_fail(e, "cannot start the writer thread");
+    b.start = cli_now();
+    o->run.progress = b.show_progress ? progress : NULL;
+    if (!start_workers(&b, e)) {
         goto out;
     }
-    for (int i = 0; i < b.n_rows && !cli_signal; i++) {
-        run_row(&b, &b.cohort.rows[b.rows[i]]);
+    for (int i = 0; i < b.n_workers; i++) {
+        pthread_join(b.workers[i].thread, NULL);
     }
-    if (!b.inline_writes) {
-        hand_over(&b, NULL);
-        pthread_join(b.writer, NULL);
+    b.n_workers = 0;
+    if (b.show_progress) {
+        fprintf(stderr, "\r\033[K");
     }
     int counts[3];
     if (!cli_write_summary(&b.st, counts, e)) {

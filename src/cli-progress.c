@@ -22,6 +22,7 @@ static void eta(char *out, size_t size, double seconds)
     snprintf(out, size, "%ld:%02ld", left / 60, left % 60);
 }
 
+// "[#####.....] 1234/5678 tiles  45%  ETA 1:23"
 void cli_progress_fn(void *user, int64_t done, int64_t total)
 {
     cli_progress *st = user;
@@ -30,32 +31,43 @@ void cli_progress_fn(void *user, int64_t done, int64_t total)
         return;
     }
     st->last = t;
-    if (done >= total && !st->slides_total) {
+    if (done >= total) {
         fprintf(stderr, "\r\033[K");
         fflush(stderr);
         return;
     }
     char b[31], left[32] = "--:--";
-    if (!st->slides_total) {
-        // "[#####.....] 1234/5678 tiles  45%  ETA 1:23"
-        bar(b, 30, done, total);
-        if (done > 0) {
-            eta(left, sizeof(left), (t - st->start) / (double)done * (double)(total - done));
+    bar(b, 30, done, total);
+    if (done > 0) {
+        eta(left, sizeof(left), (t - st->start) / (double)done * (double)(total - done));
+    }
+    fprintf(stderr, "\r\033[K[%s] %lld/%lld tiles %3d%%  ETA %s", b, (long long)done,
+            (long long)total, total ? (int)(100 * done / total) : 100, left);
+    fflush(stderr);
+}
+
+// "[#####.....] 3/24 slides  812 tiles/s  ETA 0:41 | cmu-03 45/117  pyr-04 12/117"
+void cli_progress_cohort(double elapsed, int slides_done, int slides_total, int64_t tiles,
+                         const cli_progress_slide *current, int n_current)
+{
+    char b[21], left[32] = "--:--";
+    double slides = slides_done;
+    for (int i = 0; i < n_current; i++) {
+        slides += current[i].total ? (double)current[i].done / (double)current[i].total : 0;
+    }
+    bar(b, 20, slides_done, slides_total);
+    if (slides > 0) {
+        eta(left, sizeof(left), elapsed / slides * (slides_total - slides));
+    }
+    fprintf(stderr, "\r\033[K[%s] %d/%d slides  %.0f tiles/s  ETA %s |", b, slides_done,
+            slides_total, elapsed > 0 ? (double)tiles / elapsed : 0, left);
+    for (int i = 0; i < n_current; i++) {
+        if (current[i].total > 0) {
+            fprintf(stderr, " %s %lld/%lld", current[i].id, (long long)current[i].done,
+                    (long long)current[i].total);
+        } else {
+            fprintf(stderr, " %s", current[i].id); // opening, tissue detection
         }
-        fprintf(stderr, "\r\033[K[%s] %lld/%lld tiles %3d%%  ETA %s", b, (long long)done,
-                (long long)total, total ? (int)(100 * done / total) : 100, left);
-    } else {
-        // "[#####.....] 3/24 slides  812 tiles/s  ETA 0:41 | CMU-1 45/117 tiles"
-        double elapsed = t - st->start;
-        double slides = st->slides_done + (total ? (double)done / (double)total : 0);
-        bar(b, 20, st->slides_done, st->slides_total);
-        if (slides > 0) {
-            eta(left, sizeof(left), elapsed / slides * (st->slides_total - slides));
-        }
-        fprintf(stderr, "\r\033[K[%s] %d/%d slides  %.0f tiles/s  ETA %s | %s %lld/%lld tiles", b,
-                st->slides_done, st->slides_total,
-                elapsed > 0 ? (double)(st->tiles_before + done) / elapsed : 0, left,
-                st->current ? st->current : "", (long long)done, (long long)total);
     }
     fflush(stderr);
 }

@@ -129,14 +129,21 @@ void cli_job_free(cli_job *j);
 
 typedef struct cli_progress {
     double start, last;
-    // batch: the cohort's bar above the current slide's tiles
-    int slides_done, slides_total;
-    int64_t tiles_before; // tiles of the slides already finished, for tiles/s
-    const char *current;  // the current slide's id
 } cli_progress;
 
-/** th_progress_fn: a bar on stderr, redrawn at most 5 times a second. */
+/** th_progress_fn for one slide: a bar on stderr, redrawn at most 5 times a second. */
 void cli_progress_fn(void *user, int64_t done, int64_t total);
+
+/** A slide in progress, for the cohort's bar. */
+typedef struct cli_progress_slide {
+    const char *id;
+    int64_t done, total; // tiles
+} cli_progress_slide;
+
+/** The cohort's bar on stderr: slides done of total, tiles/s and ETA over the cohort, then the
+ *  slides in progress and their tiles. */
+void cli_progress_cohort(double elapsed, int slides_done, int slides_total, int64_t tiles,
+                         const cli_progress_slide *current, int n_current);
 
 /* ---------------------------------------------------------------- files and signals (cli-util.c) */
 

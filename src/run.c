@@ -266,7 +266,7 @@ struct th_runner {
     th_engine_kind kind;
     int tile_w, tile_h;
     double plan_sec; // recorded as the "engine plan" stage of the first run only
-    int64_t runs;
+    atomic_llong runs; // runs started: several may run at once, from different threads
 };
 
 th_runner *th_runner_new(const th_model *model, const th_run_options *opt, th_error **err)
@@ -331,7 +331,7 @@ static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt
         return NULL;
     }
     r->opt = *opt;
-    th_result_add_stage(r, "engine plan", rn->runs++ == 0 ? rn->plan_sec : 0);
+    th_result_add_stage(r, "engine plan", atomic_fetch_add(&rn->runs, 1) == 0 ? rn->plan_sec : 0);
     double t0 = th_engine_clock();
     if (opt->min_tissue > 0) {
         r->tissue = th_tissue_detect(slide, grid.mpp, opt->threads, err);

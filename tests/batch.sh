@@ -104,11 +104,14 @@ SLURM_ARRAY_TASK_ID=11 SLURM_ARRAY_TASK_MIN=10 SLURM_ARRAY_TASK_MAX=12 \
   "$TH" batch multi "$TMP/c/seven.csv" -o "$TMP/sh" $OPTS --dry-run >"$TMP/slurm-shard"
 check '[ "$(cut -f1 "$TMP/slurm-shard" | tr "\n" " ")" = "s1 s4 " ]' \
   "a Slurm array task (ID 11 of 10-12) takes shard 1/3"
-SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_COUNT=2 SLURM_JOB_ID=1 SLURM_CPUS_PER_TASK=1 \
+SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_COUNT=2 SLURM_JOB_ID=1 \
   "$TH" batch multi "$TMP/c/seven.csv" -o "$TMP/sh" $OPTS >"$TMP/sh0"
 check '[ "$(cut -f1,2 "$TMP/sh0" | tr "\n\t" " :")" = "s0:done s2:done s4:done s6:done " ] && grep -q "pending" "$TMP/sh/cohort.csv"' \
   "shard 0/2 from SLURM_ARRAY_TASK_COUNT runs its rows; the table shows the others pending"
-check 'grep -q "\"threads\":[[:space:]]*1" "$TMP/sh/s0/run.json"' "SLURM_CPUS_PER_TASK sets the thread count"
+# one slide in the shard: one worker with every thread, as many as Slurm gives the task
+SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_COUNT=7 SLURM_JOB_ID=1 SLURM_CPUS_PER_TASK=3 \
+  "$TH" batch multi "$TMP/c/seven.csv" -o "$TMP/sh3" $OPTS >/dev/null
+check 'grep -q "\"threads\":[[:space:]]*3" "$TMP/sh3/s0/run.json"' "SLURM_CPUS_PER_TASK sets the thread count"
 "$TH" batch multi "$TMP/c/seven.csv" -o "$TMP/sh" $OPTS --shard 1/2 >"$TMP/sh1"
 check '[ "$(column "$TMP/sh/cohort.csv" status | sort -u)" = done ] && [ "$(column "$TMP/sh/cohort.csv" id | wc -l)" -eq 7 ]' \
   "the last shard's table merges both: 7 rows, all done"

@@ -6,6 +6,7 @@
 #include <config.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +99,46 @@ out:
     return n;
 }
 
+// Two runs of one runner at once, from two threads (as batch runs slides side by side).
+typedef struct concurrent {
+    th_runner *rn;
+    th_slide *slide;
+    th_run_options opt;
+    th_result *r;
+} concurrent;
+
+static void *run_concurrent(void *arg)
+{
+    concurrent *c = arg;
+    c->r = th_runner_run(c->rn, c->slide, &c->opt, NULL);
+    return NULL;
+}
+
+static void test_concurrent_runs(th_runner *rn, th_slide *pyr, const th_run_options *base,
+                                 const th_result *want_pyr, const th_result *want_cmu)
+{
+    concurrent c[2] = {{rn, pyr, *base, NULL}, {rn, slide, *base, NULL}};
+    c[0].opt.min_tissue = 0.1;
+    c[0].opt.roi_w = c[0].opt.roi_h = 0;
+    c[1].opt.min_tissue = 0;
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        c[i].opt.threads = 1;
+        pthread_create(&t[i], NULL, run_concurrent, &c[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+    }
+    int64_t n0 = c[0].r ? same_cams(c[0].r, want_pyr) : -1;
+    int64_t n1 = c[1].r ? same_cams(c[1].r, want_cmu) : -1;
+    ok(n0 > 0 && n1 > 0 && same_cams(want_pyr, c[0].r) == n0 && same_cams(want_cmu, c[1].r) == n1,
+       "two runs of one runner at once, on two threads: each CAM grid bit-identical to th_run's "
+       "(%lld and %lld cells)",
+       (long long)n0, (long long)n1);
+    th_result_free(c[0].r);
+    th_result_free(c[1].r);
+}
+
 static void stop_after_5(void *user, int64_t done, int64_t total)
 {
     if (done >= 5 && done < total) {
@@ -143,6 +184,7 @@ static void test_runner(const th_result *all)
     ok(probs_same, "... and so are its tile probabilities");
     ok(b && same_cams(all, b) == 54 * 4 * 28 * 28 && same_cams(b, all) == 54 * 4 * 28 * 28,
        "the second run (another slide, other options) matches th_run on that slide");
+    test_concurrent_runs(rn, pyr, &opt, want_a, all);
     int na = 0, nb = 0;
     const th_stage *sa = a ? th_result_get_stages(a, &na) : NULL;
     const th_stage *sb = b ? th_result_get_stages(b, &nb) : NULL;
