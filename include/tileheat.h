@@ -9,7 +9,8 @@
  *
  * Thread safety:
  *   th_slide   read_region may be called from several threads at once on one handle.
- *   th_runner  one th_runner_run at a time; the model it was made for must outlive it.
+ *   th_runner  th_runner_run may be called from several threads at once (each run has its own
+ *              workspaces); the model it was made for must outlive it.
  *   th_model   immutable after load (except th_model_set_class_names): share freely.
  *   th_result  read-only after th_run: share freely.
  *   everything else: one thread at a time.
@@ -200,7 +201,8 @@ TH_API th_runner *th_runner_new(const th_model *model, const th_run_options *opt
 
 /**
  * th_run with a planned engine: the same result, byte for byte. The "engine plan" stage holds the
- * planning time on the runner's first run and 0 afterwards. One run at a time per runner.
+ * planning time on the runner's first run and 0 afterwards. Runs on different slides may go on
+ * at once from different threads (each with opt->threads of its own).
  * @since 0.4
  */
 TH_API th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_options *opt,
