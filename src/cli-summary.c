@@ -187,11 +187,15 @@ static cJSON *gather(const batch_state *st, const cJSON *rows, int counts[3])
 bool cli_write_summary(const batch_state *st, int counts[3], cli_err *e)
 {
     char path[4096];
+    snprintf(path, sizeof(path), "%s/cohort-rows.json", st->dir);
+    if (access(path, F_OK) != 0) {
+        return cli_fail(e, "%s: not a batch output folder (no .tileheat/cohort-rows.json)",
+                        st->outdir);
+    }
     int lock = state_lock_table(st, e);
     if (lock < 0) {
         return false;
     }
-    snprintf(path, sizeof(path), "%s/cohort-rows.json", st->dir);
     char *rows_text = cli_read_file(path, NULL, e);
     cJSON *rows = rows_text ? cJSON_Parse(rows_text) : NULL;
     free(rows_text);
