@@ -137,7 +137,7 @@ static const option_def options[] = {
     {"force", 0, NULL, ON_BATCH, K_FLAG, F(force), 0, 0, NULL, NULL,
      "redo every slide, done or not"},
     {"shard", 0, "I/N", ON_BATCH, K_FN, 0, 0, 0, set_shard, NULL,
-     "run the rows whose 0-based position is I modulo N (default: from a Slurm job array)"},
+     "rows whose position (from 0) is I modulo N (default: Slurm's array task)"},
     {"lock-timeout", 0, "S", ON_BATCH, K_DOUBLE, F(lock_timeout), 1, 1e9, NULL, NULL,
      "take over another worker's slide lock after S seconds (default 86400)"},
     {"mpp", 0, "X", ON_RUN, K_DOUBLE, F(run.slide_mpp), 0.01, 1000, NULL,
@@ -241,7 +241,7 @@ static void usage_command(const cli_opts *o, FILE *fp)
                 "id, mpp,%s roi;\na file of one path per line; or a directory) into "
                 "OUTDIR/<id>/. Done slides are skipped.\nstdout: one line per slide, "
                 "<id> TAB <done|skipped|failed|locked> TAB <seconds> TAB <message>.\n"
-                "Exit status 0 when every slide is done or skipped, 3 when some failed.\n\n",
+                "Exit status 0 when no slide failed, 3 when some did.\n\n",
                 cli_command_name(o), o->single ? " class," : "");
         break;
     default:
@@ -261,7 +261,7 @@ static void usage_command(const cli_opts *o, FILE *fp)
         snprintf(left, sizeof(left), "%c%c%c --%s%s%s", d->short_name ? '-' : ' ',
                  d->short_name ? d->short_name : ' ', d->short_name ? ',' : ' ', d->name,
                  d->value ? " " : "", d->value ? d->value : "");
-        fprintf(fp, "  %-24s%s\n", left, d->help);
+        fprintf(fp, "  %-25s %s\n", left, d->help);
     }
 }
 
