@@ -42,7 +42,6 @@ import csv
 import filecmp
 import json
 import os
-import platform
 import resource
 import shlex
 import shutil
@@ -52,8 +51,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from benchlib import machine_line, median  # noqa: E402
+
 REPO = os.path.dirname(HERE)
-DEFAULT_TILEHEAT = "/work/main/build/tileheat"
+DEFAULT_TILEHEAT = os.path.join(REPO, "build", "tileheat")
 SLIDES = ("CMU-1-Small-Region.svs", "CMU-1-Small-Region.generic-pyramid.tiff")
 PREFIX = ("cmu", "pyr")
 LOOP_TARGET = 1.4
@@ -72,34 +74,6 @@ done < <(tail -n +2 "$2")
 
 class BenchError(Exception):
     pass
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_line():
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
-    return ("machine: %s, %d cores (os.cpu_count), %d usable; load average %.2f %.2f %.2f"
-            % (cpu_model(), os.cpu_count() or 0, len(os.sched_getaffinity(0)), *load))
-
-
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return (xs[n // 2] + xs[(n - 1) // 2]) / 2 if n else float("nan")
-
-
-def default_tileheat():
-    here = os.path.join(REPO, "build", "tileheat")
-    return here if os.path.exists(here) else DEFAULT_TILEHEAT
 
 
 def is_libtool_wrapper(path):
@@ -290,8 +264,8 @@ def parse_env(items):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="tileheat batch multi vs a shell loop of "
                                  "tileheat multi, and batch thread scaling, in one invocation.")
-    ap.add_argument("--tileheat", default=default_tileheat(),
-                    help="the tileheat program (default %s)" % default_tileheat())
+    ap.add_argument("--tileheat", default=DEFAULT_TILEHEAT,
+                    help="the tileheat program (default %s)" % DEFAULT_TILEHEAT)
     ap.add_argument("--slides", default=os.path.join(os.environ.get(
         "TH_DATA", os.path.join(os.path.dirname(REPO), "shared", "data")), "slides"),
         help="folder with %s and %s (default ../shared/data/slides)" % SLIDES)

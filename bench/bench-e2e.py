@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -26,25 +25,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from benchlib import machine_line, median  # noqa: E402
+
 REPO = os.path.dirname(HERE)
 PY = "/usr/bin/python3"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_line():
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
-    return ("machine: %s, %d cores (os.cpu_count), %d usable; load average %.2f %.2f %.2f"
-            % (cpu_model(), os.cpu_count() or 0, len(os.sched_getaffinity(0)), *load))
 
 
 def versions(build):
@@ -293,12 +278,6 @@ def print_check(cases, tol):
                   (model, slide))
     print("check: %s" % ("PASS" if ok else "FAIL"))
     return ok
-
-
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return (xs[n // 2] + xs[(n - 1) // 2]) / 2 if n else float("nan")
 
 
 def scaling_case(args, extra, name, slide, model, workdir):

@@ -5,17 +5,9 @@
 # rerun, SIGTERM, cohort validation, directory cohorts, the cohort table; and the single runs'
 # output-folder rules.
 set -u
-SRC=${TH_SRCDIR:-.}
-BUILD=${TH_BUILDDIR:-.}
-DATA=${TH_DATA:-$SRC/../shared/data}
-TH="$BUILD/tileheat"
+. "${TH_SRCDIR:-.}/tests/tap.sh"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tileheat-batch-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { if eval "$1"; then ok "$2"; else not_ok "$2"; fi; }
 
 if [ ! -d "$DATA/slides" ]; then
   echo "1..0 # SKIP no shared data at $DATA"
@@ -106,7 +98,7 @@ check '[ "$(cut -f1 "$TMP/slurm-shard" | tr "\n" " ")" = "s1 s4 " ]' \
   "a Slurm array task (ID 11 of 10-12) takes shard 1/3"
 SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_COUNT=2 SLURM_JOB_ID=1 \
   "$TH" batch multi "$TMP/c/seven.csv" -o "$TMP/sh" $OPTS >"$TMP/sh0"
-check '[ "$(cut -f1,2 "$TMP/sh0" | tr "\n\t" " :")" = "s0:done s2:done s4:done s6:done " ] && grep -q "pending" "$TMP/sh/cohort.csv"' \
+check '[ "$(cut -f1,2 "$TMP/sh0" | sort | tr "\n\t" " :")" = "s0:done s2:done s4:done s6:done " ] && grep -q "pending" "$TMP/sh/cohort.csv"' \
   "shard 0/2 from SLURM_ARRAY_TASK_COUNT runs its rows; the table shows the others pending"
 # one slide in the shard: one worker with every thread, as many as Slurm gives the task
 SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_COUNT=7 SLURM_JOB_ID=1 SLURM_CPUS_PER_TASK=3 \
@@ -229,5 +221,4 @@ check '[ $? -eq 1 ] && grep -q "holds the run of another slide" "$TMP/e"' \
 "$TH" multi $OPTS -o "$TMP/cwd/new/deeper" "$DATA/slides/TCGA-CR-7395-01A-01-TS1.svs" 2>/dev/null
 check '[ $? -eq 1 ] && [ ! -e "$TMP/cwd/new" ]' "single: a run that fails leaves none of the folders it made"
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_end

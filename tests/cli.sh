@@ -4,20 +4,12 @@
 # behind), then real runs on CMU-1-Small-Region: outputs present and consistent, and identical
 # bytes for 1 and 2 threads.
 set -u
-SRC=${TH_SRCDIR:-.}
-BUILD=${TH_BUILDDIR:-.}
-DATA=${TH_DATA:-$SRC/../shared/data}
-TH="$BUILD/tileheat"
+. "${TH_SRCDIR:-.}/tests/tap.sh"
 MODEL="$SRC/tests/data/models/cli-model.onnx"
 UNET="$DATA/models/tissue-unet.onnx"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tileheat-cli-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
-n=0
-failed=0
 
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { if eval "$1"; then ok "$2"; else not_ok "$2"; fi; }
 
 if [ ! -d "$DATA/slides" ]; then
   echo "1..0 # SKIP no shared data at $DATA"
@@ -142,5 +134,4 @@ check 'grep -q "background  (background)" "$TMP/default-info" && grep -q "224 ×
 "$TH" info --model "$MODEL" "$SLIDE" >"$TMP/info"
 check 'grep -q "aperio" "$TMP/info" && grep -q "2220 × 2967" "$TMP/info"' "info describes the slide"
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_end

@@ -8,10 +8,7 @@
 # Good and bad slides are whatever plain single-slide runs say, not a hard-coded list.
 # Skipped (TAP) without slurmctld or root; tools/install-deps.sh installs Slurm and munge.
 set -u
-SRC=${TH_SRCDIR:-.}
-BUILD=${TH_BUILDDIR:-.}
-DATA=${TH_DATA:-$SRC/../shared/data}
-TH="$BUILD/tileheat"
+. "${TH_SRCDIR:-.}/tests/tap.sh"
 SBATCH_SCRIPT="$SRC/examples/slurm/tileheat-array.sbatch"
 LOCAL="$SRC/tools/slurm-local.sh"
 TASKS=3
@@ -37,11 +34,6 @@ if [ ! -d "$DATA/slides" ]; then
   exit 0
 fi
 
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { if eval "$1"; then ok "$2"; else not_ok "$2"; fi; }
 diag() { sed 's/^/# /'; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tileheat-slurm-XXXXXX")
@@ -221,5 +213,4 @@ left=$(squeue -h -o '%i %T' 2>&1)
 check '[ -z "$left" ]' "squeue is empty${left:+: $left}"
 
 [ "$failed" -gt 0 ] && show_logs # the task logs, slurmctld's, slurmd's and munged's
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_end

@@ -1,0 +1,27 @@
+# SPDX-License-Identifier: MIT
+"""Helpers the benchmark scripts share: the machine line and the median."""
+import os
+import platform
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_line():
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
+    return ("machine: %s, %d cores (os.cpu_count), %d usable; load average %.2f %.2f %.2f"
+            % (cpu_model(), os.cpu_count() or 0, len(os.sched_getaffinity(0)), *load))
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[n // 2] + xs[(n - 1) // 2]) / 2 if n else float("nan")
