@@ -433,6 +433,10 @@ static bool prepare(batch *b, cli_err *e)
         if (row->class_name && !cli_name_shown(o, b->model, row->class_name, &probe, e)) {
             return cli_prefix(e, "%s:%d: ", o->input, row->line);
         }
+        if (strcmp(row->id, "cohort.csv") == 0 || strcmp(row->id, "cohort.json") == 0) {
+            return cli_fail(e, "%s:%d: id '%s' is the name of the cohort table; give another id",
+                            o->input, row->line, row->id);
+        }
         if (o->shard_n == 0 || i % o->shard_n == o->shard_i) {
             b->rows[b->n_rows++] = i;
         }
