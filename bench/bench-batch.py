@@ -18,7 +18,7 @@ process per slide, in one invocation.
    the pair ratios t1/t2 counts (target >= 1.85x), with their range. The CPU seconds, cores busy
    and the ceiling cpu(2 threads) / 2 sets on t1/t2 are printed; --one-core adds a run of
    --threads 1 pinned to one CPU (taskset) to each pair.
-4. Where the time goes: the mean of every stage of the slides' report.json
+4. Where the time goes: the mean of every stage of the slides' run.json
    (performance.stages_seconds) at 1 and 2 threads, and the per-slide overhead left: the
    core-seconds a slide costs outside its tile loop (cpu / rows - the tile loop's thread-seconds),
    and what batch saves over the loop (loop cpu - batch cpu) / rows.
@@ -164,10 +164,10 @@ def write_cohort(folder, slides, rows):
 
 
 def read_stages(outdir, ids):
-    """{id: stages_seconds} from OUTDIR/ID/report.json."""
+    """{id: stages_seconds} from OUTDIR/ID/run.json."""
     out = {}
     for i in ids:
-        path = os.path.join(outdir, i, "report.json")
+        path = os.path.join(outdir, i, "run.json")
         try:
             with open(path) as f:
                 out[i] = json.load(f)["performance"]["stages_seconds"]
@@ -447,7 +447,7 @@ def run_all(args, ctx, trials, n, T):
     for k in names1 + names2:
         if k not in names:
             names.append(k)
-    print("\n== per-slide stage means (s), report.json performance.stages_seconds; median over "
+    print("\n== per-slide stage means (s), run.json performance.stages_seconds; median over "
           "the runs of the mean over the %d slides ==" % n)
     print("('thread-s': summed over the threads, not wall; in batch at 2 threads two slides run "
           "at once, one thread each)")

@@ -144,9 +144,16 @@ static bool choose_top(cli_job *j, cli_err *e)
         return true;
     }
     ro->n_shown = th_result_top_classes(j->result, j->model, j->o->top, ro->shown);
-    return ro->n_shown > 0 ||
-           cli_fail(e, "every class of the model is a background class; name the classes to "
-                       "draw with --classes-shown");
+    if (ro->n_shown == 0) {
+        return cli_fail(e, "every class of the model is a background class; name the classes to "
+                           "draw with --classes-shown");
+    }
+    if (ro->n_shown < j->o->top && !j->o->quiet) {
+        fprintf(stderr, "tileheat: note: --top %d: the model has %d non-background classes; "
+                        "drawing %d\n",
+                j->o->top, ro->n_shown, ro->n_shown);
+    }
+    return true;
 }
 
 bool cli_job_open(cli_job *j, cli_err *e)
@@ -309,7 +316,8 @@ void cli_job_print(const cli_job *j, FILE *fp)
             (long long)th_result_get_tile_count(r), (long long)total, cols, rows,
             (long long)skipped, th_result_get_level(r));
     if (mpp > 0) {
-        fprintf(fp, ", %.4g µm/px (%s)", mpp * th_result_get_scale(r), source);
+        fprintf(fp, ", slide %.4g µm/px (%s), tiles %.4g µm/px", mpp, source,
+                mpp * th_result_get_scale(r));
     }
     fprintf(fp, "\noutputs in %s/\n", j->out_dir);
     print_timings(j, fp);

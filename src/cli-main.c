@@ -227,9 +227,11 @@ int main(int argc, char **argv)
     cli_err e = {""};
     switch (cli_parse(&o, argc, argv, &e)) {
     case CLI_HELP:
+        cli_opts_free(&o);
         return EXIT_SUCCESS;
     case CLI_USAGE:
         usage_error(&o, &e);
+        cli_opts_free(&o);
         return EXIT_USAGE;
     case CLI_RUN:
         break;
@@ -239,6 +241,7 @@ int main(int argc, char **argv)
                  : o.cmd == CMD_BATCH     ? cli_batch(&o, &e)
                  : o.cmd == CMD_SUMMARIZE ? cli_summarize(&o, &e)
                                           : cli_single(&o, &e);
+    cli_opts_free(&o);
     if (cli_signal) {
         fprintf(stderr, "tileheat: stopped by %s\n", cli_signal == SIGINT ? "SIGINT" : "SIGTERM");
         return 128 + cli_signal;

@@ -402,6 +402,12 @@ static cli_parsed positional(cli_opts *o, int rest, char **args, cli_err *e)
     return CLI_RUN;
 }
 
+void cli_opts_free(cli_opts *o)
+{
+    free(o->owned_argv);
+    o->owned_argv = NULL;
+}
+
 cli_parsed cli_parse(cli_opts *o, int argc, char **argv, cli_err *e)
 {
     defaults(o, argc, argv);
@@ -412,8 +418,16 @@ cli_parsed cli_parse(cli_opts *o, int argc, char **argv, cli_err *e)
     struct option longs[N_OPTIONS + 1];
     char shorts[2 * N_OPTIONS + 2];
     getopt_tables(longs, shorts);
+    // getopt_long moves the operands behind the options: it gets a copy, so that argv stays as
+    // typed (run.json records it)
     int sub_argc = argc - taken;
-    char **sub_argv = argv + taken;
+    char **sub_argv = calloc((size_t)sub_argc + 1, sizeof(char *));
+    if (!sub_argv) {
+        cli_fail(e, "out of memory");
+        return CLI_USAGE;
+    }
+    memcpy(sub_argv, argv + taken, sizeof(char *) * (size_t)sub_argc);
+    o->owned_argv = sub_argv;
     int c, li = -1;
     optind = 1;
     opterr = 0;

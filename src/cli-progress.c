@@ -16,6 +16,13 @@ static void bar(char *out, int width, int64_t done, int64_t total)
     out[width] = 0;
 }
 
+// An ETA is shown once it means something: after 3 s and 2 % of the work (the first tiles pay
+// for warming up, so an estimate from them alone overshoots by minutes on a short job).
+static bool meaningful(double elapsed, int64_t done, int64_t total)
+{
+    return elapsed >= 3 && done > 0 && total > 0 && (double)done >= 0.02 * (double)total;
+}
+
 static void eta(char *out, size_t size, double seconds)
 {
     long left = lround(seconds);
@@ -38,7 +45,7 @@ void cli_progress_fn(void *user, int64_t done, int64_t total)
     }
     char b[31], left[32] = "--:--";
     bar(b, 30, done, total);
-    if (done > 0) {
+    if (meaningful(t - st->start, done, total)) {
         eta(left, sizeof(left), (t - st->start) / (double)done * (double)(total - done));
     }
     fprintf(stderr, "\r\033[K[%s] %lld/%lld tiles %3d%%  ETA %s", b, (long long)done,
@@ -56,7 +63,7 @@ void cli_progress_cohort(double elapsed, int slides_done, int slides_total, int6
         slides += current[i].total ? (double)current[i].done / (double)current[i].total : 0;
     }
     bar(b, 20, slides_done, slides_total);
-    if (slides > 0) {
+    if (meaningful(elapsed, (int64_t)(slides * 1000), (int64_t)slides_total * 1000)) {
         eta(left, sizeof(left), elapsed / slides * (slides_total - slides));
     }
     fprintf(stderr, "\r\033[K[%s] %d/%d slides  %.0f tiles/s  ETA %s |", b, slides_done,

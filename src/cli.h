@@ -61,8 +61,9 @@ typedef struct cli_opts {
     bool dry_run, force;
     int shard_i, shard_n;   // --shard I/N; shard_n 0 = not given
     double lock_timeout;    // seconds after which another worker's lock is taken over
-    int argc;               // the command line, for run.json
+    int argc;               // the command line as typed, for run.json
     char **argv;
+    char **owned_argv;      // the copy getopt_long reorders (freed by cli_opts_free)
     th_run_options run;
     th_render_options render;
 } cli_opts;
@@ -72,6 +73,9 @@ typedef enum cli_parsed { CLI_RUN, CLI_HELP, CLI_USAGE } cli_parsed;
 
 /** Parse argv (argv[0] is the program) into o; on CLI_USAGE e says why. */
 cli_parsed cli_parse(cli_opts *o, int argc, char **argv, cli_err *e);
+
+/** Free what cli_parse allocated. */
+void cli_opts_free(cli_opts *o);
 
 /** "multi", "batch multi", ...: the command as typed, for messages and "Try ..." lines; NULL
  *  before the command is known. */

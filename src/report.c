@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The per-class breakdown as files: report.json (cJSON) and tiles.csv, and the run's provenance
- * as run.json. Everything in report.json but its "performance" object, and all of tiles.csv,
- * depends only on the inputs and the options that change results. */
+ * as run.json. report.json and tiles.csv depend only on the inputs and the options that change
+ * results (so two runs' reports compare byte for byte); timings, threads and memory are in
+ * run.json. */
 #include <config.h>
 
 #include <cjson/cJSON.h>
@@ -10,7 +11,7 @@
 #include "model.h"
 #include "result.h"
 
-#define TH_REPORT_SCHEMA 2
+#define TH_REPORT_SCHEMA 3 // 3: the performance object moved to run.json
 
 // Percentages are rounded to 1e-4 so the file reads well; the sums still come to 100.
 static double round4(double v)
@@ -109,7 +110,6 @@ static cJSON *build_json(const th_result *r, const th_model *model, const th_rep
         cJSON_AddBoolToObject(o, "background", th_model_is_background_class(model, c));
         cJSON_AddItemToArray(classes, o);
     }
-    add_performance(root, r, info);
     return root;
 }
 

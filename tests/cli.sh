@@ -61,8 +61,6 @@ done <"$SRC/tests/cli-cases.txt"
 SLIDE="$DATA/slides/CMU-1-Small-Region.svs"
 png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{print $1*16777216+$2*65536+$3*256+$4, $5*16777216+$6*65536+$7*256+$8}'; }
 
-# report.json without its "performance" object (timings and memory differ from run to run)
-results() { sed '/"performance"/,$d' "$1"; }
 
 "$TH" multi --model "$MODEL" --threads 1 --quiet --min-tissue 0 -o "$TMP/m1" "$SLIDE" 2>"$TMP/err1"
 check '[ $? -eq 0 ]' "multi on CMU-1-Small-Region with 1 thread succeeds"
@@ -71,10 +69,10 @@ check '[ $? -eq 0 ]' "multi with 2 threads succeeds"
 for f in heatmap.png tiles.csv; do
   check "cmp -s '$TMP/m1/$f' '$TMP/m2/$f'" "$f identical for 1 and 2 threads"
 done
-check 'results "$TMP/m1/report.json" >"$TMP/r1" && results "$TMP/m2/report.json" >"$TMP/r2" && cmp -s "$TMP/r1" "$TMP/r2" && [ -s "$TMP/r1" ]' \
-  "report.json identical for 1 and 2 threads but for its performance object"
-check 'grep -q "peak_rss_bytes" "$TMP/m1/report.json" && grep -q "\"tiles\":" "$TMP/m1/report.json"' \
-  "report.json records stage timings and peak memory"
+check 'cmp -s "$TMP/m1/report.json" "$TMP/m2/report.json" && [ -s "$TMP/m1/report.json" ]' \
+  "report.json identical for 1 and 2 threads"
+check 'grep -q "peak_rss_bytes" "$TMP/m1/run.json" && grep -q "\"tiles\":" "$TMP/m1/run.json" && ! grep -q "performance" "$TMP/m1/report.json"' \
+  "run.json records stage timings and peak memory, report.json does not"
 check '[ ! -s "$TMP/err1" ] && [ ! -s "$TMP/err2" ]' "nothing on stderr when not a TTY"
 check '[ "$(ls -A "$TMP/m1" | tr "\n" " ")" = "heatmap.png report.json run.json tiles.csv " ]' \
   "exactly heatmap.png, report.json, run.json, tiles.csv and no temporary files"
@@ -90,6 +88,15 @@ sum=$(awk -F, 'NR > 1 { for (i = 7; i <= NF; i++) s += $i; n++ } END { printf "%
 check '[ "$sum" = "1.000" ]' "tiles.csv: probabilities sum to 1 per tile ($sum)"
 check 'grep -q "117 tiles run of 117 (9 × 13)" "$TMP/table" && grep -q "^peak memory: " "$TMP/table"' \
   "the table, stage timings and peak memory are printed"
+check 'grep -q "slide 0.499 µm/px (openslide), tiles 0.499 µm/px" "$TMP/table"' \
+  "the table gives the slide's µm/px with its source, and the tiles'"
+
+# run.json: the command line as typed, in its order; --top above the classes there are: a note
+"$TH" multi "$SLIDE" --model "$MODEL" --top 6 --width 100 -o "$TMP/order" 2>"$TMP/errorder" >/dev/null
+check 'grep -q "\"multi\", \"$SLIDE\", \"--model\"" "$TMP/order/run.json"' \
+  "run.json: the command line in the order typed (the slide before the options)"
+check '[ "$(wc -l <"$TMP/errorder")" -eq 1 ] && grep -q "note: --top 6: the model has [0-9] non-background classes; drawing [0-9]" "$TMP/errorder"' \
+  "--top 6 with fewer classes: one line says how many are drawn"
 
 # tissue skipping (default) with the bundled model, and the optional outputs
 "$TH" multi --quiet --geojson --raw --tiff -o "$TMP/t" "$SLIDE" 2>"$TMP/errt"

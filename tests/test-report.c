@@ -63,7 +63,8 @@ static void test_json(const th_result *r, const th_model *m)
     ok(th_report_write_json(r, m, &info, path, &err), "report.json written");
     cJSON *root = cJSON_Parse(slurp(path));
     ok(root != NULL, "report.json parses");
-    is_int(cJSON_GetObjectItem(root, "schema")->valueint, 2, "schema 2");
+    is_int(cJSON_GetObjectItem(root, "schema")->valueint, 3, "schema 3");
+    ok(!cJSON_GetObjectItem(root, "performance"), "no performance object: timings are in run.json");
     is_string(cJSON_GetObjectItem(root, "slide")->valuestring, "a/slide.svs", "slide as given");
     is_string(cJSON_GetObjectItem(root, "model")->valuestring, "m.onnx", "model as given");
     cJSON *tiles = cJSON_GetObjectItem(root, "tiles");
