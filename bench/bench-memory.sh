@@ -66,7 +66,7 @@ print("" if v is None else v)' "$1" "$2" 2>/dev/null)
     echo "${v:-n/a}"
 }
 
-# "name 1.23, name 4.56" from performance.stages_seconds of report.json $1.
+# "name 1.23, name 4.56" from performance.stages_seconds of run.json $1.
 json_stages() {
     if command -v jq >/dev/null 2>&1; then
         jq -r '(.performance.stages_seconds // {}) | to_entries
@@ -130,7 +130,7 @@ for side in $SIZES; do
         run=$(json_get "$report" .tiles.processed)
         skipped=$(json_get "$report" .tiles.skipped)
         total=$(json_get "$report" .tiles.total)
-        stages=$(json_stages "$report")
+        stages=$(json_stages "$out/run.json")
     fi
     if [ "$rc" -ne 0 ]; then
         verdict="FAIL (exit $rc; see $DIR/tileheat-$side.log)"
