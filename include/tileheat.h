@@ -262,6 +262,12 @@ TH_API void th_result_get_tile_counts(const th_result *result, int64_t *total, i
  *  the run had no tissue detection (min_tissue 0). @since 0.2 */
 TH_API bool th_result_write_tissue_png(const th_result *result, const char *path, th_error **err);
 
+/** Warnings about the run, for the user (one line each, without the slide's name): e.g. a plain
+ *  image without µm/px taken at the model's, or a slide that looks like fluorescence run with a
+ *  brightfield model. Count, then each (borrowed; NULL out of range). @since 0.4 */
+TH_API int th_result_get_warning_count(const th_result *result);
+TH_API const char *th_result_get_warning(const th_result *result, int i);
+
 /** Wall seconds of named stages, in order; n of them. Borrowed. @since 0.2 */
 typedef struct th_stage {
     const char *name;

@@ -316,6 +316,9 @@ static void run_row(worker *w, const cohort_row *row)
         !cli_job_open(&it->job, &e) || !cli_job_run(&it->job, b->runner, &e)) {
         fail_item(b, it, &e);
     } else {
+        pthread_mutex_lock(&b->lock);
+        cli_job_warn(&it->job, row->id);
+        pthread_mutex_unlock(&b->lock);
         finish_item(b, it);
     }
     set_current(w, NULL, it->job.result ? th_result_get_tile_count(it->job.result) : 0);

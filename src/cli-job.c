@@ -179,9 +179,14 @@ bool cli_job_run(cli_job *j, th_runner *runner, cli_err *e)
         th_error_free(err);
         return false;
     }
-    const char *source;
-    j->assumed_mpp = th_result_get_mpp(j->result, &source) > 0 && strcmp(source, "assumed") == 0;
     return true;
+}
+
+void cli_job_warn(const cli_job *j, const char *who)
+{
+    for (int i = 0; i < th_result_get_warning_count(j->result); i++) {
+        fprintf(stderr, "tileheat: warning: %s: %s\n", who, th_result_get_warning(j->result, i));
+    }
 }
 
 // One output file: "DIR/NAME: message" on failure.

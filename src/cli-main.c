@@ -106,12 +106,7 @@ int cli_single(cli_opts *o, cli_err *e)
     if (!cli_job_run(&j, runner, e)) {
         goto out;
     }
-    if (j.assumed_mpp) {
-        fprintf(stderr,
-                "tileheat: warning: %s: no µm/px in the image; taken to be the model's (%g); give "
-                "--mpp to set it\n",
-                o->input, th_result_get_mpp(j.result, NULL));
-    }
+    cli_job_warn(&j, o->input);
     ok = cli_job_write(&j, e);
     if (ok && !o->quiet) {
         cli_job_print(&j, stdout);

@@ -117,12 +117,13 @@ typedef struct cli_job {
     th_slide *slide;
     th_result *result;
     cli_timings tm;
-    bool assumed_mpp;           // a plain image taken at the model's µm/px: warn
 } cli_job;
 
 /** Open the slide, then run it. */
 bool cli_job_open(cli_job *j, cli_err *e);
 bool cli_job_run(cli_job *j, th_runner *runner, cli_err *e);
+/** The run's warnings on stderr, "tileheat: warning: WHO: message", a line each. */
+void cli_job_warn(const cli_job *j, const char *who);
 /** Choose the classes drawn (unless named) and write every output file into j->out_dir. */
 bool cli_job_write(cli_job *j, cli_err *e);
 /** The class table, the tiles and µm/px line, stage timings and peak memory, on fp. */

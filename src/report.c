@@ -94,6 +94,10 @@ static cJSON *build_json(const th_result *r, const th_model *model, const th_rep
         cJSON_AddStringToObject(root, "command", info->command);
     }
     cJSON_AddNumberToObject(root, "level", r->grid.level);
+    cJSON *warnings = cJSON_AddArrayToObject(root, "warnings");
+    for (int i = 0; i < r->n_warnings; i++) {
+        cJSON_AddItemToArray(warnings, cJSON_CreateString(r->warnings[i]));
+    }
     add_resolution(root, r);
     add_tiles(root, r);
     cJSON *classes = cJSON_AddArrayToObject(root, "classes");

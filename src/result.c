@@ -2,6 +2,8 @@
 /* th_result: allocation, the per-class summary (percentages), and the public getters. */
 #include <config.h>
 
+#include <stdarg.h>
+
 #include "result.h"
 #include "tissue.h"
 
@@ -74,6 +76,26 @@ bool th_result_add_tile(th_result *r, int64_t t, int col, int row, const float *
     bool ok = zeros && th_camgrid_add(&r->cams, col, row, zeros, err);
     th_free(zeros);
     return ok;
+}
+
+void th_result_add_warning(th_result *r, const char *fmt, ...)
+{
+    if (r->n_warnings < TH_MAX_WARNINGS) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->warnings[r->n_warnings++], TH_WARNING_LEN, fmt, ap);
+        va_end(ap);
+    }
+}
+
+int th_result_get_warning_count(const th_result *r)
+{
+    return r->n_warnings;
+}
+
+const char *th_result_get_warning(const th_result *r, int i)
+{
+    return i >= 0 && i < r->n_warnings ? r->warnings[i] : NULL;
 }
 
 void th_result_add_stage(th_result *r, const char *name, double seconds)

@@ -9,6 +9,8 @@
 #include "tiler.h"
 
 #define TH_MAX_STAGES 12
+#define TH_MAX_WARNINGS 4
+#define TH_WARNING_LEN 320
 
 struct th_result {
     th_grid grid;
@@ -28,6 +30,8 @@ struct th_result {
     int threads;            /* worker threads used */
     th_stage stages[TH_MAX_STAGES]; /* wall seconds per stage of the run */
     int n_stages;
+    char warnings[TH_MAX_WARNINGS][TH_WARNING_LEN]; /* what the caller should tell the user */
+    int n_warnings;
 };
 
 /* Allocate a result for a grid with room for n_tiles tiles (arrays zeroed, empty CAM grid).
@@ -43,6 +47,9 @@ bool th_result_add_tile(th_result *result, int64_t t, int col, int row, const fl
 /* After the last tile: CAM means, then percent and argmax_percent from probs (serial, tile
  * order). */
 void th_result_summarize(th_result *result);
+
+/* Append a warning (printf-style; dropped beyond TH_MAX_WARNINGS). */
+void th_result_add_warning(th_result *result, const char *fmt, ...) TH_PRINTF(2, 3);
 
 /* Append a stage timing (names are static strings). */
 void th_result_add_stage(th_result *result, const char *name, double seconds);

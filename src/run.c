@@ -309,6 +309,30 @@ void th_runner_free(th_runner *runner)
     }
 }
 
+// Below this median brightness (of 255, at the tissue mask's resolution) a slide is not
+// brightfield: the H&E slides and images in ../shared/data measure 243-244 with glass, 144-157
+// filled with tissue; test3-DAPI-2.ndpi (fluorescence) measures 3.
+#define DARK_LUMA 80
+
+// What the user should hear about: a resolution taken on trust, a dark slide under a
+// brightfield model.
+static void add_warnings(th_result *r, const th_model *model)
+{
+    if (strcmp(r->grid.mpp_source, "assumed") == 0) {
+        th_result_add_warning(r, "no µm/px in the image; taken to be the model's (%g); give --mpp "
+                                 "to set it",
+                              r->grid.mpp);
+    }
+    const char *stain = th_model_get_metadata(model, "stain");
+    if (r->tissue && r->tissue->median_luma < DARK_LUMA &&
+        !(stain && strcmp(stain, "fluorescence") == 0)) {
+        th_result_add_warning(r, "the slide looks like fluorescence, not brightfield (dark: "
+                                 "median brightness %d of 255), and the model does not declare "
+                                 "stain=fluorescence; its classes may mean nothing here",
+                              r->tissue->median_luma);
+    }
+}
+
 // The grid, the tissue mask, and a result with the tiles to run listed.
 static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt, th_error **err)
 {
@@ -343,6 +367,7 @@ static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt
     }
     plan_tiles(r, r->tissue, opt->min_tissue);
     th_result_add_stage(r, "tissue", th_engine_clock() - t0);
+    add_warnings(r, rn->model);
     return r;
 }
 

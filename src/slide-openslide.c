@@ -128,10 +128,11 @@ static void attach_fast(th_slide *slide, os_slide *os, const char *path, const c
         th_tiff_match_levels(path, slide, dirs) == 0) {
         return;
     }
+    bool small = slide->level_w[0] * slide->level_h[0] * 3 <= TH_SMALL_SLIDE_BYTES;
     for (int i = 0; i < slide->level_count; i++) {
         double ds = slide->downsample[i];
         if (dirs[i] >= 0 && ds == floor(ds)) {
-            os->fast[i] = th_tiff_src_open(path, dirs[i], NULL);
+            os->fast[i] = th_tiff_src_open(path, dirs[i], small, NULL);
             slide->direct_levels |= os->fast[i] ? 1u << i : 0;
         }
     }

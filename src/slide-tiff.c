@@ -23,10 +23,8 @@
 // Budget for the block cache; at least one block is always kept. 16 MB holds a row of 256²
 // tiles across 20 000 pixels, so the tile loop decodes each tile once on such slides.
 #define CACHE_MAX_BYTES ((size_t)16 << 20)
-// A level whose decoded blocks fit in this is cached whole, tiles that a read covers whole too:
-// then tissue detection, the tile loop and the heatmap decode each block once between them
-// (a small slide such as CMU-1-Small-Region, 22 MB decoded, was decoded three times).
-#define WHOLE_LEVEL_BYTES ((size_t)32 << 20)
+// The most a level cached whole may take (a small slide's level 0 with its blocks' padding).
+#define WHOLE_LEVEL_BYTES ((uint64_t)2 * TH_SMALL_SLIDE_BYTES)
 // libtiff handles per source: as many readers decode at the same time.
 #define HANDLES 16
 
@@ -68,6 +66,7 @@ struct th_tiff_src {
     int64_t *cache_tag; // (slots) block index held or being decoded by each slot, -1 if none
     bool *cache_busy;   // (slots) its block is being decoded into it
     int64_t slots;
+    bool cache_whole;           // asked for: a small slide (TH_SMALL_SLIDE_BYTES)
     bool holds_all;             // one slot per block: the whole level stays cached
     size_t slot_bytes; // block_h * block_w * 3
 };
@@ -331,7 +330,8 @@ static bool plan_blocks(tiff_src *t, tiff_handle *h, th_error **err)
     t->blocks_across = (t->img_w + t->block_w - 1) / t->block_w;
     int64_t blocks = (int64_t)t->blocks_across * ((t->img_h + t->block_h - 1) / t->block_h);
     t->slot_bytes = (size_t)t->block_w * t->block_h * 3;
-    t->holds_all = (uint64_t)blocks * t->slot_bytes <= WHOLE_LEVEL_BYTES;
+    t->holds_all = t->cache_whole && (int64_t)t->img_w * t->img_h * 3 <= TH_SMALL_SLIDE_BYTES &&
+                   (uint64_t)blocks * t->slot_bytes <= WHOLE_LEVEL_BYTES;
     t->slots = t->holds_all ? blocks
                             : TH_MAX(1, TH_MIN(blocks, (int64_t)(CACHE_MAX_BYTES / t->slot_bytes)));
     t->cache = th_malloc_huge((size_t)t->slots * t->slot_bytes, err); // tags say what is valid
@@ -635,13 +635,14 @@ void th_tiff_src_close(th_tiff_src *t)
     th_free(t);
 }
 
-th_tiff_src *th_tiff_src_open(const char *path, int dir, th_error **err)
+th_tiff_src *th_tiff_src_open(const char *path, int dir, bool cache_whole, th_error **err)
 {
     tiff_src *t = th_calloc(1, sizeof(*t), err);
     if (!t) {
         return NULL;
     }
     t->dir = dir;
+    t->cache_whole = cache_whole;
     t->path = th_strdup(path, err);
     bool ok = t->path && pthread_mutex_init(&t->cache_lock, NULL) == 0 &&
               pthread_cond_init(&t->cache_ready, NULL) == 0;
@@ -748,7 +749,7 @@ bool th_slide_tiff_open(th_slide *slide, const char *path, th_error **err)
     if (!is_tiff(path)) {
         return false; // not ours
     }
-    tiff_src *t = th_tiff_src_open(path, 0, err);
+    tiff_src *t = th_tiff_src_open(path, 0, true, err); // cached whole if it is small
     if (!t) {
         return false;
     }

@@ -41,7 +41,11 @@ bool th_slide_png_open(th_slide *slide, const char *path, th_error **err);
  * outside it are white. Thread-safe; readers decode in parallel on a pool of libtiff handles and
  * share a block cache. Open fails (with *err) on anything it cannot decode. */
 typedef struct th_tiff_src th_tiff_src;
-th_tiff_src *th_tiff_src_open(const char *path, int dir, th_error **err);
+/* A slide whose level 0 decodes to at most this many bytes is small: its levels are cached whole
+ * (cache_whole), so tissue detection, the tile loop and the heatmap decode each block once between
+ * them. Larger slides keep a 16 MB cache that skips blocks a read covers whole. */
+#define TH_SMALL_SLIDE_BYTES ((int64_t)32 << 20)
+th_tiff_src *th_tiff_src_open(const char *path, int dir, bool cache_whole, th_error **err);
 bool th_tiff_src_read(th_tiff_src *src, uint8_t *dest, int64_t x, int64_t y, int64_t w, int64_t h,
                       th_error **err);
 void th_tiff_src_close(th_tiff_src *src);

@@ -66,6 +66,7 @@ typedef struct reader {
     int cur;            // the mask row held in acc[0]
     int m0, m1;         // the band's mask rows
     int64_t hist[256];  // saturation histogram of the band's mask pixels
+    int64_t luma[256];  // luminance histogram of the band's mask pixels
     th_error *err;      // the band's failure
 } reader;
 
@@ -140,8 +141,12 @@ static void finish_row(reader *rd)
     if (rd->cur >= rd->m0 && rd->cur < rd->m1) {
         uint8_t *dst = t->mask + (size_t)rd->cur * t->w;
         for (int c = 0; c < t->w; c++) {
-            dst[c] = saturation(rd->acc + (size_t)c * 4);
+            const double *p = rd->acc + (size_t)c * 4;
+            dst[c] = saturation(p);
             rd->hist[dst[c]]++;
+            if (p[3] > 0) {
+                rd->luma[lround((0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]) / p[3])]++;
+            }
         }
     }
     memmove(rd->acc, rd->acc + row, row * sizeof(double));
@@ -249,16 +254,27 @@ static bool read_saturation(th_slide *slide, th_tissue *t, int64_t w0, int64_t h
     }
     th_free(cols);
     bool ok = true;
+    int64_t luma[256] = {0}, pixels = 0, below = 0;
     memset(hist, 0, 256 * sizeof(int64_t));
     for (int b = 0; b < n; b++) {
         for (int v = 0; v < 256; v++) {
             hist[v] += rd[b].hist[v];
+            luma[v] += rd[b].luma[v];
+            pixels += rd[b].luma[v];
         }
         if (rd[b].err && ok) {
             th_error_propagate(err, &rd[b].err); // the first failure, in band order
             ok = false;
         }
         th_error_free(rd[b].err);
+    }
+    t->median_luma = 255;
+    for (int v = 0; v < 256 && pixels > 0; v++) {
+        below += luma[v];
+        if (2 * below >= pixels) {
+            t->median_luma = v;
+            break;
+        }
     }
     th_free(rd);
     return ok;

@@ -14,6 +14,8 @@ typedef struct th_tissue {
     double threshold; /* the saturation threshold used (0..1): Otsu's, clamped */
     double otsu;      /* Otsu's threshold on the saturation histogram, before clamping (0..1) */
     double fraction;  /* tissue share of the whole mask, 0..1 */
+    int median_luma;  /* median luminance (0-255, Rec. 601) of the mask's pixels: brightfield is
+                         light (glass ~240, H&E tissue ~150), fluorescence dark (~3) */
     int level;        /* the pyramid level that was read */
 } th_tissue;
 

@@ -117,6 +117,13 @@ check '[ "$(grep -c "\"objectType\":[[:space:]]*\"tile\"" "$TMP/t/tiles.geojson"
 "$TH" multi --quiet -o "$TMP/p" "$DATA/images/CMU-1-Small-Region.crop1024.png" 2>"$TMP/errp"
 check '[ $? -eq 0 ] && [ "$(wc -l <"$TMP/errp")" -eq 1 ] && grep -q "warning: .*no µm/px.*give --mpp" "$TMP/errp"' \
   "plain PNG without µm/px: runs, warns once"
+check 'grep -A1 "\"warnings\"" "$TMP/p/report.json" | grep -q "no µm/px"' "... and report.json's warnings say so"
+
+# a fluorescence slide under the bundled brightfield model: one warning line, in report.json too
+"$TH" multi --quiet --width 200 -o "$TMP/dapi" "$DATA/slides/test3-DAPI-2.ndpi" 2>"$TMP/errd"
+check '[ $? -eq 0 ] && [ "$(wc -l <"$TMP/errd")" -eq 1 ] && grep -q "warning: .*test3-DAPI-2.ndpi: the slide looks like fluorescence" "$TMP/errd" && grep -q "looks like fluorescence" "$TMP/dapi/report.json"' \
+  "a fluorescence slide with a brightfield model: a one-line warning, also in report.json"
+check 'grep -q "\"warnings\":[[:space:]]*\[\]" "$TMP/t/report.json"' "CMU-1-Small-Region: no warning"
 
 # TCGA has no µm/px: with --mpp (our estimate, 1.0) it runs, enlarged 2× to the model's 0.5
 "$TH" multi --quiet --mpp 1.0 --width 300 -o "$TMP/tcga" "$DATA/slides/TCGA-CR-7395-01A-01-TS1.svs"

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model.h"
 #include "result.h"
 #include "tap.h"
 #include "testutil.h"
@@ -222,6 +223,49 @@ static void test_runner(const th_result *all)
     th_runner_free(rn);
 }
 
+// Warnings: the fluorescence slide under the brightfield model gets one, and none once the model
+// declares stain=fluorescence; the brightfield slides get none.
+static void test_warnings(void)
+{
+    th_error *err = NULL;
+    th_run_options opt;
+    th_run_options_init(&opt);
+    opt.engine = TH_ENGINE_REF;
+    opt.roi_x = opt.roi_y = 0;
+    opt.roi_w = opt.roi_h = 1000; // a few tiles: only the tissue mask (whole slide) matters
+    th_slide *dapi = th_slide_open(test_data_path("slides/test3-DAPI-2.ndpi"), &err);
+    th_result *r = dapi ? th_run(dapi, model, &opt, &err) : NULL;
+    if (!r) {
+        bail("DAPI: %s", th_error_message(err));
+    }
+    ok(th_result_get_warning_count(r) == 1 &&
+           strstr(th_result_get_warning(r, 0), "looks like fluorescence") != NULL,
+       "test3-DAPI-2.ndpi with a brightfield model: one warning (%s)",
+       th_result_get_warning_count(r) ? th_result_get_warning(r, 0) : "none");
+    th_result_free(r);
+    // the same model declaring stain=fluorescence
+    model->meta_key[model->n_meta] = th_strdup("stain", NULL);
+    model->meta_value[model->n_meta++] = th_strdup("fluorescence", NULL);
+    r = th_run(dapi, model, &opt, &err);
+    ok(r && th_result_get_warning_count(r) == 0, "... none when the model says stain=fluorescence");
+    th_result_free(r);
+    model->n_meta--;
+    th_free(model->meta_key[model->n_meta]);
+    th_free(model->meta_value[model->n_meta]);
+    th_slide_close(dapi);
+    const char *brightfield[] = {"slides/CMU-1-Small-Region.svs",
+                                 "slides/TCGA-CR-7395-01A-01-TS1.svs"};
+    for (int i = 0; i < 2; i++) {
+        th_slide *s = th_slide_open(test_data_path(brightfield[i]), &err);
+        opt.slide_mpp = i == 1 ? 1.0 : 0; // TCGA has none
+        r = s ? th_run(s, model, &opt, &err) : NULL;
+        ok(r && th_result_get_warning_count(r) == 0 && th_result_get_warning(r, 0) == NULL,
+           "%s: no warning", brightfield[i]);
+        th_result_free(r);
+        th_slide_close(s);
+    }
+}
+
 int main(void)
 {
     plan(0);
@@ -251,6 +295,7 @@ int main(void)
 
     test_winograd(all);
     test_runner(all);
+    test_warnings();
 
     th_result *s1 = run(0, 112, 1, false);
     th_result *s2 = run(0, 112, 2, false);
