@@ -33,7 +33,7 @@ extern "C" {
 #define TH_API
 #endif
 
-/** Most classes `multi` draws at once (and the size of its fixed palette). @since 0.1 */
+/** Most classes `multi` draws at once (and the size of its palette). @since 0.1 */
 #define TH_MAX_SHOWN 6
 
 /* ---------------------------------------------------------------- errors */
@@ -311,8 +311,9 @@ TH_API bool th_colormap_from_name(const char *name, th_colormap *out);
 /** Options for th_render_heatmap. Fill with th_render_options_init. @since 0.1 */
 typedef struct th_render_options {
     int n_shown;               /**< 1 = single-class map with a colormap; 2..6 = multi */
-    int shown[TH_MAX_SHOWN];   /**< class indices; in multi, colours follow this order */
-    bool multi;                /**< multi-class overlay (fixed palette, legend) even if n_shown is 1 */
+    int shown[TH_MAX_SHOWN];   /**< class indices, in the legend's order (colours go by class,
+                                    not by this order: th_render_class_color) */
+    bool multi;                /**< multi-class overlay (class colours, legend) even if n_shown is 1 */
     th_colormap colormap;      /**< single only; default viridis */
     double alpha;              /**< overlay opacity at full strength, 0–1; default 0.5 */
     double threshold;          /**< multi: normalised strength below which nothing is drawn; above
@@ -325,10 +326,31 @@ typedef struct th_render_options {
     double percentile;         /**< for TH_NORM_PERCENTILE, default 99 */
     int threads;               /**< rendering threads; 0 (default) = OpenMP default. The output
                                     does not depend on it @since 0.2 */
+    const char *colors;        /**< multi: "name=#rrggbb,..." colours of named classes, over the
+                                    palette and the model's `class_colors`; NULL (default) = none.
+                                    Borrowed; checked when rendering @since 0.4 */
+    bool tint_glass;           /**< also tint pixels the tissue mask calls glass; default false:
+                                    they show the plain slide. No effect without a tissue mask
+                                    (min_tissue 0) @since 0.4 */
 } th_render_options;
 
-/** Set defaults. @since 0.1 */
+/** Set defaults: class 0, single, viridis, alpha 0.5, threshold 0.2, width 2000, percentile 99,
+ *  colors NULL, tint_glass false. @since 0.1 */
 TH_API void th_render_options_init(th_render_options *opt);
+
+/**
+ * The colour of class c, the same in heatmap.png (overlay and legend), heatmap.tiff and
+ * tiles.geojson, whichever classes are shown and in what order: from `opt->colors` if it names
+ * the class, else from the model's metadata `class_colors` (one `#rrggbb` per class), else
+ * palette entry c mod 6 (Okabe-Ito: orange, sky blue, bluish green, yellow, blue, vermillion),
+ * except that a background class (th_model_is_background_class) without a colour of its own is
+ * grey #a0a0a0 and left clear in the overlay. opt and model may be NULL (no overrides).
+ * Errors: c out of range, a malformed `colors` or `class_colors`, or a name in `colors` that is
+ * no class of the model (every entry is checked, not only class c's).
+ * @since 0.4
+ */
+TH_API bool th_render_class_color(const th_render_options *opt, const th_model *model, int c,
+                                  uint8_t rgb[3], th_error **err);
 
 /**
  * Write `path` (PNG): the slide thumbnail blended with the CAMs of the shown classes, the CAM
@@ -374,9 +396,10 @@ TH_API bool th_report_write_run_json(const th_result *result, const th_model *mo
 
 /** Write tiles.geojson: a FeatureCollection QuPath 0.4+ imports, one Feature per tile run:
  *  Polygon in level-0 px, properties objectType "tile", classification {name, color} = the top
- *  class, measurements = class probabilities. Temporary name + rename. @since 0.2 */
-TH_API bool th_export_geojson(const th_result *result, const th_model *model, const char *path,
-                              th_error **err);
+ *  class in th_render_class_color's colour (`opt` may be NULL: no --colors), measurements =
+ *  class probabilities. Temporary name + rename. @since 0.2 (opt @since 0.4) */
+TH_API bool th_export_geojson(const th_result *result, const th_model *model,
+                              const th_render_options *opt, const char *path, th_error **err);
 
 /** Write cam.npy (classes × gh × gw float32, the raw CAM grid, NaN where no tile ran) and
  *  probabilities.npy (tiles × classes float32, tiles in tiles.csv order). Either path may be

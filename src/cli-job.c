@@ -66,10 +66,15 @@ th_model *cli_load_model(cli_opts *o, cli_err *e)
         }
     }
     th_model *model = th_model_load(o->model_path, &err);
+    uint8_t rgb[3];
     if (!model) {
         cli_fail(e, "%s: %s", o->model_path, th_error_message(err));
     } else if (o->classes && !th_model_set_class_names(model, o->classes, &err)) {
         cli_fail(e, "--classes: %s", th_error_message(err));
+        th_model_free(model);
+        model = NULL;
+    } else if (!th_render_class_color(NULL, model, 0, rgb, &err)) {
+        cli_fail(e, "%s: %s", o->model_path, th_error_message(err)); // its class_colors
         th_model_free(model);
         model = NULL;
     }
@@ -122,6 +127,14 @@ bool cli_name_shown(const cli_opts *o, const th_model *model, const char *class_
 {
     ro->multi = !o->single;
     ro->n_shown = 0;
+    uint8_t rgb[3];
+    th_error *err = NULL;
+    if (ro->multi && !th_render_class_color(ro, model, 0, rgb, &err)) {
+        // --colors, every entry checked before the run (class_colors was, at load)
+        cli_fail(e, "--%s", th_error_message(err));
+        th_error_free(err);
+        return false;
+    }
     if (class_name) {
         ro->n_shown = 1;
         return find_class(model, class_name, &ro->shown[0], e);
@@ -214,7 +227,7 @@ static bool write_one(cli_job *j, const char *name, out_kind kind, cli_err *e)
         ok = th_result_write_tissue_png(r, path, &err);
         break;
     case OUT_GEOJSON:
-        ok = th_export_geojson(r, j->model, path, &err);
+        ok = th_export_geojson(r, j->model, &j->render, path, &err);
         break;
     case OUT_NPY:
         ok = th_export_npy(r, path, probs, &err);

@@ -55,21 +55,15 @@ static void json_float(FILE *fp, float v)
     }
 }
 
-// Class colours, (n_classes, 3) RGB: background classes grey; the others take the multi palette
-// in class order, then (past six) spaced points of viridis. Caller frees.
-static uint8_t *class_colors(const th_model *model, int n_classes, th_error **err)
+// Class colours, (n_classes, 3) RGB: th_render_class_color's, as the heatmaps draw them. Caller
+// frees.
+static uint8_t *class_colors(const th_render_options *opt, const th_model *model, int n_classes,
+                             th_error **err)
 {
     uint8_t *rgb = th_calloc((size_t)n_classes, 3, err); // (n_classes, 3) RGB
-    int k = 0;                                           // foreground classes so far
     for (int c = 0; rgb && c < n_classes; c++) {
-        if (model && th_model_is_background_class(model, c)) {
-            memset(rgb + 3 * c, 0xa0, 3);
-        } else if (k < TH_MAX_SHOWN) {
-            memcpy(rgb + 3 * c, th_palette[k++], 3);
-        } else {
-            // The golden ratio spreads any number of classes along the map.
-            double t = fmod((double)(k++ - TH_MAX_SHOWN) * 0.6180339887, 1.0);
-            th_colormap_rgb(TH_COLORMAP_VIRIDIS, (float)t, rgb + 3 * c);
+        if (!th_render_class_color(opt, model, c, rgb + 3 * c, err)) {
+            TH_FREE(rgb);
         }
     }
     return rgb;
@@ -136,8 +130,8 @@ static bool check_probs(const th_result *r, th_error **err)
     return true;
 }
 
-static bool write_geojson(const th_result *r, const th_model *model, const char *path,
-                          th_error **err)
+static bool write_geojson(const th_result *r, const th_model *model,
+                          const th_render_options *opt, const char *path, th_error **err)
 {
     int nc = th_result_get_class_count(r);
     if (model && th_model_get_class_count(model) != nc) {
@@ -149,7 +143,7 @@ static bool write_geojson(const th_result *r, const th_model *model, const char 
         return false;
     }
     th_outfile out;
-    uint8_t *rgb = class_colors(model, nc, err); // (nc, 3)
+    uint8_t *rgb = class_colors(opt, model, nc, err); // (nc, 3)
     if (!rgb || !th_outfile_open(&out, path, err)) {
         th_free(rgb);
         return false;
@@ -169,10 +163,10 @@ static bool write_geojson(const th_result *r, const th_model *model, const char 
     return th_outfile_commit(&out, err);
 }
 
-bool th_export_geojson(const th_result *result, const th_model *model, const char *path,
-                       th_error **err)
+bool th_export_geojson(const th_result *result, const th_model *model,
+                       const th_render_options *opt, const char *path, th_error **err)
 {
-    if (!write_geojson(result, model, path, err)) {
+    if (!write_geojson(result, model, opt, path, err)) {
         th_error_prefix(err, "%s: ", path);
         return false;
     }

@@ -263,7 +263,7 @@ static void panel_multi(const th_legend *lg, bool below, int thumb_w, int s, th_
             x = m;
             y += pitch;
         }
-        add_framed(p, PRIM_FILL, x, y, sw, sw, th_palette[i], ft);
+        add_framed(p, PRIM_FILL, x, y, sw, sw, lg->rgb[i], ft);
         add_text(p, x + sw + 3 * s, y + s, lg->label[i]);
         right = TH_MAX(right, x + item_w);
         if (below) {

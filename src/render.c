@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Heatmap rendering: colormaps, the multi-class palette, the CAM overlay (shared with
- * render-tiff.c) and the streaming PNG writer (its legend panel is in font.c). The image is
- * produced in bands of rows: each band's slide pixels are read from the best pyramid level,
- * box-filtered down, blended with the CAMs, filtered and deflated into an IDAT chunk
- * (png-bands.c), so memory
- * stays O(output width × band height) whatever the slide size. Bands are rendered and compressed
- * in parallel and written in order. */
+/* Heatmap rendering: colormaps, the CAM overlay (shared with render-tiff.c; class colours come
+ * from palette.c, glass stays clear by the tissue mask) and the streaming PNG writer (its legend
+ * panel is in font.c). The image is produced in bands of rows: each band's slide pixels are read
+ * from the best pyramid level, box-filtered down, blended with the CAMs, filtered and deflated
+ * into an IDAT chunk (png-bands.c), so memory stays O(output width × band height) whatever the
+ * slide size. Bands are rendered and compressed in parallel and written in order. */
 #include <config.h>
 
 #include <errno.h>
@@ -16,6 +15,7 @@
 #include "cam.h"
 #include "png-bands.h"
 #include "render.h"
+#include "tissue.h"
 
 #define BAND_ROWS 32            // output rows rendered at a time
 #define REGION_MAX_PX (1 << 21) // slide pixels read at a time (6 MB of RGB)
@@ -120,21 +120,6 @@ static const uint32_t cmap_ylorrd[9] = {
     0xffffcc, 0xffeda0, 0xfed976, 0xfeb24c, 0xfd8d3c, 0xfc4e2a, 0xe31a1c, 0xbd0026, 0x800026,
 };
 // END gen-colormaps
-
-/* The multi-class palette: Okabe & Ito (2008), "Color Universal Design", chosen because it stays
- * distinguishable under deuteranopia and protanopia. Reddish purple (#CC79A7) is left out: it is
- * the colour of eosin, and black reads as ink or necrosis. The first four are the ones farthest
- * from H&E's pink and purple and from each other: bluish green (the complement of eosin),
- * orange, sky blue, yellow. The two close pairs of the set (bluish green/blue, orange/vermillion)
- * are split between the first four and the last two, so they only meet with five or six classes. */
-const uint8_t th_palette[TH_MAX_SHOWN][3] = {
-    {0x00, 0x9e, 0x73}, // bluish green
-    {0xe6, 0x9f, 0x00}, // orange
-    {0x56, 0xb4, 0xe9}, // sky blue
-    {0xf0, 0xe4, 0x42}, // yellow
-    {0x00, 0x72, 0xb2}, // blue
-    {0xd5, 0x5e, 0x00}, // vermillion
-};
 
 /* lrintf for 0 <= x < 2^22, inline (the library call was a tenth of the overlay's time): after
  * adding 1.5 · 2^23 no bits below the units are left, so the sum is x rounded as lrintf rounds
@@ -327,6 +312,12 @@ bool th_overlay_init(th_overlay *ov, const th_slide *slide, const th_result *res
     memcpy(ov->cls, opt->shown, sizeof(ov->cls));
     ov->alpha = (float)opt->alpha;
     ov->threshold = (float)opt->threshold;
+    for (int i = 0; ov->multi && i < ov->n; i++) {
+        if (!th_class_color(opt, model, ov->cls[i], ov->rgb[i], &ov->clear[i], err)) {
+            return false;
+        }
+    }
+    ov->glass = opt->tint_glass ? NULL : res->tissue;
     th_result_get_cam_grid(res, &ov->gw, &ov->gh, &ov->x0, &ov->y0, &ov->cell_w0, &ov->cell_h0);
     return compute_ranges(ov, opt, err);
 }
@@ -340,13 +331,19 @@ void th_overlay_plan_axis(const th_overlay *ov, bool rows, double s, int64_t fir
 {
     double origin = rows ? ov->y0 : ov->x0, cell = rows ? ov->cell_h0 : ov->cell_w0;
     int64_t g = rows ? ov->gh : ov->gw;
+    const th_tissue *t = ov->glass;
     for (int64_t i = 0; i < n; i++) {
-        double p = (((double)(first + i) + 0.5) * s - origin) / cell;
+        double centre = ((double)(first + i) + 0.5) * s; // level 0
+        double p = (centre - origin) / cell;
         th_overlay_axis *ax = &out[i];
         if (p < 0 || p >= (double)g) {
             *ax = (th_overlay_axis){.c0 = -1, .c1 = -1, .own = -1};
             continue;
         }
+        // The mask pixel that holds the centre (the mask covers the slide exactly).
+        ax->m = t ? (int)TH_CLAMP(floor(centre / (rows ? t->sy : t->sx)), 0.0,
+                                  (double)((rows ? t->h : t->w) - 1))
+                  : 0;
         double f = TH_CLAMP(p - 0.5, 0.0, (double)(g - 1));
         ax->c0 = (int64_t)f;
         ax->c1 = TH_MIN(ax->c0 + 1, g - 1);
@@ -507,6 +504,7 @@ void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_
     if (row->c0 < 0) {
         return; // the row lies outside the grid: plain slide
     }
+    const th_tissue *glass = ov->glass;
     const float *r0 = cam_rows(ov, c, row->c0), *r1 = cam_rows(ov, c, row->c1);
     const float *own_row = row->own == row->c0 ? r0 : r1;
     quad q = {.c0 = -1, .c1 = -1};
@@ -515,8 +513,8 @@ void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_
     uint8_t cm[3] = {0};
     for (int64_t x = 0; x < n; x++) {
         const th_overlay_axis *ax = &cols[x];
-        if (ax->c0 < 0) {
-            continue;
+        if (ax->c0 < 0 || (glass && !th_tissue_at(glass, ax->m, row->m))) {
+            continue; // outside the grid, or glass: plain slide
         }
         if (ax->c0 != q.c0 || ax->c1 != q.c1) {
             gather(ov, r0, r1, ax, &q);
@@ -539,12 +537,12 @@ void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_
             continue;
         }
         // Multi: the strongest class, fading in from nothing at the threshold to alpha at t = 1.
-        if (t < ov->threshold || t <= 0) {
+        if (t < ov->threshold || t <= 0 || ov->clear[best]) {
             continue;
         }
         float op =
             ov->threshold < 1 ? ov->alpha * (t - ov->threshold) / (1 - ov->threshold) : ov->alpha;
-        blend(px, th_palette[best], op);
+        blend(px, ov->rgb[best], op);
     }
 }
 
@@ -589,6 +587,7 @@ static void make_legend(render *r, const th_model *model, const th_render_option
     const th_overlay *ov = &r->ov;
     lg->multi = ov->multi;
     lg->n = ov->n;
+    memcpy(lg->rgb, ov->rgb, sizeof(lg->rgb));
     for (int i = 0; i < ov->n; i++) {
         int c = ov->cls[i];
         const char *name = th_model_get_class_name(model, c);

@@ -9,8 +9,14 @@
 /* Colour of t in [0, 1] (clamped) on a colormap. */
 void th_colormap_rgb(th_colormap cmap, float t, uint8_t rgb[3]);
 
-/* The six fixed multi-class colours, in order (colour-blind-aware). */
+/* The six class colours (colour-blind-aware): class c's is entry c mod 6 unless the options or
+ * the model say otherwise (th_render_class_color). */
 extern const uint8_t th_palette[TH_MAX_SHOWN][3];
+
+/* th_render_class_color (palette.c), and whether the class is left clear in the overlay (*clear:
+ * a background class with no colour from opt->colors or class_colors). */
+bool th_class_color(const th_render_options *opt, const th_model *model, int c, uint8_t rgb[3],
+                    bool *clear, th_error **err);
 
 /* ---- The CAM overlay, one implementation shared by the PNG (render.c) and TIFF (render-tiff.c)
  * writers. A regular grid of output pixels (s level-0 pixels each, centre of pixel i at level-0
@@ -18,14 +24,19 @@ extern const uint8_t th_palette[TH_MAX_SHOWN][3];
  * planned once per output column and row, and the CAM grid rows are fetched once per grid row
  * rather than once per pixel. */
 
-/* What to draw: the classes shown, their display ranges and colours, and the CAM grid. */
+/* What to draw: the classes shown, their display ranges and colours, the CAM grid, and the glass
+ * left clear. */
 typedef struct th_overlay {
     const th_result *res;
     th_colormap cmap;
     bool multi;
-    int n;                  /* classes shown */
-    int cls[TH_MAX_SHOWN];  /* their indices */
-    float lo[TH_MAX_SHOWN]; /* display range of each: t = (v - lo) / (hi - lo) */
+    int n;                         /* classes shown */
+    int cls[TH_MAX_SHOWN];         /* their indices */
+    uint8_t rgb[TH_MAX_SHOWN][3];  /* multi: each one's th_render_class_color */
+    bool clear[TH_MAX_SHOWN];      /* multi: a background class, not drawn where it is strongest */
+    const struct th_tissue *glass; /* pixels whose mask pixel is 0 stay plain; NULL = tint all
+                                      (tint_glass, or no tissue detection) */
+    float lo[TH_MAX_SHOWN];        /* display range of each: t = (v - lo) / (hi - lo) */
     float hi[TH_MAX_SHOWN];
     float alpha, threshold;
     int64_t gw, gh;          /* CAM grid cells (th_result_get_cam_grid) */
@@ -45,6 +56,7 @@ typedef struct th_overlay_axis {
                        the point is outside the grid */
     int64_t own;    /* the cell the point lies in: c0 or c1 */
     double a, b;    /* weights of c1 and c0 along this axis (b = 1 - a) */
+    int m;          /* the tissue-mask column (row) holding the point, nearest; 0 without glass */
 } th_overlay_axis;
 
 /* Plan n columns (rows = false) or rows of output pixels, the first at output index `first`,
@@ -63,7 +75,7 @@ bool th_overlay_cache_init(th_overlay_cache *c, const th_overlay *ov, th_error *
 void th_overlay_cache_free(th_overlay_cache *c);
 
 /* Blend the overlay into n RGB pixels (n, 3) of one output row: pixel i samples at column
- * cols[i] and row *row. Pixels where no tile ran stay as they are. */
+ * cols[i] and row *row. Pixels where no tile ran, and glass (ov->glass), stay as they are. */
 void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *row,
                     const th_overlay_axis *cols, int64_t n, uint8_t *rgb);
 
@@ -112,7 +124,8 @@ void th_font_draw(const th_band *band, int64_t x, int64_t y, const char *s, int 
 /* What the panel shows: labels are "name 41.2%"; ticks are the colour bar's ends. */
 typedef struct th_legend {
     bool multi;
-    int n; /* classes shown */
+    int n;                        /* classes shown */
+    uint8_t rgb[TH_MAX_SHOWN][3]; /* multi: each class's swatch, as the overlay draws it */
     char label[TH_MAX_SHOWN][TH_LABEL_MAX];
     char tick_lo[TH_LABEL_MAX], tick_hi[TH_LABEL_MAX];
 } th_legend;

@@ -6,6 +6,8 @@
  * ran), NULL paths, and failures (missing directory, a full disk) that leave no file behind. */
 #include <config.h>
 
+#include <inttypes.h>
+
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -103,7 +105,7 @@ static const char *name_of(const th_model *m, int c, char buf[32])
 
 // Mismatches found over all features, by kind.
 typedef struct feature_errors {
-    int type, geometry, object_type, measurements, sum, classification, color;
+    int type, geometry, object_type, measurements, sum, classification, color, class_color;
 } feature_errors;
 
 static bool polygon_is_rect(const cJSON *geometry, int64_t x, int64_t y, int64_t w, int64_t h)
@@ -185,6 +187,13 @@ static void check_feature(const cJSON *f, const th_result *r, const th_model *m,
         color_of[best][i] = rgb_ok ? v->valueint : color_of[best][i];
     }
     e->color += !rgb_ok;
+    // The colour the heatmaps give the class, whatever the rank of the class in any list.
+    uint8_t want[3];
+    bool same = th_render_class_color(NULL, m, best, want, NULL);
+    for (int i = 0; same && rgb_ok && i < 3; i++) {
+        same = cJSON_GetArrayItem(color, i)->valueint == want[i];
+    }
+    e->class_color += !same;
 }
 
 // Export r as GeoJSON with model m (may be NULL) and check every feature.
@@ -193,7 +202,7 @@ static void check_geojson(const th_result *r, const th_model *m, const char *lab
     th_error *err = NULL;
     const char *path = tmp("tiles.geojson");
     int64_t n = th_result_get_tile_count(r);
-    if (!ok(th_export_geojson(r, m, path, &err), "%s: th_export_geojson", label)) {
+    if (!ok(th_export_geojson(r, m, NULL, path, &err), "%s: th_export_geojson", label)) {
         diag("%s", th_error_message(err));
         th_error_free(err);
         return;
@@ -220,6 +229,7 @@ static void check_geojson(const th_result *r, const th_model *m, const char *lab
     is_int(e.sum, 0, "%s: measurements sum to 1 within 1e-5", label);
     is_int(e.classification, 0, "%s: classification = argmax of measurements and of probs", label);
     is_int(e.color, 0, "%s: one RGB colour per class", label);
+    is_int(e.class_color, 0, "%s: each class's colour is th_render_class_color's", label);
     cJSON_Delete(root);
     free(text);
 }
@@ -244,6 +254,79 @@ static void test_geojson(const th_result *r)
     like(text, "\"d'e\\u0001f\":", "the control byte is escaped as \\u0001");
     free(text);
     ok(th_model_set_class_names(model, "background,stroma,cellular,fat", NULL), "names restored");
+}
+
+static void expect_failure(bool result, th_error *err, const char *path, const char *why,
+                           const char *what);
+
+// Tiles of tiles.geojson at `path` whose colour is not want[their top class]; -1 if unreadable.
+// *seen gets a bit per top class met.
+static int64_t wrong_colors(const th_result *r, const char *path, const uint32_t want[4],
+                            int64_t *seen)
+{
+    char *text = slurp(path);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    const cJSON *features = cJSON_GetObjectItemCaseSensitive(root, "features");
+    int64_t t = 0, wrong = 0;
+    *seen = 0;
+    for (const cJSON *f = features ? features->child : NULL; f; f = f->next, t++) {
+        int best = argmax(th_result_get_probs(r, t), 4);
+        const cJSON *color = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(f, "properties"),
+                                             "classification"),
+            "color");
+        uint32_t got = 0;
+        for (int i = 0; i < 3 && cJSON_GetArraySize(color) == 3; i++) {
+            got = got << 8 | (uint32_t)cJSON_GetArrayItem(color, i)->valueint;
+        }
+        wrong += got != want[best];
+        *seen |= 1 << best;
+    }
+    cJSON_Delete(root);
+    free(text);
+    return t == th_result_get_tile_count(r) ? wrong : -1;
+}
+
+/* The model's class_colors metadata decides tiles.geojson's colours (the top class of every
+ * tile, read from the file), --colors (th_render_options.colors) goes over it, and a malformed
+ * one fails with no file left. */
+static void test_geojson_class_colors(const th_result *r)
+{
+    const char *copy = tmp("class-colors.onnx"), *path = tmp("colors.geojson");
+    uint32_t want[4] = {0x111111, 0xff0000, 0x00ff00, 0x0000ff};
+    tu_model_with_metadata(test_src_path("models/default.onnx"), "class_colors",
+                           "#111111,#ff0000,#00FF00,#0000ff", copy);
+    th_model *mc = th_model_load(copy, NULL);
+    th_error *err = NULL;
+    if (!ok(mc && th_export_geojson(r, mc, NULL, path, &err), "class_colors: tiles.geojson written")) {
+        diag("%s", err ? th_error_message(err) : "cannot load the model");
+        th_error_free(err);
+        th_model_free(mc);
+        return;
+    }
+    int64_t seen, wrong = wrong_colors(r, path, want, &seen);
+    ok(wrong == 0 && seen > 2,
+       "class_colors: every tile's colour is its top class's from the metadata (%" PRId64
+       " wrong, classes seen 0x%" PRIx64 ")",
+       wrong, seen);
+    th_render_options ro;
+    th_render_options_init(&ro);
+    ro.colors = "cellular=#123456";
+    want[2] = 0x123456;
+    bool written = th_export_geojson(r, mc, &ro, path, &err);
+    wrong = written ? wrong_colors(r, path, want, &seen) : -1;
+    ok(written && wrong == 0 && (seen & 4),
+       "--colors cellular=#123456 goes over class_colors in tiles.geojson (%" PRId64 " wrong)",
+       wrong);
+    th_model_free(mc);
+    tu_model_with_metadata(test_src_path("models/default.onnx"), "class_colors", "#111111,#ff0000",
+                           copy);
+    mc = th_model_load(copy, NULL);
+    path = tmp("bad-colors.geojson");
+    bool done = th_export_geojson(r, mc, NULL, path, &err);
+    expect_failure(done, err, path, "metadata class_colors: 2 colours for 4 classes",
+                   "geojson with 2 class_colors for 4 classes");
+    th_model_free(mc);
 }
 
 /* ---------------------------------------------------------------- .npy */
@@ -399,7 +482,7 @@ static void test_missing_dir(const th_result *r)
 {
     th_error *err = NULL;
     const char *path = tmp("missing/tiles.geojson");
-    bool done = th_export_geojson(r, model, path, &err);
+    bool done = th_export_geojson(r, model, NULL, path, &err);
     expect_failure(done, err, path, strerror(ENOENT), "geojson into a missing directory");
     err = NULL;
     path = tmp("missing/cam.npy");
@@ -426,7 +509,7 @@ static void test_disk_full(const th_result *r)
     fflush(stdout);
     setrlimit(RLIMIT_FSIZE, &lim);
     const char *gj = tmp("full.geojson"), *cam = tmp("full-cam.npy"), *pr = tmp("full-p.npy");
-    bool gj_ok = th_export_geojson(r, model, gj, &err);
+    bool gj_ok = th_export_geojson(r, model, NULL, gj, &err);
     th_error *gj_err = err;
     err = NULL;
     bool cam_ok = th_export_npy(r, cam, NULL, &err);
@@ -454,6 +537,7 @@ int main(void)
     }
     is_int(th_result_get_tile_count(all), 117, "CMU-1-Small-Region: 117 tiles run");
     test_geojson(all);
+    test_geojson_class_colors(all);
     test_npy(all, "all tiles");
     test_null_paths(all);
     test_missing_dir(all);

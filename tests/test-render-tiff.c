@@ -2,7 +2,8 @@
 /* Tests for render-tiff.c: the bundled model on CMU-1-Small-Region, written as heatmap.tiff and
  * read back through OpenSlide (generic-tiff): level sizes, µm/px, the pyramid against a box
  * filter of level 0, level 0 against the PNG heatmap and, where no tile ran, against the slide;
- * the same bytes for 1 and 2 threads; failures leave no file behind. */
+ * the same bytes for 1 and 2 threads; glass left clear (or tinted with tint_glass) as in the
+ * PNG; failures leave no file behind. */
 #include <config.h>
 
 #include <dirent.h>
@@ -14,9 +15,11 @@
 #include <omp.h>
 #endif
 
+#include "cam.h"
 #include "result.h"
 #include "tap.h"
 #include "testutil.h"
+#include "tissue.h"
 
 #define CMU_W 2220
 #define CMU_H 2967
@@ -211,6 +214,81 @@ static void test_vs_png(const char *tiff_path, const char *png_path, const char 
     th_slide_close(t);
 }
 
+/* ---------------------------------------------------------------- glass */
+
+// Mean absolute difference from the slide over level-0 pixels on glass (mask 0 at the pixel's
+// centre) inside the tiles run; *n gets their count.
+static double glass_diff(const tu_image *l0, const tu_image *plain, const th_result *r, int64_t *n)
+{
+    const th_tissue *t = r->tissue;
+    double sum = 0;
+    *n = 0;
+    for (int y = 0; y < CMU_H; y += 3) {
+        for (int x = 0; x < CMU_W; x += 3) {
+            int mx = (int)TH_MIN(floor((x + 0.5) / t->sx), t->w - 1.0);
+            int my = (int)TH_MIN(floor((y + 0.5) / t->sy), t->h - 1.0);
+            float v;
+            if (th_tissue_at(t, mx, my) || !th_cam_sample(r, 0, x + 0.5, y + 0.5, &v)) {
+                continue;
+            }
+            for (int ch = 0; ch < 3; ch++) {
+                size_t i = ((size_t)y * CMU_W + x) * 3 + ch;
+                sum += abs((int)l0->rgb[i] - (int)plain->rgb[i]);
+            }
+            ++*n;
+        }
+    }
+    return *n ? sum / (3.0 * (double)*n) : 0;
+}
+
+/* With a tissue mask, glass stays clear in heatmap.tiff as in heatmap.png (and the two agree);
+ * tint_glass tints it. */
+static void test_glass(th_slide *slide, const th_model *model)
+{
+    th_run_options ro;
+    th_run_options_init(&ro);
+    ro.min_tissue = 0.1;
+    th_result *r = th_run(slide, model, &ro, NULL);
+    if (!ok(r && r->tissue, "glass: a run with a tissue mask")) {
+        th_result_free(r);
+        skip(4, "no run");
+        return;
+    }
+    th_render_options o;
+    th_render_options_init(&o);
+    o.shown[0] =
+        th_model_find_class(model, "stroma") >= 0 ? th_model_find_class(model, "stroma") : 0;
+    const char *tiff = tmp_file("glass.tiff"), *png = tmp_file("glass.png");
+    const char *tint = tmp_file("tint.tiff");
+    bool done = th_render_tiff(slide, r, model, &o, tiff, NULL) &&
+                th_render_heatmap(slide, r, model, &o, png, NULL);
+    o.tint_glass = true;
+    done = done && th_render_tiff(slide, r, model, &o, tint, NULL);
+    tu_image l0 = {0}, l0t = {0}, plain = {0};
+    th_slide *a = done ? th_slide_open(tiff, NULL) : NULL,
+             *b = a ? th_slide_open(tint, NULL) : NULL;
+    if (!ok(b && read_image(a, 0, 0, 0, CMU_W, CMU_H, &l0) &&
+                read_image(b, 0, 0, 0, CMU_W, CMU_H, &l0t) &&
+                read_image(slide, 0, 0, 0, CMU_W, CMU_H, &plain),
+            "glass: TIFFs and PNG written and read")) {
+        skip(3, "no images");
+    } else {
+        int64_t n, nt;
+        double clear = glass_diff(&l0, &plain, r, &n), tinted = glass_diff(&l0t, &plain, r, &nt);
+        diag("glass in tiles run, every 3rd px: %" PRId64 ", mean diff %.2f clear, %.2f tinted", n,
+             clear, tinted);
+        ok(n > 10000 && clear < 2, "glass: level-0 glass is the slide (mean abs diff %.2f)", clear);
+        ok(tinted > 10, "glass: tint_glass tints it (mean abs diff %.2f)", tinted);
+        test_vs_png(tiff, png, "glass clear");
+    }
+    TH_FREE(l0.rgb);
+    TH_FREE(l0t.rgb);
+    TH_FREE(plain.rgb);
+    th_slide_close(a);
+    th_slide_close(b);
+    th_result_free(r);
+}
+
 /* ---------------------------------------------------------------- failures */
 
 int main(void)
@@ -270,6 +348,7 @@ int main(void)
 #endif
     th_error_free(err);
     tu_expect_render_errors(th_render_tiff, "out.tiff", slide, r, model);
+    test_glass(slide, model);
 
     th_result_free(r);
     th_model_free(model);

@@ -8,6 +8,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <protobuf-c/protobuf-c.h>
+
+#include "onnx.pb-c.h"
 #include "result.h"
 #include "tap.h"
 #include "testutil.h"
@@ -336,6 +339,15 @@ void tu_expect_render_errors(tu_render_fn *fn, const char *name, th_slide *slide
     o.alpha = -1;
     tu_expect_render_failure(fn, slide, r, model, &o, dir, name, "between 0 and 1",
                              "alpha below 0");
+    // Class colours (multi, with the model's class names).
+    th_render_options_init(&o);
+    o.multi = true;
+    o.colors = "nosuch=#ff0000";
+    tu_expect_render_failure(fn, slide, r, model, &o, dir, name, "colors: no class named 'nosuch'",
+                             "colors: unknown class");
+    o.colors = "stroma=red";
+    tu_expect_render_failure(fn, slide, r, model, &o, dir, name,
+                             "colors: 'stroma=red' is not NAME=#RRGGBB", "colors: bad colour");
     th_render_options_init(&o);
     th_result *other = small_result(slide, r->n_classes == 3 ? 2 : 3);
     tu_expect_render_failure(fn, slide, other, model, &o, dir, name, "the model has",
@@ -353,4 +365,47 @@ void tu_expect_render_errors(tu_render_fn *fn, const char *name, th_slide *slide
     }
     th_result_free(br);
     th_slide_close(bad);
+}
+
+void tu_model_with_metadata(const char *src_path, const char *key, const char *value,
+                            const char *dst_path)
+{
+    size_t len;
+    uint8_t *buf = th_read_file(src_path, &len, NULL);
+    Onnx__ModelProto *mp = buf ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
+    if (!mp) {
+        bail("tu_model_with_metadata: cannot read %s", src_path);
+    }
+    // The entries without `key`, then the new one: pointers into mp, restored before freeing it.
+    Onnx__StringStringEntryProto **saved = mp->metadata_props, entry;
+    size_t n_saved = mp->n_metadata_props, n = 0;
+    Onnx__StringStringEntryProto **list = tu_xcalloc(n_saved + 1, sizeof(*list));
+    for (size_t i = 0; i < n_saved; i++) {
+        if (strcmp(saved[i]->key, key) != 0) {
+            list[n++] = saved[i];
+        }
+    }
+    onnx__string_string_entry_proto__init(&entry);
+    entry.key = (char *)key;
+    entry.value = (char *)value;
+    list[n++] = &entry;
+    mp->metadata_props = list;
+    mp->n_metadata_props = n;
+    size_t size = onnx__model_proto__get_packed_size(mp);
+    uint8_t *packed = tu_xcalloc(size, 1);
+    onnx__model_proto__pack(mp, packed);
+    mp->metadata_props = saved;
+    mp->n_metadata_props = n_saved;
+    onnx__model_proto__free_unpacked(mp, NULL);
+    FILE *fp = th_fopen(dst_path, "wb", NULL);
+    bool written = fp && fwrite(packed, 1, size, fp) == size;
+    if (fp && fclose(fp) != 0) {
+        written = false;
+    }
+    if (!written) {
+        bail("tu_model_with_metadata: cannot write %s", dst_path);
+    }
+    th_free(packed);
+    th_free(list);
+    th_free(buf);
 }

@@ -95,6 +95,11 @@ void tu_npy_free(tu_npy *npy);
                 .c_in = (cin),                                                                     \
                 .c_out = (cout)})
 
+/* Copy the ONNX model at src_path to dst_path with metadata `key` set to `value` (replacing an
+ * entry of that key, else appended); bail()s on failure. */
+void tu_model_with_metadata(const char *src_path, const char *key, const char *value,
+                            const char *dst_path);
+
 /* Monotonic wall clock in seconds. */
 double tu_now(void);
 
@@ -122,8 +127,9 @@ void tu_expect_render_failure(tu_render_fn *fn, th_slide *slide, const th_result
 /* The failures every renderer must report cleanly, writing NAME into TMPDIR/fail (made here):
  * a missing output directory, no class shown, a class out of range, alpha out of [0, 1], a
  * result with another class count than the model's, a slide whose reads fail midway
- * (../shared/data/bad/unreadable.svs, with a result of its own) and a result of another slide.
- * `r` is a result of `slide` with `model` (24 TAP checks, 6 skipped without the bad slide). */
+ * (../shared/data/bad/unreadable.svs, with a result of its own), a result of another slide, and
+ * `colors` naming no class or with a bad colour (the model must have a class "stroma").
+ * `r` is a result of `slide` with `model` (30 TAP checks, 6 skipped without the bad slide). */
 void tu_expect_render_errors(tu_render_fn *fn, const char *name, th_slide *slide,
                              const th_result *r, const th_model *model);
 
