@@ -377,6 +377,11 @@ typedef struct th_report_info {
     char *const *argv;
     const char *model_sha256; /**< run.json: the model file's SHA-256 in hex, if the caller has
                                    it; NULL = hashed from model_path @since 0.4 */
+    const th_render_options *render; /**< report.json: how the heatmap was drawn (the `drawing`
+                                          object, each class's colour and whether it was drawn);
+                                          NULL = not recorded @since 0.4 */
+    const char *shown_by;     /**< report.json: why these classes were drawn, e.g. "--top 3"
+                                   @since 0.4 */
 } th_report_info;
 
 /** Write report.json (schema 1; see README). Temporary name + rename. @since 0.1 */

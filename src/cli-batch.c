@@ -131,6 +131,10 @@ static bool make_item(batch *b, const cohort_row *row, item *it, cli_err *e)
     if (!cli_name_shown(b->o, b->model, cls, &it->job.render, e)) {
         return row->line ? cli_prefix(e, "line %d: ", row->line) : false;
     }
+    it->job.shown_by = row->class_name     ? "the cohort's class column"
+                       : b->o->class_name ? "--class"
+                       : b->o->shown      ? "--classes-shown"
+                                          : NULL;
     memcpy(it->key.model, b->model_sha, sizeof(it->key.model));
     options_text(b, row, it, it->key.options, sizeof(it->key.options));
     // a slide that is missing now fails when it runs, as a slide that does not open

@@ -154,9 +154,12 @@ static bool choose_top(cli_job *j, cli_err *e)
         if (th_result_top_classes(j->result, j->model, 1, ro->shown) < 1) {
             ro->shown[0] = 0;
         }
+        j->shown_by = "the top non-background class";
         return true;
     }
     ro->n_shown = th_result_top_classes(j->result, j->model, j->o->top, ro->shown);
+    snprintf(j->top_by, sizeof(j->top_by), "--top %d", j->o->top);
+    j->shown_by = j->top_by;
     if (ro->n_shown == 0) {
         return cli_fail(e, "every class of the model is a background class; name the classes to "
                            "draw with --classes-shown");
@@ -253,7 +256,9 @@ static bool write_reports(cli_job *j, cli_err *e)
                            .peak_rss = th_peak_rss(),
                            .argc = j->o->argc,
                            .argv = j->o->argv,
-                           .model_sha256 = j->model_sha256};
+                           .model_sha256 = j->model_sha256,
+                           .render = &j->render,
+                           .shown_by = j->shown_by};
     char json[4096], run[4096];
     snprintf(json, sizeof(json), "%s/report.json", j->out_dir);
     snprintf(run, sizeof(run), "%s/run.json", j->out_dir);

@@ -93,6 +93,7 @@ int cli_single(cli_opts *o, cli_err *e)
         th_model_free(model);
         return EXIT_USAGE;
     }
+    j.shown_by = o->class_name ? "--class" : o->shown ? "--classes-shown" : NULL;
     if (!cli_job_open(&j, e) || !prepare_out_dir(o, dir, sizeof(dir), created, e)) {
         goto out;
     }

@@ -117,6 +117,8 @@ typedef struct cli_job {
     th_slide *slide;
     th_result *result;
     cli_timings tm;
+    const char *shown_by;       // why these classes are drawn (report.json); NULL: the top ones
+    char top_by[64];            // "--top 3": shown_by when the run's top classes are drawn
 } cli_job;
 
 /** Open the slide, then run it. */

@@ -174,20 +174,32 @@ void th_colormap_rgb(th_colormap cmap, float t, uint8_t rgb[3])
     }
 }
 
+static const struct {
+    const char *name;
+    th_colormap cmap;
+} colormap_names[] = {
+    {"viridis", TH_COLORMAP_VIRIDIS}, {"inferno", TH_COLORMAP_INFERNO},
+    {"magma", TH_COLORMAP_MAGMA},     {"jet", TH_COLORMAP_JET},
+    {"ylorrd", TH_COLORMAP_YLORRD},
+};
+#define N_COLORMAPS (sizeof(colormap_names) / sizeof(colormap_names[0]))
+
+const char *th_colormap_name(th_colormap cmap)
+{
+    for (size_t i = 0; i < N_COLORMAPS; i++) {
+        if (colormap_names[i].cmap == cmap) {
+            return colormap_names[i].name;
+        }
+    }
+    return "viridis";
+}
+
 bool th_colormap_from_name(const char *name, th_colormap *out)
 {
-    static const struct {
-        const char *name;
-        th_colormap cmap;
-    } names[] = {
-        {"viridis", TH_COLORMAP_VIRIDIS}, {"inferno", TH_COLORMAP_INFERNO},
-        {"magma", TH_COLORMAP_MAGMA},     {"jet", TH_COLORMAP_JET},
-        {"ylorrd", TH_COLORMAP_YLORRD},
-    };
-    for (size_t i = 0; name && i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcasecmp(name, names[i].name) == 0) {
+    for (size_t i = 0; name && i < N_COLORMAPS; i++) {
+        if (strcasecmp(name, colormap_names[i].name) == 0) {
             if (out) {
-                *out = names[i].cmap;
+                *out = colormap_names[i].cmap;
             }
             return true;
         }
@@ -265,22 +277,21 @@ static bool check_result(const th_slide *slide, const th_result *res, const th_m
     return true;
 }
 
-// Display ranges: per class for TH_NORM_PERCENTILE (the classes spread over the threads: each
-// is two passes over the whole CAM grid), one shared range for TH_NORM_RAW.
-static bool compute_ranges(th_overlay *ov, const th_render_options *opt, th_error **err)
+bool th_render_ranges(const th_result *res, const th_render_options *opt, float *lo, float *hi,
+                      th_error **err)
 {
-    int n = opt->norm == TH_NORM_RAW ? 1 : ov->n;
+    int n = opt->norm == TH_NORM_RAW ? 1 : opt->n_shown;
     th_error *errs[TH_MAX_SHOWN] = {NULL};
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(th_threads(opt->threads)) schedule(dynamic)
 #endif
     for (int i = 0; i < n; i++) {
-        const int *classes = opt->norm == TH_NORM_RAW ? ov->cls : &ov->cls[i];
-        int n_classes = opt->norm == TH_NORM_RAW ? ov->n : 1;
-        if (th_cam_range(ov->res, opt->norm, opt->percentile, classes, n_classes, &ov->lo[i],
-                         &ov->hi[i], &errs[i]) &&
-            !(ov->hi[i] > ov->lo[i])) {
-            ov->hi[i] = ov->lo[i] + 1; // a flat class: everything at the low end
+        const int *classes = opt->norm == TH_NORM_RAW ? opt->shown : &opt->shown[i];
+        int n_classes = opt->norm == TH_NORM_RAW ? opt->n_shown : 1;
+        if (th_cam_range(res, opt->norm, opt->percentile, classes, n_classes, &lo[i], &hi[i],
+                         &errs[i]) &&
+            !(hi[i] > lo[i])) {
+            hi[i] = lo[i] + 1; // a flat class: everything at the low end
         }
     }
     bool ok = true;
@@ -291,9 +302,9 @@ static bool compute_ranges(th_overlay *ov, const th_render_options *opt, th_erro
         }
         th_error_free(errs[i]);
     }
-    for (int i = n; i < ov->n; i++) { // TH_NORM_RAW: every class shares the range
-        ov->lo[i] = ov->lo[0];
-        ov->hi[i] = ov->hi[0];
+    for (int i = n; i < opt->n_shown; i++) { // TH_NORM_RAW: every class shares the range
+        lo[i] = lo[0];
+        hi[i] = hi[0];
     }
     return ok;
 }
@@ -319,7 +330,7 @@ bool th_overlay_init(th_overlay *ov, const th_slide *slide, const th_result *res
     }
     ov->glass = opt->tint_glass ? NULL : res->tissue;
     th_result_get_cam_grid(res, &ov->gw, &ov->gh, &ov->x0, &ov->y0, &ov->cell_w0, &ov->cell_h0);
-    return compute_ranges(ov, opt, err);
+    return th_render_ranges(ov->res, opt, ov->lo, ov->hi, err);
 }
 
 /* The arithmetic of th_cam_sample (cam.c), one axis at a time: p is the point in cells, cell

@@ -13,6 +13,15 @@ void th_colormap_rgb(th_colormap cmap, float t, uint8_t rgb[3]);
  * the model say otherwise (th_render_class_color). */
 extern const uint8_t th_palette[TH_MAX_SHOWN][3];
 
+/* The display range of each shown class (opt->shown, n_shown), as the heatmaps draw it: per class
+ * for TH_NORM_PERCENTILE (the classes spread over opt->threads), one shared range for
+ * TH_NORM_RAW; a flat class gets hi = lo + 1. lo, hi: (n_shown). */
+bool th_render_ranges(const th_result *res, const th_render_options *opt, float *lo, float *hi,
+                      th_error **err);
+
+/* A colormap's name, as th_colormap_from_name takes it ("viridis", ...). */
+const char *th_colormap_name(th_colormap cmap);
+
 /* th_render_class_color (palette.c), and whether the class is left clear in the overlay (*clear:
  * a background class with no colour from opt->colors or class_colors). */
 bool th_class_color(const th_render_options *opt, const th_model *model, int c, uint8_t rgb[3],

@@ -9,6 +9,7 @@
 #include <nettle/sha2.h>
 
 #include "model.h"
+#include "render.h"
 #include "result.h"
 
 #define TH_REPORT_SCHEMA 3 // 3: the performance object moved to run.json
@@ -117,6 +118,70 @@ static cJSON *build_json(const th_result *r, const th_model *model, const th_rep
     return root;
 }
 
+static void add_hex(cJSON *o, const char *key, const uint8_t rgb[3])
+{
+    char hex[8];
+    snprintf(hex, sizeof(hex), "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
+    cJSON_AddStringToObject(o, key, hex);
+}
+
+// Per class, the colour it has (multi) and whether it was drawn; the `drawing` object: how the
+// heatmap was drawn, down to each shown class's display scale.
+static bool add_drawing(cJSON *root, const th_result *r, const th_model *model,
+                        const th_report_info *info, th_error **err)
+{
+    const th_render_options *ro = info->render;
+    float lo[TH_MAX_SHOWN], hi[TH_MAX_SHOWN];
+    if (ro->n_shown < 1 || ro->n_shown > TH_MAX_SHOWN || !th_render_ranges(r, ro, lo, hi, err)) {
+        th_error_prefix(err, "drawing: ");
+        return false;
+    }
+    bool multi = ro->multi || ro->n_shown > 1;
+    const cJSON *cls;
+    int c = 0;
+    cJSON_ArrayForEach(cls, cJSON_GetObjectItem(root, "classes"))
+    {
+        uint8_t rgb[3];
+        bool clear = false, drawn = false;
+        if (multi && !th_class_color(ro, model, c, rgb, &clear, err)) {
+            return false;
+        }
+        for (int i = 0; i < ro->n_shown; i++) {
+            drawn |= ro->shown[i] == c && !clear;
+        }
+        if (multi) {
+            add_hex((cJSON *)cls, "color", rgb);
+        }
+        cJSON_AddBoolToObject((cJSON *)cls, "drawn", drawn);
+        c++;
+    }
+    cJSON *d = cJSON_AddObjectToObject(root, "drawing");
+    cJSON_AddStringToObject(d, "mode", multi ? "multi" : "single");
+    cJSON_AddStringToObject(d, "shown_by", info->shown_by ? info->shown_by : "");
+    if (!multi) {
+        cJSON_AddStringToObject(d, "colormap", th_colormap_name(ro->colormap));
+    } else {
+        cJSON_AddNumberToObject(d, "threshold", ro->threshold);
+    }
+    cJSON_AddNumberToObject(d, "alpha", ro->alpha);
+    cJSON_AddStringToObject(d, "norm", ro->norm == TH_NORM_RAW ? "raw" : "percentile");
+    if (ro->norm == TH_NORM_PERCENTILE) {
+        cJSON_AddNumberToObject(d, "percentile", ro->percentile);
+    }
+    cJSON_AddBoolToObject(d, "tint_glass", ro->tint_glass);
+    cJSON_AddNumberToObject(d, "width", ro->width);
+    cJSON *shown = cJSON_AddArrayToObject(d, "shown");
+    for (int i = 0; i < ro->n_shown; i++) {
+        // the raw CAM values shown as 0 and as full strength
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", th_model_get_class_name(model, ro->shown[i]));
+        cJSON_AddNumberToObject(o, "scale_low", lo[i]);
+        cJSON_AddNumberToObject(o, "scale_high", hi[i]);
+        cJSON_AddItemToArray(shown, o);
+    }
+    return true;
+}
+
 // Print a cJSON tree to `path` (temporary name + rename); frees the tree.
 static bool write_tree(cJSON *root, const char *path, th_error **err)
 {
@@ -140,7 +205,12 @@ static bool write_tree(cJSON *root, const char *path, th_error **err)
 bool th_report_write_json(const th_result *result, const th_model *model,
                           const th_report_info *info, const char *path, th_error **err)
 {
-    return write_tree(build_json(result, model, info), path, err);
+    cJSON *root = build_json(result, model, info);
+    if (info && info->render && !add_drawing(root, result, model, info, err)) {
+        cJSON_Delete(root);
+        return false;
+    }
+    return write_tree(root, path, err);
 }
 
 // A CSV field: quoted when it holds a comma, quote or line break.

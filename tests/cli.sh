@@ -71,6 +71,8 @@ for f in heatmap.png tiles.csv; do
 done
 check 'cmp -s "$TMP/m1/report.json" "$TMP/m2/report.json" && [ -s "$TMP/m1/report.json" ]' \
   "report.json identical for 1 and 2 threads"
+check 'grep -q "\"shown_by\":[[:space:]]*\"--top 3\"" "$TMP/m1/report.json" && grep -q "\"scale_high\":" "$TMP/m1/report.json" && grep -q "\"drawn\":[[:space:]]*true" "$TMP/m1/report.json"' \
+  "report.json records the drawing: why these classes, their scales, which were drawn"
 check 'grep -q "peak_rss_bytes" "$TMP/m1/run.json" && grep -q "\"tiles\":" "$TMP/m1/run.json" && ! grep -q "performance" "$TMP/m1/report.json"' \
   "run.json records stage timings and peak memory, report.json does not"
 check '[ ! -s "$TMP/err1" ] && [ ! -s "$TMP/err2" ]' "nothing on stderr when not a TTY"
