@@ -78,8 +78,10 @@ static bool choose_area(th_grid *g, const th_slide *slide, const th_run_options 
         g->area_h = h0;
         return true;
     }
+    // compared without sums: x + w may not fit in 64 bits
     if (opt->roi_x < 0 || opt->roi_y < 0 || opt->roi_w <= 0 || opt->roi_h <= 0 ||
-        opt->roi_x + opt->roi_w > w0 || opt->roi_y + opt->roi_h > h0) {
+        opt->roi_x > w0 || opt->roi_y > h0 || opt->roi_w > w0 - opt->roi_x ||
+        opt->roi_h > h0 - opt->roi_y) {
         th_error_set(err, "region %lld,%lld,%lld,%lld is not inside the slide (%lld×%lld)",
                      (long long)opt->roi_x, (long long)opt->roi_y, (long long)opt->roi_w,
                      (long long)opt->roi_h, (long long)w0, (long long)h0);

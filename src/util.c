@@ -92,6 +92,10 @@ void *th_malloc_huge(size_t size, th_error **err)
 {
     const size_t huge = (size_t)2 << 20;
     void *p = NULL;
+    if (size > SIZE_MAX - huge) { // the round-up below would wrap to a small size
+        th_error_set(err, "out of memory (%zu bytes)", size);
+        return NULL;
+    }
     size = (size + huge - 1) & ~(huge - 1);
     if (posix_memalign(&p, huge, size ? size : huge) != 0) {
         th_error_set(err, "out of memory (%zu bytes)", size);
@@ -217,8 +221,28 @@ int th_parse_double_list(const char *s, double *out, int max)
     return n;
 }
 
+// Inputs are regular files or block devices: open() on a FIFO would block for ever, and a
+// directory would read as a size of 2^63. A missing file passes (open() then says so).
+static bool input_file(const char *path, th_error **err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
+        return true;
+    }
+    th_error_set(err, "%s, not a file",
+                 S_ISDIR(st.st_mode)    ? "a directory"
+                 : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+                 : S_ISSOCK(st.st_mode) ? "a socket"
+                 : S_ISCHR(st.st_mode)  ? "a character device"
+                                        : "not a regular file");
+    return false;
+}
+
 FILE *th_fopen(const char *path, const char *mode, th_error **err)
 {
+    if (mode[0] == 'r' && !input_file(path, err)) {
+        return NULL;
+    }
     FILE *fp = fopen(path, mode); // th-allow
     if (!fp) {
         th_error_set(err, "%s", strerror(errno));
@@ -262,6 +286,9 @@ static const char empty_file[1]; // the view of an empty regular file
 bool th_map_file(const char *path, th_file_view *v, th_error **err)
 {
     memset(v, 0, sizeof(*v));
+    if (!input_file(path, err)) {
+        return false;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {

@@ -143,6 +143,15 @@ check '[ -f "$TMP/CMU-1-Small-Region.tileheat/report.json" ]' "default -o is SLI
 "$TH" single --model "$MODEL" --quiet --width 100 -o "$TMP/a/b/c" "$SLIDE"
 check '[ -f "$TMP/a/b/c/heatmap.png" ]' "-o creates missing parent directories"
 
+# a FIFO as slide or model: a one-line error at once, never a blocked open()
+mkfifo "$TMP/pipe.svs"
+timeout 20 "$TH" multi -o "$TMP/fifo" "$TMP/pipe.svs" 2>"$TMP/errf"
+rc1=$?
+timeout 20 "$TH" multi -m "$TMP/pipe.svs" -o "$TMP/fifo" "$SLIDE" 2>"$TMP/errm"
+rc2=$?
+check '[ $rc1 -eq 1 ] && [ $rc2 -eq 1 ] && grep -q "pipe.svs: a FIFO (named pipe), not a file" "$TMP/errf" && grep -q "pipe.svs: a FIFO" "$TMP/errm" && [ ! -e "$TMP/fifo" ]' \
+  "a FIFO as the slide or the model: one-line error, no hang (exit $rc1, $rc2)"
+
 "$TH" info >"$TMP/default-info"
 check 'grep -q "background  (background)" "$TMP/default-info" && grep -q "224 × 224" "$TMP/default-info"' \
   "info without --model describes the bundled model"

@@ -104,11 +104,50 @@ static void test_outfile(void)
     th_error_free(err);
 }
 
+// Sizes near SIZE_MAX: an error, never a small buffer from a wrapped round-up.
+static void test_huge_sizes(void)
+{
+    const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - ((size_t)1 << 20)};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        th_error *e1 = NULL, *e2 = NULL;
+        void *a = th_malloc(sizes[i], &e1), *b = th_malloc_aligned(sizes[i], &e2);
+        ok(!a && !b && e1 && e2 && strstr(th_error_message(e1), "out of memory"),
+           "th_malloc and th_malloc_aligned(%zu) fail with a message", sizes[i]);
+        th_free(a);
+        th_free(b);
+        th_error_free(e1);
+        th_error_free(e2);
+    }
+}
+
+// Reading a directory or a FIFO fails at once with what it is.
+static void test_input_kinds(void)
+{
+    th_error *err = NULL;
+    size_t len;
+    ok(!th_read_file(test_tmpdir(), &len, &err) && err &&
+           strstr(th_error_message(err), "a directory, not a file"),
+       "a directory: %s", err ? th_error_message(err) : "no error");
+    th_error_free(err);
+    err = NULL;
+    char fifo[512];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", test_tmpdir());
+    th_file_view v;
+    bool made = mkfifo(fifo, 0600) == 0;
+    ok(made && !th_map_file(fifo, &v, &err) && err &&
+           strstr(th_error_message(err), "a FIFO (named pipe), not a file"),
+       "a FIFO is refused without blocking: %s", err ? th_error_message(err) : "no error");
+    th_error_free(err);
+    unlink(fifo);
+}
+
 int main(void)
 {
     plan(0);
     test_errors();
     test_numbers();
     test_outfile();
+    test_huge_sizes();
+    test_input_kinds();
     return 0;
 }
