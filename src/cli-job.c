@@ -237,7 +237,7 @@ static bool write_one(cli_job *j, const char *name, out_kind kind, cli_err *e)
         break;
     }
     if (!ok) {
-        cli_fail(e, "%s: %s", path, th_error_message(err));
+        cli_fail(e, "%s", th_error_message(err)); // the library's message names the file
         th_error_free(err);
     }
     return ok;
@@ -262,15 +262,13 @@ static bool write_reports(cli_job *j, cli_err *e)
     char json[4096], run[4096];
     snprintf(json, sizeof(json), "%s/report.json", j->out_dir);
     snprintf(run, sizeof(run), "%s/run.json", j->out_dir);
-    const char *failed = !th_report_write_json(j->result, j->model, &info, json, &err) ? json
-                         : !th_report_write_run_json(j->result, j->model, &info, run, &err)
-                             ? run
-                             : NULL;
-    if (failed) {
-        cli_fail(e, "%s: %s", failed, th_error_message(err));
+    bool ok = th_report_write_json(j->result, j->model, &info, json, &err) &&
+              th_report_write_run_json(j->result, j->model, &info, run, &err);
+    if (!ok) {
+        cli_fail(e, "%s", th_error_message(err)); // the library's message names the file
         th_error_free(err);
     }
-    return !failed;
+    return ok;
 }
 
 bool cli_job_write(cli_job *j, cli_err *e)

@@ -182,7 +182,7 @@ static bool add_drawing(cJSON *root, const th_result *r, const th_model *model,
     return true;
 }
 
-// Print a cJSON tree to `path` (temporary name + rename); frees the tree.
+// Print a cJSON tree to `path` (temporary name + rename); frees the tree. Errors name the path.
 static bool write_tree(cJSON *root, const char *path, th_error **err)
 {
     th_outfile out;
@@ -199,6 +199,9 @@ static bool write_tree(cJSON *root, const char *path, th_error **err)
         ok = th_outfile_commit(&out, err);
     }
     cJSON_free(text);
+    if (!ok) {
+        th_error_prefix(err, "%s: ", path);
+    }
     return ok;
 }
 
@@ -230,8 +233,8 @@ static void csv_field(FILE *fp, const char *s)
     fputc('"', fp);
 }
 
-bool th_report_write_csv(const th_result *result, const th_model *model, const char *path,
-                         th_error **err)
+static bool write_csv(const th_result *result, const th_model *model, const char *path,
+                      th_error **err)
 {
     th_outfile out;
     if (!th_outfile_open(&out, path, err)) {
@@ -257,6 +260,16 @@ bool th_report_write_csv(const th_result *result, const th_model *model, const c
         fputc('\n', fp);
     }
     return th_outfile_commit(&out, err);
+}
+
+bool th_report_write_csv(const th_result *result, const th_model *model, const char *path,
+                         th_error **err)
+{
+    if (!write_csv(result, model, path, err)) {
+        th_error_prefix(err, "%s: ", path);
+        return false;
+    }
+    return true;
 }
 
 // Hex SHA-256 of a file (65 bytes with the terminator).

@@ -226,9 +226,18 @@ static void test_failure(const th_result *r, const th_model *m)
     struct stat st;
     snprintf(path, sizeof(path), "%s/missing/report.json", test_tmpdir());
     ok(!th_report_write_json(r, m, NULL, path, &err), "writing into a missing directory fails");
-    ok(err && !strchr(th_error_message(err), '\n'), "one-line message: %s",
-       th_error_message(err));
+    const char *msg = err ? th_error_message(err) : "";
+    const char *first = strstr(msg, path);
+    ok(err && !strchr(msg, '\n') && first == msg && !strstr(first + 1, path),
+       "one-line message naming the file once: %s", msg);
     ok(stat(path, &st) != 0, "no file left behind");
+    th_error_free(err);
+    err = NULL;
+    snprintf(path, sizeof(path), "%s/missing/tiles.csv", test_tmpdir());
+    ok(!th_report_write_csv(r, m, path, &err) && err &&
+           strncmp(th_error_message(err), path, strlen(path)) == 0,
+       "tiles.csv into a missing directory: the message names the file: %s",
+       err ? th_error_message(err) : "");
     th_error_free(err);
 }
 
