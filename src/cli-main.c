@@ -94,7 +94,9 @@ int cli_single(cli_opts *o, cli_err *e)
         return EXIT_USAGE;
     }
     j.shown_by = o->class_name ? "--class" : o->shown ? "--classes-shown" : NULL;
-    if (!cli_job_open(&j, e) || !prepare_out_dir(o, dir, sizeof(dir), created, e)) {
+    // the output folder is made and checked before the slide is read, so that a folder that
+    // cannot be written fails at once
+    if (!prepare_out_dir(o, dir, sizeof(dir), created, e) || !cli_job_open(&j, e)) {
         goto out;
     }
     j.out_dir = dir;

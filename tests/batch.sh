@@ -218,5 +218,10 @@ check '[ $? -eq 1 ] && grep -q "holds the run of another slide" "$TMP/e"' \
   "single: the default folder holding another slide's run is refused"
 "$TH" multi $OPTS -o "$TMP/cwd/new/deeper" "$DATA/slides/TCGA-CR-7395-01A-01-TS1.svs" 2>/dev/null
 check '[ $? -eq 1 ] && [ ! -e "$TMP/cwd/new" ]' "single: a run that fails leaves none of the folders it made"
+(cd "$TMP/cwd" && "$TH" multi $OPTS "$DATA/bad/broken.svs") 2>/dev/null
+check '[ $? -eq 1 ] && [ ! -e "$TMP/cwd/broken.tileheat" ]' "single: a slide that does not open leaves no default folder"
+"$TH" multi $OPTS -o "$TMP/afile/out" "$DATA/bad/broken.svs" 2>"$TMP/e"
+check '[ $? -eq 1 ] && grep -q "afile/out: cannot create directory" "$TMP/e"' \
+  "single: an output folder that cannot be made is reported before the slide is read"
 
 tap_end
