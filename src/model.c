@@ -4,6 +4,8 @@
  * public getters, and the trunk shape arithmetic shared with the engine. */
 #include <config.h>
 
+#include <math.h>
+
 #include <protobuf-c/protobuf-c.h>
 
 #include "onnx.pb-c.h"
@@ -111,6 +113,37 @@ static char **split_csv(const char *csv, int *n, th_error **err)
     return items;
 }
 
+// A class name becomes a JSON string, a CSV column and a legend label: valid UTF-8, no control
+// characters, and none of tiles.csv's fixed columns.
+static bool check_name(const char *name, th_error **err)
+{
+    static const char *reserved[] = {"col", "row", "x", "y", "w", "h"};
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+        if (strcmp(name, reserved[i]) == 0) {
+            th_error_set(err, "class name '%s' is a column of tiles.csv; give another", name);
+            return false;
+        }
+    }
+    for (const unsigned char *p = (const unsigned char *)name; *p;) {
+        int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
+                : (*p & 0xf8) == 0xf0                 ? 3
+                                                      : -1;
+        bool bad = n < 0 || *p < 0x20 || *p == 0x7f || (n == 1 && *p < 0xc2) ||
+                   (n == 3 && *p > 0xf4);
+        for (int k = 1; !bad && k <= n; k++) {
+            bad = (p[k] & 0xc0) != 0x80;
+        }
+        if (bad) {
+            th_error_set(err, "a class name has %s at byte %zu",
+                         n != 0 ? "bytes that are not UTF-8" : "a control character",
+                         (size_t)(p - (const unsigned char *)name));
+            return false;
+        }
+        p += n + 1;
+    }
+    return true;
+}
+
 static void free_names(char **names, int n)
 {
     for (int i = 0; names && i < n; i++) {
@@ -136,10 +169,10 @@ bool th_model_set_class_names(th_model *model, const char *csv, th_error **err)
         for (int j = 0; j < i && !dup; j++) {
             dup = strcmp(names[i], names[j]) == 0;
         }
-        if (!names[i][0] || dup) {
+        if (!names[i][0] || dup || !check_name(names[i], err)) {
             if (dup) {
                 th_error_set(err, "class name '%s' appears twice", names[i]);
-            } else {
+            } else if (!names[i][0]) {
                 th_error_set(err, "class name %d is empty", i + 1);
             }
             free_names(names, n);
@@ -316,6 +349,36 @@ static int64_t onnx_opset(const Onnx__ModelProto *mp)
     return opset;
 }
 
+// A non-finite weight would make every percentage NaN: refused, naming the layer.
+static bool finite_array(const float *v, size_t n, const char *what, const char *layer,
+                         th_error **err)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        if (!isfinite(v[i])) {
+            th_error_set(err, "%s of '%s': value %zu is %g; the weights must be finite numbers",
+                         what, layer, i, v[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool check_finite(const th_model *m, th_error **err)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer *l = &m->layers[i];
+        if (l->kind == TH_LAYER_CONV &&
+            (!finite_array(l->weight, (size_t)l->c_out * l->c_in * l->kh * l->kw, "weights",
+                           l->name, err) ||
+             !finite_array(l->bias, (size_t)l->c_out, "bias", l->name, err))) {
+            return false;
+        }
+    }
+    return finite_array(m->dense_w, (size_t)m->n_classes * m->feat_c, "weights", "dense layer",
+                        err) &&
+           finite_array(m->dense_b, (size_t)m->n_classes, "bias", "dense layer", err);
+}
+
 static bool load_parsed(th_model *m, const Onnx__ModelProto *mp, th_error **err)
 {
     int64_t opset = onnx_opset(mp);
@@ -333,7 +396,8 @@ static bool load_parsed(th_model *m, const Onnx__ModelProto *mp, th_error **err)
         return false;
     }
     int c, h, w;
-    return !m->in_w || th_model_trunk_shape(m, m->in_h, m->in_w, &c, &h, &w, err);
+    return check_finite(m, err) &&
+           (!m->in_w || th_model_trunk_shape(m, m->in_h, m->in_w, &c, &h, &w, err));
 }
 
 // protobuf-c's allocations 64-byte aligned (on huge pages from 4 MB, see th_malloc_aligned), so

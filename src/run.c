@@ -9,6 +9,7 @@
  * results are byte-identical whatever the thread count. */
 #include <config.h>
 
+#include <math.h>
 #include <stdatomic.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -99,6 +100,21 @@ typedef struct scratch {
     double sec[3];
 } scratch;
 
+// Finite weights can still overflow (3e38 times a pixel): a non-finite probability is an error,
+// never a "nan%" in the outputs.
+static bool finite_probs(const float *p, int n, th_error **err)
+{
+    for (int c = 0; c < n; c++) {
+        if (!isfinite(p[c])) {
+            th_error_set(err, "the model's output is not a number (%g for class %d): its weights "
+                              "overflow on this input",
+                         p[c], c);
+            return false;
+        }
+    }
+    return true;
+}
+
 // One tile: read, forward, CAM; probabilities into tile t's slots, the CAM into its wave slot or
 // straight into the grid.
 static bool run_tile(run_ctx *ctx, int64_t t, scratch *s, th_error **err)
@@ -112,7 +128,8 @@ static bool run_tile(run_ctx *ctx, int64_t t, scratch *s, th_error **err)
     }
     double t1 = th_engine_clock();
     if (!th_engine_forward(e, s->ws, s->rgb, r->logits + (size_t)t * nc, r->probs + (size_t)t * nc,
-                           s->feat, err)) {
+                           s->feat, err) ||
+        !finite_probs(r->probs + (size_t)t * nc, nc, err)) {
         goto fail;
     }
     double t2 = th_engine_clock();

@@ -343,6 +343,8 @@ enum edit {
     EDIT_NO_OPSET,
     EDIT_NO_GRAPH,
     EDIT_METADATA,
+    EDIT_NAN_WEIGHT,  // initializer 0's first value NaN
+    EDIT_HUGE_WEIGHT, // every weight times 1e38: finite, but they overflow in a run
 };
 
 // tests/data/models/NAME read (*buf, *len: the file's bytes, th_free them) and unpacked (free with
@@ -369,6 +371,27 @@ static uint8_t *pack(const Onnx__ModelProto *mp, size_t *size)
     }
     onnx__model_proto__pack(mp, packed);
     return packed;
+}
+
+// A float tensor's first value made NaN, or every value times 1e38 (stored as float_data or as
+// little-endian raw_data).
+static void scale_weights(Onnx__TensorProto *t, bool nan)
+{
+    size_t n = t->n_float_data ? t->n_float_data : t->raw_data.len / sizeof(float);
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        if (t->n_float_data) {
+            v = t->float_data[i];
+        } else {
+            memcpy(&v, t->raw_data.data + i * sizeof(float), sizeof(v));
+        }
+        v = nan ? (i == 0 ? NAN : v) : v * 1e38f;
+        if (t->n_float_data) {
+            t->float_data[i] = v;
+        } else {
+            memcpy(t->raw_data.data + i * sizeof(float), &v, sizeof(v));
+        }
+    }
 }
 
 // Unpack `buf`, apply one edit, pack, restore what free_unpacked needs, load the packed copy.
@@ -419,6 +442,14 @@ static th_model *load_edited(const uint8_t *buf, size_t len, enum edit e, const 
         break;
     case EDIT_NO_GRAPH:
         mp->graph = NULL;
+        break;
+    case EDIT_NAN_WEIGHT:
+        scale_weights(t0, true);
+        break;
+    case EDIT_HUGE_WEIGHT:
+        for (size_t i = 0; i < g->n_initializer; i++) {
+            scale_weights(g->initializer[i], false);
+        }
         break;
     case EDIT_METADATA:
         entry.key = (char *)meta_key;
@@ -516,6 +547,35 @@ static void test_edits(const uint8_t *buf, size_t len)
 
 /* ------------------------------------------------------------------ class names, getters */
 
+// Non-finite weights are refused at load, naming the layer; finite ones that overflow make the
+// run fail, naming the tile, instead of writing "nan%".
+static void test_non_finite(const uint8_t *buf, size_t len)
+{
+    expect_edit_fails(buf, len, EDIT_NAN_WEIGHT, NULL, NULL, "is nan; the weights must be finite",
+                      "a NaN weight");
+    th_error *err = NULL;
+    th_model *m = load_edited(buf, len, EDIT_HUGE_WEIGHT, NULL, NULL, &err);
+    th_slide *s = th_slide_open(test_data_path("slides/CMU-1-Small-Region.svs"), &err);
+    if (!m || !s) {
+        bail("huge weights: %s", th_error_message(err));
+    }
+    th_run_options opt;
+    th_run_options_init(&opt);
+    opt.engine = TH_ENGINE_REF;
+    opt.min_tissue = 0;
+    opt.roi_w = opt.roi_h = 600;
+    opt.slide_mpp = 1;
+    opt.model_mpp = 1;
+    th_result *r = th_run(s, m, &opt, &err);
+    ok(!r, "weights times 1e38 load, and the run fails");
+    like(err ? th_error_message(err) : NULL, "tile at 0,0: the model's output is not a number",
+         "... naming the tile");
+    th_error_free(err);
+    th_result_free(r);
+    th_slide_close(s);
+    th_model_free(m);
+}
+
 static void test_class_names(const uint8_t *buf, size_t len)
 {
     th_error *err = NULL;
@@ -534,6 +594,26 @@ static void test_class_names(const uint8_t *buf, size_t len)
         ok(!th_model_set_class_names(m, bad[i], &e) && e, "class names '%s' rejected", bad[i]);
         th_error_free(e);
     }
+    // names become JSON strings and CSV columns: UTF-8, no control characters, not a fixed column
+    static const struct {
+        const char *names, *why;
+    } invalid[] = {{"a,x,c", "is a column of tiles.csv"},
+                   {"a,b\001,c", "a control character at byte 1"},
+                   {"a,b\377,c", "not UTF-8 at byte 1"},
+                   {"a,\xc3,c", "not UTF-8 at byte 0"},
+                   {"a,\xc0\xaf,c", "not UTF-8 at byte 0"}};
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        th_error *e = NULL;
+        ok(!th_model_set_class_names(m, invalid[i].names, &e), "invalid class names %zu rejected",
+           i);
+        like(e ? th_error_message(e) : NULL, invalid[i].why, "... %s", invalid[i].why);
+        th_error_free(e);
+    }
+    ok(th_model_set_class_names(m, "tumour,stroma,t\xc3\xa9ssue \xe4\xb8\xad", &err) &&
+           th_model_set_class_names(m, "tumour, stroma ,fat", &err),
+       "UTF-8 names are fine");
+    expect_edit_fails(buf, len, EDIT_METADATA, "class_names", "a,row,c", "is a column of tiles.csv",
+                      "metadata class_names with a reserved name");
     is_string(th_model_get_class_name(m, 0), "tumour", "a rejected list leaves the names alone");
     ok(th_model_get_class_name(m, -1) == NULL && th_model_get_class_name(m, 3) == NULL,
        "class name out of range is NULL");
@@ -650,6 +730,7 @@ int main(void)
     test_corruptions();
     test_edits(basic, len);
     test_class_names(basic, len);
+    test_non_finite(basic, len);
     test_dynamic();
     test_shared_initializer();
     th_free(basic);
