@@ -241,7 +241,8 @@ int main(int argc, char **argv)
                                           : cli_single(&o, &e);
     cli_opts_free(&o);
     if (cli_signal) {
-        fprintf(stderr, "tileheat: stopped by %s\n", cli_signal == SIGINT ? "SIGINT" : "SIGTERM");
+        fprintf(stderr, "tileheat: stopped by %s\n",
+                cli_signal == SIGINT ? "SIGINT" : cli_signal == SIGHUP ? "SIGHUP" : "SIGTERM");
         return 128 + cli_signal;
     }
     if (status == EXIT_USAGE) {

@@ -66,6 +66,9 @@ void cli_catch_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    // past `ulimit -f` a write fails with EFBIG and is reported, instead of a silent kill
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 bool cli_mkdirs(const char *dir, char *first, size_t size, cli_err *e)

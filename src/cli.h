@@ -154,10 +154,12 @@ void cli_progress_cohort(double elapsed, int slides_done, int slides_total, int6
 
 /* ---------------------------------------------------------------- files and signals (cli-util.c) */
 
-/** The signal (SIGINT or SIGTERM) that asked the run to stop, or 0; the runs' cancel flag. */
+/** The signal (SIGINT, SIGTERM or SIGHUP) that asked the run to stop, or 0; the runs' cancel
+ *  flag. */
 extern volatile sig_atomic_t cli_signal;
 
-/** Catch SIGINT and SIGTERM into cli_signal (a second one ends the process at once). */
+/** Catch SIGINT, SIGTERM and SIGHUP into cli_signal (a second one ends the process at once);
+ *  ignore SIGXFSZ, so that a file past `ulimit -f` is a write error with a message. */
 void cli_catch_signals(void);
 
 /** mkdir -p. `first` (if not NULL) gets the shallowest folder it made, "" if none. */

@@ -152,6 +152,12 @@ rc2=$?
 check '[ $rc1 -eq 1 ] && [ $rc2 -eq 1 ] && grep -q "pipe.svs: a FIFO (named pipe), not a file" "$TMP/errf" && grep -q "pipe.svs: a FIFO" "$TMP/errm" && [ ! -e "$TMP/fifo" ]' \
   "a FIFO as the slide or the model: one-line error, no hang (exit $rc1, $rc2)"
 
+# past `ulimit -f` (50 KB): a one-line write error, no temporary file, no silent kill
+(ulimit -f 100 && "$TH" multi --model "$MODEL" -q -o "$TMP/fsize" "$SLIDE") 2>"$TMP/errz"
+rc=$?
+check '[ $rc -eq 1 ] && [ "$(wc -l <"$TMP/errz")" -eq 1 ] && grep -q "heatmap.png: .*File too large" "$TMP/errz" && [ -z "$(ls -A "$TMP/fsize" 2>/dev/null | grep tmp)" ]' \
+  "a file over ulimit -f: exit $rc, one line naming the file and EFBIG, no temporary left"
+
 "$TH" info >"$TMP/default-info"
 check 'grep -q "background  (background)" "$TMP/default-info" && grep -q "224 × 224" "$TMP/default-info"' \
   "info without --model describes the bundled model"
