@@ -211,47 +211,63 @@ static void add_text(th_panel *p, int x, int y, const char *s)
     snprintf(q->text, sizeof(q->text), "%s", s);
 }
 
-/* Single class beside a portrait thumbnail: the label on top, then a vertical colour bar (high
+/* The text above a single class's colour bar: the label and, when tiles were skipped, the note
+ * under it. Returns the y just below it; *w gets its width. */
+static int add_heading(const th_legend *lg, int s, th_panel *p, int *w)
+{
+    int m = 6 * s, y = m;
+    add_text(p, m, y, lg->label[0]);
+    *w = th_font_text_width(lg->label[0], s);
+    if (lg->note[0]) {
+        y += (TH_FONT_H + 2) * s;
+        add_text(p, m, y, lg->note);
+        *w = TH_MAX(*w, th_font_text_width(lg->note, s));
+    }
+    return y + TH_FONT_H * s;
+}
+
+/* Single class beside a portrait thumbnail: the heading on top, then a vertical colour bar (high
  * end up) with its two tick labels to the right. Sets the content size in *w, *h. */
 static void panel_single_right(const th_legend *lg, int thumb_h, int s, th_panel *p, int *w, int *h)
 {
     int m = 6 * s, cap = TH_FONT_ASCENT * s, ft = TH_MAX(1, s / 2);
-    int bar_w = 8 * s, tick = 3 * s;
-    int bar_y = m + TH_FONT_H * s + m + cap / 2;
+    int bar_w = 8 * s, tick = 3 * s, head_w;
+    int bar_y = add_heading(lg, s, p, &head_w) + m + cap / 2;
     int bar_h = TH_MAX(24 * s, TH_MIN(thumb_h / 2, thumb_h - bar_y - cap - m));
     int label_x = m + bar_w + tick + s;
-    add_text(p, m, m, lg->label[0]);
     add_framed(p, PRIM_GRAD_V, m, bar_y, bar_w, bar_h, NULL, ft);
     add_fill(p, m + bar_w, bar_y, tick, ft, ink);
     add_fill(p, m + bar_w, bar_y + bar_h - ft, tick, ft, ink);
     add_text(p, label_x, bar_y - cap / 2, lg->tick_hi);
     add_text(p, label_x, bar_y + bar_h - cap / 2, lg->tick_lo);
     int ticks_w = TH_MAX(th_font_text_width(lg->tick_hi, s), th_font_text_width(lg->tick_lo, s));
-    *w = m + TH_MAX(th_font_text_width(lg->label[0], s), label_x - m + ticks_w) + m;
+    *w = m + TH_MAX(head_w, label_x - m + ticks_w) + m;
+    // The low tick's cell (TH_FONT_H rows from bar end - cap / 2) ends inside this.
     *h = bar_y + bar_h + cap + m;
 }
 
-/* Single class below a landscape thumbnail: the label, then a horizontal colour bar (high end
+/* Single class below a landscape thumbnail: the heading, then a horizontal colour bar (high end
  * right) with the tick labels centred under its ends. */
 static void panel_single_below(const th_legend *lg, int thumb_w, int s, th_panel *p, int *w, int *h)
 {
-    int m = 6 * s, ft = TH_MAX(1, s / 2), tick = 3 * s;
+    int m = 6 * s, ft = TH_MAX(1, s / 2), tick = 3 * s, head_w;
     int lo_w = th_font_text_width(lg->tick_lo, s), hi_w = th_font_text_width(lg->tick_hi, s);
-    int bar_x = m + lo_w / 2, bar_y = m + TH_FONT_H * s + m, bar_h = 8 * s;
-    int bar_w = TH_MAX(24 * s, thumb_w / 2);
+    int bar_x = m + lo_w / 2, bar_y = add_heading(lg, s, p, &head_w) + m, bar_h = 8 * s;
+    // Half the thumbnail, and long enough that the tick labels under its ends keep 2s apart.
+    int bar_w = TH_MAX(TH_MAX(24 * s, thumb_w / 2), lo_w - lo_w / 2 + hi_w / 2 + 2 * s);
     int label_y = bar_y + bar_h + tick + s;
-    add_text(p, m, m, lg->label[0]);
     add_framed(p, PRIM_GRAD_H, bar_x, bar_y, bar_w, bar_h, NULL, ft);
     add_fill(p, bar_x, bar_y + bar_h, ft, tick, ink);
     add_fill(p, bar_x + bar_w - ft, bar_y + bar_h, ft, tick, ink);
     add_text(p, bar_x - lo_w / 2, label_y, lg->tick_lo);
     add_text(p, bar_x + bar_w - hi_w / 2, label_y, lg->tick_hi);
-    *w = TH_MAX(m + th_font_text_width(lg->label[0], s), bar_x + bar_w + hi_w / 2) + m;
+    *w = TH_MAX(m + head_w, bar_x + bar_w + hi_w - hi_w / 2) + m;
     *h = label_y + TH_FONT_H * s + m;
 }
 
 /* Multi: one swatch and label per class, stacked (right of a portrait thumbnail) or in rows
- * that wrap at the thumbnail's width (below a landscape one). */
+ * that wrap at the thumbnail's width (below a landscape one); the note, if any, on a line of its
+ * own under them. */
 static void panel_multi(const th_legend *lg, bool below, int thumb_w, int s, th_panel *p, int *w,
                         int *h)
 {
@@ -272,8 +288,53 @@ static void panel_multi(const th_legend *lg, bool below, int thumb_w, int s, th_
             y += pitch;
         }
     }
+    if (below) {
+        y += pitch; // y is now below the last row, as in the stacked case
+    }
+    if (lg->note[0]) {
+        add_text(p, m, y + s, lg->note);
+        right = TH_MAX(right, m + th_font_text_width(lg->note, s));
+        y += pitch;
+    }
     *w = right + m;
-    *h = (below ? y + pitch : y) - 4 * s + m;
+    *h = y - 4 * s + m;
+}
+
+// The panel at font scale s, beside or below the thumbnail already in *L.
+static void plan_at_scale(const th_legend *lg, int s, th_render_layout *L, th_panel *p)
+{
+    bool below = L->thumb_w > L->thumb_h;
+    L->font_scale = s;
+    p->n = 0;
+    add_fill(p, 0, 0, 0, 0, panel_bg); // resized to the whole panel below
+    add_fill(p, 0, 0, below ? 0 : TH_MAX(1, s / 2), below ? TH_MAX(1, s / 2) : 0, separator);
+    int cw, ch;
+    if (lg->multi) {
+        panel_multi(lg, below, L->thumb_w, s, p, &cw, &ch);
+    } else if (below) {
+        panel_single_below(lg, L->thumb_w, s, p, &cw, &ch);
+    } else {
+        panel_single_right(lg, L->thumb_h, s, p, &cw, &ch);
+    }
+    L->panel_x = below ? 0 : L->thumb_w;
+    L->panel_y = below ? L->thumb_h : 0;
+    L->panel_w = below ? TH_MAX(L->thumb_w, cw) : cw;
+    L->panel_h = below ? ch : TH_MAX(L->thumb_h, ch);
+    L->image_w = below ? L->panel_w : L->thumb_w + L->panel_w;
+    L->image_h = below ? L->thumb_h + L->panel_h : L->panel_h;
+    if (below) {
+        p->p[1].w = L->panel_w;
+    } else {
+        p->p[1].h = L->panel_h;
+    }
+    p->p[0].w = L->panel_w;
+    p->p[0].h = L->panel_h;
+}
+
+// Is text at scale s tall enough for an image whose long side is long_px?
+static bool legible(int s, int64_t long_px)
+{
+    return (int64_t)TH_FONT_ASCENT * s * 1000 >= TH_LEGEND_PERMILLE * long_px;
 }
 
 void th_panel_plan(const th_legend *lg, int64_t slide_w, int64_t slide_h, int width,
@@ -289,37 +350,18 @@ void th_panel_plan(const th_legend *lg, int64_t slide_w, int64_t slide_h, int wi
         L->thumb_h = out_long;
         L->thumb_w = (int)TH_MAX(1, llround((double)slide_w * out_long / (double)slide_h));
     }
-    // Legible on a 2000-px image (scale 3: 21-px capitals), still fits on a 300-px one.
-    int s = L->font_scale = TH_MAX(1, (out_long + 300) / 600);
-    bool below = L->thumb_w > L->thumb_h;
-    p->n = 0;
-    add_fill(p, 0, 0, 0, 0, panel_bg); // resized to the whole panel below
-    add_fill(p, 0, 0, below ? 0 : TH_MAX(1, s / 2), below ? TH_MAX(1, s / 2) : 0, separator);
-    int cw, ch;
-    if (lg->multi) {
-        panel_multi(lg, below, L->thumb_w, s, p, &cw, &ch);
-    } else if (below) {
-        panel_single_below(lg, L->thumb_w, s, p, &cw, &ch);
-    } else {
-        panel_single_right(lg, L->thumb_h, s, p, &cw, &ch);
+    // The smallest scale whose capitals are legible on the thumbnail's long side, then larger
+    // while the panel makes the image's long side longer still. This ends: one step of scale
+    // adds TH_FONT_ASCENT rows of cap height but lengthens the panel by at most ~300 px
+    // (a 47-byte label and the margins), whose 1.2 % is under 4.
+    int s = 1;
+    while (!legible(s, out_long)) {
+        s++;
     }
-    if (below) {
-        L->panel_y = L->thumb_h;
-        L->panel_w = TH_MAX(L->thumb_w, cw);
-        L->panel_h = ch;
-        L->image_w = L->panel_w;
-        L->image_h = L->thumb_h + L->panel_h;
-        p->p[1].w = L->panel_w;
-    } else {
-        L->panel_x = L->thumb_w;
-        L->panel_w = cw;
-        L->panel_h = TH_MAX(L->thumb_h, ch);
-        L->image_w = L->thumb_w + L->panel_w;
-        L->image_h = L->panel_h;
-        p->p[1].h = L->panel_h;
+    plan_at_scale(lg, s, L, p);
+    while (!legible(s, TH_MAX(L->image_w, L->image_h))) {
+        plan_at_scale(lg, ++s, L, p);
     }
-    p->p[0].w = L->panel_w;
-    p->p[0].h = L->panel_h;
 }
 
 void th_panel_draw(const th_panel *p, const th_render_layout *L, th_colormap cmap,

@@ -610,13 +610,16 @@ static void make_legend(render *r, const th_model *model, const th_render_option
         snprintf(lg->label[i], TH_LABEL_MAX, "%.*s %.1f%%", NAME_MAX_CHARS, name,
                  ov->res->percent[c]);
     }
+    // The colour bar's ends in CAM units, the percentile's value named as such.
+    snprintf(lg->tick_lo, TH_LABEL_MAX, "%.3g", ov->lo[0]);
     if (opt->norm == TH_NORM_PERCENTILE) {
-        snprintf(lg->tick_lo, TH_LABEL_MAX, "0");
-        snprintf(lg->tick_hi, TH_LABEL_MAX, "p%g", opt->percentile);
+        snprintf(lg->tick_hi, TH_LABEL_MAX, "%.3g (p%g)", ov->hi[0], opt->percentile);
     } else {
-        snprintf(lg->tick_lo, TH_LABEL_MAX, "%.3g", ov->lo[0]);
         snprintf(lg->tick_hi, TH_LABEL_MAX, "%.3g", ov->hi[0]);
     }
+    int64_t skipped;
+    th_result_get_tile_counts(ov->res, NULL, &skipped);
+    snprintf(lg->note, TH_LABEL_MAX, "%s", skipped > 0 ? "% of tissue tiles" : "");
 }
 
 // Validate, compute the display ranges, the legend and the layout (no pixel buffers yet).
@@ -658,8 +661,9 @@ static bool prepare(render *r, th_slide *slide, const th_result *res, const th_m
     return true;
 }
 
-bool th_render_plan(const th_slide *slide, const th_result *result, const th_model *model,
-                    const th_render_options *opt, th_render_layout *layout, th_error **err)
+bool th_render_plan_legend(const th_slide *slide, const th_result *result, const th_model *model,
+                           const th_render_options *opt, th_render_layout *layout,
+                           th_legend *legend, th_panel *panel, th_error **err)
 {
     render *r = th_malloc(sizeof(*r), err);
     if (!r) {
@@ -669,9 +673,21 @@ bool th_render_plan(const th_slide *slide, const th_result *result, const th_mod
     bool ok = prepare(r, (th_slide *)slide, result, model, opt, err);
     if (ok) {
         *layout = r->L;
+        if (legend) {
+            *legend = r->lg;
+        }
+        if (panel) {
+            *panel = r->pn;
+        }
     }
     th_free(r);
     return ok;
+}
+
+bool th_render_plan(const th_slide *slide, const th_result *result, const th_model *model,
+                    const th_render_options *opt, th_render_layout *layout, th_error **err)
+{
+    return th_render_plan_legend(slide, result, model, opt, layout, NULL, NULL, err);
 }
 
 /* ---------------------------------------------------------------- streaming */

@@ -127,16 +127,23 @@ void th_font_draw(const th_band *band, int64_t x, int64_t y, const char *s, int 
 
 /* ---- font.c: the legend panel, planned as primitives in panel coordinates and rasterised band
  * by band: a colour bar (single) or one swatch per class (multi), with labels. */
-#define TH_LABEL_MAX 48                     /* bytes of a legend label, NUL included */
-#define TH_PANEL_MAX (2 + 6 * TH_MAX_SHOWN) /* background, separator, 6 per legend entry */
+#define TH_LABEL_MAX 48 /* bytes of a legend label, NUL included */
+/* background, separator, 6 per legend entry, the note */
+#define TH_PANEL_MAX (3 + 6 * TH_MAX_SHOWN)
+/* The legend's capitals (TH_FONT_ASCENT rows at the font scale) are at least this many
+ * thousandths of the image's long side, and never below the font's native size. */
+#define TH_LEGEND_PERMILLE 12
 
-/* What the panel shows: labels are "name 41.2%"; ticks are the colour bar's ends. */
+/* What the panel shows: labels are "name 41.2%"; ticks are the colour bar's ends, in CAM units
+ * (the overlay's display range: "0" and "6.99 (p99)"); the note says what the percentages are of
+ * when it is not every tile of the grid. */
 typedef struct th_legend {
     bool multi;
     int n;                        /* classes shown */
     uint8_t rgb[TH_MAX_SHOWN][3]; /* multi: each class's swatch, as the overlay draws it */
     char label[TH_MAX_SHOWN][TH_LABEL_MAX];
     char tick_lo[TH_LABEL_MAX], tick_hi[TH_LABEL_MAX];
+    char note[TH_LABEL_MAX]; /* "% of tissue tiles" when tiles were skipped, else "" */
 } th_legend;
 
 typedef enum th_prim_kind { PRIM_FILL, PRIM_GRAD_V, PRIM_GRAD_H, PRIM_TEXT } th_prim_kind;
@@ -153,9 +160,17 @@ typedef struct th_panel {
     th_prim p[TH_PANEL_MAX];
 } th_panel;
 
+/* th_render_plan, and also the legend's text (*legend) and the panel's primitives (*panel), as
+ * th_render_heatmap draws them; either may be NULL. */
+bool th_render_plan_legend(const th_slide *slide, const th_result *result, const th_model *model,
+                           const th_render_options *opt, th_render_layout *layout,
+                           th_legend *legend, th_panel *panel, th_error **err);
+
 /* Lay out the image: the thumbnail's long side is min(width, slide long side); the panel goes
- * along the short side, so it never covers tissue and the long side stays as asked. Fills every
- * field of *L but `level`. */
+ * along the short side, so it never covers tissue and the thumbnail's long side stays as asked.
+ * The font scale (and with it every margin, swatch and bar) is the smallest that keeps the text
+ * TH_LEGEND_PERMILLE of the whole image's long side; everything fits inside the panel. Fills
+ * every field of *L but `level`. */
 void th_panel_plan(const th_legend *lg, int64_t slide_w, int64_t slide_h, int width,
                    th_render_layout *L, th_panel *p);
 
