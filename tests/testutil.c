@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Helpers shared by several test programs (and bench/): splitmix64 PRNG, .ref and .npy file
- * readers, a wall clock and a PNG reader. */
+ * readers, a wall clock, a PNG reader, and what the heatmap tests (test-render, test-legend,
+ * test-colors) share: a hand-made CMU result, rendering and reading back, pixel checks. */
 #include <config.h>
 
 #include <dirent.h>
@@ -11,6 +12,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "onnx.pb-c.h"
+#include "render.h"
 #include "result.h"
 #include "tap.h"
 #include "testutil.h"
@@ -408,4 +410,226 @@ void tu_model_with_metadata(const char *src_path, const char *key, const char *v
     th_free(packed);
     th_free(list);
     th_free(buf);
+}
+
+/* ---------------------------------------------------------------- heatmaps */
+
+#define INK 0x222222      // font.c's text colour
+#define PANEL_BG 0xf7f7f7 // and the panel's background
+
+int tu_rgb_dist(const uint8_t a[3], uint32_t hex)
+{
+    int d = 0;
+    for (int ch = 0; ch < 3; ch++) {
+        d = TH_MAX(d, abs((int)a[ch] - (int)((hex >> (16 - 8 * ch)) & 0xff)));
+    }
+    return d;
+}
+
+const uint8_t *tu_px_at(const tu_image *img, int x, int y)
+{
+    return img->rgb + ((size_t)y * img->w + x) * 3;
+}
+
+void tu_ref_pixel(th_slide *slide, int level, double kx, double ky, int ox, int oy, uint8_t rgb[3])
+{
+    int64_t lw, lh;
+    th_slide_get_level_dimensions(slide, level, &lw, &lh);
+    double ds = th_slide_get_level_downsample(slide, level);
+    int64_t x0 = (int64_t)ceil(ox * kx - 0.5), x1 = (int64_t)ceil((ox + 1) * kx - 0.5);
+    int64_t y0 = (int64_t)ceil(oy * ky - 0.5), y1 = (int64_t)ceil((oy + 1) * ky - 0.5);
+    x1 = TH_MIN(x1, lw);
+    y1 = TH_MIN(y1, lh);
+    uint8_t buf[16 * 16 * 3];
+    uint64_t sum[3] = {0, 0, 0}, n = (uint64_t)((x1 - x0) * (y1 - y0));
+    if (x1 - x0 > 16 || y1 - y0 > 16 || n == 0 ||
+        !th_slide_read_region(slide, buf, llround(x0 * ds), llround(y0 * ds), level, x1 - x0,
+                              y1 - y0, NULL)) {
+        bail("tu_ref_pixel: cannot read %d,%d", ox, oy);
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        for (int ch = 0; ch < 3; ch++) {
+            sum[ch] += buf[i * 3 + ch];
+        }
+    }
+    for (int ch = 0; ch < 3; ch++) {
+        rgb[ch] = (uint8_t)((sum[ch] + n / 2) / n);
+    }
+}
+
+int tu_swatch_y(const tu_image *img, const th_render_layout *L, uint32_t hex)
+{
+    for (int y = L->panel_y; y + 4 < img->h; y++) {
+        for (int x = L->panel_x; x + 4 < img->w; x++) {
+            bool all = true;
+            for (int k = 0; k < 25 && all; k++) {
+                all = tu_rgb_dist(tu_px_at(img, x + k % 5, y + k / 5), hex) == 0;
+            }
+            if (all) {
+                return y;
+            }
+        }
+    }
+    return -1;
+}
+
+th_result *tu_make_cmu_result(th_slide *slide, int n_classes)
+{
+    th_grid g;
+    th_error *err = NULL;
+    if (!th_grid_init(&g, slide, 0, 224, 224, &err)) {
+        bail("grid: %s", th_error_message(err));
+    }
+    int nc = n_classes;
+    th_result *r = th_result_new(&g, nc, 7, 7, (int64_t)g.cols * g.rows - 1, NULL);
+    if (!r || g.cols != 9 || g.rows != 13) {
+        bail("th_result_new failed or unexpected grid %dx%d", g.cols, g.rows);
+    }
+    int64_t t = 0;
+    for (int row = 0; row < g.rows; row++) {
+        for (int col = 0; col < g.cols; col++) {
+            if (col == 8 && row == 0) {
+                continue;
+            }
+            float *p = r->probs + t * nc; // (nc)
+            p[0] = col < 3 && row < 6 ? 0.7f : 0.1f;
+            p[1] = col >= 4 ? 0.8f : 0.2f;
+            p[2] = 1 - p[0] - p[1];
+            float cam[TH_MAX_SHOWN * 49] = {0}; // (nc, 7, 7)
+            for (int cy = 0; cy < 7; cy++) {
+                for (int cx = 0; cx < 7; cx++) {
+                    int gx = col * 7 + cx, gy = row * 7 + cy;
+                    cam[0 * 49 + cy * 7 + cx] = gx < 21 && gy < 42 ? 5.0f : 0.0f;
+                    cam[1 * 49 + cy * 7 + cx] = gx >= 31 ? 0.25f * (float)(gx - 31) : 0.0f;
+                }
+            }
+            if (nc > TH_MAX_SHOWN || !th_result_add_tile(r, t, col, row, cam, NULL)) {
+                bail("th_result_add_tile failed");
+            }
+            t++;
+        }
+    }
+    th_result_summarize(r);
+    return r;
+}
+
+bool tu_render(th_slide *slide, const th_result *r, const th_model *model,
+               const th_render_options *o, const char *name, tu_image *img, th_render_layout *L)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", test_tmpdir(), name);
+    th_error *err = NULL;
+    double t0 = tu_now();
+    if (!th_render_heatmap(slide, r, model, o, path, &err)) {
+        diag("%s: %s", name, th_error_message(err));
+        th_error_free(err);
+        return false;
+    }
+    diag("%s rendered in %.3f s", name, tu_now() - t0);
+    if (L && !th_render_plan(slide, r, model, o, L, NULL)) {
+        return false;
+    }
+    return tu_png_read(path, img);
+}
+
+bool tu_same_bytes(const char *a, const char *b)
+{
+    size_t na = 0, nb = 0;
+    uint8_t *pa = th_read_file(a, &na, NULL), *pb = th_read_file(b, &nb, NULL);
+    bool same = pa && pb && na == nb && memcmp(pa, pb, na) == 0;
+    th_free(pa);
+    th_free(pb);
+    return same;
+}
+
+th_result *tu_run_default(th_slide *slide, const th_model *model, double min_tissue)
+{
+    th_run_options ro;
+    th_run_options_init(&ro);
+    ro.min_tissue = min_tissue;
+    th_error *err = NULL;
+    th_result *r = th_run(slide, model, &ro, &err);
+    if (!r) {
+        bail("run: %s", th_error_message(err));
+    }
+    return r;
+}
+
+/* Is text primitive q in the image exactly as th_font_draw draws it: ink where the font has
+ * ink, the panel's background elsewhere in its cells, and some ink? */
+static bool text_drawn(const tu_image *img, const th_render_layout *L, const th_prim *q)
+{
+    int s = L->font_scale, w = th_font_text_width(q->text, s), h = TH_FONT_H * s;
+    int x0 = L->panel_x + q->x, y0 = L->panel_y + q->y;
+    if (w == 0 || x0 < 0 || y0 < 0 || x0 + w > img->w || y0 + h > img->h) {
+        return false;
+    }
+    uint8_t *want = tu_xcalloc((size_t)w * h, 3); // (h, w, 3), ink 255
+    th_band band = {.rgb = want, .w = w, .h = h, .y0 = 0};
+    const uint8_t on[3] = {255, 255, 255};
+    th_font_draw(&band, 0, 0, q->text, s, on);
+    bool same = true;
+    int inked = 0;
+    for (int y = 0; y < h && same; y++) {
+        for (int x = 0; x < w && same; x++) {
+            bool ink = want[((size_t)y * w + x) * 3] == 255;
+            inked += ink;
+            same = tu_rgb_dist(tu_px_at(img, x0 + x, y0 + y), ink ? INK : PANEL_BG) == 0;
+        }
+    }
+    th_free(want);
+    return same && inked > 0;
+}
+
+/* The height of the drawn text q measured in the image: the rows holding dark pixels in its
+ * columns, from two font pixels above its cell to two below. */
+static int ink_height(const tu_image *img, const th_render_layout *L, const th_prim *q)
+{
+    int s = L->font_scale, x0 = L->panel_x + q->x;
+    int x1 = TH_MIN(img->w, x0 + th_font_text_width(q->text, s));
+    int ya = TH_MAX(0, L->panel_y + q->y - 2 * s);
+    int yb = TH_MIN(img->h, L->panel_y + q->y + (TH_FONT_H + 2) * s);
+    int top = -1, bottom = -1;
+    for (int y = ya; y < yb; y++) {
+        for (int x = x0; x < x1; x++) {
+            const uint8_t *c = tu_px_at(img, x, y);
+            if (c[0] < 0x60 && c[1] < 0x60 && c[2] < 0x60) {
+                top = top < 0 ? y : top;
+                bottom = y;
+                break;
+            }
+        }
+    }
+    return top < 0 ? 0 : bottom - top + 1;
+}
+
+void tu_check_legend_pixels(th_slide *slide, const th_result *r, const th_model *model,
+                            const th_render_options *o, const char *name, th_legend *lg,
+                            th_render_layout *L)
+{
+    tu_image img = {0};
+    th_panel p;
+    bool done = tu_render(slide, r, model, o, name, &img, NULL) &&
+                th_render_plan_legend(slide, r, model, o, L, lg, &p, NULL);
+    if (!ok(done && img.w == L->image_w && img.h == L->image_h, "%s: rendered, %dx%d as planned",
+            name, img.w, img.h)) {
+        skip(2, "no image");
+        TH_FREE(img.rgb);
+        return;
+    }
+    const th_prim *first = NULL;
+    int drawn = 0, texts = 0;
+    for (int k = 0; k < p.n; k++) {
+        if (p.p[k].kind == PRIM_TEXT) {
+            first = first ? first : &p.p[k];
+            texts++;
+            drawn += text_drawn(&img, L, &p.p[k]);
+        }
+    }
+    int h = first ? ink_height(&img, L, first) : 0, long_px = TH_MAX(img.w, img.h);
+    ok(h >= TH_FONT_ASCENT && h * 1000 >= TH_LEGEND_PERMILLE * long_px,
+       "%s: \"%s\" is %d px high, >= 1.2 %% of %d (scale %d)", name, first ? first->text : "", h,
+       long_px, L->font_scale);
+    is_int(drawn, texts, "%s: every legend text drawn exactly, inside the image", name);
+    TH_FREE(img.rgb);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Helpers shared by several test programs (and bench/): a splitmix64 PRNG, the reader of the
- * .ref files that tools/gen-test-models.py writes, a .npy reader, and a conv th_layer built from a
- * spec. */
+ * .ref files that tools/gen-test-models.py writes, a .npy reader, a conv th_layer built from a
+ * spec, and the heatmap tests' (test-render, test-legend, test-colors) shared helpers. */
 #ifndef TH_TESTUTIL_H
 #define TH_TESTUTIL_H
 
@@ -132,5 +132,49 @@ void tu_expect_render_failure(tu_render_fn *fn, th_slide *slide, const th_result
  * `r` is a result of `slide` with `model` (30 TAP checks, 6 skipped without the bad slide). */
 void tu_expect_render_errors(tu_render_fn *fn, const char *name, th_slide *slide,
                              const th_result *r, const th_model *model);
+
+/* ---------------------------------------------------------------- heatmaps */
+
+/* From render.h, which is not included here: it brings th-private.h's poison list, and some test
+ * programs call fopen and calloc themselves. */
+struct th_render_layout;
+struct th_legend;
+
+/* Largest channel difference between rgb a and the colour 0xRRGGBB `hex`. */
+int tu_rgb_dist(const uint8_t a[3], uint32_t hex);
+/* Pixel (x, y) of img: its 3 bytes. */
+const uint8_t *tu_px_at(const tu_image *img, int x, int y);
+/* The plain thumbnail pixel (ox, oy), computed here from the documented rule: the mean of the
+ * level pixels whose centres fall inside the output pixel, rounded; k = level pixels per output
+ * pixel. */
+void tu_ref_pixel(th_slide *slide, int level, double kx, double ky, int ox, int oy, uint8_t rgb[3]);
+/* The top row of the first legend swatch of colour `hex` (a 5×5 block of exactly that colour in
+ * the panel), or -1. */
+int tu_swatch_y(const tu_image *img, const struct th_render_layout *L, uint32_t hex);
+
+/* The CMU slide (slides/CMU-1-Small-Region.svs), level 0. */
+#define TU_CMU_W 2220
+#define TU_CMU_H 2967
+
+/* A hand-made result on the CMU slide (2220×2967): 224-px tiles, 9×13 grid, 7×7 CAM cells of
+ * 32 px, tile (8, 0) not run. Class 0 is 5 in tile columns 0-2, rows 0-5 and 0 elsewhere;
+ * class 1 a ramp of 0.25 per cell from global cell column 31 to the right edge (0 before it);
+ * the other classes are zero. */
+th_result *tu_make_cmu_result(th_slide *slide, int n_classes);
+/* The bundled model run on CMU (min_tissue 0: no mask; 0.1: a tissue mask in the result). */
+th_result *tu_run_default(th_slide *slide, const th_model *model, double min_tissue);
+/* th_render_heatmap into TMPDIR/name, read back into *img; the layout into *L if not NULL
+ * (diag and false on failure). */
+bool tu_render(th_slide *slide, const th_result *r, const th_model *model,
+               const th_render_options *o, const char *name, tu_image *img,
+               struct th_render_layout *L);
+/* Whether files a and b both read and hold the same bytes. */
+bool tu_same_bytes(const char *a, const char *b);
+/* Render, then check the legend in the pixels: the first label's measured height at least 1.2 %
+ * of the image's long side (and the font's native size), and every text drawn as planned (three
+ * TAP checks). The legend and layout go to *lg and *L. */
+void tu_check_legend_pixels(th_slide *slide, const th_result *r, const th_model *model,
+                            const th_render_options *o, const char *name, struct th_legend *lg,
+                            struct th_render_layout *L);
 
 #endif
