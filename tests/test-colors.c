@@ -284,15 +284,8 @@ static void test_glass(th_slide *slide, const th_model *model, const th_result *
 int main(void)
 {
     plan(0);
-    th_error *err = NULL;
-    th_slide *slide = th_slide_open(test_data_path("slides/CMU-1-Small-Region.svs"), &err);
-    if (!slide) {
-        bail("CMU-1-Small-Region.svs: %s", th_error_message(err));
-    }
-    th_model *dflt = th_model_load(test_src_path("models/default.onnx"), &err);
-    if (!dflt) {
-        bail("models/default.onnx: %s", th_error_message(err));
-    }
+    th_slide *slide = tu_open_slide("slides/CMU-1-Small-Region.svs");
+    th_model *dflt = tu_load_model("models/default.onnx");
     th_result *real = tu_run_default(slide, dflt, 0.1), *nomask = tu_run_default(slide, dflt, 0);
     test_class_colors(slide, dflt, real);
     test_glass(slide, dflt, real, nomask);

@@ -256,23 +256,13 @@ int main(void)
     plan(0);
     test_legend_layout();
 
-    th_error *err = NULL;
-    th_slide *slide = th_slide_open(test_data_path("slides/CMU-1-Small-Region.svs"), &err);
-    if (!slide) {
-        bail("CMU-1-Small-Region.svs: %s", th_error_message(err));
-    }
+    th_slide *slide = tu_open_slide("slides/CMU-1-Small-Region.svs");
     // A model only for its class names (tumor, stroma, lymphocytes, ...): 6 classes.
-    th_model *model = th_model_load(test_src_path("tests/data/models/vgg-strided.onnx"), &err);
-    if (!model) {
-        bail("vgg-strided.onnx: %s", th_error_message(err));
-    }
+    th_model *model = tu_load_model("tests/data/models/vgg-strided.onnx");
     th_result *r = tu_make_cmu_result(slide, th_model_get_class_count(model));
     test_legend_sizes(slide, r, model);
     test_legend_values(slide, r, model);
-    th_model *dflt = th_model_load(test_src_path("models/default.onnx"), &err);
-    if (!dflt) {
-        bail("models/default.onnx: %s", th_error_message(err));
-    }
+    th_model *dflt = tu_load_model("models/default.onnx");
     th_result *real = tu_run_default(slide, dflt, 0.1), *nomask = tu_run_default(slide, dflt, 0);
     test_legend_note(slide, r, model, dflt, real, nomask);
     th_result_free(real);

@@ -633,3 +633,23 @@ void tu_check_legend_pixels(th_slide *slide, const th_result *r, const th_model 
     is_int(drawn, texts, "%s: every legend text drawn exactly, inside the image", name);
     TH_FREE(img.rgb);
 }
+
+th_slide *tu_open_slide(const char *data_rel)
+{
+    th_error *err = NULL;
+    th_slide *slide = th_slide_open(test_data_path(data_rel), &err);
+    if (!slide) {
+        bail("%s: %s", data_rel, th_error_message(err));
+    }
+    return slide;
+}
+
+th_model *tu_load_model(const char *src_rel)
+{
+    th_error *err = NULL;
+    th_model *model = th_model_load(test_src_path(src_rel), &err);
+    if (!model) {
+        bail("%s: %s", src_rel, th_error_message(err));
+    }
+    return model;
+}

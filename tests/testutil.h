@@ -177,4 +177,9 @@ void tu_check_legend_pixels(th_slide *slide, const th_result *r, const th_model 
                             const th_render_options *o, const char *name, struct th_legend *lg,
                             struct th_render_layout *L);
 
+/* The shared slide data_rel ($TH_DATA) opened, or the model src_rel ($TH_SRCDIR) loaded; bail()
+ * with the message if it fails. */
+th_slide *tu_open_slide(const char *data_rel);
+th_model *tu_load_model(const char *src_rel);
+
 #endif
