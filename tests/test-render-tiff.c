@@ -119,16 +119,6 @@ static bool read_image(th_slide *slide, int level, int64_t x, int64_t y, int w, 
     return false;
 }
 
-static bool same_bytes(const char *a, const char *b)
-{
-    size_t na = 0, nb = 0;
-    uint8_t *pa = th_read_file(a, &na, NULL), *pb = th_read_file(b, &nb, NULL);
-    bool same = pa && pb && na == nb && memcmp(pa, pb, na) == 0;
-    th_free(pa);
-    th_free(pb);
-    return same;
-}
-
 static char *tmp_file(const char *name)
 {
     static char path[4][512];
@@ -342,7 +332,7 @@ int main(void)
     omp_set_num_threads(2);
     done = done && th_render_tiff(slide, r, model, &o, two, NULL);
     omp_set_num_threads(saved);
-    ok(done && same_bytes(one, two) && same_bytes(one, tiff_m), "1 and 2 threads: the same bytes");
+    ok(done && tu_same_bytes(one, two) && tu_same_bytes(one, tiff_m), "1 and 2 threads: the same bytes");
 #else
     skip(1, "built without OpenMP");
 #endif
