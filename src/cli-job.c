@@ -4,12 +4,15 @@
  * error instead of exiting, so batch can record a slide's failure and go on. */
 #include <config.h>
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "cli.h"
+#include "cli-state.h"
 
 double cli_now(void)
 {
@@ -350,4 +353,82 @@ void cli_job_free(cli_job *j)
     th_slide_close(j->slide);
     j->result = NULL;
     j->slide = NULL;
+}
+
+/* ---------------------------------------------------------------- a single run's output set */
+
+// Every file a run may write, the reports last: a commit moves them in this order, and removes
+// those of an earlier run that this one did not write.
+static const char *const outputs[] = {"heatmap.png",   "heatmap.tiff", "tiles.csv",
+                                      "tissue.png",    "tiles.geojson", "cam.npy",
+                                      "probabilities.npy", "report.json", "run.json"};
+
+// Staging folders a killed run left in DIR (we hold DIR's lock, so none is in use).
+static void remove_stale_staging(const char *dir)
+{
+    DIR *d = opendir(dir);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (strncmp(de->d_name, ".tileheat-run-", 14) == 0) {
+            char path[8192];
+            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+            state_remove_tree(path);
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+}
+
+bool cli_outset_begin(cli_outset *set, const char *dir, double lock_timeout, cli_err *e)
+{
+    char holder[512];
+    memset(set, 0, sizeof(*set));
+    snprintf(set->dir, sizeof(set->dir), "%s", dir);
+    snprintf(set->lock, sizeof(set->lock), "%s/.tileheat.lock", dir);
+    if (!state_open(&set->st, dir, lock_timeout, false, e)) {
+        return false;
+    }
+    switch (state_lock_file(&set->st, set->lock, holder, sizeof(holder), e)) {
+    case LOCK_BUSY:
+        return cli_fail(e, "%s: another tileheat run is writing here (%s)", dir, holder);
+    case LOCK_ERROR:
+        return false;
+    case LOCK_TAKEN:
+        break;
+    }
+    set->locked = true;
+    remove_stale_staging(dir);
+    snprintf(set->staging, sizeof(set->staging), "%s/.tileheat-run-XXXXXX", dir);
+    if (!mkdtemp(set->staging)) {
+        set->staging[0] = 0;
+        return cli_fail(e, "%s: cannot create a folder: %s", dir, strerror(errno));
+    }
+    return true;
+}
+
+bool cli_outset_commit(cli_outset *set, cli_err *e)
+{
+    for (size_t i = 0; i < sizeof(outputs) / sizeof(outputs[0]); i++) {
+        char from[8400], to[8400];
+        snprintf(from, sizeof(from), "%s/%s", set->staging, outputs[i]);
+        snprintf(to, sizeof(to), "%s/%s", set->dir, outputs[i]);
+        if (rename(from, to) != 0 && errno == ENOENT) {
+            unlink(to); // not written this time: an earlier run's
+        } else if (access(to, F_OK) != 0) {
+            return cli_fail(e, "%s: cannot move into place: %s", to, strerror(errno));
+        }
+    }
+    return true;
+}
+
+void cli_outset_end(cli_outset *set)
+{
+    if (set->staging[0]) {
+        state_remove_tree(set->staging);
+    }
+    if (set->locked) {
+        unlink(set->lock);
+    }
+    set->locked = false;
+    set->staging[0] = 0;
 }

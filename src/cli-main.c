@@ -12,7 +12,7 @@
 
 #include <tiffio.h>
 
-#include "cli.h"
+#include "cli-state.h"
 
 // SLIDE-NAME.tileheat in the current directory: the slide's base name without its extension.
 static void default_out_dir(const char *slide, char *out, size_t size)
@@ -72,6 +72,7 @@ int cli_single(cli_opts *o, cli_err *e)
 {
     cli_job j = {.o = o, .slide_path = o->input, .run = o->run, .render = o->render};
     char dir[4096], created[4096] = "";
+    cli_outset set = {0};
     bool ok = false;
     th_runner *runner = NULL;
     th_model *model = NULL;
@@ -96,10 +97,11 @@ int cli_single(cli_opts *o, cli_err *e)
     j.shown_by = o->class_name ? "--class" : o->shown ? "--classes-shown" : NULL;
     // the output folder is made and checked before the slide is read, so that a folder that
     // cannot be written fails at once
-    if (!prepare_out_dir(o, dir, sizeof(dir), created, e) || !cli_job_open(&j, e)) {
+    if (!prepare_out_dir(o, dir, sizeof(dir), created, e) ||
+        !cli_outset_begin(&set, dir, o->lock_timeout, e) || !cli_job_open(&j, e)) {
         goto out;
     }
-    j.out_dir = dir;
+    j.out_dir = set.staging;
     runner = th_runner_new(model, &j.run, &err);
     if (!runner) {
         cli_fail(e, "%s: %s", o->model_path, th_error_message(err));
@@ -110,11 +112,14 @@ int cli_single(cli_opts *o, cli_err *e)
         goto out;
     }
     cli_job_warn(&j, o->input);
-    ok = cli_job_write(&j, e);
+    // a signal while the outputs were written leaves the earlier set as it was
+    ok = cli_job_write(&j, e) && !cli_signal && cli_outset_commit(&set, e);
+    j.out_dir = dir;
     if (ok && !o->quiet) {
         cli_job_print(&j, stdout);
     }
 out:
+    cli_outset_end(&set);
     if (!ok) {
         cli_rmdirs(dir, created); // the folders it made, if the failed run left them empty
     }

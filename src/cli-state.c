@@ -205,6 +205,12 @@ lock_result state_lock(const batch_state *st, const char *id, char *holder, size
 {
     char path[4096];
     path_of(st, "locks", id, ".lock", path, sizeof(path));
+    return state_lock_file(st, path, holder, size, e);
+}
+
+lock_result state_lock_file(const batch_state *st, const char *path, char *holder, size_t size,
+                            cli_err *e)
+{
     for (int attempt = 0; attempt < 3; attempt++) {
         bool exists;
         if (create_lock(st, path, e, &exists)) {

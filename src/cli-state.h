@@ -53,6 +53,10 @@ lock_result state_lock(const batch_state *st, const char *id, char *holder, size
                        cli_err *e);
 void state_unlock(const batch_state *st, const char *id);
 
+/** The same claim on any lock file (a single run's output folder: DIR/.tileheat.lock). */
+lock_result state_lock_file(const batch_state *st, const char *path, char *holder, size_t size,
+                            cli_err *e);
+
 /** Remove ID's lock if it is stale (a worker killed after its slide's record was written). */
 void state_reap_lock(const batch_state *st, const char *id);
 
@@ -89,5 +93,22 @@ void state_remove_tree(const char *path);
 /** Write OUTDIR/cohort.csv and cohort.json from .tileheat/cohort-rows.json and the records,
  *  under .tileheat/summary.lock; counts[] = done, failed, pending. (cli-summary.c) */
 bool cli_write_summary(const batch_state *st, int counts[3], cli_err *e);
+
+/* A single run's output set (cli-job.c): files are written into DIR/.tileheat-run-XXXXXX, then
+ * moved into DIR together (an earlier run's files that this run does not write are removed in the
+ * same step); DIR/.tileheat.lock keeps a second run out meanwhile. A failed or interrupted run
+ * leaves an earlier complete set as it was. */
+typedef struct cli_outset {
+    char dir[4096];
+    char staging[4200]; // where the run writes; "" once removed
+    char lock[4200];
+    bool locked;
+    batch_state st;     // for the lock: host, timeout
+} cli_outset;
+
+bool cli_outset_begin(cli_outset *set, const char *dir, double lock_timeout, cli_err *e);
+bool cli_outset_commit(cli_outset *set, cli_err *e);
+/** Remove the staging folder (if any) and the lock: after a commit or a failure. */
+void cli_outset_end(cli_outset *set);
 
 #endif

@@ -158,6 +158,31 @@ rc=$?
 check '[ $rc -eq 1 ] && [ "$(wc -l <"$TMP/errz")" -eq 1 ] && grep -q "heatmap.png: .*File too large" "$TMP/errz" && [ -z "$(ls -A "$TMP/fsize" 2>/dev/null | grep tmp)" ]' \
   "a file over ulimit -f: exit $rc, one line naming the file and EFBIG, no temporary left"
 
+# the output set is one unit: a rerun removes what it no longer writes; a failed or stopped run
+# leaves the earlier set as it was; a second run into the folder meanwhile is refused
+OS="$TMP/set"
+"$TH" multi --model "$MODEL" -q --width 200 --geojson -o "$OS" "$SLIDE" &&
+  "$TH" multi --model "$MODEL" -q --width 200 -o "$OS" "$SLIDE"
+check '[ $? -eq 0 ] && [ ! -e "$OS/tiles.geojson" ] && [ "$(ls -A "$OS" | tr "\n" " ")" = "heatmap.png report.json run.json tiles.csv tissue.png " ]' \
+  "a rerun without --geojson removes the earlier tiles.geojson, and leaves no lock or staging folder"
+cp -r "$OS" "$TMP/set-before"
+(ulimit -f 100 && "$TH" multi --model "$MODEL" -q --width 1500 -o "$OS" "$SLIDE") 2>/dev/null
+check '[ $? -eq 1 ] && diff -r "$OS" "$TMP/set-before" >/dev/null' \
+  "a run that fails while writing leaves the earlier set byte for byte, and no temporary"
+# a run of some seconds: the bundled model on the reference engine, the slide enlarged 2×
+"$TH" multi -q --engine ref --mpp 1.0 --min-tissue 0 -o "$OS" "$SLIDE" 2>/dev/null &
+pid=$!
+sleep 0.5
+"$TH" multi --model "$MODEL" -q --width 200 -o "$OS" "$SLIDE" 2>"$TMP/errlock"
+rc=$?
+kill -TERM $pid 2>/dev/null
+wait $pid
+rc_first=$?
+check '[ $rc -eq 1 ] && grep -q "another tileheat run is writing here (held by .* pid $pid since" "$TMP/errlock"' \
+  "a second run into a folder being written fails at once, naming the holder"
+check '[ $rc_first -eq 143 ] && diff -r "$OS" "$TMP/set-before" >/dev/null' \
+  "SIGTERM during a run: exit 143, the earlier set unchanged, no lock or staging folder left"
+
 "$TH" info >"$TMP/default-info"
 check 'grep -q "background  (background)" "$TMP/default-info" && grep -q "224 × 224" "$TMP/default-info"' \
   "info without --model describes the bundled model"
