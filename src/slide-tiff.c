@@ -308,6 +308,12 @@ static bool plan_blocks(tiff_src *t, tiff_handle *h, th_error **err)
         t->raw_stride = TIFFTileRowSize(tif);
     } else {
         uint32_t rps = 0;
+        if ((uint64_t)t->img_w * 3 > BLOCK_MAX_BYTES) { // one decoded row must fit in a block
+            th_error_set(err, "TIFF rows of %u px are wider than tileheat reads from a stripped "
+                              "TIFF (%zu px)",
+                         (unsigned)t->img_w, BLOCK_MAX_BYTES / 3);
+            return false;
+        }
         TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rps);
         // a band is one strip when that fits, else as many rows as fit (at least one)
         uint64_t max_rows = TH_MAX(1, BLOCK_MAX_BYTES / ((uint64_t)t->img_w * 3));

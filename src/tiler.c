@@ -145,8 +145,10 @@ bool th_grid_plan(th_grid *grid, const th_slide *slide, double model_mpp, int ti
                      (long long)llround(ew), (long long)llround(eh), tile_w, tile_h);
         return false;
     }
-    if (cols > INT32_MAX || rows > INT32_MAX) {
-        th_error_set(err, "image is %.0f×%.0f: too many tiles", ew, eh);
+    if (cols > TH_MAX_GRID_TILES / rows) { // per-tile arrays are sized by the grid
+        th_error_set(err, "the grid would have %lld × %lld tiles, more than tileheat's limit of "
+                          "%lld: give a larger --stride or a --roi",
+                     (long long)cols, (long long)rows, (long long)TH_MAX_GRID_TILES);
         return false;
     }
     g->cols = (int)cols;

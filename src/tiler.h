@@ -7,6 +7,10 @@
 
 #include "th-private.h"
 
+/* The most tiles a grid may have (per-tile arrays are sized by it before tissue detection):
+ * 16 777 216, a 917 000-pixel square of 224-pixel tiles. */
+#define TH_MAX_GRID_TILES ((int64_t)1 << 24)
+
 typedef struct th_grid {
     int level;               /* level the tiles are read from */
     double downsample;       /* of that level */

@@ -875,9 +875,66 @@ static void test_direct(const char *rel, uint32_t want_levels)
     th_slide_close(slow);
 }
 
+// A TIFF whose header claims a huge image and holds no pixel data (as the fuzzer's were).
+static bool write_header_only(const char *path, uint32_t w, uint32_t h, uint32_t tile)
+{
+    TIFF *t = TIFFOpenExt(path, "w8", NULL); // BigTIFF: a million tile offsets may not fit in 4 GB
+    if (!t) {
+        return false;
+    }
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, w);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, h);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 3);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_RGB);
+    TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+    if (tile) {
+        TIFFSetField(t, TIFFTAG_TILEWIDTH, tile);
+        TIFFSetField(t, TIFFTAG_TILELENGTH, tile);
+    } else {
+        TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, h);
+    }
+    uint8_t byte = 0; // one byte of the first block, so that libtiff writes the offset table
+    bool ok = (tile ? TIFFWriteRawTile(t, 0, &byte, 1) : TIFFWriteRawStrip(t, 0, &byte, 1)) == 1 &&
+              TIFFWriteDirectory(t) != 0;
+    TIFFClose(t);
+    return ok;
+}
+
+// Sizes a header claims are bounded before anything is allocated for them: a stripped TIFF's
+// row, the tile grid of a huge image.
+static void test_huge_headers(void)
+{
+    char path[512];
+    th_error *err = NULL;
+    snprintf(path, sizeof(path), "%s/wide-strip.tif", test_tmpdir());
+    th_slide *s = write_header_only(path, 1u << 31, 256, 0) ? th_slide_open(path, &err) : NULL;
+    ok(!s, "a stripped TIFF 2^31 px wide is refused");
+    like(err ? th_error_message(err) : NULL, "wider than tileheat reads from a stripped TIFF",
+         "... saying which limit");
+    th_error_free(err);
+    th_slide_close(s);
+    err = NULL;
+    snprintf(path, sizeof(path), "%s/huge-grid.tif", test_tmpdir());
+    s = write_header_only(path, 1u << 20, 1u << 20, 4096) ? th_slide_open(path, &err) : NULL;
+    th_model *m = s ? th_model_load(test_src_path("models/default.onnx"), &err) : NULL;
+    th_run_options opt;
+    th_run_options_init(&opt);
+    opt.slide_mpp = 0.5;
+    opt.min_tissue = 0;
+    th_result *r = m ? th_run(s, m, &opt, &err) : NULL;
+    ok(s && m && !r, "a 2^20-px square image (21.9 M tiles of 224 px) is refused before running");
+    like(err ? th_error_message(err) : NULL, "more than tileheat's limit of 16777216",
+         "... naming the grid limit");
+    th_error_free(err);
+    th_model_free(m);
+    th_slide_close(s);
+}
+
 int main(void)
 {
     plan(0);
+    test_huge_headers();
     test_direct("slides/CMU-1-Small-Region.svs", 0x1);
     // levels 1-4 have downsamples 2.0003, 4.002, 8.01, 16.03: OpenSlide interpolates there
     test_direct("slides/CMU-1-Small-Region.generic-pyramid.tiff", 0x1);
