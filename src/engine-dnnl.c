@@ -462,7 +462,9 @@ static bool fast_plan(th_engine *e, th_error **err)
     bool ok = plan_steps(e, p, err);
     serial_end(saved);
     p->buf_bytes[BUF_GAP] = sizeof(float) * (size_t)e->feat_c;
-    return ok && layout(p, err);
+    ok = ok && layout(p, err);
+    e->ws_bytes = p->ws_bytes;
+    return ok;
 }
 
 static void fast_ws_free(th_engine_ws *base)

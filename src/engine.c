@@ -97,10 +97,12 @@ static bool ref_plan_new(th_engine *e, th_error **err)
         return false;
     }
     p->ws_floats = 0;
-    return reserve(&p->ws_floats, in_floats, &p->off_input, err) &&
-           reserve(&p->ws_floats, p->act_floats, &p->off_act[0], err) &&
-           reserve(&p->ws_floats, p->act_floats, &p->off_act[1], err) &&
-           reserve(&p->ws_floats, (size_t)e->feat_c, &p->off_gap, err);
+    bool ok = reserve(&p->ws_floats, in_floats, &p->off_input, err) &&
+              reserve(&p->ws_floats, p->act_floats, &p->off_act[0], err) &&
+              reserve(&p->ws_floats, p->act_floats, &p->off_act[1], err) &&
+              reserve(&p->ws_floats, (size_t)e->feat_c, &p->off_gap, err);
+    e->ws_bytes = p->ws_floats * sizeof(float); // reserve keeps this within SIZE_MAX
+    return ok;
 }
 
 static th_engine_ws *ref_ws_new(const th_engine *e, th_error **err)
@@ -243,6 +245,38 @@ static bool check_model(th_engine *e, th_error **err)
     return true;
 }
 
+// A model whose activations need more than this per thread is refused when planned: a 1.5 MB
+// file with one 65 536-channel convolution asked for 24.5 GiB a thread. VGG16 at 224 px needs
+// about 40 MB.
+#define MAX_WORKSPACE_BYTES ((size_t)1 << 30)
+
+// The workspace within MAX_WORKSPACE_BYTES, or an error naming the widest layer.
+static bool check_workspace(const th_engine *e, th_error **err)
+{
+    if (e->ws_bytes <= MAX_WORKSPACE_BYTES) {
+        return true;
+    }
+    const th_model *m = e->model;
+    int h = e->tile_h, w = e->tile_w, widest = -1;
+    double widest_floats = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer *l = &m->layers[i];
+        if (!th_layer_out_size(l, h, w, &h, &w)) {
+            break;
+        }
+        double floats = (double)l->c_out * h * w;
+        if (floats > widest_floats) {
+            widest_floats = floats;
+            widest = i;
+        }
+    }
+    th_error_set(err, "a %d×%d tile needs %zu MiB of working memory per thread, more than "
+                      "tileheat's limit of %zu MiB (the widest layer: '%s', %d channels)",
+                 e->tile_w, e->tile_h, e->ws_bytes >> 20, MAX_WORKSPACE_BYTES >> 20,
+                 widest >= 0 ? m->layers[widest].name : "?", widest >= 0 ? m->layers[widest].c_out : 0);
+    return false;
+}
+
 /*
  * Plan an engine for `model` at tile_w×tile_h. The model is borrowed and must outlive the
  * engine. Fails (NULL, *err set) for TH_ENGINE_FAST or _WINOGRAD when oneDNN is not built in, a
@@ -266,7 +300,7 @@ th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w,
     e->model = model;
     e->tile_w = tile_w;
     e->tile_h = tile_h;
-    if (!check_model(e, err) || !ops->plan(e, err)) {
+    if (!check_model(e, err) || !ops->plan(e, err) || !check_workspace(e, err)) {
         th_error_prefix(err, "%s engine: ", ops->name);
         th_engine_free(e);
         return NULL;

@@ -29,6 +29,7 @@ struct th_engine {
     int tile_w, tile_h;         /* input size in pixels */
     int feat_c, feat_h, feat_w; /* shape of the map feeding GAP */
     int n_winograd;             /* convolutions planned with Winograd (TH_ENGINE_WINOGRAD) */
+    size_t ws_bytes;            /* one workspace's size, set by the backend's plan */
     void *data;                 /* backend state */
 };
 

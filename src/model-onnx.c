@@ -168,12 +168,18 @@ static bool op_conv(walk *wk, const Onnx__NodeProto *node, th_error **err)
     if (!wt) {
         return false;
     }
+    char dims[160];
+    th_onnx_dims_string(wt, dims, sizeof(dims));
     if (wt->n_dims != 4 || wt->dims[0] <= 0 || wt->dims[1] <= 0 || wt->dims[2] <= 0 ||
-        wt->dims[3] <= 0 || wt->dims[0] > 65536 || wt->dims[2] > 4096 || wt->dims[3] > 4096) {
-        char dims[160];
-        th_onnx_dims_string(wt, dims, sizeof(dims));
+        wt->dims[3] <= 0) {
         return th_onnx_fail(&wk->at, err,
                             "weight '%s' has dims %s; tileheat needs a 2-D convolution",
+                            node->input[1], dims);
+    }
+    if (wt->dims[0] > 65536 || wt->dims[1] > 65536 || wt->dims[2] > 4096 || wt->dims[3] > 4096) {
+        return th_onnx_fail(&wk->at, err,
+                            "weight '%s' has dims %s: more than tileheat's limits of 65536 "
+                            "channels and 4096-pixel kernels",
                             node->input[1], dims);
     }
     int64_t group;

@@ -533,6 +533,15 @@ static void test_errors(void)
     like(err ? th_error_message(err) : NULL, "dense layer", "... with a message");
     th_error_free(err);
 
+    // a plan whose activations would need more than 1 GiB a thread is refused when made
+    err = NULL;
+    e = th_engine_new(&test_model, TH_ENGINE_REF, 20000, 20000, &err);
+    ok(!e, "a 20000×20000 tile (several GiB of activations) is refused at plan time");
+    like(err ? th_error_message(err) : NULL, "more than tileheat's limit of 1024 MiB",
+         "... naming the limit");
+    like(err ? th_error_message(err) : NULL, "the widest layer: '", "... and the widest layer");
+    th_error_free(err);
+
     th_engine_free(NULL);
     th_engine_ws_free(NULL);
     ok(true, "free functions accept NULL");
@@ -540,7 +549,7 @@ static void test_errors(void)
 
 int main(void)
 {
-    plan(N_CONV + N_POOL + 7 + 6 + 4 + 9);
+    plan(N_CONV + N_POOL + 7 + 6 + 4 + 12);
     test_input();
     for (int i = 0; i < N_CONV; i++) {
         test_conv(&conv_cases[i]);
