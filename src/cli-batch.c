@@ -197,10 +197,13 @@ static cJSON *done_record(const item *it, double seconds)
 
 // A slide failed: its record says why, its staging folder and lock go. A slide stopped by a
 // signal is not a failure: it is left as if never started.
-static void fail_item(batch *b, item *it, const cli_err *why)
+static void fail_item(batch *b, item *it, cli_err *why)
 {
     double seconds = cli_now() - it->start;
     cli_err e;
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s/%s", b->st.outdir, it->row->id);
+    cli_err_replace(why, it->work, dir); // the slide's folder, not its staging folder
     bool stopped = cli_signal != 0;
     if (!stopped &&
         !state_write_record(&b->st, it->row->id, record_new(it, "failed", why->msg, seconds),

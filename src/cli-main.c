@@ -119,6 +119,7 @@ int cli_single(cli_opts *o, cli_err *e)
         cli_job_print(&j, stdout);
     }
 out:
+    cli_err_replace(e, set.staging, dir); // the user knows the folder, not its staging folder
     cli_outset_end(&set);
     if (!ok) {
         cli_rmdirs(dir, created); // the folders it made, if the failed run left them empty

@@ -47,6 +47,16 @@ bool cli_prefix(cli_err *e, const char *fmt, ...)
     return false;
 }
 
+void cli_err_replace(cli_err *e, const char *from, const char *to)
+{
+    char *at = e && *from ? strstr(e->msg, from) : NULL;
+    if (at) {
+        char rest[sizeof(e->msg)];
+        snprintf(rest, sizeof(rest), "%s", at + strlen(from));
+        snprintf(at, sizeof(e->msg) - (size_t)(at - e->msg), "%s%s", to, rest);
+    }
+}
+
 volatile sig_atomic_t cli_signal;
 
 static void on_signal(int sig)

@@ -30,6 +30,10 @@ bool cli_fail(cli_err *e, const char *fmt, ...) CLI_PRINTF(2, 3);
 /** Put "<prefix>" in front of e's message; returns false. */
 bool cli_prefix(cli_err *e, const char *fmt, ...) CLI_PRINTF(2, 3);
 
+/** Replace the first `from` in e's message with `to` (a staging folder's path with the folder
+ *  the user named). */
+void cli_err_replace(cli_err *e, const char *from, const char *to);
+
 /* ---------------------------------------------------------------- options (cli-options.c) */
 
 typedef enum cli_command {

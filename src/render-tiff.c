@@ -7,6 +7,7 @@
  * raw JPEG tiles are appended to the output as reduced-resolution pages. */
 #include <config.h>
 
+
 #include <inttypes.h>
 #include <tiffio.h>
 

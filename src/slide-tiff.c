@@ -8,6 +8,8 @@
  * Samples are converted to 8-bit RGB: gray, palette, 1-16 bit, alpha composited on white. */
 #include <config.h>
 
+#include <errno.h>
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <tiffio.h>
@@ -73,12 +75,19 @@ struct th_tiff_src {
 typedef th_tiff_src tiff_src;
 
 // Per-handle libtiff handlers: keep the first message (later ones are usually consequences),
-// never print. Returning 1 stops libtiff from also calling the global handler.
+// never print. Returning 1 stops libtiff from also calling the global handler. A write that
+// failed for want of room gets the system's words: libtiff's "Write error at scanline N" alone
+// does not say the disk is full.
 static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
 {
+    int e = errno;
     char *msg = user; // TH_TIFF_MSG bytes
     if (msg && !msg[0]) {
         vsnprintf(msg, TH_TIFF_MSG, fmt, ap);
+        if (e == ENOSPC || e == EFBIG || e == EDQUOT || e == EIO) {
+            size_t n = strlen(msg);
+            snprintf(msg + n, TH_TIFF_MSG - n, ": %s", strerror(e));
+        }
         for (char *p = msg; *p; p++) {
             if (*p == '\n' || *p == '\r') {
                 *p = ' ';

@@ -155,7 +155,7 @@ check '[ $rc1 -eq 1 ] && [ $rc2 -eq 1 ] && grep -q "pipe.svs: a FIFO (named pipe
 # past `ulimit -f` (50 KB): a one-line write error, no temporary file, no silent kill
 (ulimit -f 100 && "$TH" multi --model "$MODEL" -q -o "$TMP/fsize" "$SLIDE") 2>"$TMP/errz"
 rc=$?
-check '[ $rc -eq 1 ] && [ "$(wc -l <"$TMP/errz")" -eq 1 ] && grep -q "heatmap.png: .*File too large" "$TMP/errz" && [ -z "$(ls -A "$TMP/fsize" 2>/dev/null | grep tmp)" ]' \
+check '[ $rc -eq 1 ] && [ "$(wc -l <"$TMP/errz")" -eq 1 ] && grep -q "fsize/heatmap.png: .*File too large" "$TMP/errz" && ! grep -q "tileheat-run" "$TMP/errz" && [ -z "$(ls -A "$TMP/fsize" 2>/dev/null | grep tmp)" ]' \
   "a file over ulimit -f: exit $rc, one line naming the file and EFBIG, no temporary left"
 
 # the output set is one unit: a rerun removes what it no longer writes; a failed or stopped run

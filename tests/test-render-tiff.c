@@ -316,6 +316,7 @@ int main(void)
     is_int(tu_files_in(test_tmpdir()), 2, "no temporary files are left");
     test_pyramid(slide, tiff, mx);
     test_vs_png(tiff, png, "single");
+    tu_expect_disk_full(th_render_tiff, "heatmap.tiff", slide, r, model);
 
     o.n_shown = th_result_top_classes(r, model, 3, o.shown);
     o.multi = true;

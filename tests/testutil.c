@@ -4,6 +4,10 @@
  * test-colors) share: a hand-made CMU result, rendering and reading back, pixel checks. */
 #include <config.h>
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
 #include <dirent.h>
 #include <png.h>
 #include <sys/stat.h>
@@ -652,4 +656,36 @@ th_model *tu_load_model(const char *src_rel)
         bail("%s: %s", src_rel, th_error_message(err));
     }
     return model;
+}
+
+void tu_expect_disk_full(tu_render_fn *fn, const char *name, th_slide *slide, const th_result *r,
+                         const th_model *model)
+{
+    struct rlimit old, lim;
+    if (getrlimit(RLIMIT_FSIZE, &old) != 0) {
+        skip(3, "no RLIMIT_FSIZE");
+        return;
+    }
+    char dir[512], path[600];
+    snprintf(dir, sizeof(dir), "%s/full-%s", test_tmpdir(), name);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (mkdir(dir, 0777) != 0) {
+        bail("mkdir %s", dir);
+    }
+    th_render_options o;
+    th_render_options_init(&o);
+    th_error *err = NULL;
+    lim = old;
+    lim.rlim_cur = TH_MIN(old.rlim_max, (rlim_t)1 << 20);
+    signal(SIGXFSZ, SIG_IGN);
+    fflush(stdout); // nothing may be written to stdout under the limit
+    setrlimit(RLIMIT_FSIZE, &lim);
+    bool done = fn(slide, r, model, &o, path, &err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, SIG_DFL);
+    ok(!done && err, "%s on a full disk: fails", name);
+    like(err ? th_error_message(err) : NULL, "File too large",
+         "%s on a full disk: the message has the system's words", name);
+    ok(tu_files_in(dir) == 0, "%s on a full disk: leaves no file behind", name);
+    th_error_free(err);
 }

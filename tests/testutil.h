@@ -182,4 +182,10 @@ void tu_check_legend_pixels(th_slide *slide, const th_result *r, const th_model 
 th_slide *tu_open_slide(const char *data_rel);
 th_model *tu_load_model(const char *src_rel);
 
+/* A full disk, simulated with a 1 MB file size limit (RLIMIT_FSIZE, SIGXFSZ ignored): the
+ * writer `fn` fails midway with the system's words ("File too large") and leaves no file (3
+ * TAP checks). */
+void tu_expect_disk_full(tu_render_fn *fn, const char *name, th_slide *slide, const th_result *r,
+                         const th_model *model);
+
 #endif
