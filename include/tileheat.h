@@ -127,6 +127,11 @@ TH_API double th_model_get_mpp(const th_model *model);
 /** Whether metadata `background_classes` names class c. @since 0.1 */
 TH_API bool th_model_is_background_class(const th_model *model, int c);
 
+/** The SHA-256 of the model's file in lowercase hex, into hex (65 bytes with the NUL): hashed on
+ *  the first call, then remembered (thread-safe); "" for a model loaded from memory. False and
+ *  *err set if the file cannot be read any more. @since 0.4 */
+TH_API bool th_model_get_sha256(const th_model *model, char hex[65], th_error **err);
+
 /** A metadata_props value (borrowed), or NULL if the key is absent. @since 0.1 */
 TH_API const char *th_model_get_metadata(const th_model *model, const char *key);
 
@@ -367,7 +372,8 @@ TH_API bool th_render_heatmap(th_slide *slide, const th_result *result, const th
 /** What report.json and run.json record besides the result. Strings are borrowed. @since 0.1 */
 typedef struct th_report_info {
     const char *slide_path; /**< as given by the user */
-    const char *model_path; /**< as given by the user */
+    const char *model_path; /**< as given by the user (run.json hashes this file only for a
+                                 model loaded from memory) */
     const char *command;    /**< "single" or "multi" */
     int level;
     const th_stage *stages; /**< extra stages after the run (render, outputs) @since 0.2 */
@@ -375,8 +381,6 @@ typedef struct th_report_info {
     int64_t peak_rss;       /**< bytes, 0 if unknown @since 0.2 */
     int argc;               /**< run.json: the command line, as given @since 0.2 */
     char *const *argv;
-    const char *model_sha256; /**< run.json: the model file's SHA-256 in hex, if the caller has
-                                   it; NULL = hashed from model_path @since 0.4 */
     const th_render_options *render; /**< report.json: how the heatmap was drawn (the `drawing`
                                           object, each class's colour and whether it was drawn);
                                           NULL = not recorded @since 0.4 */

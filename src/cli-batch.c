@@ -115,7 +115,6 @@ static bool make_item(batch *b, const cohort_row *row, item *it, cli_err *e)
     it->job = (cli_job){.o = b->o,
                         .model = b->model,
                         .slide_path = row->slide,
-                        .model_sha256 = b->model_sha,
                         .run = b->o->run,
                         .render = b->o->render};
     if (row->mpp > 0) {
@@ -426,8 +425,13 @@ static bool prepare(batch *b, cli_err *e)
     }
     slurm_threads(o);
     if (!cohort_load(&b->cohort, o->input, o->single, probe_slide, NULL, e) ||
-        !(b->model = cli_load_model(o, e)) ||
-        !cli_sha256_file(o->model_path, b->model_sha, e)) {
+        !(b->model = cli_load_model(o, e))) {
+        return false;
+    }
+    th_error *err = NULL;
+    if (!th_model_get_sha256(b->model, b->model_sha, &err)) { // part of every slide's key
+        cli_fail(e, "%s", th_error_message(err));
+        th_error_free(err);
         return false;
     }
     th_render_options probe;

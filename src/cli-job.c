@@ -259,7 +259,6 @@ static bool write_reports(cli_job *j, cli_err *e)
                            .peak_rss = th_peak_rss(),
                            .argc = j->o->argc,
                            .argv = j->o->argv,
-                           .model_sha256 = j->model_sha256,
                            .render = &j->render,
                            .shown_by = j->shown_by};
     char json[4096], run[4096];

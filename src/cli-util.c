@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <nettle/sha2.h>
 
 #include "cli.h"
 
@@ -173,28 +172,4 @@ char *cli_read_file(const char *path, size_t *len, cli_err *e)
         *len = n;
     }
     return buf;
-}
-
-bool cli_sha256_file(const char *path, char hex[65], cli_err *e)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        return cli_fail(e, "%s: %s", path, strerror(errno));
-    }
-    struct sha256_ctx ctx;
-    uint8_t buf[1 << 16], digest[SHA256_DIGEST_SIZE];
-    sha256_init(&ctx);
-    for (size_t n; (n = fread(buf, 1, sizeof(buf), fp)) > 0;) {
-        sha256_update(&ctx, n, buf);
-    }
-    bool bad = ferror(fp);
-    fclose(fp);
-    if (bad) {
-        return cli_fail(e, "%s: cannot read", path);
-    }
-    sha256_digest(&ctx, sizeof(digest), digest);
-    for (int i = 0; i < SHA256_DIGEST_SIZE; i++) {
-        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    }
-    return true;
 }

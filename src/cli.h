@@ -115,7 +115,6 @@ typedef struct cli_job {
     const th_model *model;
     const char *slide_path;
     const char *out_dir;        // where the files go
-    const char *model_sha256;   // hex, or NULL to hash the model file for run.json
     th_run_options run;         // o->run with the cohort row's mpp and roi
     th_render_options render;   // o->render with the classes shown
     th_slide *slide;
@@ -178,8 +177,6 @@ bool cli_dir_writable(const char *dir, cli_err *e);
 /** A file's contents, NUL-terminated (caller frees); NULL + e on failure. */
 char *cli_read_file(const char *path, size_t *len, cli_err *e);
 
-/** The SHA-256 of a file in hex (65 bytes with the NUL). */
-bool cli_sha256_file(const char *path, char hex[65], cli_err *e);
 
 /* ---------------------------------------------------------------- commands */
 

@@ -424,6 +424,7 @@ th_model *th_model_load_from_memory(const void *data, size_t len, th_error **err
     }
     th_model *m = th_calloc(1, sizeof(*m), err);
     if (m) {
+        pthread_mutex_init(&m->sha_lock, NULL);
         m->in_c = 3;
         m->input_scale = 1.0f / 255.0f;
         m->input_std[0] = m->input_std[1] = m->input_std[2] = 1.0f;
@@ -444,7 +445,29 @@ th_model *th_model_load(const char *path, th_error **err)
     }
     th_model *m = th_model_load_from_memory(file.data, file.len, err);
     th_unmap_file(&file);
+    if (m && !(m->path = th_strdup(path, err))) {
+        th_model_free(m);
+        m = NULL;
+    }
     return m;
+}
+
+bool th_model_get_sha256(const th_model *model, char hex[65], th_error **err)
+{
+    hex[0] = '\0';
+    if (!model || !model->path) {
+        return true;
+    }
+    // hashed on first use (a model read only for its classes never pays for it), then kept;
+    // the cache is not part of what the model means, so the model stays const to its users
+    th_model *m = (th_model *)model;
+    pthread_mutex_lock(&m->sha_lock);
+    bool ok = m->sha256[0] || th_sha256_file(m->path, m->sha256, err);
+    if (ok) {
+        memcpy(hex, m->sha256, sizeof(m->sha256));
+    }
+    pthread_mutex_unlock(&m->sha_lock);
+    return ok;
 }
 
 void th_model_free(th_model *model)
@@ -465,6 +488,8 @@ void th_model_free(th_model *model)
     th_free(model->layers);
     th_free((void *)model->dense_w);
     th_free((void *)model->dense_b);
+    th_free(model->path);
+    pthread_mutex_destroy(&model->sha_lock);
     th_free(model);
 }
 

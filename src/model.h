@@ -6,6 +6,8 @@
 #ifndef TH_MODEL_H
 #define TH_MODEL_H
 
+#include <pthread.h>
+
 #include "th-private.h"
 
 typedef enum th_layer_kind {
@@ -51,6 +53,9 @@ struct th_model {
     int n_meta;
     char *meta_key[TH_MODEL_META_MAX];   /* metadata_props, owned */
     char *meta_value[TH_MODEL_META_MAX];
+    char *path;              /* the file it was loaded from, owned; NULL from memory */
+    pthread_mutex_t sha_lock; /* guards sha256, which is filled on first use */
+    char sha256[65];         /* the file's SHA-256 in hex; "" until th_model_get_sha256 */
 };
 
 /* Output size of one layer for an h×w input; false if the output would be empty. */

@@ -6,7 +6,6 @@
 #include <config.h>
 
 #include <cjson/cJSON.h>
-#include <nettle/sha2.h>
 
 #include "model.h"
 #include "render.h"
@@ -273,31 +272,6 @@ bool th_report_write_csv(const th_result *result, const th_model *model, const c
 }
 
 // Hex SHA-256 of a file (65 bytes with the terminator).
-static bool sha256_file(const char *path, char hex[65], th_error **err)
-{
-    FILE *fp = th_fopen(path, "rb", err);
-    if (!fp) {
-        return false;
-    }
-    struct sha256_ctx ctx;
-    sha256_init(&ctx);
-    uint8_t buf[65536], digest[SHA256_DIGEST_SIZE];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), fp)) > 0) {
-        sha256_update(&ctx, n, buf);
-    }
-    bool ok = !ferror(fp);
-    fclose(fp);
-    if (!ok) {
-        th_error_set(err, "%s: read error", path);
-        return false;
-    }
-    sha256_digest(&ctx, sizeof(digest), digest);
-    for (int i = 0; i < SHA256_DIGEST_SIZE; i++) {
-        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    }
-    return true;
-}
 
 static void add_run_options(cJSON *root, const th_result *r, const th_report_info *info)
 {
@@ -330,10 +304,10 @@ static void add_run_options(cJSON *root, const th_result *r, const th_report_inf
 bool th_report_write_run_json(const th_result *result, const th_model *model,
                               const th_report_info *info, const char *path, th_error **err)
 {
+    // the model's file, hashed once per model; a model from memory: the path the caller gives
     char sha[65] = "";
-    if (info && info->model_sha256) {
-        snprintf(sha, sizeof(sha), "%s", info->model_sha256);
-    } else if (info && info->model_path && !sha256_file(info->model_path, sha, err)) {
+    if (!th_model_get_sha256(model, sha, err) ||
+        (!sha[0] && info && info->model_path && !th_sha256_file(info->model_path, sha, err))) {
         return false;
     }
     cJSON *root = cJSON_CreateObject();

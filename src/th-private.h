@@ -84,6 +84,9 @@ FILE *th_fopen(const char *path, const char *mode, th_error **err);
 /* Whole file into memory (for model files); *len receives the size. Caller frees with th_free. */
 void *th_read_file(const char *path, size_t *len, th_error **err);
 
+/* The SHA-256 of a file's bytes in lowercase hex (65 bytes with the NUL). */
+bool th_sha256_file(const char *path, char hex[65], th_error **err);
+
 /* A whole file, read-only: mapped when it is a regular file (its pages are the page cache's, so
  * a 59 MB model costs no fresh memory; in a VM fresh memory is what loading costs), else read
  * with th_read_file. Released with th_unmap_file. */

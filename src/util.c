@@ -9,6 +9,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <nettle/sha2.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -403,4 +405,30 @@ int64_t th_peak_rss(void)
         return 0;
     }
     return (int64_t)ru.ru_maxrss * 1024; // Linux reports kilobytes
+}
+
+bool th_sha256_file(const char *path, char hex[65], th_error **err)
+{
+    FILE *fp = th_fopen(path, "rb", err);
+    if (!fp) {
+        return false;
+    }
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    uint8_t buf[65536], digest[SHA256_DIGEST_SIZE];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), fp)) > 0) {
+        sha256_update(&ctx, n, buf);
+    }
+    bool ok = !ferror(fp);
+    fclose(fp);
+    if (!ok) {
+        th_error_set(err, "%s: read error", path);
+        return false;
+    }
+    sha256_digest(&ctx, sizeof(digest), digest);
+    for (int i = 0; i < SHA256_DIGEST_SIZE; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    }
+    return true;
 }

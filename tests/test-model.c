@@ -584,6 +584,15 @@ static void test_class_names(const uint8_t *buf, size_t len)
         bail("vgg-basic does not load: %s", th_error_message(err));
     }
     is_string(th_model_get_class_name(m, 2), "class2", "default class names");
+    char sha[65] = "x";
+    ok(th_model_get_sha256(m, sha, NULL) && sha[0] == '\0', "a model from memory has no SHA-256");
+    th_model *f = th_model_load(test_src_path("tests/data/models/vgg-basic.onnx"), NULL);
+    char again[65] = "";
+    ok(f && th_model_get_sha256(f, sha, NULL) && strlen(sha) == 64 &&
+           strspn(sha, "0123456789abcdef") == 64 && th_model_get_sha256(f, again, NULL) &&
+           strcmp(sha, again) == 0,
+       "a model from a file: its SHA-256 in hex, the same on the second call (%s)", sha);
+    th_model_free(f);
     ok(th_model_set_class_names(m, " tumour, stroma ,fat", &err), "set three names");
     is_string(th_model_get_class_name(m, 1), "stroma", "names are trimmed");
     is_int(th_model_find_class(m, "fat"), 2, "find_class");
