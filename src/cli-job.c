@@ -4,7 +4,6 @@
  * error instead of exiting, so batch can record a slide's failure and go on. */
 #include <config.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -362,22 +361,6 @@ static const char *const outputs[] = {"heatmap.png",   "heatmap.tiff", "tiles.cs
                                       "tissue.png",    "tiles.geojson", "cam.npy",
                                       "probabilities.npy", "report.json", "run.json"};
 
-// Staging folders a killed run left in DIR (we hold DIR's lock, so none is in use).
-static void remove_stale_staging(const char *dir)
-{
-    DIR *d = opendir(dir);
-    for (struct dirent *de; d && (de = readdir(d));) {
-        if (strncmp(de->d_name, ".tileheat-run-", 14) == 0) {
-            char path[8192];
-            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-            state_remove_tree(path);
-        }
-    }
-    if (d) {
-        closedir(d);
-    }
-}
-
 bool cli_outset_begin(cli_outset *set, const char *dir, double lock_timeout, cli_err *e)
 {
     char holder[512];
@@ -396,7 +379,7 @@ bool cli_outset_begin(cli_outset *set, const char *dir, double lock_timeout, cli
         break;
     }
     set->locked = true;
-    remove_stale_staging(dir);
+    state_remove_prefixed(dir, ".tileheat-run-"); // left by a killed run: we hold DIR's lock
     snprintf(set->staging, sizeof(set->staging), "%s/.tileheat-run-XXXXXX", dir);
     if (!mkdtemp(set->staging)) {
         set->staging[0] = 0;

@@ -22,6 +22,18 @@
 
 #include "cli-state.h"
 
+// The folder holding `path` into dir ("." for a bare name); returns path's last component.
+static const char *split_path(const char *path, char *dir, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        snprintf(dir, size, ".");
+        return path;
+    }
+    snprintf(dir, size, "%.*s", (int)(slash - path), path);
+    return slash + 1;
+}
+
 static bool sub_dir(const batch_state *st, const char *name, cli_err *e)
 {
     char path[4096];
@@ -279,14 +291,10 @@ void state_remove_tree(const char *path)
 
 void state_abort(const char *work)
 {
-    state_remove_tree(work);
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s", work);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = 0;
-        rmdir(dir); // work/ID, now empty
-    }
+    state_remove_tree(work);
+    split_path(work, dir, sizeof(dir));
+    rmdir(dir); // work/ID, now empty
 }
 
 static bool fsync_path(const char *path, int flags, cli_err *e)
@@ -303,29 +311,27 @@ static bool fsync_path(const char *path, int flags, cli_err *e)
     return true;
 }
 
-void state_remove_temps(const char *path)
+void state_remove_prefixed(const char *dir, const char *prefix)
 {
-    char dir[4096], prefix[4200];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    snprintf(prefix, sizeof(prefix), "%s.tmp-", slash ? slash + 1 : dir);
-    if (slash) {
-        *slash = 0;
-    } else {
-        snprintf(dir, sizeof(dir), ".");
-    }
     DIR *d = opendir(dir);
     size_t len = strlen(prefix);
     for (struct dirent *de; d && (de = readdir(d));) {
         if (strncmp(de->d_name, prefix, len) == 0) {
-            char tmp[8192];
-            snprintf(tmp, sizeof(tmp), "%s/%s", dir, de->d_name);
-            unlink(tmp);
+            char path[8192];
+            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+            state_remove_tree(path);
         }
     }
     if (d) {
         closedir(d);
     }
+}
+
+void state_remove_temps(const char *path)
+{
+    char dir[4096], prefix[4200];
+    snprintf(prefix, sizeof(prefix), "%s.tmp-", split_path(path, dir, sizeof(dir)));
+    state_remove_prefixed(dir, prefix);
 }
 
 bool state_begin(const batch_state *st, const char *id, char *work, size_t size, cli_err *e)
@@ -399,12 +405,8 @@ bool state_write_file(const char *path, const char *text, cli_err *e)
         unlink(tmp);
         return false;
     }
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = 0;
-    }
-    return fsync_path(slash ? dir : ".", O_RDONLY | O_DIRECTORY, e);
+    split_path(path, dir, sizeof(dir));
+    return fsync_path(dir, O_RDONLY | O_DIRECTORY, e);
 }
 
 int state_lock_table(const batch_state *st, cli_err *e)

@@ -87,6 +87,9 @@ int state_lock_table(const batch_state *st, cli_err *e);
  *  no other worker can be writing PATH. */
 void state_remove_temps(const char *path);
 
+/** Remove every entry of DIR whose name starts with prefix (files, or folders with all in them). */
+void state_remove_prefixed(const char *dir, const char *prefix);
+
 /** Remove a folder and everything in it. */
 void state_remove_tree(const char *path);
 
