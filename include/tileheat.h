@@ -148,6 +148,18 @@ typedef enum th_engine_kind {
                              of the reference instead of 1e-4 (measured: 1e-6) @since 0.3 */
 } th_engine_kind;
 
+/** How CAMs and tile probabilities are computed. @since 0.5 */
+typedef enum th_cam_mode {
+    TH_CAM_SEAMLESS = 0, /**< default: the trunk runs over strips of the slide with a margin of
+                              context, so a CAM cell is the network's value at that place of the
+                              slide and tile borders leave no seams; a tile's probabilities are
+                              the dense layer over the mean of its own cells. Falls back to
+                              TH_CAM_TILE (with a warning) for a --stride that overlaps tiles or
+                              a trunk it cannot stream (strided convolutions, overlapping pools) */
+    TH_CAM_TILE,         /**< every tile run on its own, zero-padded at its border (the original
+                              tool's per-tile definition; tile borders show in the CAMs) */
+} th_cam_mode;
+
 /** Called after tiles complete, from one thread at a time; done ≤ total. @since 0.1 */
 typedef void (*th_progress_fn)(void *user, int64_t done, int64_t total);
 
@@ -175,6 +187,7 @@ typedef struct th_run_options {
                                               each tile; once *cancel is non-zero the run stops
                                               and fails with the message "cancelled" (set it from
                                               a signal handler or another thread) @since 0.4 */
+    th_cam_mode cam;         /**< default TH_CAM_SEAMLESS @since 0.5 */
 } th_run_options;
 
 /** Set defaults. @since 0.1 */
@@ -272,6 +285,12 @@ TH_API bool th_result_write_tissue_png(const th_result *result, const char *path
  *  brightfield model. Count, then each (borrowed; NULL out of range). @since 0.4 */
 TH_API int th_result_get_warning_count(const th_result *result);
 TH_API const char *th_result_get_warning(const th_result *result, int i);
+
+/** The CAM mode the run used (TH_CAM_TILE when it fell back). @since 0.5 */
+TH_API th_cam_mode th_result_get_cam_mode(const th_result *result);
+
+/** "seamless" or "tile". @since 0.5 */
+TH_API const char *th_cam_mode_name(th_cam_mode mode);
 
 /** Wall seconds of named stages, in order; n of them. Borrowed. @since 0.2 */
 typedef struct th_stage {

@@ -97,13 +97,14 @@ static void options_text(const batch *b, const cohort_row *row, const item *it, 
              "tileheat=%s;command=%s;model=%s;classes=%s;shown=%s;top=%d;engine=%d;level=%d;"
              "tile=%d;mpp=%.17g;model_mpp=%.17g;mpp_tolerance=%.17g;min_tissue=%.17g;stride=%d;"
              "edge=%d;roi=%lld,%lld,%lld,%lld;width=%d;alpha=%.17g;norm=%d;percentile=%.17g;"
-             "threshold=%.17g;colormap=%d;tiff=%d;geojson=%d;raw=%d",
+             "threshold=%.17g;colormap=%d;tiff=%d;geojson=%d;raw=%d;cam=%d;tint_glass=%d",
              th_version(), o->single ? "single" : "multi", o->model_path,
              o->classes ? o->classes : "", shown, o->top, (int)r->engine, r->level, r->tile,
              r->slide_mpp, r->model_mpp, r->mpp_tolerance, r->min_tissue, r->stride,
              (int)r->edge_pad, (long long)r->roi_x, (long long)r->roi_y, (long long)r->roi_w,
              (long long)r->roi_h, d->width, d->alpha, (int)d->norm, d->percentile, d->threshold,
-             (int)d->colormap, (int)o->tiff, (int)o->geojson, (int)o->raw);
+             (int)d->colormap, (int)o->tiff, (int)o->geojson, (int)o->raw, (int)r->cam,
+             (int)d->tint_glass);
     (void)row;
 }
 

@@ -61,6 +61,15 @@ static bool set_norm(cli_opts *o, const char *arg, cli_err *e)
     return cli_fail(e, "--norm: expected percentile or raw, got '%s'", arg);
 }
 
+static bool set_cam(cli_opts *o, const char *arg, cli_err *e)
+{
+    if (strcmp(arg, "seamless") == 0 || strcmp(arg, "tile") == 0) {
+        o->run.cam = strcmp(arg, "tile") == 0 ? TH_CAM_TILE : TH_CAM_SEAMLESS;
+        return true;
+    }
+    return cli_fail(e, "--cam: expected seamless or tile, got '%s'", arg);
+}
+
 static bool set_edge(cli_opts *o, const char *arg, cli_err *e)
 {
     if (strcmp(arg, "ignore") == 0 || strcmp(arg, "pad") == 0) {
@@ -154,6 +163,9 @@ static const option_def options[] = {
      "tile size, for models with a dynamic input size"},
     {"stride", 0, "N", ON_RUN, K_INT, F(run.stride), 1, 65536, NULL, NULL,
      "step between tiles in model pixels (default: the tile size)"},
+    {"cam", 0, "MODE", ON_RUN, K_FN, 0, 0, 0, set_cam, NULL,
+     "seamless (default: the trunk runs over the slide with context, no tile seams) or tile "
+     "(every tile on its own, as the original tool)"},
     {"edge", 0, "MODE", ON_RUN, K_FN, 0, 0, 0, set_edge, NULL,
      "ignore (default) or pad the partial right/bottom tiles"},
     {"roi", 0, "X,Y,W,H", ON_RUN, K_FN, 0, 0, 0, set_roi, NULL, "run only this level-0 region"},

@@ -45,6 +45,7 @@ typedef struct dnnl_plan {
     size_t off[N_BUFS];       // byte offset of each buffer in the workspace (64-aligned)
     size_t ws_bytes;
     int outer_threads; // the caller's OpenMP thread count, for the reorders run at plan time
+    int out_buf;       // BUF_* holding the trunk's output: BUF_FEAT (plain) or a part's blocked
 } dnnl_plan;
 
 // A workspace: the common struct first, so a th_engine_ws * of this backend is a dnnl_ws *.
@@ -102,6 +103,31 @@ static bool md_plain(dnnl_memory_desc_t *md, int c, int h, int w, th_error **err
 {
     const dnnl_dims_t dims = {1, c, h, w};
     return check(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nchw), "memory", err);
+}
+
+// The layout of c channels in blocks of b: plain (nchw) for 1, nhwc for c, else nChw8c or
+// nChw16c; 0 if none.
+static dnnl_format_tag_t block_tag(int b, int c)
+{
+    return b == 1 ? dnnl_nchw : b == c ? dnnl_nhwc : b == 8 ? dnnl_nChw8c : b == 16 ? dnnl_nChw16c
+                                                                                   : 0;
+}
+
+// The channel block of md if it is one of block_tag's layouts, else 0.
+static int md_block(const dnnl_memory_desc_t *md, int c, int h, int w)
+{
+    const int blocks[] = {1, 8, 16, c};
+    const dnnl_dims_t dims = {1, c, h, w};
+    for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {
+        dnnl_memory_desc_t want;
+        if (block_tag(blocks[i], c) &&
+            dnnl_memory_desc_init_by_tag(&want, 4, dims, dnnl_f32, block_tag(blocks[i], c)) ==
+                dnnl_success &&
+            dnnl_memory_desc_equal(md, &want)) {
+            return blocks[i];
+        }
+    }
+    return 0;
 }
 
 // A buffer must hold every layout placed in it.
@@ -371,7 +397,14 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
 {
     const th_model *m = e->model;
     act cur = {.buf = BUF_INPUT, .c = m->in_c, .h = e->tile_h, .w = e->tile_w};
-    if (!md_plain(&cur.md, cur.c, cur.h, cur.w, err)) {
+    const dnnl_dims_t in_dims = {1, cur.c, cur.h, cur.w};
+    if (!block_tag(e->in_block, cur.c)) {
+        th_error_set(err, "no %d-channel blocked layout", e->in_block);
+        return false;
+    }
+    if (!check(dnnl_memory_desc_init_by_tag(&cur.md, 4, in_dims, dnnl_f32,
+                                            block_tag(e->in_block, cur.c)),
+               "memory", err)) {
         return false;
     }
     place(p, BUF_INPUT, &cur.md);
@@ -395,6 +428,15 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
             return false;
         }
     }
+    p->out_buf = BUF_FEAT;
+    if (e->part && e->out_block == 0) { // the next part takes a blocked output as it is
+        e->out_block = md_block(&cur.md, cur.c, cur.h, cur.w);
+        if (e->out_block > 1 && cur.buf != BUF_INPUT) {
+            p->out_buf = cur.buf;
+            return true;
+        }
+    }
+    e->out_block = 1;
     dnnl_memory_desc_t feat;
     dnnl_primitive_desc_t pd = NULL;
     if (!md_plain(&feat, cur.c, cur.h, cur.w, err) ||
@@ -573,6 +615,21 @@ static bool fast_forward(const th_engine *e, th_engine_ws *base, const uint8_t *
     return true;
 }
 
+static float *fast_input(const th_engine *e, th_engine_ws *base)
+{
+    const dnnl_plan *p = e->data;
+    return (float *)((char *)base->mem + p->off[BUF_INPUT]);
+}
+
+static const float *fast_part(const th_engine *e, th_engine_ws *base, th_error **err)
+{
+    const dnnl_plan *p = e->data;
+    int saved = serial_begin();
+    bool ok = run_steps(p, (dnnl_ws *)base, err);
+    serial_end(saved);
+    return ok ? (const float *)((char *)base->mem + p->off[p->out_buf]) : NULL;
+}
+
 const th_engine_ops th_engine_dnnl_ops = {
     .name = "fast (oneDNN)",
     .plan = fast_plan,
@@ -580,4 +637,6 @@ const th_engine_ops th_engine_dnnl_ops = {
     .ws_new = fast_ws_new,
     .ws_free = fast_ws_free,
     .forward = fast_forward,
+    .input = fast_input,
+    .trunk = fast_part,
 };

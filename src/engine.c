@@ -82,6 +82,11 @@ static void ref_free(th_engine *e)
 
 static bool ref_plan_new(th_engine *e, th_error **err)
 {
+    if (e->in_block != 1) {
+        th_error_set(err, "no blocked layouts");
+        return false;
+    }
+    e->out_block = 1;
     const th_model *m = e->model;
     int n = m->n_layers;
     ref_plan *p = th_calloc(1, sizeof(*p), err);
@@ -183,6 +188,18 @@ static bool ref_forward(const th_engine *e, th_engine_ws *ws, const uint8_t *rgb
     return true;
 }
 
+static float *ref_input(const th_engine *e, th_engine_ws *ws)
+{
+    const ref_plan *p = e->data;
+    return ws->mem + p->off_input;
+}
+
+static const float *ref_part(const th_engine *e, th_engine_ws *ws, th_error **err)
+{
+    (void)err;
+    return ref_trunk(e->model, e->data, ws, e->tile_h, e->tile_w);
+}
+
 static const th_engine_ops ref_ops = {
     .name = "reference",
     .plan = ref_plan_new,
@@ -190,6 +207,8 @@ static const th_engine_ops ref_ops = {
     .ws_new = ref_ws_new,
     .ws_free = ref_ws_free,
     .forward = ref_forward,
+    .input = ref_input,
+    .trunk = ref_part,
 };
 
 /* ---------------------------------------------------------------- front end */
@@ -228,6 +247,10 @@ static bool check_model(th_engine *e, th_error **err)
     if (e->tile_w <= 0 || e->tile_h <= 0) {
         th_error_set(err, "tile size %d×%d is not positive", e->tile_w, e->tile_h);
         return false;
+    }
+    if (e->part) {
+        return th_model_trunk_shape(m, e->tile_h, e->tile_w, &e->feat_c, &e->feat_h, &e->feat_w,
+                                    err);
     }
     if (m->in_c != 3) {
         th_error_set(err, "model takes %d input channels, not 3 (RGB)", m->in_c);
@@ -284,8 +307,8 @@ static bool check_workspace(const th_engine *e, th_error **err)
  * channels do not match the dense layer. Caller frees with th_engine_free. The engine is
  * read-only afterwards: share it between threads, each with its own workspace.
  */
-th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
-                         th_error **err)
+static th_engine *engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
+                             bool part, int in_block, bool plain_out, th_error **err)
 {
     const th_engine_ops *ops = backend(kind, err);
     if (!ops) {
@@ -297,6 +320,9 @@ th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w,
     }
     e->ops = ops;
     e->kind = kind;
+    e->part = part;
+    e->in_block = in_block;
+    e->out_block = plain_out ? 1 : 0; // 0: the backend's choice, set by its plan
     e->model = model;
     e->tile_w = tile_w;
     e->tile_h = tile_h;
@@ -306,6 +332,32 @@ th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w,
         return NULL;
     }
     return e;
+}
+
+th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
+                         th_error **err)
+{
+    return engine_new(model, kind, tile_w, tile_h, false, 1, true, err);
+}
+
+th_engine *th_engine_new_part(const th_model *part, th_engine_kind kind, int in_w, int in_h,
+                              int in_block, bool plain_out, th_error **err)
+{
+    return engine_new(part, kind, in_w, in_h, true, in_block, plain_out, err);
+}
+
+float *th_engine_input(const th_engine *engine, th_engine_ws *ws)
+{
+    return engine->ops->input(engine, ws);
+}
+
+const float *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, th_error **err)
+{
+    if (ws->engine != engine) {
+        th_error_set(err, "the workspace belongs to another engine");
+        return NULL;
+    }
+    return engine->ops->trunk(engine, ws, err);
 }
 
 // Free an engine and its plan. Accepts NULL. Its workspaces may be freed before or after.

@@ -20,11 +20,19 @@ typedef struct th_engine_ops {
     void (*ws_free)(th_engine_ws *ws);
     bool (*forward)(const th_engine *e, th_engine_ws *ws, const uint8_t *rgb, float *logits,
                     float *feat, th_error **err);
+    /* The workspace's input tensor (in_c, tile_h, tile_w), plain float. */
+    float *(*input)(const th_engine *e, th_engine_ws *ws);
+    /* The trunk alone from the input tensor as it is; returns the last map in the workspace,
+     * plain (feat_c, feat_h, feat_w). */
+    const float *(*trunk)(const th_engine *e, th_engine_ws *ws, th_error **err);
 } th_engine_ops;
 
 struct th_engine {
     const th_engine_ops *ops;
     th_engine_kind kind;        /* as asked for (TH_ENGINE_FAST and _WINOGRAD share a backend) */
+    bool part;                  /* th_engine_new_part: float input of any channels, no head */
+    int in_block, out_block;    /* a part's input and output layout: [⌈C/b⌉][H][W][b] floats,
+                                   channels padded with zeros to a multiple of b; 1 = plain */
     const th_model *model;      /* borrowed */
     int tile_w, tile_h;         /* input size in pixels */
     int feat_c, feat_h, feat_w; /* shape of the map feeding GAP */
@@ -55,6 +63,22 @@ double th_engine_clock(void);
 th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
                          th_error **err);
 void th_engine_free(th_engine *engine);
+
+/* A part of a trunk: `part` is a model whose layers (borrowed weights) take in_c channels, with
+ * no dense head (n_classes 0), planned on a float input of in_c × in_h × in_w laid out in
+ * channel blocks of in_block (1: plain; a backend without blocked layouts takes only 1). Its
+ * output is plain if plain_out, else in the backend's own blocking (out_block), so that the next
+ * part can take it as it is. The seam-free runner (stream.c) plans one per group of layers. Run
+ * with th_engine_input + th_engine_forward_part. */
+th_engine *th_engine_new_part(const th_model *part, th_engine_kind kind, int in_w, int in_h,
+                              int in_block, bool plain_out, th_error **err);
+
+/* The input tensor of a workspace (in in_block's layout) to fill before th_engine_forward_part. */
+float *th_engine_input(const th_engine *engine, th_engine_ws *ws);
+
+/* The layers on the workspace's input as it is: returns the output (feat_c, feat_h, feat_w) in
+ * out_block's layout, inside the workspace (valid until its next use), or NULL with *err set. */
+const float *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, th_error **err);
 
 /* Per-thread workspace: allocate once per thread, outside the tile loop. */
 th_engine_ws *th_engine_ws_new(const th_engine *engine, th_error **err);

@@ -52,6 +52,7 @@ static void add_tiles(cJSON *root, const th_result *r)
     cJSON_AddNumberToObject(tile, "height", r->grid.tile_h);
     cJSON_AddNumberToObject(tile, "stride", r->grid.stride_x);
     cJSON_AddStringToObject(tile, "edge", r->grid.edge_pad ? "pad" : "ignore");
+    cJSON_AddStringToObject(tile, "cam", th_cam_mode_name(r->cam_mode));
     cJSON_AddNumberToObject(tile, "cam_width", r->cam_w);
     cJSON_AddNumberToObject(tile, "cam_height", r->cam_h);
     cJSON *tiles = cJSON_AddObjectToObject(root, "tiles");
@@ -293,6 +294,7 @@ static void add_run_options(cJSON *root, const th_result *r, const th_report_inf
     cJSON_AddNumberToObject(opt, "min_tissue", o->min_tissue);
     cJSON_AddNumberToObject(opt, "stride", r->grid.stride_x);
     cJSON_AddStringToObject(opt, "edge", o->edge_pad ? "pad" : "ignore");
+    cJSON_AddStringToObject(opt, "cam", th_cam_mode_name(o->cam));
     if (o->roi_w > 0) {
         double roi[4] = {(double)o->roi_x, (double)o->roi_y, (double)o->roi_w, (double)o->roi_h};
         cJSON_AddItemToObject(opt, "roi", cJSON_CreateDoubleArray(roi, 4));

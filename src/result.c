@@ -88,6 +88,16 @@ void th_result_add_warning(th_result *r, const char *fmt, ...)
     }
 }
 
+th_cam_mode th_result_get_cam_mode(const th_result *r)
+{
+    return r->cam_mode;
+}
+
+const char *th_cam_mode_name(th_cam_mode mode)
+{
+    return mode == TH_CAM_TILE ? "tile" : "seamless";
+}
+
 int th_result_get_warning_count(const th_result *r)
 {
     return r->n_warnings;

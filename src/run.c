@@ -9,7 +9,9 @@
  * results are byte-identical whatever the thread count. */
 #include <config.h>
 
+#include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -17,10 +19,13 @@
 
 #include "cam.h"
 #include "engine.h"
+#include "kernels.h"
 #include "result.h"
+#include "stream.h"
 #include "tissue.h"
 
 #define WAVE_TILES 256 // tiles per wave: their CAMs wait in slots until added in order
+#define UNIT_ROWS 8 // seam-free units: rows of tiles down a strip at most, for threads to share
 
 void th_run_options_init(th_run_options *opt)
 {
@@ -77,8 +82,23 @@ typedef struct run_ctx {
     atomic_bool failed;
     _Atomic(th_error *) first_error; // the first failure, published by compare-and-exchange
     atomic_llong done;
+    atomic_flag reporting; // held by the thread calling the progress callback
+    double plan_sec;      // planning inside the tile phase (seam-free groups), not tile time
     double sec[3];        // thread-seconds reading, in inference, computing CAMs (summed after)
 } run_ctx;
+
+// Count a tile done and tell the progress callback, from whichever thread is free to: the
+// callback never runs on two threads at once (a thread that finds it busy goes on).
+static void tile_done(run_ctx *ctx)
+{
+    atomic_fetch_add(&ctx->done, 1);
+    if (ctx->opt->progress && !atomic_flag_test_and_set(&ctx->reporting)) {
+        // the count read under the flag, so the callback sees it only grow
+        ctx->opt->progress(ctx->opt->progress_user, atomic_load(&ctx->done),
+                           ctx->result->n_tiles);
+        atomic_flag_clear(&ctx->reporting);
+    }
+}
 
 static void publish_error(run_ctx *ctx, th_error **err)
 {
@@ -101,14 +121,17 @@ typedef struct scratch {
 } scratch;
 
 // Finite weights can still overflow (3e38 times a pixel): a non-finite probability is an error,
-// never a "nan%" in the outputs.
-static bool finite_probs(const float *p, int n, th_error **err)
+// never a "nan%" in the outputs. Checked after the tile loop, in tile order, so that the error
+// names the same tile whatever the threads did first.
+static bool finite_probs(const th_result *r, th_error **err)
 {
-    for (int c = 0; c < n; c++) {
-        if (!isfinite(p[c])) {
-            th_error_set(err, "the model's output is not a number (%g for class %d): its weights "
-                              "overflow on this input",
-                         p[c], c);
+    for (int64_t i = 0; i < r->n_tiles * r->n_classes; i++) {
+        if (!isfinite(r->probs[i])) {
+            int64_t t = i / r->n_classes, x, y, w, h;
+            th_grid_tile_rect(&r->grid, r->tile_col[t], r->tile_row[t], &x, &y, &w, &h);
+            th_error_set(err, "tile at %lld,%lld: the model's output is not a number (%g for "
+                              "class %d): its weights overflow on this input",
+                         (long long)x, (long long)y, r->probs[i], (int)(i % r->n_classes));
             return false;
         }
     }
@@ -128,8 +151,7 @@ static bool run_tile(run_ctx *ctx, int64_t t, scratch *s, th_error **err)
     }
     double t1 = th_engine_clock();
     if (!th_engine_forward(e, s->ws, s->rgb, r->logits + (size_t)t * nc, r->probs + (size_t)t * nc,
-                           s->feat, err) ||
-        !finite_probs(r->probs + (size_t)t * nc, nc, err)) {
+                           s->feat, err)) {
         goto fail;
     }
     double t2 = th_engine_clock();
@@ -194,7 +216,6 @@ static void add_wave(run_ctx *ctx)
 static void run_tiles(run_ctx *ctx, scratch *s, int64_t start, int64_t end)
 {
     th_error *err = NULL;
-    int64_t n_tiles = ctx->result->n_tiles;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic)
 #endif
@@ -211,10 +232,7 @@ static void run_tiles(run_ctx *ctx, scratch *s, int64_t start, int64_t end)
             publish_error(ctx, &err);
             continue;
         }
-        long long done = atomic_fetch_add(&ctx->done, 1) + 1;
-        if (ctx->opt->progress && th_thread_num() == 0) {
-            ctx->opt->progress(ctx->opt->progress_user, done, n_tiles);
-        }
+        tile_done(ctx);
     } // implicit barrier
 }
 
@@ -276,15 +294,108 @@ static void plan_tiles(th_result *r, const th_tissue *tissue, double min_tissue)
     r->n_tiles = t;
 }
 
-// A model's engine, planned once for many slides.
+/* A model's engines, planned once for many slides: the tile mode's engine and the seam-free
+ * plans (one per strip width; small slides need narrower strips), each made when a run first
+ * needs it, the one the runner's options ask for at once (so that a model the engine refuses
+ * fails here). Plans are read-only once made: runs share them. */
+#define STREAM_PLANS 2
+
 struct th_runner {
     const th_model *model; // borrowed
-    th_engine *engine;
     th_engine_kind kind;
     int tile_w, tile_h;
-    double plan_sec; // recorded as the "engine plan" stage of the first run only
-    atomic_llong runs; // runs started: several may run at once, from different threads
+    int cam_w, cam_h;      // the trunk's map for one tile: CAM cells per tile
+    bool streamable;       // th_stream_supported for the tile size
+    int threads;           // the threads planning may use (oneDNN's one-off weight reorders)
+    pthread_mutex_t lock;  // guards the plans
+    th_engine *engine;     // tile mode's, or NULL until needed
+    th_stream *streams[STREAM_PLANS]; // seam-free plans by strip width, NULL until needed
+    double plan_sec;       // the first plan's, recorded as the "engine plan" stage of the first run
+    atomic_llong runs;     // runs started: several may run at once, from different threads
 };
+
+// Run fn(rn, arg) with the runner's threads as OpenMP's default (oneDNN plans with them).
+static int plan_threads_begin(const th_runner *rn)
+{
+#ifdef _OPENMP
+    int outer = omp_get_max_threads();
+    omp_set_num_threads(rn->threads > 0 ? rn->threads : outer);
+    return outer;
+#else
+    (void)rn;
+    return 0;
+#endif
+}
+
+static void plan_threads_end(int outer)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(outer);
+#else
+    (void)outer;
+#endif
+}
+
+// The tile mode's engine, planned on first use; *sec gets the planning time (0 if it was made).
+static const th_engine *runner_engine(th_runner *rn, double *sec, th_error **err)
+{
+    pthread_mutex_lock(&rn->lock);
+    *sec = 0;
+    if (!rn->engine) {
+        int outer = plan_threads_begin(rn);
+        double t0 = th_engine_clock();
+        rn->engine = th_engine_new(rn->model, rn->kind, rn->tile_w, rn->tile_h, err);
+        *sec = th_engine_clock() - t0;
+        plan_threads_end(outer);
+    }
+    const th_engine *e = rn->engine;
+    pthread_mutex_unlock(&rn->lock);
+    return e;
+}
+
+// The seam-free plan for strips of strip_tiles tiles: kept by the runner (*owned false) or, when
+// its slots hold other widths, made for this run alone (*owned true: the caller frees it).
+static th_stream *runner_stream(th_runner *rn, int strip_tiles, bool *owned, double *sec,
+                                th_error **err)
+{
+    pthread_mutex_lock(&rn->lock);
+    *sec = 0;
+    *owned = false;
+    th_stream *s = NULL;
+    int slot = -1;
+    for (int i = 0; i < STREAM_PLANS && !s; i++) {
+        if (rn->streams[i] && rn->streams[i]->strip_tiles == strip_tiles) {
+            s = rn->streams[i];
+        } else if (!rn->streams[i] && slot < 0) {
+            slot = i;
+        }
+    }
+    if (!s && (s = th_calloc(1, sizeof(*s), err))) {
+        int outer = plan_threads_begin(rn);
+        double t0 = th_engine_clock();
+        if (!th_stream_plan(s, rn->model, rn->kind, rn->tile_w, rn->tile_h, strip_tiles, err)) {
+            th_stream_free(s);
+            TH_FREE(s);
+        }
+        *sec = th_engine_clock() - t0;
+        plan_threads_end(outer);
+        if (s && slot >= 0) {
+            rn->streams[slot] = s;
+        } else {
+            *owned = s != NULL;
+        }
+    }
+    pthread_mutex_unlock(&rn->lock);
+    return s;
+}
+
+static void stream_release(th_stream *s, bool owned)
+{
+    if (owned) {
+        th_stream_free(s);
+        th_free(s);
+    }
+}
 
 th_runner *th_runner_new(const th_model *model, const th_run_options *opt, th_error **err)
 {
@@ -294,25 +405,35 @@ th_runner *th_runner_new(const th_model *model, const th_run_options *opt, th_er
         opt = &defaults;
     }
     th_runner *rn = th_calloc(1, sizeof(*rn), err);
+    int feat_c;
     if (!rn || !tile_size(model, opt, &rn->tile_w, &rn->tile_h, err)) {
+        th_free(rn);
+        return NULL;
+    }
+    if (!th_model_trunk_shape(model, rn->tile_h, rn->tile_w, &feat_c, &rn->cam_h, &rn->cam_w,
+                              err)) {
+        th_error_prefix(err, "a %d×%d tile is too small for the model: ", rn->tile_w, rn->tile_h);
         th_free(rn);
         return NULL;
     }
     rn->model = model;
     rn->kind = opt->engine;
-#ifdef _OPENMP
-    // The engine's one-off weight reorders use the threads the run may use, no more.
-    int outer = omp_get_max_threads();
-    omp_set_num_threads(opt->threads > 0 ? opt->threads : outer);
-#endif
-    double t0 = th_engine_clock();
-    rn->engine = th_engine_new(model, opt->engine, rn->tile_w, rn->tile_h, err);
-    rn->plan_sec = th_engine_clock() - t0;
-#ifdef _OPENMP
-    omp_set_num_threads(outer);
-#endif
-    if (!rn->engine) {
-        th_free(rn);
+    rn->threads = opt->threads;
+    char why[160];
+    rn->streamable = th_stream_supported(model, rn->tile_w, rn->tile_h, why, sizeof(why));
+    pthread_mutex_init(&rn->lock, NULL);
+    // What the options ask for, planned now: a seam-free plan for wide grids, or the engine.
+    bool ok;
+    if (opt->cam == TH_CAM_SEAMLESS && rn->streamable) {
+        int n_strips;
+        bool owned;
+        ok = runner_stream(rn, th_stream_strips(model, rn->tile_w, INT_MAX / 2, &n_strips),
+                           &owned, &rn->plan_sec, err) != NULL;
+    } else {
+        ok = runner_engine(rn, &rn->plan_sec, err) != NULL;
+    }
+    if (!ok) {
+        th_runner_free(rn);
         return NULL;
     }
     return rn;
@@ -322,6 +443,10 @@ void th_runner_free(th_runner *runner)
 {
     if (runner) {
         th_engine_free(runner->engine);
+        for (int i = 0; i < STREAM_PLANS; i++) {
+            stream_release(runner->streams[i], runner->streams[i] != NULL);
+        }
+        pthread_mutex_destroy(&runner->lock);
         th_free(runner);
     }
 }
@@ -365,8 +490,7 @@ static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt
     if (!th_grid_plan(&grid, slide, th_model_get_mpp(rn->model), tile_w, tile_h, opt, err)) {
         return NULL;
     }
-    const th_engine *e = rn->engine;
-    th_result *r = th_result_new(&grid, rn->model->n_classes, e->feat_w, e->feat_h,
+    th_result *r = th_result_new(&grid, rn->model->n_classes, rn->cam_w, rn->cam_h,
                                  (int64_t)grid.cols * grid.rows, err);
     if (!r) {
         return NULL;
@@ -388,6 +512,136 @@ static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt
     return r;
 }
 
+/* ---------------------------------------------------------------- seam-free runs */
+
+// One thread's state in a seam-free run.
+typedef struct stream_thread {
+    run_ctx *ctx;
+    th_stream_ws *ws;
+    float *gap; // (feat_c)
+    float *cam; // (n_classes, cam_h, cam_w)
+    double cam_sec;
+} stream_thread;
+
+// The index of tile (col, row) in the row-major tile list, or -1 if it is not run.
+static int64_t find_tile(const th_result *r, int col, int row)
+{
+    int64_t lo = 0, hi = r->n_tiles;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (r->tile_row[mid] < row || (r->tile_row[mid] == row && r->tile_col[mid] < col)) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < r->n_tiles && r->tile_row[lo] == row && r->tile_col[lo] == col ? lo : -1;
+}
+
+// A tile's features are in: its probabilities (the dense layer over the mean of its cells) and
+// its CAM. Tiles do not overlap, so its cells of the grid are its own.
+static bool stream_tile(void *user, int col, int row, const float *feat, th_error **err)
+{
+    stream_thread *st = user;
+    run_ctx *ctx = st->ctx;
+    th_result *r = ctx->result;
+    int64_t t = find_tile(r, col, row);
+    if (t < 0) {
+        return true; // in the strip for its neighbours' sake
+    }
+    double t0 = th_engine_clock();
+    const th_model *m = ctx->model;
+    int nc = r->n_classes;
+    float *logits = r->logits + (size_t)t * nc, *probs = r->probs + (size_t)t * nc;
+    th_kernel_gap(feat, m->feat_c, r->cam_h, r->cam_w, st->gap);
+    th_kernel_dense(st->gap, m->feat_c, m->dense_w, m->dense_b, nc, logits);
+    th_kernel_softmax(logits, nc, probs);
+    th_cam_compute(feat, m->feat_c, r->cam_h, r->cam_w, m->dense_w, nc, st->cam);
+    if (!th_camgrid_add(&r->cams, col, row, st->cam, err)) {
+        int64_t x, y, w, h;
+        th_grid_tile_rect(&r->grid, col, row, &x, &y, &w, &h);
+        th_error_prefix(err, "tile at %lld,%lld: ", (long long)x, (long long)y);
+        return false;
+    }
+    st->cam_sec += th_engine_clock() - t0;
+    tile_done(ctx);
+    return true;
+}
+
+// The units shared among the threads, each thread with its own buffers.
+static void stream_worker(run_ctx *ctx, const th_stream *s, const th_stream_unit *units,
+                          int64_t n_units)
+{
+    th_error *err = NULL;
+    const th_result *r = ctx->result;
+    stream_thread st = {.ctx = ctx};
+    st.ws = th_stream_ws_new(s, &r->grid, &err);
+    st.gap = th_malloc(sizeof(float) * s->feat_c, &err);
+    st.cam = th_malloc(sizeof(float) * r->n_classes * r->cam_h * r->cam_w, &err);
+    if (!st.ws || !st.gap || !st.cam) {
+        publish_error(ctx, &err);
+    }
+    double t0 = th_engine_clock();
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic)
+#endif
+    for (int64_t u = 0; u < n_units; u++) {
+        if (atomic_load(&ctx->failed)) {
+            continue;
+        }
+        if (!th_stream_run_unit(s, st.ws, ctx->slide, &r->grid, &units[u], stream_tile, &st,
+                                ctx->opt->cancel, &err)) {
+            publish_error(ctx, &err);
+        }
+    } // implicit barrier
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+    {
+        ctx->sec[1] += th_engine_clock() - t0 - st.cam_sec;
+        ctx->sec[2] += st.cam_sec;
+    }
+    th_free(st.cam);
+    th_free(st.gap);
+    th_stream_ws_free(st.ws);
+}
+
+// Why the run cannot be seam-free (a warning), or "" if it can.
+static void stream_refusal(const th_result *r, const th_model *model, char *why, size_t n)
+{
+    why[0] = 0;
+    const th_grid *g = &r->grid;
+    if (g->stride_x != g->tile_w || g->stride_y != g->tile_h) {
+        snprintf(why, n, "--stride overlaps the tiles");
+        return;
+    }
+    th_stream_supported(model, g->tile_w, g->tile_h, why, n);
+}
+
+// Every tile of the result through the seam-free trunk.
+static bool run_stream(run_ctx *ctx, th_runner *rn, th_error **err)
+{
+    th_result *r = ctx->result;
+    th_stream_unit *units = NULL;
+    int64_t n_units = 0;
+    int n_strips;
+    bool owned;
+    int width = th_stream_strips(ctx->model, r->grid.tile_w, r->grid.cols, &n_strips);
+    th_stream *s = runner_stream(rn, width, &owned, &ctx->plan_sec, err);
+    th_result_add_stage(r, "seam-free plan", ctx->plan_sec);
+    bool ok = s && th_stream_units(r->grid.cols, n_strips, r->tile_col, r->tile_row, r->n_tiles,
+                                   UNIT_ROWS, &units, &n_units, err);
+    if (ok) {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(r->threads)
+#endif
+        stream_worker(ctx, s, units, n_units);
+    }
+    th_free(units);
+    stream_release(s, owned);
+    return ok;
+}
+
 th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_options *opt,
                          th_error **err)
 {
@@ -402,13 +656,24 @@ th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_option
         return NULL;
     }
     result = plan(runner, slide, opt, err);
-    run_ctx ctx = {.slide = slide,
-                   .engine = runner->engine,
-                   .model = runner->model,
-                   .result = result,
-                   .opt = opt};
+    run_ctx ctx = {.slide = slide, .model = runner->model, .result = result, .opt = opt};
     if (!result) {
         goto fail;
+    }
+    char why[160] = "";
+    if (opt->cam == TH_CAM_SEAMLESS) {
+        stream_refusal(result, runner->model, why, sizeof(why));
+        if (why[0]) {
+            th_result_add_warning(result, "tiles run one by one (--cam tile): %s", why);
+        }
+    }
+    result->cam_mode = opt->cam == TH_CAM_SEAMLESS && !why[0] ? TH_CAM_SEAMLESS : TH_CAM_TILE;
+    if (result->cam_mode == TH_CAM_TILE) {
+        double sec;
+        if (!(ctx.engine = runner_engine(runner, &sec, err))) {
+            goto fail;
+        }
+        result->stages[0].seconds += sec; // "engine plan"
     }
     ctx.waves = !th_camgrid_disjoint(&result->cams);
     if (ctx.waves) {
@@ -421,17 +686,28 @@ th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_option
     atomic_init(&ctx.failed, false);
     atomic_init(&ctx.first_error, NULL);
     atomic_init(&ctx.done, 0);
+    atomic_flag_clear(&ctx.reporting);
     double t0 = th_engine_clock();
     int threads = th_threads(opt->threads);
     result->threads = threads;
+    if (result->cam_mode == TH_CAM_SEAMLESS) {
+        th_error *e = NULL;
+        if (!run_stream(&ctx, runner, &e)) {
+            publish_error(&ctx, &e);
+        }
+    } else {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
-    worker(&ctx);
+        worker(&ctx);
+    }
 
     th_error *first = atomic_load(&ctx.first_error);
     if (first) {
         th_error_propagate(err, &first);
+        goto fail;
+    }
+    if (!finite_probs(result, err)) {
         goto fail;
     }
     if (opt->progress) {
@@ -439,7 +715,7 @@ th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_option
     }
     double t1 = th_engine_clock();
     th_result_summarize(result);
-    th_result_add_stage(result, "tiles", t1 - t0);
+    th_result_add_stage(result, "tiles", t1 - t0 - ctx.plan_sec);
     th_result_add_stage(result, "tiles: reading (thread-s)", ctx.sec[0]);
     th_result_add_stage(result, "tiles: inference (thread-s)", ctx.sec[1]);
     th_result_add_stage(result, "tiles: CAM (thread-s)", ctx.sec[2]);

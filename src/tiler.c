@@ -182,14 +182,43 @@ static double level_ratio(const th_grid *g)
     return g->scale / g->downsample;
 }
 
-size_t th_grid_scratch_size(const th_grid *grid)
+size_t th_grid_rect_scratch_size(const th_grid *grid, int w, int h)
 {
     if (!grid->resample) {
         return 0;
     }
     double r = level_ratio(grid);
-    size_t w = (size_t)ceil(grid->tile_w * r) + 2, h = (size_t)ceil(grid->tile_h * r) + 2;
-    return w * h * 3;
+    return ((size_t)ceil(w * r) + 2) * ((size_t)ceil(h * r) + 2) * 3;
+}
+
+size_t th_grid_scratch_size(const th_grid *grid)
+{
+    return th_grid_rect_scratch_size(grid, grid->tile_w, grid->tile_h);
+}
+
+bool th_grid_read_rect(const th_grid *grid, th_slide *slide, int64_t mx, int64_t my, int w, int h,
+                       uint8_t *rgb, uint8_t *scratch, th_error **err)
+{
+    const th_grid *g = grid;
+    if (!g->resample) {
+        return th_slide_read_region(slide, rgb, g->x0 + llround((double)mx * g->scale),
+                                    g->y0 + llround((double)my * g->scale), g->level, w, h, err);
+    }
+    // The level region the rectangle covers, in level pixels, and the whole pixels around it.
+    double r = level_ratio(g), ds = g->downsample;
+    double sx = (g->x0 + (double)mx * g->scale) / ds;
+    double sy = (g->y0 + (double)my * g->scale) / ds;
+    int64_t ix = (int64_t)floor(sx), iy = (int64_t)floor(sy);
+    int64_t iw = (int64_t)ceil(sx + w * r) - ix;
+    int64_t ih = (int64_t)ceil(sy + h * r) - iy;
+    iw = TH_MIN(iw, (int64_t)ceil(w * r) + 2);
+    ih = TH_MIN(ih, (int64_t)ceil(h * r) + 2);
+    if (!th_slide_read_region(slide, scratch, llround((double)ix * ds), llround((double)iy * ds),
+                              g->level, iw, ih, err)) {
+        return false;
+    }
+    th_resample_area(scratch, iw, ih, sx - (double)ix, sy - (double)iy, r, rgb, w, h);
+    return true;
 }
 
 // Paint white the tile pixels (model pixels) that lie beyond the tiled area's right and bottom
@@ -218,26 +247,9 @@ bool th_grid_read_tile(const th_grid *grid, th_slide *slide, int col, int row, u
     const th_grid *g = grid;
     int64_t x, y, w, h;
     th_grid_tile_rect(g, col, row, &x, &y, &w, &h);
-    if (!g->resample) {
-        if (!th_slide_read_region(slide, rgb, x, y, g->level, g->tile_w, g->tile_h, err)) {
-            return false;
-        }
-    } else {
-        // The level region the tile covers, in level pixels, and the whole pixels around it.
-        double r = level_ratio(g), ds = g->downsample;
-        double sx = (g->x0 + (double)col * g->stride_x * g->scale) / ds;
-        double sy = (g->y0 + (double)row * g->stride_y * g->scale) / ds;
-        int64_t ix = (int64_t)floor(sx), iy = (int64_t)floor(sy);
-        int64_t iw = (int64_t)ceil(sx + g->tile_w * r) - ix;
-        int64_t ih = (int64_t)ceil(sy + g->tile_h * r) - iy;
-        iw = TH_MIN(iw, (int64_t)ceil(g->tile_w * r) + 2);
-        ih = TH_MIN(ih, (int64_t)ceil(g->tile_h * r) + 2);
-        if (!th_slide_read_region(slide, scratch, llround((double)ix * ds),
-                                  llround((double)iy * ds), g->level, iw, ih, err)) {
-            return false;
-        }
-        th_resample_area(scratch, iw, ih, sx - (double)ix, sy - (double)iy, r, rgb, g->tile_w,
-                         g->tile_h);
+    if (!th_grid_read_rect(g, slide, (int64_t)col * g->stride_x, (int64_t)row * g->stride_y,
+                           g->tile_w, g->tile_h, rgb, scratch, err)) {
+        return false;
     }
     if (x + w > g->x0 + g->area_w || y + h > g->y0 + g->area_h) {
         clip_to_area(g, col, row, rgb);

@@ -48,6 +48,16 @@ void th_grid_tile_rect(const th_grid *grid, int col, int row, int64_t *x, int64_
 /* Bytes of scratch th_grid_read_tile needs (0 when it reads straight into the tile). */
 size_t th_grid_scratch_size(const th_grid *grid);
 
+/* Read the rectangle of w×h model pixels whose corner is (mx, my) model pixels from the grid's
+ * origin (negative: above or left of it) as h×w RGB into rgb: straight from the level, or an
+ * area-averaged resample of the level region it covers (scratch: th_grid_rect_scratch_size
+ * bytes). Pixels outside the slide are white. The one way tileheat reads at the model's scale. */
+bool th_grid_read_rect(const th_grid *grid, th_slide *slide, int64_t mx, int64_t my, int w, int h,
+                       uint8_t *rgb, uint8_t *scratch, th_error **err);
+
+/* Bytes of scratch th_grid_read_rect needs for a w×h rectangle (0 when it reads straight). */
+size_t th_grid_rect_scratch_size(const th_grid *grid, int w, int h);
+
 /* Read tile (col, row) as tile_h×tile_w RGB into rgb: straight from the level, or an area-averaged
  * resample of the level region it covers (scratch: th_grid_scratch_size bytes). Pixels outside
  * the tiled area (padded edge tiles) are white. */

@@ -1,0 +1,538 @@
+/* SPDX-License-Identifier: MIT */
+/* Seam-free CAMs: the trunk run down strips of the slide, band by band (see stream.h). */
+#include <config.h>
+
+#include <math.h>
+
+#include "kernels.h"
+#include "slide.h"
+#include "stream.h"
+
+/* A thread's buffers are planned within this many bytes (the engines' workspaces for one band of
+ * every group and the tile row's features): strips get narrower, bands shorter, to fit. */
+#define STREAM_WS_BYTES ((size_t)48 << 20)
+
+/* A strip is at least this wide, in tiles, and its two margins at most MARGIN_PERCENT % of it. */
+#define MAX_STRIP_TILES 16
+#define MARGIN_PERCENT 10
+
+/* Cell rows a step (fewer if the budget says so): enough rows for the deepest layers' kernels,
+ * few enough for every group's band to stay in cache. */
+#define STEP_ROWS 4
+
+/* Model pixels read from the slide at once (beyond what one step needs). */
+#define READ_ROWS 256
+
+static bool conv_ok(const th_layer *l)
+{
+    int ext_h = (l->kh - 1) * l->dh, ext_w = (l->kw - 1) * l->dw;
+    return l->sh == 1 && l->sw == 1 && ext_h % 2 == 0 && ext_w % 2 == 0 &&
+           l->pad_t == ext_h / 2 && l->pad_b == ext_h / 2 && l->pad_l == ext_w / 2 &&
+           l->pad_r == ext_w / 2 && l->pad_t == l->pad_l;
+}
+
+static bool pool_ok(const th_layer *l)
+{
+    return l->kh == l->sh && l->kw == l->sw && l->sh == l->sw && l->pad_t == 0 && l->pad_l == 0 &&
+           l->pad_b == 0 && l->pad_r == 0;
+}
+
+bool th_stream_supported(const th_model *model, int tile_w, int tile_h, char *why, size_t why_len)
+{
+    int cell = 1;
+    for (int i = 0; i < model->n_layers; i++) {
+        const th_layer *l = &model->layers[i];
+        if (l->kind == TH_LAYER_CONV && !conv_ok(l)) {
+            snprintf(why, why_len, "node '%s' is not a stride-1 convolution padded the same on "
+                                   "every side",
+                     l->name);
+            return false;
+        }
+        if (l->kind == TH_LAYER_MAXPOOL) {
+            if (!pool_ok(l)) {
+                snprintf(why, why_len, "node '%s' is a max pooling whose windows overlap or are "
+                                       "padded",
+                         l->name);
+                return false;
+            }
+            cell *= l->sh;
+        }
+    }
+    if (tile_w % cell != 0 || tile_h % cell != 0) {
+        snprintf(why, why_len, "the %d×%d tile is not a whole number of the trunk's %d-pixel cells",
+                 tile_w, tile_h, cell);
+        return false;
+    }
+    return true;
+}
+
+// Cut the trunk into groups: a new one at every convolution after the first layer.
+static bool make_groups(th_stream *s, th_error **err)
+{
+    const th_model *m = s->model;
+    s->n_groups = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        s->n_groups += i == 0 || m->layers[i].kind == TH_LAYER_CONV;
+    }
+    s->groups = th_calloc(TH_MAX(s->n_groups, 1), sizeof(th_stream_group), err);
+    if (!s->groups) {
+        return false;
+    }
+    int g = -1, c = m->in_c;
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer *l = &m->layers[i];
+        if (i == 0 || l->kind == TH_LAYER_CONV) {
+            th_stream_group *gr = &s->groups[++g];
+            gr->first = i;
+            gr->pool = 1;
+            gr->c_in = c;
+        }
+        th_stream_group *gr = &s->groups[g];
+        gr->n_layers++;
+        if (l->kind == TH_LAYER_CONV) {
+            gr->pad = l->pad_t;
+            c = l->c_out;
+        } else if (l->kind == TH_LAYER_MAXPOOL) {
+            gr->pool *= l->sh;
+        }
+        gr->c_out = c;
+    }
+    s->feat_c = c;
+    return true;
+}
+
+// Columns at each side of the strip that the convolutions' zero padding reaches, in cells.
+static int padding_reach(const th_model *m)
+{
+    int h = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer *l = &m->layers[i];
+        if (l->kind == TH_LAYER_CONV) {
+            h += l->pad_l;
+        } else if (l->kind == TH_LAYER_MAXPOOL) {
+            h = (h + l->sw - 1) / l->sw;
+        }
+    }
+    return h;
+}
+
+// Rows and columns of every group for strips of `tiles` tiles and `step_rows` cell rows a step.
+static void shape_groups(th_stream *s, int tiles, int step_rows)
+{
+    s->step_rows = step_rows;
+    s->strip_tiles = tiles;
+    s->width = tiles * s->tile_w + 2 * s->margin;
+    int rows = step_rows;
+    for (int g = s->n_groups - 1; g >= 0; g--) {
+        th_stream_group *gr = &s->groups[g];
+        gr->rows_out = rows;
+        gr->rows_new = rows * gr->pool;
+        rows = gr->rows_new;
+    }
+    int w = s->width;
+    for (int g = 0; g < s->n_groups; g++) {
+        th_stream_group *gr = &s->groups[g];
+        gr->w_in = w;
+        gr->w_out = w / gr->pool;
+        w = gr->w_out;
+    }
+}
+
+// What a thread's buffers come to, roughly: each group's window, two activations of its widest
+// layer and its output; the band of pixels; the features of a row of tiles.
+static double ws_estimate(const th_stream *s)
+{
+    double floats = 0;
+    for (int g = 0; g < s->n_groups; g++) {
+        const th_stream_group *gr = &s->groups[g];
+        double in = 2.0 * gr->c_in * (2 * gr->rows_new + 2 * gr->pad) * gr->w_in; // + queue
+        double act = (double)gr->c_out * gr->rows_new * gr->w_in;
+        floats += in + 2 * act + (double)gr->c_out * gr->rows_out * gr->w_out;
+    }
+    floats += (double)s->strip_tiles * s->feat_c * s->cam_h * s->cam_w;
+    return floats * sizeof(float) + (double)s->width * (READ_ROWS + 64) * 3;
+}
+
+static bool plan_engines(th_stream *s, th_engine_kind kind, th_error **err)
+{
+    const th_model *m = s->model;
+    for (int g = 0; g < s->n_groups; g++) {
+        th_stream_group *gr = &s->groups[g];
+        gr->layers = th_malloc(sizeof(th_layer) * gr->n_layers, err);
+        if (!gr->layers) {
+            return false;
+        }
+        memcpy(gr->layers, m->layers + gr->first, sizeof(th_layer) * gr->n_layers);
+        for (int i = 0; i < gr->n_layers; i++) {
+            gr->layers[i].pad_t = gr->layers[i].pad_b = 0;
+        }
+        gr->part.n_layers = gr->n_layers;
+        gr->part.layers = gr->layers;
+        gr->part.in_c = gr->c_in;
+        gr->part.feat_c = gr->c_out;
+        int in_block = g > 0 ? s->groups[g - 1].engine->out_block : 1;
+        gr->engine = th_engine_new_part(&gr->part, kind, gr->w_in, gr->rows_new + 2 * gr->pad,
+                                        in_block, g == s->n_groups - 1, err);
+        if (!gr->engine) {
+            return false;
+        }
+        const th_engine *e = gr->engine;
+        if (e->feat_c != gr->c_out || e->feat_h != gr->rows_out || e->feat_w != gr->w_out) {
+            th_error_set(err, "seam-free trunk: group at node '%s' gives %d×%d×%d, not %d×%d×%d",
+                         m->layers[gr->first].name, e->feat_c, e->feat_h, e->feat_w, gr->c_out,
+                         gr->rows_out, gr->w_out);
+            return false;
+        }
+    }
+    return true;
+}
+
+int th_stream_strips(const th_model *model, int tile_w, int cols, int *n_strips)
+{
+    int cell = 1;
+    for (int i = 0; i < model->n_layers; i++) {
+        cell *= model->layers[i].kind == TH_LAYER_MAXPOOL ? model->layers[i].sh : 1;
+    }
+    int margin = padding_reach(model) * cell;
+    int want = TH_CLAMP((2 * margin * 100 + MARGIN_PERCENT * tile_w - 1) / (MARGIN_PERCENT * tile_w),
+                        1, MAX_STRIP_TILES);
+    cols = TH_MAX(cols, 1);
+    *n_strips = (cols + want - 1) / want;
+    return (cols + *n_strips - 1) / *n_strips;
+}
+
+bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, int tile_w,
+                    int tile_h, int strip_tiles, th_error **err)
+{
+    memset(s, 0, sizeof(*s));
+    s->model = model;
+    s->tile_w = tile_w;
+    s->tile_h = tile_h;
+    if (!make_groups(s, err)) {
+        return false;
+    }
+    s->cell = 1;
+    for (int g = 0; g < s->n_groups; g++) {
+        s->cell *= s->groups[g].pool;
+    }
+    s->cam_w = tile_w / s->cell;
+    s->cam_h = tile_h / s->cell;
+    s->margin = padding_reach(model) * s->cell;
+    // The most cell rows a step that fit the memory budget.
+    int rows = TH_MIN(STEP_ROWS, s->cam_h);
+    for (;;) {
+        shape_groups(s, strip_tiles, rows);
+        if (ws_estimate(s) <= (double)STREAM_WS_BYTES || rows == 1) {
+            break;
+        }
+        rows = TH_MAX(rows / 2, 1);
+    }
+    return plan_engines(s, kind, err);
+}
+
+void th_stream_free(th_stream *s)
+{
+    for (int g = 0; s->groups && g < s->n_groups; g++) {
+        th_engine_free(s->groups[g].engine);
+        th_free(s->groups[g].layers);
+    }
+    th_free(s->groups);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ---------------------------------------------------------------- units */
+
+// Part j of n even parts of [0, len): [len·j/n, len·(j+1)/n).
+static int64_t part_start(int64_t len, int64_t n, int64_t j)
+{
+    return len * j / n;
+}
+
+// Which of the n even parts of [0, len) holds x.
+static int64_t part_of(int64_t len, int64_t n, int64_t x)
+{
+    int64_t j = x * n / len;
+    while (j + 1 < n && part_start(len, n, j + 1) <= x) {
+        j++;
+    }
+    while (j > 0 && part_start(len, n, j) > x) {
+        j--;
+    }
+    return j;
+}
+
+bool th_stream_units(int cols, int n_strips, const int *tile_col, const int *tile_row,
+                     int64_t n_tiles, int max_rows, th_stream_unit **units, int64_t *n_units,
+                     th_error **err)
+{
+    *units = NULL;
+    *n_units = 0;
+    // Each strip's open run of rows, then the runs closed (at most one per tile), then each run
+    // cut into even units of at most max_rows rows (at most one per tile too).
+    th_stream_unit *open = th_malloc(sizeof(*open) * n_strips, err);
+    th_stream_unit *run = th_malloc(sizeof(*run) * TH_MAX(n_tiles, 1), err);
+    th_stream_unit *u = th_malloc(sizeof(*u) * TH_MAX(n_tiles, 1), err);
+    if (!open || !run || !u) {
+        th_free(open);
+        th_free(run);
+        th_free(u);
+        return false;
+    }
+    for (int j = 0; j < n_strips; j++) {
+        open[j] = (th_stream_unit){.col0 = (int)part_start(cols, n_strips, j), .row1 = -1};
+        open[j].cols = (int)part_start(cols, n_strips, j + 1) - open[j].col0;
+    }
+    int64_t n_runs = 0;
+    for (int64_t t = 0; t < n_tiles; t++) { // row-major: each strip's rows come in order
+        th_stream_unit *o = &open[part_of(cols, n_strips, tile_col[t])];
+        int row = tile_row[t];
+        if (o->row1 >= 0 && row > o->row1 + 1) {
+            run[n_runs++] = *o; // a row without tiles ends the run
+            o->row1 = -1;
+        }
+        if (o->row1 < 0) {
+            o->row0 = row;
+        }
+        o->row1 = row;
+    }
+    for (int j = 0; j < n_strips; j++) {
+        if (open[j].row1 >= 0) {
+            run[n_runs++] = open[j];
+        }
+    }
+    int64_t k = 0;
+    for (int64_t i = 0; i < n_runs; i++) {
+        int64_t rows = run[i].row1 - run[i].row0 + 1, parts = (rows + max_rows - 1) / max_rows;
+        for (int64_t p = 0; p < parts; p++) {
+            u[k] = run[i];
+            u[k].row0 = run[i].row0 + (int)part_start(rows, parts, p);
+            u[k++].row1 = run[i].row0 + (int)part_start(rows, parts, p + 1) - 1;
+        }
+    }
+    th_free(open);
+    th_free(run);
+    *units = u;
+    *n_units = k;
+    return true;
+}
+
+/* ---------------------------------------------------------------- running a unit */
+
+struct th_stream_ws {
+    th_engine_ws **ws;  // (n_groups)
+    uint8_t *band;      // (band_cap, width, 3) pixels of rows [band_y, band_y + band_n)
+    int band_cap;
+    int64_t band_y;
+    int band_n;
+    uint8_t *scratch;   // resampling source for a read
+    float *feats;       // (strip_tiles, feat_c, cam_h, cam_w) the current row of tiles
+    int n_groups;
+    float **queue;      // (n_groups) rows waiting for group g >= 1, in its input's channel blocks
+    int *queue_rows;    // (n_groups) how many
+};
+
+// Rows a group's queue can hold: what one run takes (rows_new + 2·pad) less one, plus a push.
+static int queue_cap(const th_stream_group *gr)
+{
+    return 2 * gr->rows_new + 2 * gr->pad;
+}
+
+// Floats of `rows` rows of a group's input: [blocks][rows][w_in][block].
+static size_t input_floats(const th_stream_group *gr, int rows)
+{
+    int b = gr->engine->in_block, blocks = (gr->c_in + b - 1) / b;
+    return (size_t)blocks * b * rows * gr->w_in;
+}
+
+th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error **err)
+{
+    th_stream_ws *w = th_calloc(1, sizeof(*w), err);
+    if (!w) {
+        return NULL;
+    }
+    w->n_groups = s->n_groups;
+    const th_stream_group *g0 = &s->groups[0];
+    w->band_cap = g0->rows_new + 2 * g0->pad + READ_ROWS;
+    size_t scratch = th_grid_rect_scratch_size(grid, s->width, w->band_cap);
+    bool ok = (w->ws = th_calloc(TH_MAX(s->n_groups, 1), sizeof(*w->ws), err)) &&
+              (w->queue = th_calloc(TH_MAX(s->n_groups, 1), sizeof(*w->queue), err)) &&
+              (w->queue_rows = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int), err)) &&
+              (w->band = th_malloc((size_t)w->band_cap * s->width * 3, err)) &&
+              (!scratch || (w->scratch = th_malloc(scratch, err))) &&
+              (w->feats = th_malloc(sizeof(float) * s->strip_tiles * s->feat_c * s->cam_h *
+                                        s->cam_w,
+                                    err));
+    for (int g = 0; ok && g < s->n_groups; g++) {
+        const th_stream_group *gr = &s->groups[g];
+        ok = (w->ws[g] = th_engine_ws_new(gr->engine, err)) != NULL &&
+             (g == 0 || (w->queue[g] = th_malloc_aligned(
+                             sizeof(float) * input_floats(gr, queue_cap(gr)), err)));
+    }
+    if (!ok) {
+        th_stream_ws_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void th_stream_ws_free(th_stream_ws *w)
+{
+    if (!w) {
+        return;
+    }
+    for (int g = 0; w->ws && g < w->n_groups; g++) {
+        th_engine_ws_free(w->ws[g]);
+        th_free(w->queue ? w->queue[g] : NULL);
+    }
+    th_free(w->ws);
+    th_free(w->queue);
+    th_free(w->queue_rows);
+    th_free(w->band);
+    th_free(w->scratch);
+    th_free(w->feats);
+    th_free(w);
+}
+
+// Have model-pixel rows [y, y + n) of the strip starting at column x in the band; the unit needs
+// no row from y_end on.
+static bool band_rows(const th_stream *s, th_stream_ws *w, th_slide *slide, const th_grid *grid,
+                      int64_t x, int64_t y, int n, int64_t y_end, th_error **err)
+{
+    if (w->band_n > 0 && y >= w->band_y && y + n <= w->band_y + w->band_n) {
+        return true;
+    }
+    size_t line = (size_t)s->width * 3;
+    int keep = 0;
+    if (w->band_n > 0 && y >= w->band_y && y < w->band_y + w->band_n) {
+        keep = (int)(w->band_y + w->band_n - y);
+        memmove(w->band, w->band + (size_t)(y - w->band_y) * line, (size_t)keep * line);
+    }
+    int64_t want = TH_MAX(TH_MIN((int64_t)w->band_cap, y_end - y), (int64_t)n);
+    w->band_y = y;
+    w->band_n = keep;
+    int more = (int)(want - keep);
+    if (more > 0) {
+        if (!th_grid_read_rect(grid, slide, x, y + keep, s->width, more,
+                               w->band + (size_t)keep * line, w->scratch, err)) {
+            return false;
+        }
+        w->band_n += more;
+    }
+    return true;
+}
+
+// Append `rows` rows (in the group's input layout, as the previous group gives them) to group
+// g's queue.
+static void queue_push(const th_stream_group *gr, th_stream_ws *w, int g, const float *rows_in,
+                       int rows)
+{
+    int b = gr->engine->in_block, blocks = (gr->c_in + b - 1) / b, cap = queue_cap(gr);
+    size_t row = (size_t)gr->w_in * b;
+    for (int c = 0; c < blocks; c++) {
+        memcpy(w->queue[g] + (c * (size_t)cap + w->queue_rows[g]) * row,
+               rows_in + c * (size_t)rows * row, sizeof(float) * rows * row);
+    }
+    w->queue_rows[g] += rows;
+}
+
+// Run group g on the first rows_new + 2·pad rows of its queue if it has them, then drop the
+// first rows_new (the last 2·pad are read again by the next run). NULL if it had too few rows
+// (*err unset) or failed.
+static const float *queue_run(const th_stream_group *gr, th_stream_ws *w, int g, th_error **err)
+{
+    int n = gr->rows_new + 2 * gr->pad, cap = queue_cap(gr), left = w->queue_rows[g] - gr->rows_new;
+    if (w->queue_rows[g] < n) {
+        return NULL;
+    }
+    int b = gr->engine->in_block, blocks = (gr->c_in + b - 1) / b;
+    size_t row = (size_t)gr->w_in * b;
+    float *in = th_engine_input(gr->engine, w->ws[g]), *q = w->queue[g];
+    for (int c = 0; c < blocks; c++) {
+        memcpy(in + c * n * row, q + c * (size_t)cap * row, sizeof(float) * n * row);
+    }
+    const float *out = th_engine_forward_part(gr->engine, w->ws[g], err);
+    for (int c = 0; c < blocks; c++) {
+        memmove(q + c * (size_t)cap * row, q + (c * (size_t)cap + gr->rows_new) * row,
+                sizeof(float) * left * row);
+    }
+    w->queue_rows[g] = left;
+    return out;
+}
+
+// This run's cell rows [a, a + step_rows) into the row of tiles; a finished row goes to tile_fn.
+static bool emit_rows(const th_stream *s, th_stream_ws *w, const th_stream_unit *unit,
+                      const float *out, int64_t a, int64_t last, th_stream_tile_fn tile_fn,
+                      void *user, th_error **err)
+{
+    const int C = s->feat_c, ch = s->cam_h, cw = s->cam_w;
+    const int off = s->margin / s->cell; // the unit's first tile's first cell column
+    const int w_out = s->groups[s->n_groups - 1].w_out;
+    for (int i = 0; i < s->step_rows && a + i <= last; i++) {
+        int row = (int)((a + i) / ch), lr = (int)(a + i - (int64_t)row * ch);
+        for (int k = 0; k < unit->cols; k++) {
+            for (int c = 0; c < C; c++) {
+                memcpy(w->feats + (((size_t)k * C + c) * ch + lr) * cw,
+                       out + ((size_t)c * s->step_rows + i) * w_out + off + k * cw,
+                       sizeof(float) * cw);
+            }
+        }
+        for (int k = 0; lr == ch - 1 && k < unit->cols; k++) {
+            if (!tile_fn(user, unit->col0 + k, row, w->feats + (size_t)k * C * ch * cw, err)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+bool th_stream_run_unit(const th_stream *s, th_stream_ws *w, th_slide *slide,
+                        const th_grid *grid, const th_stream_unit *unit, th_stream_tile_fn tile_fn,
+                        void *user, const volatile sig_atomic_t *cancel, th_error **err)
+{
+    const int G = s->n_groups;
+    const th_stream_group *g0 = &s->groups[0];
+    // The cell rows wanted; back from the first, the first output row of every group (each
+    // group's first run reads only rows the group before it computed), down to the first
+    // model-pixel row group 0 reads; and the row below the last one read.
+    int64_t first = (int64_t)unit->row0 * s->cam_h, last = (int64_t)(unit->row1 + 1) * s->cam_h - 1;
+    int64_t o = first, end = last + 1;
+    for (int g = G - 1; g > 0; g--) {
+        o = o * s->groups[g].pool - s->groups[g].pad;
+        end = end * s->groups[g].pool + s->groups[g].pad;
+    }
+    int64_t y0 = o * g0->pool - g0->pad, y_end = end * g0->pool + g0->pad;
+    int64_t x0 = (int64_t)unit->col0 * grid->stride_x - s->margin;
+    int n0 = g0->rows_new + 2 * g0->pad;
+    w->band_n = 0;
+    for (int g = 0; g < G; g++) {
+        w->queue_rows[g] = 0;
+    }
+    int64_t next = first; // the next cell row to come out
+    for (int64_t y = y0; next <= last; y += g0->rows_new) {
+        if (cancel && *cancel) {
+            th_error_set(err, "cancelled");
+            return false;
+        }
+        if (!band_rows(s, w, slide, grid, x0, y, n0, y_end, err)) {
+            return false;
+        }
+        th_kernel_input(w->band + (size_t)(y - w->band_y) * s->width * 3, n0, s->width, s->model,
+                        th_engine_input(g0->engine, w->ws[0]));
+        const float *out = th_engine_forward_part(g0->engine, w->ws[0], err);
+        for (int g = 1; g < G && out; g++) {
+            queue_push(&s->groups[g], w, g, out, s->groups[g].rows_new);
+            out = queue_run(&s->groups[g], w, g, err);
+        }
+        if (!out) {
+            if (*err) {
+                return false;
+            }
+            continue; // the pipeline is filling
+        }
+        if (!emit_rows(s, w, unit, out, next, last, tile_fn, user, err)) {
+            return false;
+        }
+        next += s->step_rows;
+    }
+    return true;
+}

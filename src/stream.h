@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/* Seam-free CAMs: the trunk runs down strips of the slide, a margin of context wider than the
+ * tiles on each side, a few rows at a time, so that every CAM cell is the network's value at that
+ * place of the slide (white beyond its edge) rather than of a tile cut out with zeros around it.
+ *
+ * The trunk is cut into groups, each a convolution and the ReLUs and poolings after it. A group
+ * is planned as an engine part on a band of rows: its convolution pads left and right as the
+ * model does (inside the margin, which is wide enough that no padding reaches a tile's cells) but
+ * not above and below. Rows flow down the groups through queues: a group runs when its queue
+ * holds a band and the 2·pad rows around it, and keeps those 2·pad rows for its next run. A step
+ * reads a band of the slide into group 0 and, once the pipeline is full, yields `step_rows` rows
+ * of CAM cells. A unit starts reading as far above its first tile as the trunk's receptive
+ * field reaches, so every cell is exact. Memory is a few bands per group per thread, whatever
+ * the slide's size. */
+#ifndef TH_STREAM_H
+#define TH_STREAM_H
+
+#include "engine.h"
+#include "tiler.h"
+
+typedef struct th_stream_group {
+    int first, n_layers;   /* its model layers: [first, first + n_layers) */
+    int pad;               /* rows its convolution reads above and below a row (0: none) */
+    int pool;              /* its input rows per output row (the product of its pools' strides) */
+    int c_in, c_out;       /* channels in and out */
+    int w_in, w_out;       /* columns in and out */
+    int rows_new, rows_out; /* rows it takes (after the 2·pad carried) and gives per step */
+    th_model part;         /* the engine's model: `layers`, no head */
+    th_layer *layers;      /* (n_layers) copies without vertical padding (weights borrowed) */
+    th_engine *engine;
+} th_stream_group;
+
+typedef struct th_stream {
+    const th_model *model; /* borrowed */
+    int n_groups;
+    th_stream_group *groups;
+    int tile_w, tile_h;    /* model pixels */
+    int cam_w, cam_h;      /* cells per tile */
+    int cell;              /* model pixels per cell (tile_w / cam_w) */
+    int margin;            /* model pixels of context left and right of a strip */
+    int step_rows;         /* cell rows per step */
+    int strip_tiles;       /* tiles across a strip at most (the engines' width) */
+    int width;             /* model pixels across a strip: strip_tiles·tile_w + 2·margin */
+    int feat_c;
+} th_stream;
+
+/* Whether the model's trunk can run seam-free on tile_w×tile_h tiles: convolutions of stride 1
+ * padded the same on every side by (kernel − 1)·dilation / 2, max poolings whose kernel is their
+ * stride, no padding, tiles a whole number of cells. If not, false and why[] (one line) says
+ * which layer stops it. */
+bool th_stream_supported(const th_model *model, int tile_w, int tile_h, char *why, size_t why_len);
+
+/* How a grid `cols` tiles across is cut into strips: as narrow as margins of at most a tenth of
+ * their width allow (glass is skipped a strip at a time), as even as can be. Returns the widest
+ * strip's tiles; *n_strips gets their number. */
+int th_stream_strips(const th_model *model, int tile_w, int cols, int *n_strips);
+
+/* Plan strips of strip_tiles tiles (tiles are the stride apart; th_stream_supported must hold):
+ * groups, engines and margin. Read-only afterwards: threads share it, each with a th_stream_ws. */
+bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, int tile_w,
+                    int tile_h, int strip_tiles, th_error **err);
+void th_stream_free(th_stream *s);
+
+/* One unit of work: tiles [col0, col0 + cols) × [row0, row1] of the grid, run as one strip. */
+typedef struct th_stream_unit {
+    int col0, cols;
+    int row0, row1;
+} th_stream_unit;
+
+/* Units over the listed tiles (tile_col/tile_row, n_tiles, in row-major order) of a grid `cols`
+ * tiles across cut into n_strips even strips: each strip's runs of rows that have tiles (a row
+ * without any ends a run: glass is not run), each run cut into even units of at most max_rows
+ * rows. The cut depends on the grid and the tiles only. *units is th_malloc'd. */
+bool th_stream_units(int cols, int n_strips, const int *tile_col, const int *tile_row,
+                     int64_t n_tiles, int max_rows, th_stream_unit **units, int64_t *n_units,
+                     th_error **err);
+
+/* One thread's buffers for running units. */
+typedef struct th_stream_ws th_stream_ws;
+th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error **err);
+void th_stream_ws_free(th_stream_ws *ws);
+
+/* Called once per tile of a unit, in row-major order, when all its cells are computed: feat is
+ * its (feat_c, cam_h, cam_w) feature map. */
+typedef bool (*th_stream_tile_fn)(void *user, int col, int row, const float *feat,
+                                  th_error **err);
+
+/* Run one unit: read its strip from the slide, push it through the trunk and hand every tile's
+ * features to tile_fn. Reads `cancel` before each step (fails with "cancelled"). */
+bool th_stream_run_unit(const th_stream *s, th_stream_ws *ws, th_slide *slide,
+                        const th_grid *grid, const th_stream_unit *unit, th_stream_tile_fn tile_fn,
+                        void *user, const volatile sig_atomic_t *cancel, th_error **err);
+
+#endif

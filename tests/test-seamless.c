@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/* Seam-free CAMs on the real CMU-1-Small-Region slide, every full tile run (no tissue mask, so
+ * that tiles at the tissue's edge do not bias the border statistics), with the bundled model and
+ * two generated ones (BatchNorm; VGG16's layer pattern):
+ *   - tile probabilities and CAM cells at every tile's corners and centre match PyTorch run once
+ *     over the whole slide (tools/gen-seamless-refs.py, tests/data/seamless-*.ref);
+ *   - the seam ratio (mean |difference| of neighbouring cells across tile borders over the same
+ *     inside tiles) is at most 1.15 for every class, and --cam tile, which runs tiles on their
+ *     own, shows its seams (at least 1.3);
+ *   - 1 and 2 threads give the same bytes; the reference engine agrees with PyTorch too;
+ *   - an overlapping --stride falls back to tile mode and says so. */
+#include <config.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "result.h"
+#include "tap.h"
+#include "testutil.h"
+
+static th_slide *slide;
+
+static th_result *run(const th_model *m, th_cam_mode cam, int threads, th_engine_kind engine,
+                      int stride)
+{
+    th_run_options opt;
+    th_run_options_init(&opt);
+    opt.min_tissue = 0;
+    opt.cam = cam;
+    opt.threads = threads;
+    opt.engine = engine;
+    opt.stride = stride;
+    th_error *err = NULL;
+    th_result *r = th_run(slide, m, &opt, &err);
+    if (!r) {
+        diag("run: %s", th_error_message(err));
+        th_error_free(err);
+    }
+    return r;
+}
+
+// Seam ratio of class c: mean |Δ| between neighbouring cells across tile borders / inside.
+static double seam_ratio(const th_result *r, int c)
+{
+    int64_t gw, gh;
+    th_result_get_cam_grid(r, &gw, &gh, NULL, NULL, NULL, NULL);
+    float *a = th_malloc(sizeof(float) * gw, NULL), *b = th_malloc(sizeof(float) * gw, NULL);
+    double border = 0, inside = 0;
+    long nb = 0, ni = 0;
+    for (int64_t y = 0; y < gh; y++) {
+        th_result_read_cam_row(r, c, y, a);
+        if (y + 1 < gh) {
+            th_result_read_cam_row(r, c, y + 1, b);
+        }
+        for (int64_t x = 0; x < gw; x++) {
+            if (x + 1 < gw && !isnan(a[x]) && !isnan(a[x + 1])) {
+                double d = fabs(a[x] - a[x + 1]);
+                bool across = (x + 1) % r->cam_w == 0;
+                border += across ? d : 0;
+                inside += across ? 0 : d;
+                nb += across;
+                ni += !across;
+            }
+            if (y + 1 < gh && !isnan(a[x]) && !isnan(b[x])) {
+                double d = fabs(a[x] - b[x]);
+                bool across = (y + 1) % r->cam_h == 0;
+                border += across ? d : 0;
+                inside += across ? 0 : d;
+                nb += across;
+                ni += !across;
+            }
+        }
+    }
+    th_free(a);
+    th_free(b);
+    return nb && ni && inside > 0 ? (border / nb) / (inside / ni) : NAN;
+}
+
+// The tile index of (col, row), or -1.
+static int64_t tile_at(const th_result *r, int col, int row)
+{
+    for (int64_t t = 0; t < r->n_tiles; t++) {
+        if (r->tile_col[t] == col && r->tile_row[t] == row) {
+            return t;
+        }
+    }
+    return -1;
+}
+
+// The next number of a reference line (NAN if none).
+static double next_double(char **p)
+{
+    double v;
+    int n;
+    if (sscanf(*p, "%lf%n", &v, &n) != 1) {
+        return NAN;
+    }
+    *p += n;
+    return v;
+}
+
+// Compare with the PyTorch reference: every tile's probabilities, sampled CAM cells.
+static void check_reference(const th_result *r, const char *name)
+{
+    char rel[128];
+    snprintf(rel, sizeof(rel), "tests/data/seamless-%s.ref", name);
+    const char *path = test_src_path(rel);
+    FILE *f = th_fopen(path, "r", NULL);
+    if (!ok(f != NULL, "%s: reference %s opens", name, path)) {
+        return;
+    }
+    char line[1024];
+    int n_tiles = 0, n_cells = 0, bad_p = 0, bad_cam = 0;
+    double worst_p = 0, worst_cam = 0, cam_scale = 0;
+    int nc = r->n_classes;
+    while (fgets(line, sizeof(line), f)) {
+        int col, row, cx, cy, n;
+        char *p = line;
+        if (sscanf(line, "tile %d %d%n", &col, &row, &n) == 2) {
+            int64_t t = tile_at(r, col, row);
+            p += n;
+            n_tiles++;
+            for (int c = 0; c < nc; c++) {
+                double want = next_double(&p);
+                double got = t >= 0 ? r->probs[t * nc + c] : NAN;
+                double d = fabs(got - want);
+                worst_p = isnan(d) ? INFINITY : fmax(worst_p, d);
+                bad_p += !(d <= 1e-4);
+            }
+        } else if (sscanf(line, "cam %d %d %d %d%n", &col, &row, &cx, &cy, &n) == 4) {
+            p += n;
+            n_cells++;
+            for (int c = 0; c < nc; c++) {
+                double want = next_double(&p);
+                float got = NAN;
+                th_camgrid_get(&r->cams, c, (int64_t)col * r->cam_w + cx,
+                               (int64_t)row * r->cam_h + cy, &got);
+                double d = fabs(got - want) / fmax(1.0, fabs(want));
+                worst_cam = isnan(d) ? INFINITY : fmax(worst_cam, d);
+                cam_scale = fmax(cam_scale, fabs(want));
+                bad_cam += !(d <= 1e-4);
+            }
+        }
+    }
+    fclose(f);
+    ok(n_tiles == r->grid.cols * r->grid.rows && n_tiles == r->n_tiles,
+       "%s: the reference has every one of the %d tiles", name, n_tiles);
+    ok(bad_p == 0, "%s: probabilities of %d tiles match PyTorch on the whole slide (worst %.2g)",
+       name, n_tiles, worst_p);
+    ok(bad_cam == 0 && n_cells > 0,
+       "%s: CAM at %d tile corners and centres matches PyTorch (worst relative %.2g, values up "
+       "to %.3g)",
+       name, n_cells, worst_cam, cam_scale);
+}
+
+static bool same_result(const th_result *a, const th_result *b)
+{
+    if (!a || !b || a->n_tiles != b->n_tiles ||
+        memcmp(a->probs, b->probs, sizeof(float) * a->n_tiles * a->n_classes) != 0) {
+        return false;
+    }
+    int64_t gw, gh;
+    th_result_get_cam_grid(a, &gw, &gh, NULL, NULL, NULL, NULL);
+    float *ra = th_malloc(sizeof(float) * gw, NULL), *rb = th_malloc(sizeof(float) * gw, NULL);
+    bool same = true;
+    for (int c = 0; c < a->n_classes && same; c++) {
+        for (int64_t y = 0; y < gh && same; y++) {
+            th_result_read_cam_row(a, c, y, ra);
+            th_result_read_cam_row(b, c, y, rb);
+            same = memcmp(ra, rb, sizeof(float) * gw) == 0;
+        }
+    }
+    th_free(ra);
+    th_free(rb);
+    return same;
+}
+
+// The default engine (Winograd when built with oneDNN) throughout; the reference engine too
+// when `ref_engine`, which must give the same probabilities and CAMs within float rounding.
+static void check_model(const char *src_rel, const char *name, bool ref_engine)
+{
+    th_model *m = tu_load_model(src_rel);
+    th_run_options defaults;
+    th_run_options_init(&defaults);
+    th_engine_kind engine = defaults.engine;
+    th_result *seamless = run(m, TH_CAM_SEAMLESS, 2, engine, 0);
+    th_result *tile = run(m, TH_CAM_TILE, 2, engine, 0);
+    if (!ok(seamless && tile, "%s: seam-free and tile runs", name)) {
+        bail("no result");
+    }
+    is_int(th_result_get_cam_mode(seamless), TH_CAM_SEAMLESS, "%s: the default is seam-free",
+           name);
+    is_int(th_result_get_warning_count(seamless), 0, "%s: no warning", name);
+    check_reference(seamless, name);
+    for (int c = 0; c < seamless->n_classes; c++) {
+        double s = seam_ratio(seamless, c), t = seam_ratio(tile, c);
+        ok(s <= 1.15, "%s: class %d seam ratio %.3f <= 1.15 (--cam tile: %.3f)", name, c, s, t);
+        ok(t >= 1.3, "%s: class %d --cam tile shows the seams the ratio measures (%.3f)", name, c,
+           t);
+    }
+    th_result *one = run(m, TH_CAM_SEAMLESS, 1, engine, 0);
+    ok(same_result(seamless, one), "%s: 1 and 2 threads give the same bytes", name);
+    th_result_free(one);
+    if (ref_engine && engine != TH_ENGINE_REF) {
+        th_result *ref = run(m, TH_CAM_SEAMLESS, 2, TH_ENGINE_REF, 0);
+        ok(ref != NULL, "%s: reference engine runs seam-free", name);
+        if (ref) {
+            check_reference(ref, name);
+        }
+        th_result_free(ref);
+    }
+    th_result_free(seamless);
+    th_result_free(tile);
+    th_model_free(m);
+}
+
+int main(void)
+{
+    plan(0);
+    slide = tu_open_slide("slides/CMU-1-Small-Region.svs");
+    check_model("models/default.onnx", "default", true);
+    check_model("tests/data/models/seam-bn.onnx", "seam-bn", false);
+    check_model("tests/data/models/seam-vgg16.onnx", "seam-vgg16", false);
+
+    th_model *m = tu_load_model("models/default.onnx");
+    th_result *r = run(m, TH_CAM_SEAMLESS, 2, TH_ENGINE_REF, 112);
+    ok(r && th_result_get_cam_mode(r) == TH_CAM_TILE, "--stride 112 falls back to tile mode");
+    ok(r && th_result_get_warning_count(r) == 1 &&
+           strstr(th_result_get_warning(r, 0), "--stride") != NULL,
+       "and says why: %s", r && th_result_get_warning_count(r) ? th_result_get_warning(r, 0) : "");
+    th_result_free(r);
+    th_model_free(m);
+    th_slide_close(slide);
+    return 0;
+}
