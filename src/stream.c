@@ -145,7 +145,7 @@ static double ws_estimate(const th_stream *s)
     double floats = 0;
     for (int g = 0; g < s->n_groups; g++) {
         const th_stream_group *gr = &s->groups[g];
-        double in = 2.0 * gr->c_in * (2 * gr->rows_new + 2 * gr->pad) * gr->w_in; // + queue
+        double in = (double)gr->c_in * (gr->rows_new + 2 * gr->pad) * gr->w_in;
         double act = (double)gr->c_out * gr->rows_new * gr->w_in;
         floats += in + 2 * act + (double)gr->c_out * gr->rows_out * gr->w_out;
     }
@@ -327,22 +327,8 @@ struct th_stream_ws {
     uint8_t *scratch;   // resampling source for a read
     float *feats;       // (strip_tiles, feat_c, cam_h, cam_w) the current row of tiles
     int n_groups;
-    float **queue;      // (n_groups) rows waiting for group g >= 1, in its input's channel blocks
-    int *queue_rows;    // (n_groups) how many
+    int *pushes;        // (n_groups) bands group g has been given in this unit
 };
-
-// Rows a group's queue can hold: what one run takes (rows_new + 2·pad) less one, plus a push.
-static int queue_cap(const th_stream_group *gr)
-{
-    return 2 * gr->rows_new + 2 * gr->pad;
-}
-
-// Floats of `rows` rows of a group's input: [blocks][rows][w_in][block].
-static size_t input_floats(const th_stream_group *gr, int rows)
-{
-    int b = gr->engine->in_block, blocks = (gr->c_in + b - 1) / b;
-    return (size_t)blocks * b * rows * gr->w_in;
-}
 
 th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error **err)
 {
@@ -355,18 +341,14 @@ th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error
     w->band_cap = g0->rows_new + 2 * g0->pad + READ_ROWS;
     size_t scratch = th_grid_rect_scratch_size(grid, s->width, w->band_cap);
     bool ok = (w->ws = th_calloc(TH_MAX(s->n_groups, 1), sizeof(*w->ws), err)) &&
-              (w->queue = th_calloc(TH_MAX(s->n_groups, 1), sizeof(*w->queue), err)) &&
-              (w->queue_rows = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int), err)) &&
+              (w->pushes = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int), err)) &&
               (w->band = th_malloc((size_t)w->band_cap * s->width * 3, err)) &&
               (!scratch || (w->scratch = th_malloc(scratch, err))) &&
               (w->feats = th_malloc(sizeof(float) * s->strip_tiles * s->feat_c * s->cam_h *
                                         s->cam_w,
                                     err));
     for (int g = 0; ok && g < s->n_groups; g++) {
-        const th_stream_group *gr = &s->groups[g];
-        ok = (w->ws[g] = th_engine_ws_new(gr->engine, err)) != NULL &&
-             (g == 0 || (w->queue[g] = th_malloc_aligned(
-                             sizeof(float) * input_floats(gr, queue_cap(gr)), err)));
+        ok = (w->ws[g] = th_engine_ws_new(s->groups[g].engine, err)) != NULL;
     }
     if (!ok) {
         th_stream_ws_free(w);
@@ -382,11 +364,9 @@ void th_stream_ws_free(th_stream_ws *w)
     }
     for (int g = 0; w->ws && g < w->n_groups; g++) {
         th_engine_ws_free(w->ws[g]);
-        th_free(w->queue ? w->queue[g] : NULL);
     }
     th_free(w->ws);
-    th_free(w->queue);
-    th_free(w->queue_rows);
+    th_free(w->pushes);
     th_free(w->band);
     th_free(w->scratch);
     th_free(w->feats);
@@ -421,41 +401,40 @@ static bool band_rows(const th_stream *s, th_stream_ws *w, th_slide *slide, cons
     return true;
 }
 
-// Append `rows` rows (in the group's input layout, as the previous group gives them) to group
-// g's queue.
-static void queue_push(const th_stream_group *gr, th_stream_ws *w, int g, const float *rows_in,
-                       int rows)
+// Bands group g takes before its first run, to fill the 2·pad rows it carries: ⌈2·pad / band⌉.
+static int prime_runs(const th_stream_group *gr)
 {
-    int b = gr->engine->in_block, blocks = (gr->c_in + b - 1) / b, cap = queue_cap(gr);
-    size_t row = (size_t)gr->w_in * b;
-    for (int c = 0; c < blocks; c++) {
-        memcpy(w->queue[g] + (c * (size_t)cap + w->queue_rows[g]) * row,
-               rows_in + c * (size_t)rows * row, sizeof(float) * rows * row);
-    }
-    w->queue_rows[g] += rows;
+    return (2 * gr->pad + gr->rows_new - 1) / gr->rows_new;
 }
 
-// Run group g on the first rows_new + 2·pad rows of its queue if it has them, then drop the
-// first rows_new (the last 2·pad are read again by the next run). NULL if it had too few rows
-// (*err unset) or failed.
-static const float *queue_run(const th_stream_group *gr, th_stream_ws *w, int g, th_error **err)
+// Give group g the previous group's band (rows_new rows in g's input layout). Its window is
+// [blocks][2·pad + rows_new][w_in][block]: the band goes below the 2·pad rows carried. While
+// priming, the band only fills the carry (the rows of it that the first run reads); then the
+// group runs and carries its window's last 2·pad rows to the top. Returns the group's output,
+// or NULL while priming (*err unset) or on failure.
+static const float *push_band(const th_stream_group *gr, th_stream_ws *w, int g, const float *band,
+                              th_error **err)
 {
-    int n = gr->rows_new + 2 * gr->pad, cap = queue_cap(gr), left = w->queue_rows[g] - gr->rows_new;
-    if (w->queue_rows[g] < n) {
+    int b = gr->engine->in_block, blocks = (gr->c_in + b - 1) / b;
+    int m = gr->rows_new, carry = 2 * gr->pad, prime = prime_runs(gr);
+    size_t row = (size_t)gr->w_in * b, plane = (size_t)(m + carry) * row;
+    float *in = th_engine_input(gr->engine, w->ws[g]);
+    int k = w->pushes[g]++;
+    if (k < prime) { // band k lands at carry rows [carry - (prime - k)·m, + m), clipped to >= 0
+        int at = carry - (prime - k) * m, skip = TH_MAX(-at, 0);
+        for (int c = 0; c < blocks && m > skip; c++) {
+            memcpy(in + c * plane + (at + skip) * row, band + (c * (size_t)m + skip) * row,
+                   sizeof(float) * (m - skip) * row);
+        }
         return NULL;
     }
-    int b = gr->engine->in_block, blocks = (gr->c_in + b - 1) / b;
-    size_t row = (size_t)gr->w_in * b;
-    float *in = th_engine_input(gr->engine, w->ws[g]), *q = w->queue[g];
     for (int c = 0; c < blocks; c++) {
-        memcpy(in + c * n * row, q + c * (size_t)cap * row, sizeof(float) * n * row);
+        memcpy(in + c * plane + carry * row, band + c * (size_t)m * row, sizeof(float) * m * row);
     }
     const float *out = th_engine_forward_part(gr->engine, w->ws[g], err);
-    for (int c = 0; c < blocks; c++) {
-        memmove(q + c * (size_t)cap * row, q + (c * (size_t)cap + gr->rows_new) * row,
-                sizeof(float) * left * row);
+    for (int c = 0; c < blocks && carry; c++) {
+        memmove(in + c * plane, in + c * plane + m * row, sizeof(float) * carry * row);
     }
-    w->queue_rows[g] = left;
     return out;
 }
 
@@ -491,21 +470,22 @@ bool th_stream_run_unit(const th_stream *s, th_stream_ws *w, th_slide *slide,
 {
     const int G = s->n_groups;
     const th_stream_group *g0 = &s->groups[0];
-    // The cell rows wanted; back from the first, the first output row of every group (each
-    // group's first run reads only rows the group before it computed), down to the first
-    // model-pixel row group 0 reads; and the row below the last one read.
+    // The cell rows wanted; back from the first, the first output row of every group (group g's
+    // first run reads rows from o·pool − pad, the first 2·pad of them from the bands it was primed
+    // with), down to the first model-pixel row group 0 reads; and the row below the last one.
     int64_t first = (int64_t)unit->row0 * s->cam_h, last = (int64_t)(unit->row1 + 1) * s->cam_h - 1;
     int64_t o = first, end = last + 1;
     for (int g = G - 1; g > 0; g--) {
-        o = o * s->groups[g].pool - s->groups[g].pad;
-        end = end * s->groups[g].pool + s->groups[g].pad;
+        const th_stream_group *gr = &s->groups[g];
+        o = o * gr->pool + gr->pad - (int64_t)prime_runs(gr) * gr->rows_new;
+        end = end * gr->pool + gr->pad;
     }
     int64_t y0 = o * g0->pool - g0->pad, y_end = end * g0->pool + g0->pad;
     int64_t x0 = (int64_t)unit->col0 * grid->stride_x - s->margin;
     int n0 = g0->rows_new + 2 * g0->pad;
     w->band_n = 0;
     for (int g = 0; g < G; g++) {
-        w->queue_rows[g] = 0;
+        w->pushes[g] = 0;
     }
     int64_t next = first; // the next cell row to come out
     for (int64_t y = y0; next <= last; y += g0->rows_new) {
@@ -520,8 +500,7 @@ bool th_stream_run_unit(const th_stream *s, th_stream_ws *w, th_slide *slide,
                         th_engine_input(g0->engine, w->ws[0]));
         const float *out = th_engine_forward_part(g0->engine, w->ws[0], err);
         for (int g = 1; g < G && out; g++) {
-            queue_push(&s->groups[g], w, g, out, s->groups[g].rows_new);
-            out = queue_run(&s->groups[g], w, g, err);
+            out = push_band(&s->groups[g], w, g, out, err);
         }
         if (!out) {
             if (*err) {
