@@ -2,13 +2,16 @@
 # Debian 12 packages tileheat needs to build, test, and (for the Python helpers) regenerate
 # reference data and the default model. The Slurm and munge packages let make check run
 # tests/slurm.sh on a throwaway single-node cluster (tools/slurm-local.sh); their services are
-# not started by the install.
+# not started by the install. TH_PYTHON_DEPS=1 adds the Python helpers' packages, TH_FUZZ_DEPS=1
+# clang and its libFuzzer runtime for `configure CC=clang --enable-fuzz` (about 300 MB, so only
+# when asked).
 set -euo pipefail
 BUILD="build-essential autoconf automake libtool pkg-config libopenslide-dev libtiff-dev libpng-dev zlib1g-dev
  libprotobuf-c-dev protobuf-c-compiler libcjson-dev libdnnl-dev nettle-dev
  slurmctld slurmd slurm-client munge"
 PYTHON="python3-torch python3-onnx python3-openslide python3-skimage python3-numpy"
-missing=$(for p in $BUILD ${TH_PYTHON_DEPS:+$PYTHON}; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
+FUZZ="clang libclang-rt-14-dev"
+missing=$(for p in $BUILD ${TH_PYTHON_DEPS:+$PYTHON} ${TH_FUZZ_DEPS:+$FUZZ}; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
 if [ -n "$missing" ]; then
   # Keep the packages' maintainer scripts from starting munged, slurmctld or slurmd
   # (invoke-rc.d and deb-systemd-invoke obey policy-rc.d; exit 101 = action forbidden).
