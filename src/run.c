@@ -598,7 +598,9 @@ static void stream_worker(run_ctx *ctx, const th_stream *s, const th_stream_unit
 #pragma omp critical
 #endif
     {
-        ctx->sec[1] += th_engine_clock() - t0 - st.cam_sec;
+        double read = st.ws ? th_stream_ws_read_seconds(st.ws) : 0;
+        ctx->sec[0] += read;
+        ctx->sec[1] += th_engine_clock() - t0 - st.cam_sec - read;
         ctx->sec[2] += st.cam_sec;
     }
     th_free(st.cam);

@@ -9,15 +9,17 @@
 #include "stream.h"
 
 /* A thread's buffers are planned within this many bytes (the engines' workspaces for one band of
- * every group and the tile row's features): strips get narrower, bands shorter, to fit. */
-#define STREAM_WS_BYTES ((size_t)48 << 20)
+ * every group and the tile row's features): bands get shorter to fit. VGG16-GAP on 9-tile strips
+ * needs 135 MB at 4 rows; the bundled model 8 MB. */
+#define STREAM_WS_BYTES ((size_t)192 << 20)
 
 /* A strip is at least this wide, in tiles, and its two margins at most MARGIN_PERCENT % of it. */
 #define MAX_STRIP_TILES 16
 #define MARGIN_PERCENT 10
 
-/* Cell rows a step (fewer if the budget says so): enough rows for the deepest layers' kernels,
- * few enough for every group's band to stay in cache. */
+/* Rows every group gives a run (fewer if the budget says so): Winograd F(4×4) wants 4; more rows
+ * a run cost more rows computed past a unit's last tile and more memory (measured on the demo
+ * slide and VGG16-GAP, bench/README.md: 1, 2-8 and 16 rows were all slower). */
 #define STEP_ROWS 4
 
 /* Model pixels read from the slide at once (beyond what one step needs). */
@@ -116,25 +118,20 @@ static int padding_reach(const th_model *m)
     return h;
 }
 
-// Rows and columns of every group for strips of `tiles` tiles and `step_rows` cell rows a step.
-static void shape_groups(th_stream *s, int tiles, int step_rows)
+// Rows and columns of every group for strips of `tiles` tiles, each group giving `rows` rows a run.
+static void shape_groups(th_stream *s, int tiles, int rows)
 {
-    s->step_rows = step_rows;
     s->strip_tiles = tiles;
     s->width = tiles * s->tile_w + 2 * s->margin;
-    int rows = step_rows;
-    for (int g = s->n_groups - 1; g >= 0; g--) {
-        th_stream_group *gr = &s->groups[g];
-        gr->rows_out = rows;
-        gr->rows_new = rows * gr->pool;
-        rows = gr->rows_new;
-    }
+    s->step_rows = rows;
     int w = s->width;
     for (int g = 0; g < s->n_groups; g++) {
         th_stream_group *gr = &s->groups[g];
         gr->w_in = w;
         gr->w_out = w / gr->pool;
         w = gr->w_out;
+        gr->rows_out = rows;
+        gr->rows_new = rows * gr->pool;
     }
 }
 
@@ -218,14 +215,12 @@ bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, in
     s->cam_w = tile_w / s->cell;
     s->cam_h = tile_h / s->cell;
     s->margin = padding_reach(model) * s->cell;
-    // The most cell rows a step that fit the memory budget.
-    int rows = TH_MIN(STEP_ROWS, s->cam_h);
-    for (;;) {
+    // STEP_ROWS a run, fewer if the memory budget says so.
+    for (int rows = TH_MIN(STEP_ROWS, s->cam_h);; rows /= 2) {
         shape_groups(s, strip_tiles, rows);
         if (ws_estimate(s) <= (double)STREAM_WS_BYTES || rows == 1) {
             break;
         }
-        rows = TH_MAX(rows / 2, 1);
     }
     return plan_engines(s, kind, err);
 }
@@ -327,8 +322,14 @@ struct th_stream_ws {
     uint8_t *scratch;   // resampling source for a read
     float *feats;       // (strip_tiles, feat_c, cam_h, cam_w) the current row of tiles
     int n_groups;
-    int *pushes;        // (n_groups) bands group g has been given in this unit
+    int *fill;          // (n_groups) rows in group g >= 1's window
+    double read_sec;    // seconds spent reading the slide
 };
+
+double th_stream_ws_read_seconds(const th_stream_ws *ws)
+{
+    return ws->read_sec;
+}
 
 th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error **err)
 {
@@ -341,7 +342,7 @@ th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error
     w->band_cap = g0->rows_new + 2 * g0->pad + READ_ROWS;
     size_t scratch = th_grid_rect_scratch_size(grid, s->width, w->band_cap);
     bool ok = (w->ws = th_calloc(TH_MAX(s->n_groups, 1), sizeof(*w->ws), err)) &&
-              (w->pushes = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int), err)) &&
+              (w->fill = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int), err)) &&
               (w->band = th_malloc((size_t)w->band_cap * s->width * 3, err)) &&
               (!scratch || (w->scratch = th_malloc(scratch, err))) &&
               (w->feats = th_malloc(sizeof(float) * s->strip_tiles * s->feat_c * s->cam_h *
@@ -366,7 +367,7 @@ void th_stream_ws_free(th_stream_ws *w)
         th_engine_ws_free(w->ws[g]);
     }
     th_free(w->ws);
-    th_free(w->pushes);
+    th_free(w->fill);
     th_free(w->band);
     th_free(w->scratch);
     th_free(w->feats);
@@ -401,65 +402,77 @@ static bool band_rows(const th_stream *s, th_stream_ws *w, th_slide *slide, cons
     return true;
 }
 
-// Bands group g takes before its first run, to fill the 2·pad rows it carries: ⌈2·pad / band⌉.
-static int prime_runs(const th_stream_group *gr)
-{
-    return (2 * gr->pad + gr->rows_new - 1) / gr->rows_new;
-}
+// Where a unit's cell rows go: the row of tiles being filled, and the rows still wanted.
+typedef struct sink {
+    const th_stream_unit *unit;
+    int64_t next, last;        // the next cell row out of the last group; the last one wanted
+    th_stream_tile_fn tile_fn;
+    void *user;
+} sink;
 
-// Give group g the previous group's band (rows_new rows in g's input layout). Its window is
-// [blocks][2·pad + rows_new][w_in][block]: the band goes below the 2·pad rows carried. While
-// priming, the band only fills the carry (the rows of it that the first run reads); then the
-// group runs and carries its window's last 2·pad rows to the top. Returns the group's output,
-// or NULL while priming (*err unset) or on failure.
-static const float *push_band(const th_stream_group *gr, th_stream_ws *w, int g, const float *band,
-                              th_error **err)
-{
-    int b = gr->engine->in_block, blocks = (gr->c_in + b - 1) / b;
-    int m = gr->rows_new, carry = 2 * gr->pad, prime = prime_runs(gr);
-    size_t row = (size_t)gr->w_in * b, plane = (size_t)(m + carry) * row;
-    float *in = th_engine_input(gr->engine, w->ws[g]);
-    int k = w->pushes[g]++;
-    if (k < prime) { // band k lands at carry rows [carry - (prime - k)·m, + m), clipped to >= 0
-        int at = carry - (prime - k) * m, skip = TH_MAX(-at, 0);
-        for (int c = 0; c < blocks && m > skip; c++) {
-            memcpy(in + c * plane + (at + skip) * row, band + (c * (size_t)m + skip) * row,
-                   sizeof(float) * (m - skip) * row);
-        }
-        return NULL;
-    }
-    for (int c = 0; c < blocks; c++) {
-        memcpy(in + c * plane + carry * row, band + c * (size_t)m * row, sizeof(float) * m * row);
-    }
-    const float *out = th_engine_forward_part(gr->engine, w->ws[g], err);
-    for (int c = 0; c < blocks && carry; c++) {
-        memmove(in + c * plane, in + c * plane + m * row, sizeof(float) * carry * row);
-    }
-    return out;
-}
-
-// This run's cell rows [a, a + step_rows) into the row of tiles; a finished row goes to tile_fn.
-static bool emit_rows(const th_stream *s, th_stream_ws *w, const th_stream_unit *unit,
-                      const float *out, int64_t a, int64_t last, th_stream_tile_fn tile_fn,
-                      void *user, th_error **err)
+// The last group's run: its step_rows cell rows into the row of tiles; a finished row of tiles
+// goes to tile_fn.
+static bool emit_rows(const th_stream *s, th_stream_ws *w, sink *k, const float *out,
+                      th_error **err)
 {
     const int C = s->feat_c, ch = s->cam_h, cw = s->cam_w;
     const int off = s->margin / s->cell; // the unit's first tile's first cell column
     const int w_out = s->groups[s->n_groups - 1].w_out;
-    for (int i = 0; i < s->step_rows && a + i <= last; i++) {
-        int row = (int)((a + i) / ch), lr = (int)(a + i - (int64_t)row * ch);
-        for (int k = 0; k < unit->cols; k++) {
+    for (int i = 0; i < s->step_rows && k->next <= k->last; i++, k->next++) {
+        int row = (int)(k->next / ch), lr = (int)(k->next - (int64_t)row * ch);
+        for (int t = 0; t < k->unit->cols; t++) {
             for (int c = 0; c < C; c++) {
-                memcpy(w->feats + (((size_t)k * C + c) * ch + lr) * cw,
-                       out + ((size_t)c * s->step_rows + i) * w_out + off + k * cw,
+                memcpy(w->feats + (((size_t)t * C + c) * ch + lr) * cw,
+                       out + ((size_t)c * s->step_rows + i) * w_out + off + t * cw,
                        sizeof(float) * cw);
             }
         }
-        for (int k = 0; lr == ch - 1 && k < unit->cols; k++) {
-            if (!tile_fn(user, unit->col0 + k, row, w->feats + (size_t)k * C * ch * cw, err)) {
+        for (int t = 0; lr == ch - 1 && t < k->unit->cols; t++) {
+            if (!k->tile_fn(k->user, k->unit->col0 + t, row, w->feats + (size_t)t * C * ch * cw,
+                            err)) {
                 return false;
             }
         }
+    }
+    return true;
+}
+
+/*
+ * Hand `rows` rows of group g-1's output (in g's input layout: [blocks][rows][w_in][block]) to
+ * group g. Its window, its engine's input, holds 2·pad carried rows and rows_new new ones; the
+ * rows go in below those it has; each time it is full the group runs, passes its output on (the
+ * last group's to the sink) and carries its last 2·pad rows to the top. A group's first rows are
+ * exactly the first its first run reads, so nothing computed is thrown away.
+ */
+static bool push_rows(const th_stream *s, th_stream_ws *w, sink *k, int g, const float *rows_in,
+                      int rows, th_error **err)
+{
+    const th_stream_group *gr = &s->groups[g];
+    int b = gr->engine->in_block, blocks = (gr->c_in + b - 1) / b;
+    int cap = gr->rows_new + 2 * gr->pad, carry = 2 * gr->pad;
+    size_t row = (size_t)gr->w_in * b, plane = (size_t)cap * row;
+    float *in = th_engine_input(gr->engine, w->ws[g]);
+    for (int done = 0; done < rows;) {
+        int n = TH_MIN(rows - done, cap - w->fill[g]);
+        for (int c = 0; c < blocks; c++) {
+            memcpy(in + c * plane + w->fill[g] * row, rows_in + (c * (size_t)rows + done) * row,
+                   sizeof(float) * n * row);
+        }
+        done += n;
+        w->fill[g] += n;
+        if (w->fill[g] < cap) {
+            break;
+        }
+        const float *out = th_engine_forward_part(gr->engine, w->ws[g], err);
+        if (!out || !(g + 1 < s->n_groups ? push_rows(s, w, k, g + 1, out, gr->rows_out, err)
+                                          : emit_rows(s, w, k, out, err))) {
+            return false;
+        }
+        for (int c = 0; c < blocks && carry; c++) {
+            memmove(in + c * plane, in + c * plane + gr->rows_new * row,
+                    sizeof(float) * carry * row);
+        }
+        w->fill[g] = carry;
     }
     return true;
 }
@@ -470,48 +483,40 @@ bool th_stream_run_unit(const th_stream *s, th_stream_ws *w, th_slide *slide,
 {
     const int G = s->n_groups;
     const th_stream_group *g0 = &s->groups[0];
-    // The cell rows wanted; back from the first, the first output row of every group (group g's
-    // first run reads rows from o·pool − pad, the first 2·pad of them from the bands it was primed
-    // with), down to the first model-pixel row group 0 reads; and the row below the last one.
+    // The cell rows wanted; back from the first, the first row each group reads (o·pool − pad),
+    // which is the first row the group before it gives, down to the first model-pixel row group 0
+    // reads; and the row below the last one read.
     int64_t first = (int64_t)unit->row0 * s->cam_h, last = (int64_t)(unit->row1 + 1) * s->cam_h - 1;
     int64_t o = first, end = last + 1;
     for (int g = G - 1; g > 0; g--) {
-        const th_stream_group *gr = &s->groups[g];
-        o = o * gr->pool + gr->pad - (int64_t)prime_runs(gr) * gr->rows_new;
-        end = end * gr->pool + gr->pad;
+        o = o * s->groups[g].pool - s->groups[g].pad;
+        end = end * s->groups[g].pool + s->groups[g].pad;
     }
     int64_t y0 = o * g0->pool - g0->pad, y_end = end * g0->pool + g0->pad;
     int64_t x0 = (int64_t)unit->col0 * grid->stride_x - s->margin;
     int n0 = g0->rows_new + 2 * g0->pad;
+    sink k = {.unit = unit, .next = first, .last = last, .tile_fn = tile_fn, .user = user};
     w->band_n = 0;
     for (int g = 0; g < G; g++) {
-        w->pushes[g] = 0;
+        w->fill[g] = 0;
     }
-    int64_t next = first; // the next cell row to come out
-    for (int64_t y = y0; next <= last; y += g0->rows_new) {
+    for (int64_t y = y0; k.next <= k.last; y += g0->rows_new) {
         if (cancel && *cancel) {
             th_error_set(err, "cancelled");
             return false;
         }
+        double t0 = th_engine_clock();
         if (!band_rows(s, w, slide, grid, x0, y, n0, y_end, err)) {
             return false;
         }
+        w->read_sec += th_engine_clock() - t0;
         th_kernel_input(w->band + (size_t)(y - w->band_y) * s->width * 3, n0, s->width, s->model,
                         th_engine_input(g0->engine, w->ws[0]));
         const float *out = th_engine_forward_part(g0->engine, w->ws[0], err);
-        for (int g = 1; g < G && out; g++) {
-            out = push_band(&s->groups[g], w, g, out, err);
-        }
-        if (!out) {
-            if (*err) {
-                return false;
-            }
-            continue; // the pipeline is filling
-        }
-        if (!emit_rows(s, w, unit, out, next, last, tile_fn, user, err)) {
+        if (!out || !(G > 1 ? push_rows(s, w, &k, 1, out, g0->rows_out, err)
+                            : emit_rows(s, w, &k, out, err))) {
             return false;
         }
-        next += s->step_rows;
     }
     return true;
 }

@@ -6,12 +6,12 @@
  * The trunk is cut into groups, each a convolution and the ReLUs and poolings after it. A group
  * is planned as an engine part on a band of rows: its convolution pads left and right as the
  * model does (inside the margin, which is wide enough that no padding reaches a tile's cells) but
- * not above and below. Rows flow down the groups through queues: a group runs when its queue
- * holds a band and the 2·pad rows around it, and keeps those 2·pad rows for its next run. A step
- * reads a band of the slide into group 0 and, once the pipeline is full, yields `step_rows` rows
- * of CAM cells. A unit starts reading as far above its first tile as the trunk's receptive
- * field reaches, so every cell is exact. Memory is a few bands per group per thread, whatever
- * the slide's size. */
+ * not above and below. A step reads a band of the slide through group 0; each group's output rows
+ * go into the next group's window below the 2·pad rows it carried from its last run, and whenever
+ * a window is full its group runs, every group giving step_rows rows a run; the last group's rows
+ * are CAM cells. A unit starts reading where the receptive field of its first cell row starts, so
+ * every row computed is exact and none is thrown away. Memory is a band per group per thread,
+ * whatever the slide's size. */
 #ifndef TH_STREAM_H
 #define TH_STREAM_H
 
@@ -24,7 +24,7 @@ typedef struct th_stream_group {
     int pool;              /* its input rows per output row (the product of its pools' strides) */
     int c_in, c_out;       /* channels in and out */
     int w_in, w_out;       /* columns in and out */
-    int rows_new, rows_out; /* rows it takes (after the 2·pad carried) and gives per step */
+    int rows_new, rows_out; /* rows a run takes (after the 2·pad carried) and gives */
     th_model part;         /* the engine's model: `layers`, no head */
     th_layer *layers;      /* (n_layers) copies without vertical padding (weights borrowed) */
     th_engine *engine;
@@ -38,7 +38,7 @@ typedef struct th_stream {
     int cam_w, cam_h;      /* cells per tile */
     int cell;              /* model pixels per cell (tile_w / cam_w) */
     int margin;            /* model pixels of context left and right of a strip */
-    int step_rows;         /* cell rows per step */
+    int step_rows;         /* rows every group gives a run (the last group's are cell rows) */
     int strip_tiles;       /* tiles across a strip at most (the engines' width) */
     int width;             /* model pixels across a strip: strip_tiles·tile_w + 2·margin */
     int feat_c;
@@ -79,6 +79,8 @@ bool th_stream_units(int cols, int n_strips, const int *tile_col, const int *til
 typedef struct th_stream_ws th_stream_ws;
 th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error **err);
 void th_stream_ws_free(th_stream_ws *ws);
+/* Seconds this thread's units spent reading the slide. */
+double th_stream_ws_read_seconds(const th_stream_ws *ws);
 
 /* Called once per tile of a unit, in row-major order, when all its cells are computed: feat is
  * its (feat_c, cam_h, cam_w) feature map. */
