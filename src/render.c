@@ -14,6 +14,7 @@
 
 #include "cam.h"
 #include "png-bands.h"
+#include "slide.h"
 #include "render.h"
 #include "tissue.h"
 
@@ -646,15 +647,8 @@ static bool prepare(render *r, th_slide *slide, const th_result *res, const th_m
     r->sx = (double)w0 / r->L.thumb_w;
     r->sy = (double)h0 / r->L.thumb_h;
     // Read the coarsest level that still has at least one pixel per output pixel.
-    double scale = TH_MIN(r->sx, r->sy);
-    for (int l = 0; l < th_slide_get_level_count(slide); l++) {
-        double ds = th_slide_get_level_downsample(slide, l);
-        if (l == 0 || (ds <= scale * (1 + 1e-9) && ds > r->ds)) {
-            r->L.level = l;
-            r->ds = ds;
-        }
-    }
-    r->level = r->L.level;
+    r->level = r->L.level = th_slide_coarsest_level(slide, TH_MIN(r->sx, r->sy));
+    r->ds = th_slide_get_level_downsample(slide, r->level);
     th_slide_get_level_dimensions(slide, r->level, &r->level_w, &r->level_h);
     r->kx = r->sx / r->ds;
     r->ky = r->sy / r->ds;

@@ -232,6 +232,20 @@ void th_slide_set_resolution_mpp(th_slide *slide, double rx, double ry, double u
     }
 }
 
+int th_slide_coarsest_level(const th_slide *slide, double limit)
+{
+    int best = 0;
+    double best_ds = th_slide_get_level_downsample(slide, 0);
+    for (int l = 1; l < th_slide_get_level_count(slide); l++) {
+        double ds = th_slide_get_level_downsample(slide, l);
+        if (ds <= limit * (1 + 1e-9) && ds > best_ds) {
+            best = l;
+            best_ds = ds;
+        }
+    }
+    return best;
+}
+
 bool th_slide_is_plain_image(const th_slide *slide)
 {
     return strcmp(slide->format, "tiff") == 0 || strcmp(slide->format, "png") == 0;

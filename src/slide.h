@@ -75,6 +75,11 @@ void th_slide_set_resolution_mpp(th_slide *slide, double rx, double ry, double u
  * slide opens, so set it before, from one thread. */
 extern bool th_slide_direct_reads;
 
+/* The coarsest level whose pixels are at most `limit` level-0 pixels across (level 0 if none
+ * is): the one level choice of the tiler, the renderer and tissue detection, which then
+ * area-average it down to their own scale when it does not match. */
+int th_slide_coarsest_level(const th_slide *slide, double limit);
+
 /* True for plain images (PNG, plain TIFF) as opposed to whole-slide formats. */
 bool th_slide_is_plain_image(const th_slide *slide);
 

@@ -52,13 +52,8 @@ static bool choose_level(th_grid *g, const th_slide *slide, double model_mpp,
     }
     double tol = opt->mpp_tolerance > 0 ? opt->mpp_tolerance : 0;
     double target = model_mpp / g->mpp; // level-0 px per model px
-    for (int l = 0; l < n; l++) {
-        double ds = th_slide_get_level_downsample(slide, l);
-        if (l == 0 || ds <= target * (1 + tol)) {
-            g->level = l;
-            g->downsample = ds;
-        }
-    }
+    g->level = th_slide_coarsest_level(slide, target * (1 + tol));
+    g->downsample = th_slide_get_level_downsample(slide, g->level);
     double r = target / g->downsample;
     g->resample = fabs(r - 1) > tol;
     g->scale = g->resample ? target : g->downsample;

@@ -6,6 +6,7 @@
 #include <config.h>
 
 #include "png-bands.h"
+#include "slide.h"
 #include "tissue.h"
 
 /*
@@ -88,21 +89,6 @@ static void plan_grid(th_tissue *t, int64_t w0, int64_t h0, double mpp0, double 
     t->sx = (double)w0 / t->w;
     t->sy = (double)h0 / t->h;
     *um_px = s * mpp;
-}
-
-// The coarsest level whose pixels are not larger than `limit` level-0 pixels.
-static int pick_level(const th_slide *slide, double limit)
-{
-    int best = 0;
-    double best_ds = 1;
-    for (int l = 1; l < th_slide_get_level_count(slide); l++) {
-        double ds = th_slide_get_level_downsample(slide, l);
-        if (ds <= limit * (1 + 1e-9) && ds > best_ds) {
-            best = l;
-            best_ds = ds;
-        }
-    }
-    return best;
 }
 
 // Level pixel i covers [i ds, (i + 1) ds) ∩ [0, extent) in level-0 pixels; mask pixel c covers
@@ -515,7 +501,7 @@ th_tissue *th_tissue_detect(th_slide *slide, double mpp0, int threads, th_error 
         goto fail;
     }
     plan_grid(t, w0, h0, mpp0, &um_px);
-    t->level = pick_level(slide, TH_MIN(t->sx, t->sy));
+    t->level = th_slide_coarsest_level(slide, TH_MIN(t->sx, t->sy));
     t->mask = th_malloc((size_t)t->w * t->h, err);
     if (!t->mask || !read_saturation(slide, t, w0, h0, th_threads(threads), hist, err) ||
         !segment(t, hist, um_px, err)) {
