@@ -8,7 +8,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include "fuzz.h"
@@ -16,20 +15,7 @@
 
 int fuzz_png(const uint8_t *data, size_t size)
 {
-    char path[64];
-    int fd = fuzz_file_mem(data, size, path);
-    if (fd < 0) {
-        return 0;
-    }
-    th_error *err = NULL;
-    th_slide *slide = th_slide_open(path, &err);
-    if (slide) {
-        fuzz_exercise_slide(slide);
-        th_slide_close(slide);
-    }
-    th_error_free(err);
-    close(fd);
-    return 0;
+    return fuzz_slide_bytes(data, size);
 }
 
 #ifdef TH_LIBFUZZER

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 #include "tissue.h"
@@ -51,4 +52,22 @@ void fuzz_exercise_slide(th_slide *slide)
         th_tissue_free(th_tissue_detect(slide, 0, 1, &err));
         th_error_free(err);
     }
+}
+
+int fuzz_slide_bytes(const uint8_t *data, size_t size)
+{
+    char path[64];
+    int fd = fuzz_file_mem(data, size, path);
+    if (fd < 0) {
+        return 0;
+    }
+    th_error *err = NULL;
+    th_slide *slide = th_slide_open(path, &err);
+    if (slide) {
+        fuzz_exercise_slide(slide);
+        th_slide_close(slide);
+    }
+    th_error_free(err);
+    close(fd);
+    return 0;
 }

@@ -21,8 +21,10 @@ int fuzz_cohort(const uint8_t *data, size_t size);
 int fuzz_file_mem(const uint8_t *data, size_t size, char path[64]);
 const char *fuzz_file_named(const char *name, const uint8_t *data, size_t size);
 
-/* fuzz-slide.c: read a few small regions and detect tissue, as a run would. */
+/* fuzz-slide.c: read a few small regions and detect tissue, as a run would; fuzz_slide_bytes
+ * opens the bytes as a file with th_slide_open first (fuzz-tiff and fuzz-png). */
 struct th_slide;
 void fuzz_exercise_slide(struct th_slide *slide);
+int fuzz_slide_bytes(const uint8_t *data, size_t size);
 
 #endif
