@@ -422,9 +422,16 @@ static void minmax_cell(void *ctx, float v)
     m->any = true;
 }
 
-bool th_cam_range(const th_result *result, th_norm norm, double percentile, const int *classes,
-                  int n_classes, float *lo, float *hi, th_error **err)
+const char *th_scale_basis_name(th_scale_basis basis)
 {
+    static const char *const names[] = {"percentile", "max", "flat", "raw"};
+    return basis >= TH_SCALE_PERCENTILE && basis <= TH_SCALE_RAW ? names[basis] : "?";
+}
+
+bool th_cam_range(const th_result *result, th_norm norm, double percentile, const int *classes,
+                  int n_classes, float *lo, float *hi, th_scale_basis *basis, th_error **err)
+{
+    th_scale_basis b;
     if (norm == TH_NORM_PERCENTILE) {
         float p, max;
         if (!class_percentile(result, classes[0], percentile, &p, &max, err)) {
@@ -433,16 +440,21 @@ bool th_cam_range(const th_result *result, th_norm norm, double percentile, cons
         // A class present in fewer cells than the percentile leaves it at 0: use the maximum.
         *lo = 0;
         *hi = p > 0 ? p : (max > 0 ? max : 1);
-        return true;
+        b = p > 0 ? TH_SCALE_PERCENTILE : max > 0 ? TH_SCALE_MAX : TH_SCALE_FLAT;
+    } else {
+        minmax m = {0};
+        for (int i = 0; i < n_classes; i++) {
+            for_each_cell(&result->cams, classes[i], minmax_cell, &m);
+        }
+        *lo = m.any ? m.lo : 0;
+        *hi = m.any ? m.hi : 1;
+        b = m.any && m.hi > m.lo ? TH_SCALE_RAW : TH_SCALE_FLAT;
+        if (*hi <= *lo) {
+            *hi = *lo + 1;
+        }
     }
-    minmax m = {0};
-    for (int i = 0; i < n_classes; i++) {
-        for_each_cell(&result->cams, classes[i], minmax_cell, &m);
-    }
-    *lo = m.any ? m.lo : 0;
-    *hi = m.any ? m.hi : 1;
-    if (*hi <= *lo) {
-        *hi = *lo + 1;
+    if (basis) {
+        *basis = b;
     }
     return true;
 }

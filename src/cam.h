@@ -68,13 +68,27 @@ bool th_camgrid_get(const th_camgrid *cg, int cls, int64_t gx, int64_t gy, float
 void th_cam_compute(const float *feat, int c, int h, int w, const float *weight, int n_classes,
                     float *cam);
 
+/* What a display range's top is: the percentile's value; the maximum (the class is positive in
+ * fewer cells than the percentile needs); 1 above the bottom (nothing to scale: a class never
+ * positive, or flat); the raw maximum (TH_NORM_RAW). */
+typedef enum th_scale_basis {
+    TH_SCALE_PERCENTILE = 0,
+    TH_SCALE_MAX,
+    TH_SCALE_FLAT,
+    TH_SCALE_RAW,
+} th_scale_basis;
+
+/* "percentile", "max", "flat" or "raw". */
+const char *th_scale_basis_name(th_scale_basis basis);
+
 /* Display range of class cls over every CAM cell where a tile ran. Memory does not grow with
  * the slide (an exact percentile by histogram refinement).
  * TH_NORM_PERCENTILE: lo = 0, hi = that percentile of the values clipped at 0 (the maximum if
  * that is 0; 1 if all ≤ 0). TH_NORM_RAW: lo, hi = smallest and largest raw value over the
- * classes in `classes`. */
+ * classes in `classes`. *basis (may be NULL) says which. */
 bool th_cam_range(const th_result *result, th_norm norm, double percentile,
-                  const int *classes, int n_classes, float *lo, float *hi, th_error **err);
+                  const int *classes, int n_classes, float *lo, float *hi, th_scale_basis *basis,
+                  th_error **err);
 
 /* Bilinear sample of the raw CAM of class cls at level-0 point (x, y) (pixel centres at +0.5),
  * interpolating between cell centres across tile borders; cells where no tile ran are left out

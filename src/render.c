@@ -279,8 +279,10 @@ static bool check_result(const th_slide *slide, const th_result *res, const th_m
 }
 
 bool th_render_ranges(const th_result *res, const th_render_options *opt, float *lo, float *hi,
-                      th_error **err)
+                      th_scale_basis *basis, th_error **err)
 {
+    th_scale_basis own[TH_MAX_SHOWN];
+    basis = basis ? basis : own;
     int n = opt->norm == TH_NORM_RAW ? 1 : opt->n_shown;
     th_error *errs[TH_MAX_SHOWN] = {NULL};
 #ifdef _OPENMP
@@ -290,9 +292,10 @@ bool th_render_ranges(const th_result *res, const th_render_options *opt, float 
         const int *classes = opt->norm == TH_NORM_RAW ? opt->shown : &opt->shown[i];
         int n_classes = opt->norm == TH_NORM_RAW ? opt->n_shown : 1;
         if (th_cam_range(res, opt->norm, opt->percentile, classes, n_classes, &lo[i], &hi[i],
-                         &errs[i]) &&
+                         &basis[i], &errs[i]) &&
             !(hi[i] > lo[i])) {
             hi[i] = lo[i] + 1; // a flat class: everything at the low end
+            basis[i] = TH_SCALE_FLAT;
         }
     }
     bool ok = true;
@@ -306,6 +309,7 @@ bool th_render_ranges(const th_result *res, const th_render_options *opt, float 
     for (int i = n; i < opt->n_shown; i++) { // TH_NORM_RAW: every class shares the range
         lo[i] = lo[0];
         hi[i] = hi[0];
+        basis[i] = basis[0];
     }
     return ok;
 }
@@ -331,7 +335,7 @@ bool th_overlay_init(th_overlay *ov, const th_slide *slide, const th_result *res
     }
     ov->glass = opt->tint_glass ? NULL : res->tissue;
     th_result_get_cam_grid(res, &ov->gw, &ov->gh, &ov->x0, &ov->y0, &ov->cell_w0, &ov->cell_h0);
-    return th_render_ranges(ov->res, opt, ov->lo, ov->hi, err);
+    return th_render_ranges(ov->res, opt, ov->lo, ov->hi, ov->basis, err);
 }
 
 /* The arithmetic of th_cam_sample (cam.c), one axis at a time: p is the point in cells, cell
@@ -613,8 +617,10 @@ static void make_legend(render *r, const th_model *model, const th_render_option
     }
     // The colour bar's ends in CAM units, the percentile's value named as such.
     snprintf(lg->tick_lo, TH_LABEL_MAX, "%.3g", ov->lo[0]);
-    if (opt->norm == TH_NORM_PERCENTILE) {
+    if (ov->basis[0] == TH_SCALE_PERCENTILE) {
         snprintf(lg->tick_hi, TH_LABEL_MAX, "%.3g (p%g)", ov->hi[0], opt->percentile);
+    } else if (ov->basis[0] == TH_SCALE_MAX) { // the percentile was 0: the maximum is the top
+        snprintf(lg->tick_hi, TH_LABEL_MAX, "%.3g (max)", ov->hi[0]);
     } else {
         snprintf(lg->tick_hi, TH_LABEL_MAX, "%.3g", ov->hi[0]);
     }

@@ -15,9 +15,10 @@ extern const uint8_t th_palette[TH_MAX_SHOWN][3];
 
 /* The display range of each shown class (opt->shown, n_shown), as the heatmaps draw it: per class
  * for TH_NORM_PERCENTILE (the classes spread over opt->threads), one shared range for
- * TH_NORM_RAW; a flat class gets hi = lo + 1. lo, hi: (n_shown). */
+ * TH_NORM_RAW; a flat class gets hi = lo + 1. lo, hi, basis (what each top is; may be NULL):
+ * (n_shown). */
 bool th_render_ranges(const th_result *res, const th_render_options *opt, float *lo, float *hi,
-                      th_error **err);
+                      th_scale_basis *basis, th_error **err);
 
 /* A colormap's name, as th_colormap_from_name takes it ("viridis", ...). */
 const char *th_colormap_name(th_colormap cmap);
@@ -47,6 +48,7 @@ typedef struct th_overlay {
                                       (tint_glass, or no tissue detection) */
     float lo[TH_MAX_SHOWN];        /* display range of each: t = (v - lo) / (hi - lo) */
     float hi[TH_MAX_SHOWN];
+    th_scale_basis basis[TH_MAX_SHOWN]; /* what each hi is */
     float alpha, threshold;
     int64_t gw, gh;          /* CAM grid cells (th_result_get_cam_grid) */
     double x0, y0;           /* level-0 corner of cell (0, 0) */

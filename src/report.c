@@ -132,7 +132,9 @@ static bool add_drawing(cJSON *root, const th_result *r, const th_model *model,
 {
     const th_render_options *ro = info->render;
     float lo[TH_MAX_SHOWN], hi[TH_MAX_SHOWN];
-    if (ro->n_shown < 1 || ro->n_shown > TH_MAX_SHOWN || !th_render_ranges(r, ro, lo, hi, err)) {
+    th_scale_basis basis[TH_MAX_SHOWN];
+    if (ro->n_shown < 1 || ro->n_shown > TH_MAX_SHOWN ||
+        !th_render_ranges(r, ro, lo, hi, basis, err)) {
         th_error_prefix(err, "drawing: ");
         return false;
     }
@@ -177,6 +179,8 @@ static bool add_drawing(cJSON *root, const th_result *r, const th_model *model,
         cJSON_AddStringToObject(o, "name", th_model_get_class_name(model, ro->shown[i]));
         cJSON_AddNumberToObject(o, "scale_low", lo[i]);
         cJSON_AddNumberToObject(o, "scale_high", hi[i]);
+        cJSON_AddStringToObject(o, "scale_basis",
+                                th_scale_basis_name(basis[i]));
         cJSON_AddItemToArray(shown, o);
     }
     return true;

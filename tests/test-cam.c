@@ -111,16 +111,30 @@ static void test_range(void)
     th_result *r = make_result(-1);
     float lo, hi;
     int cls0 = 0, both[2] = {0, 1};
-    ok(th_cam_range(r, TH_NORM_PERCENTILE, 100, &cls0, 1, &lo, &hi, NULL), "range p100");
+    ok(th_cam_range(r, TH_NORM_PERCENTILE, 100, &cls0, 1, &lo, &hi, NULL, NULL), "range p100");
     ok(lo == 0 && hi == 5, "p100 is the max (%g..%g)", lo, hi);
     // 24 values: 0,1,...,5 four times each; p50 sits between positions 11 and 12.
-    ok(th_cam_range(r, TH_NORM_PERCENTILE, 50, &cls0, 1, &lo, &hi, NULL) && hi == 2.5f,
+    ok(th_cam_range(r, TH_NORM_PERCENTILE, 50, &cls0, 1, &lo, &hi, NULL, NULL) && hi == 2.5f,
        "p50 interpolates (%g)", hi);
     int cls1 = 1;
-    ok(th_cam_range(r, TH_NORM_PERCENTILE, 99, &cls1, 1, &lo, &hi, NULL) && hi == 1,
+    ok(th_cam_range(r, TH_NORM_PERCENTILE, 99, &cls1, 1, &lo, &hi, NULL, NULL) && hi == 1,
        "an all-negative class gets a unit scale (%g)", hi);
-    ok(th_cam_range(r, TH_NORM_RAW, 99, both, 2, &lo, &hi, NULL) && lo == -1 && hi == 5,
+    ok(th_cam_range(r, TH_NORM_RAW, 99, both, 2, &lo, &hi, NULL, NULL) && lo == -1 && hi == 5,
        "raw range spans both classes (%g..%g)", lo, hi);
+    // What each top is: the percentile, the maximum when the percentile is 0 (class 0 is 0 in a
+    // sixth of its cells, so its p10 is), 1 for a class never positive, the raw maximum.
+    th_scale_basis b = -1;
+    ok(th_cam_range(r, TH_NORM_PERCENTILE, 50, &cls0, 1, &lo, &hi, &b, NULL) &&
+           b == TH_SCALE_PERCENTILE,
+       "p50 of class 0: basis %s", th_scale_basis_name(b));
+    ok(th_cam_range(r, TH_NORM_PERCENTILE, 10, &cls0, 1, &lo, &hi, &b, NULL) && hi == 5 &&
+           b == TH_SCALE_MAX,
+       "p10 of class 0 is 0: the top is the maximum (%g, %s)", hi, th_scale_basis_name(b));
+    ok(th_cam_range(r, TH_NORM_PERCENTILE, 99, &cls1, 1, &lo, &hi, &b, NULL) &&
+           b == TH_SCALE_FLAT,
+       "a class never positive: basis %s", th_scale_basis_name(b));
+    ok(th_cam_range(r, TH_NORM_RAW, 99, both, 2, &lo, &hi, &b, NULL) && b == TH_SCALE_RAW,
+       "raw: basis %s", th_scale_basis_name(b));
     th_result_free(r);
 }
 
@@ -174,7 +188,7 @@ static void test_percentile_large(void)
         float want = (float)(j + 1 < n ? all[j] * (1 - frac) + all[j + 1] * frac : all[j]);
         float lo, hi;
         int cls = 0;
-        bool okr = th_cam_range(r, TH_NORM_PERCENTILE, pcts[i], &cls, 1, &lo, &hi, NULL);
+        bool okr = th_cam_range(r, TH_NORM_PERCENTILE, pcts[i], &cls, 1, &lo, &hi, NULL, NULL);
         if (want == 0) {
             want = all[n - 1]; // a percentile at 0 falls back to the maximum
         }

@@ -170,12 +170,18 @@ static void test_legend_values(th_slide *slide, const th_result *r, const th_mod
     ok(done && strcmp(lg.tick_lo, "0") == 0 && strcmp(lg.tick_hi, "5 (p99)") == 0,
        "colour bar of class 0: \"%s\" to \"%s\", want \"0\" to \"5 (p99)\"", lg.tick_lo,
        lg.tick_hi);
+    // At p50 class 0's percentile is 0 (it is 0 on 82 % of the cells): the top is its maximum,
+    // and the label says so rather than "(p50)".
+    o.percentile = 50;
+    done = th_render_plan_legend(slide, r, model, &o, &L, &lg, NULL, NULL);
+    ok(done && strcmp(lg.tick_hi, "5 (max)") == 0,
+       "colour bar of class 0 at p50: \"%s\", want \"5 (max)\"", lg.tick_hi);
     // Class 1 (the ramp) at p90: the value th_render_ranges gives report.json, as %.3g.
     o.shown[0] = 1;
     o.percentile = 90;
     float lo, hi;
     char want[TH_LABEL_MAX];
-    done = th_render_ranges(r, &o, &lo, &hi, NULL);
+    done = th_render_ranges(r, &o, &lo, &hi, NULL, NULL);
     snprintf(want, sizeof(want), "%.3g (p90)", hi);
     tu_check_legend_pixels(slide, r, model, &o, "legend-p90.png", &lg, &L);
     ok(done && lo == 0 && hi > 1 && hi < 7.75f && strcmp(lg.tick_hi, want) == 0 &&

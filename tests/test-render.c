@@ -581,7 +581,7 @@ static void check_oracle(th_slide *slide, const th_result *r, const th_render_op
     for (int i = 0; i < o->n_shown; i++) {
         bool raw = o->norm == TH_NORM_RAW;
         th_cam_range(r, o->norm, o->percentile, raw ? o->shown : &o->shown[i], raw ? o->n_shown : 1,
-                     &lo[i], &hi[i], NULL);
+                     &lo[i], &hi[i], NULL, NULL);
         hi[i] = hi[i] > lo[i] ? hi[i] : lo[i] + 1;
     }
     int64_t w0, h0, wrong = 0, drawn = 0;

@@ -315,8 +315,8 @@ int main(void)
     ok(same_cams(s1, filed) == 4 * gw * gh, "... and holds the same CAM grid");
     float lo1 = 0, hi1 = 0, lo2 = 0, hi2 = -1;
     int cls = 2;
-    bool ranged = th_cam_range(s1, TH_NORM_PERCENTILE, 99, &cls, 1, &lo1, &hi1, NULL) &&
-                  th_cam_range(filed, TH_NORM_PERCENTILE, 99, &cls, 1, &lo2, &hi2, NULL);
+    bool ranged = th_cam_range(s1, TH_NORM_PERCENTILE, 99, &cls, 1, &lo1, &hi1, NULL, NULL) &&
+                  th_cam_range(filed, TH_NORM_PERCENTILE, 99, &cls, 1, &lo2, &hi2, NULL, NULL);
     ok(ranged && hi1 == hi2 && hi1 > 0, "... and the same display range (%g)", hi2);
     th_result_free(filed);
     th_result *pad = run(0, 0, 2, true);
