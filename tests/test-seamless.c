@@ -8,7 +8,8 @@
  *     inside tiles) is at most 1.15 for every class, and --cam tile, which runs tiles on their
  *     own, shows its seams (at least 1.3);
  *   - 1 and 2 threads give the same bytes; the reference engine agrees with PyTorch too;
- *   - an overlapping --stride falls back to tile mode and says so. */
+ *   - an overlapping --stride falls back to tile mode and says so;
+ *   - the cut into units: even strips, runs of rows with tiles, even pieces of at most max_rows. */
 #include <config.h>
 
 #include <math.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "result.h"
+#include "stream.h"
 #include "tap.h"
 #include "testutil.h"
 
@@ -215,9 +217,55 @@ static void check_model(const char *src_rel, const char *name, bool ref_engine)
     th_model_free(m);
 }
 
+// Tiles of a 7-column grid (row-major) in 2 strips, of columns 0-2 and 3-6: strip 0 has rows 0-1,
+// a row without tiles, rows 3-7 (cut into 2 + 3 at max_rows 3); strip 1 rows 0, 5 and 6. Units
+// come in the order their runs end.
+static void test_units(void)
+{
+    static const int col[] = {0, 3, 1, 0, 2, 0, 1, 2, 3, 6, 0, 3, 0};
+    static const int row[] = {0, 0, 1, 3, 3, 4, 5, 5, 5, 5, 6, 6, 7};
+    int n_strips;
+    th_model m = {0}; // no layers, no margin: strips cost nothing at their sides, one tile each
+    int width = th_stream_strips(&m, 224, 7, &n_strips);
+    ok(n_strips == 7 && width == 1, "a trunk without padding: 7 strips of 1 tile (got %d of %d)",
+       n_strips, width);
+    th_stream_unit *u = NULL;
+    int64_t n = 0;
+    bool done = th_stream_units(7, 2, col, row, 13, 3, &u, &n, NULL);
+    static const th_stream_unit want[] = {
+        {0, 3, 0, 1}, {3, 4, 0, 0}, {0, 3, 3, 4}, {0, 3, 5, 7}, {3, 4, 5, 6},
+    };
+    bool same = done && n == 5;
+    for (int i = 0; same && i < 5; i++) {
+        same = u[i].col0 == want[i].col0 && u[i].cols == want[i].cols &&
+               u[i].row0 == want[i].row0 && u[i].row1 == want[i].row1;
+    }
+    ok(same, "units: strips of 3 and 4 columns, cut at rows without tiles and into even "
+             "pieces of at most 3 rows (%lld units)",
+       (long long)n);
+    for (int64_t i = 0; i < n; i++) {
+        diag("unit %lld: columns %d+%d, rows %d-%d", (long long)i, u[i].col0, u[i].cols,
+             u[i].row0, u[i].row1);
+    }
+    th_free(u);
+    // Real trunks: the bundled model's padding reaches 40 px (5 cells of 8), so strips of 4 tiles
+    // keep both margins under a tenth; VGG16's reaches 96 px (6 cells of 16): 9 tiles.
+    th_model *bundled = tu_load_model("models/default.onnx");
+    th_model *vgg = tu_load_model("tests/data/models/seam-vgg16.onnx");
+    ok(th_stream_strips(bundled, 224, 1000, &n_strips) == 4 && n_strips == 250,
+       "bundled model on 1000 columns: 250 strips of 4 tiles");
+    ok(th_stream_strips(vgg, 224, 1000, &n_strips) == 9 && n_strips == 112,
+       "VGG16-shaped model on 1000 columns: 112 strips of at most 9 tiles");
+    ok(th_stream_strips(bundled, 224, 9, &n_strips) == 3 && n_strips == 3,
+       "bundled model on CMU's 9 columns: 3 strips of 3");
+    th_model_free(bundled);
+    th_model_free(vgg);
+}
+
 int main(void)
 {
     plan(0);
+    test_units();
     slide = tu_open_slide("slides/CMU-1-Small-Region.svs");
     check_model("models/default.onnx", "default", true);
     check_model("tests/data/models/seam-bn.onnx", "seam-bn", false);
