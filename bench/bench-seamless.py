@@ -14,8 +14,8 @@ Cases (each run with `tileheat multi SLIDE -q -o DIR --threads T [--cam tile]`):
          once into --cache), --min-tissue 0 as in bench-e2e.py
 
 The two modes run alternately --repeat times; the best "tiles" stage of run.json counts (wall
-seconds of the tile phase: reading, trunk, CAMs; the seam-free mode's planning is its own stage,
-"seam-free plan", and is shown apart). Target: seam-free tiles / tile tiles <= 1.2. Peak RSS is
+seconds of the tile phase: reading, trunk, CAMs; planning is the "engine plan" stage, shown
+apart). Target: seam-free tiles / tile tiles <= 1.2. Peak RSS is
 run.json's; the percentages are report.json's per-class `percent`, and the largest difference
 between the modes is printed per case.
 """
@@ -43,7 +43,7 @@ def run(tileheat, slide, extra, out, threads):
         rep = json.load(f)
     st = perf["stages_seconds"]
     pct = {c["name"]: c["percent"] for c in rep["classes"]}
-    return st["tiles"], st.get("seam-free plan", 0.0), perf["peak_rss_bytes"] / 2**20, pct, \
+    return st["tiles"], st.get("engine plan", 0.0), perf["peak_rss_bytes"] / 2**20, pct, \
         rep["tile"].get("cam")
 
 

@@ -83,7 +83,9 @@ typedef struct run_ctx {
     _Atomic(th_error *) first_error; // the first failure, published by compare-and-exchange
     atomic_llong done;
     atomic_flag reporting; // held by the thread calling the progress callback
-    double plan_sec;      // planning inside the tile phase (seam-free groups), not tile time
+    th_stream *stream;    // seam-free: the plan for this grid's strips (NULL in tile mode)
+    bool stream_owned;    // ... made for this run alone (stream_release frees it)
+    int n_strips;         // ... and the number of strips across the grid
     double sec[3];        // thread-seconds reading, in inference, computing CAMs (summed after)
 } run_ctx;
 
@@ -475,8 +477,40 @@ static void add_warnings(th_result *r, const th_model *model)
     }
 }
 
-// The grid, the tissue mask, and a result with the tiles to run listed.
-static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt, th_error **err)
+// Why the run cannot be seam-free (a warning), or "" if it can.
+static void stream_refusal(const th_result *r, const th_model *model, char *why, size_t n)
+{
+    why[0] = 0;
+    const th_grid *g = &r->grid;
+    if (g->stride_x != g->tile_w || g->stride_y != g->tile_h) {
+        snprintf(why, n, "--stride overlaps the tiles");
+        return;
+    }
+    th_stream_supported(model, g->tile_w, g->tile_h, why, n);
+}
+
+// The CAM mode of the run (r->cam_mode: tile mode, with why[] saying why, where seam-free
+// cannot run) and what it runs on: ctx->engine, or ctx->stream for the grid's strips. *sec gets
+// the planning this run did (0 when the runner had it).
+static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, run_ctx *ctx,
+                        char *why, size_t why_len, double *sec, th_error **err)
+{
+    why[0] = 0;
+    if (opt->cam == TH_CAM_SEAMLESS) {
+        stream_refusal(r, rn->model, why, why_len);
+    }
+    r->cam_mode = opt->cam == TH_CAM_SEAMLESS && !why[0] ? TH_CAM_SEAMLESS : TH_CAM_TILE;
+    if (r->cam_mode == TH_CAM_TILE) {
+        return (ctx->engine = runner_engine(rn, sec, err)) != NULL;
+    }
+    int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &ctx->n_strips);
+    return (ctx->stream = runner_stream(rn, width, &ctx->stream_owned, sec, err)) != NULL;
+}
+
+// The grid, the CAM mode and what it runs on (into ctx), the tissue mask, and a result with the
+// tiles to run listed.
+static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt, run_ctx *ctx,
+                       th_error **err)
 {
     th_grid grid;
     int tile_w, tile_h;
@@ -496,7 +530,15 @@ static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt
         return NULL;
     }
     r->opt = *opt;
-    th_result_add_stage(r, "engine plan", atomic_fetch_add(&rn->runs, 1) == 0 ? rn->plan_sec : 0);
+    char why[160];
+    double sec = 0;
+    if (!choose_mode(rn, r, opt, ctx, why, sizeof(why), &sec, err)) {
+        th_result_free(r);
+        return NULL;
+    }
+    // The runner's first plan counts in its first run; what this run planned, in this one.
+    th_result_add_stage(r, "engine plan",
+                        (atomic_fetch_add(&rn->runs, 1) == 0 ? rn->plan_sec : 0) + sec);
     double t0 = th_engine_clock();
     if (opt->min_tissue > 0) {
         r->tissue = th_tissue_detect(slide, grid.mpp, opt->threads, err);
@@ -509,6 +551,9 @@ static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt
     plan_tiles(r, r->tissue, opt->min_tissue);
     th_result_add_stage(r, "tissue", th_engine_clock() - t0);
     add_warnings(r, rn->model);
+    if (why[0]) {
+        th_result_add_warning(r, "tiles run one by one (--cam tile): %s", why);
+    }
     return r;
 }
 
@@ -608,40 +653,22 @@ static void stream_worker(run_ctx *ctx, const th_stream *s, const th_stream_unit
     th_stream_ws_free(st.ws);
 }
 
-// Why the run cannot be seam-free (a warning), or "" if it can.
-static void stream_refusal(const th_result *r, const th_model *model, char *why, size_t n)
-{
-    why[0] = 0;
-    const th_grid *g = &r->grid;
-    if (g->stride_x != g->tile_w || g->stride_y != g->tile_h) {
-        snprintf(why, n, "--stride overlaps the tiles");
-        return;
-    }
-    th_stream_supported(model, g->tile_w, g->tile_h, why, n);
-}
-
 // Every tile of the result through the seam-free trunk.
-static bool run_stream(run_ctx *ctx, th_runner *rn, th_error **err)
+static bool run_stream(run_ctx *ctx, th_error **err)
 {
     th_result *r = ctx->result;
     th_stream_unit *units = NULL;
     int64_t n_units = 0;
-    int n_strips;
-    bool owned;
-    int width = th_stream_strips(ctx->model, r->grid.tile_w, r->grid.cols, &n_strips);
-    th_stream *s = runner_stream(rn, width, &owned, &ctx->plan_sec, err);
-    th_result_add_stage(r, "seam-free plan", ctx->plan_sec);
-    bool ok = s && th_stream_units(r->grid.cols, n_strips, r->tile_col, r->tile_row, r->n_tiles,
-                                   UNIT_ROWS, &units, &n_units, err);
-    if (ok) {
+    if (!th_stream_units(r->grid.cols, ctx->n_strips, r->tile_col, r->tile_row, r->n_tiles,
+                         UNIT_ROWS, &units, &n_units, err)) {
+        return false;
+    }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(r->threads)
 #endif
-        stream_worker(ctx, s, units, n_units);
-    }
+    stream_worker(ctx, ctx->stream, units, n_units);
     th_free(units);
-    stream_release(s, owned);
-    return ok;
+    return true;
 }
 
 th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_options *opt,
@@ -657,25 +684,10 @@ th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_option
         th_error_set(err, "cancelled");
         return NULL;
     }
-    result = plan(runner, slide, opt, err);
-    run_ctx ctx = {.slide = slide, .model = runner->model, .result = result, .opt = opt};
+    run_ctx ctx = {.slide = slide, .model = runner->model, .opt = opt};
+    result = ctx.result = plan(runner, slide, opt, &ctx, err);
     if (!result) {
         goto fail;
-    }
-    char why[160] = "";
-    if (opt->cam == TH_CAM_SEAMLESS) {
-        stream_refusal(result, runner->model, why, sizeof(why));
-        if (why[0]) {
-            th_result_add_warning(result, "tiles run one by one (--cam tile): %s", why);
-        }
-    }
-    result->cam_mode = opt->cam == TH_CAM_SEAMLESS && !why[0] ? TH_CAM_SEAMLESS : TH_CAM_TILE;
-    if (result->cam_mode == TH_CAM_TILE) {
-        double sec;
-        if (!(ctx.engine = runner_engine(runner, &sec, err))) {
-            goto fail;
-        }
-        result->stages[0].seconds += sec; // "engine plan"
     }
     ctx.waves = !th_camgrid_disjoint(&result->cams);
     if (ctx.waves) {
@@ -694,7 +706,7 @@ th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_option
     result->threads = threads;
     if (result->cam_mode == TH_CAM_SEAMLESS) {
         th_error *e = NULL;
-        if (!run_stream(&ctx, runner, &e)) {
+        if (!run_stream(&ctx, &e)) {
             publish_error(&ctx, &e);
         }
     } else {
@@ -717,15 +729,17 @@ th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_option
     }
     double t1 = th_engine_clock();
     th_result_summarize(result);
-    th_result_add_stage(result, "tiles", t1 - t0 - ctx.plan_sec);
+    th_result_add_stage(result, "tiles", t1 - t0);
     th_result_add_stage(result, "tiles: reading (thread-s)", ctx.sec[0]);
     th_result_add_stage(result, "tiles: inference (thread-s)", ctx.sec[1]);
     th_result_add_stage(result, "tiles: CAM (thread-s)", ctx.sec[2]);
     th_result_add_stage(result, "summary", th_engine_clock() - t1);
     th_free(ctx.wave_cam);
+    stream_release(ctx.stream, ctx.stream_owned);
     return result;
 fail:
     th_free(ctx.wave_cam);
+    stream_release(ctx.stream, ctx.stream_owned);
     th_result_free(result);
     return NULL;
 }

@@ -2,8 +2,6 @@
 /* Seam-free CAMs: the trunk run down strips of the slide, band by band (see stream.h). */
 #include <config.h>
 
-#include <math.h>
-
 #include "kernels.h"
 #include "slide.h"
 #include "stream.h"
@@ -39,9 +37,18 @@ static bool pool_ok(const th_layer *l)
            l->pad_b == 0 && l->pad_r == 0;
 }
 
-bool th_stream_supported(const th_model *model, int tile_w, int tile_h, char *why, size_t why_len)
+// Model pixels per cell of the trunk's map: the product of its poolings' strides.
+static int trunk_cell(const th_model *m)
 {
     int cell = 1;
+    for (int i = 0; i < m->n_layers; i++) {
+        cell *= m->layers[i].kind == TH_LAYER_MAXPOOL ? m->layers[i].sh : 1;
+    }
+    return cell;
+}
+
+bool th_stream_supported(const th_model *model, int tile_w, int tile_h, char *why, size_t why_len)
+{
     for (int i = 0; i < model->n_layers; i++) {
         const th_layer *l = &model->layers[i];
         if (l->kind == TH_LAYER_CONV && !conv_ok(l)) {
@@ -50,16 +57,13 @@ bool th_stream_supported(const th_model *model, int tile_w, int tile_h, char *wh
                      l->name);
             return false;
         }
-        if (l->kind == TH_LAYER_MAXPOOL) {
-            if (!pool_ok(l)) {
-                snprintf(why, why_len, "node '%s' is a max pooling whose windows overlap or are "
-                                       "padded",
-                         l->name);
-                return false;
-            }
-            cell *= l->sh;
+        if (l->kind == TH_LAYER_MAXPOOL && !pool_ok(l)) {
+            snprintf(why, why_len, "node '%s' is a max pooling whose windows overlap or are padded",
+                     l->name);
+            return false;
         }
     }
+    int cell = trunk_cell(model);
     if (tile_w % cell != 0 || tile_h % cell != 0) {
         snprintf(why, why_len, "the %d×%d tile is not a whole number of the trunk's %d-pixel cells",
                  tile_w, tile_h, cell);
@@ -103,8 +107,9 @@ static bool make_groups(th_stream *s, th_error **err)
     return true;
 }
 
-// Columns at each side of the strip that the convolutions' zero padding reaches, in cells.
-static int padding_reach(const th_model *m)
+// Model pixels of context at each side of a strip: as far as the convolutions' zero padding
+// reaches, counted in cells of the trunk's map (+pad per convolution, divided by each pooling).
+static int strip_margin(const th_model *m)
 {
     int h = 0;
     for (int i = 0; i < m->n_layers; i++) {
@@ -115,7 +120,7 @@ static int padding_reach(const th_model *m)
             h = (h + l->sw - 1) / l->sw;
         }
     }
-    return h;
+    return h * trunk_cell(m);
 }
 
 // Rows and columns of every group for strips of `tiles` tiles, each group giving `rows` rows a run.
@@ -186,11 +191,7 @@ static bool plan_engines(th_stream *s, th_engine_kind kind, th_error **err)
 
 int th_stream_strips(const th_model *model, int tile_w, int cols, int *n_strips)
 {
-    int cell = 1;
-    for (int i = 0; i < model->n_layers; i++) {
-        cell *= model->layers[i].kind == TH_LAYER_MAXPOOL ? model->layers[i].sh : 1;
-    }
-    int margin = padding_reach(model) * cell;
+    int margin = strip_margin(model);
     int want = TH_CLAMP((2 * margin * 100 + MARGIN_PERCENT * tile_w - 1) / (MARGIN_PERCENT * tile_w),
                         1, MAX_STRIP_TILES);
     cols = TH_MAX(cols, 1);
@@ -208,13 +209,10 @@ bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, in
     if (!make_groups(s, err)) {
         return false;
     }
-    s->cell = 1;
-    for (int g = 0; g < s->n_groups; g++) {
-        s->cell *= s->groups[g].pool;
-    }
+    s->cell = trunk_cell(model);
     s->cam_w = tile_w / s->cell;
     s->cam_h = tile_h / s->cell;
-    s->margin = padding_reach(model) * s->cell;
+    s->margin = strip_margin(model);
     // STEP_ROWS a run, fewer if the memory budget says so.
     for (int rows = TH_MIN(STEP_ROWS, s->cam_h);; rows /= 2) {
         shape_groups(s, strip_tiles, rows);
