@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Fuzz target: the ONNX loader (th_model_load_from_memory: protobuf-c unpacking, the graph walk,
- * tensor decoding, validation), then the getters and the trunk's shape on the loaded model. */
+/* Fuzz target: the model loader (th_model_load_from_memory: protobuf-c unpacking, the graph walk,
+ * tensor decoding, validation; inputs that start like a zip or an HDF5 file reach the Keras
+ * loader), then the getters and the trunk's shape on the loaded model. */
 #include <config.h>
 
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tileheat public API: open a slide, load a VGG-GAP ONNX classifier, run it on every tile,
- * and turn the class activation maps into heatmaps and a per-class report.
+ * tileheat public API: open a slide, load a VGG-GAP classifier (ONNX or Keras), run it on every
+ * tile, and turn the class activation maps into heatmaps and a per-class report.
  *
  * Conventions (OpenSlide's): fallible functions take `th_error **err` last, return false or NULL
  * on failure and set *err (caller frees with th_error_free). Pass NULL to ignore the error.
@@ -11,7 +11,7 @@
  *   th_slide   read_region may be called from several threads at once on one handle.
  *   th_runner  th_runner_run may be called from several threads at once (each run has its own
  *              workspaces); the model it was made for must outlive it.
- *   th_model   immutable after load (except th_model_set_class_names): share freely.
+ *   th_model   immutable after load (except the th_model_set_* calls): share freely.
  *   th_result  read-only after th_run: share freely.
  *   everything else: one thread at a time.
  */
@@ -95,10 +95,15 @@ TH_API bool th_slide_read_region(th_slide *slide, uint8_t *dest, int64_t x, int6
 typedef struct th_model th_model;
 
 /**
- * Load and validate an ONNX model. Anything that is not conv layers, then global average
- * pooling, then one dense layer is rejected with a message naming the node.
+ * Load and validate a model: ONNX, a Keras 2 / tf.keras HDF5 file (.h5) or a Keras 3 .keras
+ * file, told apart by their first bytes, not the name (Keras files need a build with HDF5
+ * support; otherwise they are refused with a message saying so). What a Keras file does not
+ * carry (class names, µm/px, preprocessing) comes from a sidecar JSON file next to it,
+ * `PATH.json` or the path with its extension replaced by `.json`, holding the metadata keys as
+ * a JSON object. Anything that is not conv layers, then global average pooling, then one dense
+ * layer is rejected with a message naming the node or layer.
  * @return the model (caller frees with th_model_free), or NULL and *err set.
- * @since 0.1
+ * @since 0.1 (Keras files @since 0.6)
  */
 TH_API th_model *th_model_load(const char *path, th_error **err);
 
@@ -134,6 +139,51 @@ TH_API bool th_model_get_sha256(const th_model *model, char hex[65], th_error **
 
 /** A metadata_props value (borrowed), or NULL if the key is absent. @since 0.1 */
 TH_API const char *th_model_get_metadata(const th_model *model, const char *key);
+
+/** The file's format: "ONNX", "Keras HDF5 (.h5)" or "Keras 3 (.keras)" (static string). @since 0.6
+ */
+TH_API const char *th_model_get_format(const th_model *model);
+
+/** Lines th_model_describe_layer describes: the trunk's layers (a ReLU after a convolution is
+ *  part of it), then global average pooling, then the dense layer. @since 0.6 */
+TH_API int th_model_get_layer_count(const th_model *model);
+
+/** One line about layer i into buf (NUL-terminated, truncated to size): its kind, name, channels,
+ *  window, padding and ReLU. False (and "") if i is out of range. @since 0.6 */
+TH_API bool th_model_describe_layer(const th_model *model, int i, char *buf, size_t size);
+
+/**
+ * Use one of the input preprocessings the Keras world uses, replacing what the file says:
+ * "unit" (x = pixel / 255: the original tool's, and the default), "caffe" (BGR, minus the
+ * ImageNet mean 103.939, 116.779, 123.68, unscaled: keras.applications VGG16 / VGG19), "tf"
+ * (x = pixel / 127.5 - 1) or "torch" (x = pixel / 255, then ImageNet mean and std). Call it
+ * before the model is run or shared (it changes the model; not thread-safe).
+ * @since 0.6
+ */
+TH_API bool th_model_set_preprocess(th_model *model, const char *name, th_error **err);
+
+/** The preprocessing preset the model's input normalisation is ("unit", "caffe", "tf",
+ *  "torch"), or "custom" (static string). @since 0.6 */
+TH_API const char *th_model_get_preprocess(const th_model *model);
+
+/** The input normalisation as text, e.g. "caffe (BGR, x = pixel − (103.939, 116.779, 123.68))",
+ *  into buf (NUL-terminated, truncated to size). @since 0.6 */
+TH_API void th_model_describe_preprocess(const th_model *model, char *buf, size_t size);
+
+/** Set the µm per pixel the model was trained at (metadata `mpp`); mpp must be > 0. Not
+ *  thread-safe (as th_model_set_class_names). @since 0.6 */
+TH_API bool th_model_set_mpp(th_model *model, double mpp, th_error **err);
+
+/**
+ * Write the model as a standard ONNX file (opset 13: Conv, Relu, MaxPool, GlobalAveragePool,
+ * Flatten, Gemm, and Softmax if the model has one; weights as float32 initializers, BatchNorm
+ * folded) with metadata_props holding its class names, µm/px, input size and preprocessing
+ * (`preprocess`, `channel_order`, `input_scale`, `input_mean`, `input_std`) and the file's other
+ * metadata, so that tileheat, ONNX Runtime and netron read it. Written under a temporary name
+ * and renamed: `path` is never left half-written.
+ * @since 0.6
+ */
+TH_API bool th_model_write_onnx(const th_model *model, const char *path, th_error **err);
 
 /* ---------------------------------------------------------------- running */
 

@@ -88,23 +88,33 @@ static void options_text(const batch *b, const cohort_row *row, const item *it, 
     const cli_opts *o = b->o;
     const th_run_options *r = &it->job.run;
     const th_render_options *d = &it->job.render;
-    char shown[64] = "";
+    char shown[64] = "", pre[256];
     for (int i = 0; i < d->n_shown; i++) {
         size_t len = strlen(shown);
         snprintf(shown + len, sizeof(shown) - len, "%s%d", i ? "," : "", d->shown[i]);
     }
-    snprintf(out, size,
-             "tileheat=%s;command=%s;model=%s;classes=%s;shown=%s;top=%d;engine=%d;level=%d;"
-             "tile=%d;mpp=%.17g;model_mpp=%.17g;mpp_tolerance=%.17g;min_tissue=%.17g;stride=%d;"
-             "edge=%d;roi=%lld,%lld,%lld,%lld;width=%d;alpha=%.17g;norm=%d;percentile=%.17g;"
-             "threshold=%.17g;colormap=%d;tiff=%d;geojson=%d;raw=%d;cam=%d;tint_glass=%d",
-             th_version(), o->single ? "single" : "multi", o->model_path,
-             o->classes ? o->classes : "", shown, o->top, (int)r->engine, r->level, r->tile,
-             r->slide_mpp, r->model_mpp, r->mpp_tolerance, r->min_tissue, r->stride,
-             (int)r->edge_pad, (long long)r->roi_x, (long long)r->roi_y, (long long)r->roi_w,
-             (long long)r->roi_h, d->width, d->alpha, (int)d->norm, d->percentile, d->threshold,
-             (int)d->colormap, (int)o->tiff, (int)o->geojson, (int)o->raw, (int)r->cam,
-             (int)d->tint_glass);
+    size_t n = (size_t)snprintf(
+        out, size,
+        "tileheat=%s;command=%s;model=%s;classes=%s;shown=%s;top=%d;engine=%d;level=%d;"
+        "tile=%d;mpp=%.17g;model_mpp=%.17g;mpp_tolerance=%.17g;min_tissue=%.17g;stride=%d;"
+        "edge=%d;roi=%lld,%lld,%lld,%lld;width=%d;alpha=%.17g;norm=%d;percentile=%.17g;"
+        "threshold=%.17g;colormap=%d;tiff=%d;geojson=%d;raw=%d;cam=%d;tint_glass=%d",
+        th_version(), o->single ? "single" : "multi", o->model_path, o->classes ? o->classes : "",
+        shown, o->top, (int)r->engine, r->level, r->tile, r->slide_mpp, r->model_mpp,
+        r->mpp_tolerance, r->min_tissue, r->stride, (int)r->edge_pad, (long long)r->roi_x,
+        (long long)r->roi_y, (long long)r->roi_w, (long long)r->roi_h, d->width, d->alpha,
+        (int)d->norm, d->percentile, d->threshold, (int)d->colormap, (int)o->tiff, (int)o->geojson,
+        (int)o->raw, (int)r->cam, (int)d->tint_glass);
+    // what tells the model apart beyond its file's hash: --preprocess, or a Keras model's
+    // sidecar JSON (preprocessing, µm/px, class names)
+    th_model_describe_preprocess(b->model, pre, sizeof(pre));
+    n = n < size ? n : size - 1;
+    n += (size_t)snprintf(out + n, size - n, ";preprocess=%s;model_file_mpp=%.17g;names=", pre,
+                          th_model_get_mpp(b->model));
+    for (int c = 0; c < th_model_get_class_count(b->model) && n < size; c++) {
+        n += (size_t)snprintf(out + n, size - n, "%s%s", c ? "," : "",
+                              th_model_get_class_name(b->model, c));
+    }
     (void)row;
 }
 

@@ -75,6 +75,10 @@ th_model *cli_load_model(cli_opts *o, cli_err *e)
         cli_fail(e, "--classes: %s", th_error_message(err));
         th_model_free(model);
         model = NULL;
+    } else if (o->preprocess && !th_model_set_preprocess(model, o->preprocess, &err)) {
+        cli_fail(e, "--preprocess: %s", th_error_message(err));
+        th_model_free(model);
+        model = NULL;
     } else if (!th_render_class_color(NULL, model, 0, rgb, &err)) {
         cli_fail(e, "%s: %s", o->model_path, th_error_message(err)); // its class_colors
         th_model_free(model);

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* The tileheat command: dispatch, `single`, `multi` and `info`. The only place that prints an
- * error or chooses the exit code (0 success, 1 runtime failure, 2 usage error, 3 a batch with
- * failed slides, 128 + signal when stopped by SIGINT/SIGTERM). Uses the public API only. */
+/* The tileheat command: dispatch, `single`, `multi`, `info` and `convert`. The only place that
+ * prints an error or chooses the exit code (0 success, 1 runtime failure, 2 usage error, 3 a batch
+ * with failed slides, 128 + signal when stopped by SIGINT/SIGTERM). Uses the public API only. */
 #include <config.h>
 
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <tiffio.h>
@@ -133,8 +134,10 @@ out:
 static void print_model_info(const cli_opts *o, const th_model *model)
 {
     int w, h;
+    char line[512];
     th_model_get_input_size(model, &w, &h);
     printf("model:       %s\n", o->model_path);
+    printf("format:      %s\n", th_model_get_format(model));
     printf("classes:     %d\n", th_model_get_class_count(model));
     for (int c = 0; c < th_model_get_class_count(model); c++) {
         printf("  %d  %s%s\n", c, th_model_get_class_name(model, c),
@@ -149,6 +152,12 @@ static void print_model_info(const cli_opts *o, const th_model *model)
         printf("mpp:         %g µm/px\n", th_model_get_mpp(model));
     } else {
         printf("mpp:         unknown\n");
+    }
+    th_model_describe_preprocess(model, line, sizeof(line));
+    printf("preprocess:  %s\n", line);
+    printf("layers:\n");
+    for (int i = 0; th_model_describe_layer(model, i, line, sizeof(line)); i++) {
+        printf("  %s\n", line);
     }
     static const char *keys[] = {"source", "created_by", "license"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -177,9 +186,27 @@ static void print_slide_info(const char *path, th_slide *slide)
     }
 }
 
+// A file named like a model (.onnx, .h5, .hdf5, .keras): `tileheat info MODEL`.
+static bool model_name(const char *path)
+{
+    static const char *const ext[] = {".onnx", ".h5", ".hdf5", ".keras"};
+    size_t len = strlen(path);
+    for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+        size_t n = strlen(ext[i]);
+        if (len > n && strcasecmp(path + len - n, ext[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int cli_info(cli_opts *o, cli_err *e)
 {
     th_error *err = NULL;
+    if (o->input && !o->model_path && model_name(o->input)) {
+        o->model_path = o->input;
+        o->input = NULL;
+    }
     th_model *model = cli_load_model(o, e);
     if (!model) {
         return EXIT_FAILURE;
@@ -198,6 +225,40 @@ static int cli_info(cli_opts *o, cli_err *e)
     th_slide_close(slide);
     th_model_free(model);
     return EXIT_SUCCESS;
+}
+
+// convert: load (any format, --classes, --preprocess), set --model-mpp, write ONNX.
+int cli_convert(cli_opts *o, cli_err *e)
+{
+    th_error *err = NULL;
+    o->model_path = o->input;
+    th_model *model = cli_load_model(o, e);
+    if (!model) {
+        return EXIT_FAILURE;
+    }
+    bool ok = true;
+    if (o->run.model_mpp > 0 && !th_model_set_mpp(model, o->run.model_mpp, &err)) {
+        ok = cli_fail(e, "--model-mpp: %s", th_error_message(err));
+    } else if (!th_model_write_onnx(model, o->out_dir, &err)) {
+        ok = cli_fail(e, "%s: %s", o->out_dir, th_error_message(err));
+    }
+    if (ok && !o->quiet) {
+        char line[512], size[64] = "dynamic";
+        int w, h;
+        th_model_get_input_size(model, &w, &h);
+        if (w > 0) {
+            snprintf(size, sizeof(size), "%d × %d px", w, h);
+        }
+        th_model_describe_preprocess(model, line, sizeof(line));
+        printf("%s: %s model, %d classes, input %s, preprocess %s\n", o->out_dir,
+               th_model_get_format(model), th_model_get_class_count(model), size, line);
+        if (th_model_get_mpp(model) <= 0) {
+            printf("no µm/px in the model: give --model-mpp when converting or running\n");
+        }
+    }
+    th_error_free(err);
+    th_model_free(model);
+    return ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
 // "tileheat: <message>" and "Try 'tileheat [COMMAND] --help'."
@@ -242,6 +303,7 @@ int main(int argc, char **argv)
     }
     cli_catch_signals();
     int status = o.cmd == CMD_INFO        ? cli_info(&o, &e)
+                 : o.cmd == CMD_CONVERT   ? cli_convert(&o, &e)
                  : o.cmd == CMD_BATCH     ? cli_batch(&o, &e)
                  : o.cmd == CMD_SUMMARIZE ? cli_summarize(&o, &e)
                                           : cli_single(&o, &e);

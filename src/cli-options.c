@@ -18,6 +18,7 @@
 #define ON_INFO (1u << CMD_INFO)
 #define ON_BATCH (1u << CMD_BATCH)
 #define ON_SUMMARIZE (1u << CMD_SUMMARIZE)
+#define ON_CONVERT (1u << CMD_CONVERT)
 #define ON_RUN (ON_SINGLE | ON_MULTI)
 
 typedef enum kind { K_FLAG, K_STR, K_INT, K_DOUBLE, K_FN } kind;
@@ -104,6 +105,19 @@ static bool set_roi(cli_opts *o, const char *arg, cli_err *e)
     return true;
 }
 
+// --preprocess: checked here, applied to the model when it is loaded (cli_load_model).
+static bool set_preprocess(cli_opts *o, const char *arg, cli_err *e)
+{
+    static const char *const modes[] = {"unit", "caffe", "tf", "torch"};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        if (strcmp(arg, modes[i]) == 0) {
+            o->preprocess = modes[i];
+            return true;
+        }
+    }
+    return cli_fail(e, "--preprocess: expected unit, caffe, tf or torch, got '%s'", arg);
+}
+
 // --shard I/N: the rows whose 0-based position is I modulo N.
 static bool set_shard(cli_opts *o, const char *arg, cli_err *e)
 {
@@ -131,16 +145,19 @@ static const option_def options[] = {
     {"colors", 0, "N=#HEX,...", ON_MULTI, K_STR, F(render.colors), 0, 0, NULL, NULL,
      "class colours, e.g. stroma=#56B4E9,fat=#F0E442 (default: by class)"},
     {"model", 'm', "FILE", ON_RUN | ON_INFO, K_STR, F(model_path), 0, 0, NULL, NULL,
-     "ONNX model (default: the bundled tissue model)"},
-    {"classes", 0, "A,B,...", ON_RUN | ON_INFO, K_STR, F(classes), 0, 0, NULL, NULL,
+     "ONNX or Keras (.h5, .keras) model (default: the bundled tissue model)"},
+    {"classes", 0, "A,B,...", ON_RUN | ON_INFO | ON_CONVERT, K_STR, F(classes), 0, 0, NULL, NULL,
      "rename the model's classes"},
-    {"output", 'o', "DIR", ON_RUN | ON_BATCH, K_STR, F(out_dir), 0, 0, NULL, NULL,
+    {"preprocess", 0, "MODE", ON_RUN | ON_INFO | ON_CONVERT, K_FN, 0, 0, 0, set_preprocess, NULL,
+     "input preprocessing: unit (x/255), caffe (BGR, ImageNet mean), tf or torch (default: the "
+     "model's)"},
+    {"output", 'o', "DIR", ON_RUN | ON_BATCH | ON_CONVERT, K_STR, F(out_dir), 0, 0, NULL, NULL,
      "output directory (default: SLIDE-NAME.tileheat; batch: required)"},
     {"threads", 0, "N", ON_RUN, K_INT, F(run.threads), 1, 1024, NULL, NULL,
      "worker threads (default: all cores; under Slurm its CPUs per task)"},
     {"engine", 0, "NAME", ON_RUN, K_FN, 0, 0, 0, set_engine, NULL,
      "winograd (default when built with oneDNN), fast or ref"},
-    {"quiet", 'q', NULL, ON_RUN | ON_SUMMARIZE, K_FLAG, F(quiet), 0, 0, NULL, NULL,
+    {"quiet", 'q', NULL, ON_RUN | ON_SUMMARIZE | ON_CONVERT, K_FLAG, F(quiet), 0, 0, NULL, NULL,
      "no progress bar, no table"},
     {"help", 'h', NULL, ~0u, K_FLAG, 0, 0, 0, NULL, NULL, "this help"},
     {"dry-run", 0, NULL, ON_BATCH, K_FLAG, F(dry_run), 0, 0, NULL, "Cohorts (batch):",
@@ -153,7 +170,7 @@ static const option_def options[] = {
      "take over another worker's slide lock after S seconds (default 86400)"},
     {"mpp", 0, "X", ON_RUN, K_DOUBLE, F(run.slide_mpp), 0.01, 1000, NULL,
      "Resolution and tiling:", "the slide's µm/px (default: from the slide)"},
-    {"model-mpp", 0, "X", ON_RUN, K_DOUBLE, F(run.model_mpp), 0.01, 1000, NULL, NULL,
+    {"model-mpp", 0, "X", ON_RUN | ON_CONVERT, K_DOUBLE, F(run.model_mpp), 0.01, 1000, NULL, NULL,
      "the model's µm/px (default: from the model)"},
     {"mpp-tolerance", 0, "T", ON_RUN, K_DOUBLE, F(run.mpp_tolerance), 0, 0.5, NULL, NULL,
      "no resampling within this relative difference (0.05)"},
@@ -193,7 +210,7 @@ static const struct {
     const char *name;
     cli_command cmd;
 } commands[] = {{"single", CMD_SINGLE}, {"multi", CMD_MULTI},         {"info", CMD_INFO},
-                {"batch", CMD_BATCH},   {"summarize", CMD_SUMMARIZE}};
+                {"batch", CMD_BATCH},   {"summarize", CMD_SUMMARIZE}, {"convert", CMD_CONVERT}};
 
 // The ON_* bit an option needs: batch options are those of its mode plus its own.
 static bool applies(const cli_opts *o, const option_def *d)
@@ -213,6 +230,8 @@ const char *cli_command_name(const cli_opts *o)
         return "summarize";
     case CMD_INFO:
         return "info";
+    case CMD_CONVERT:
+        return "convert";
     case CMD_NONE:
         return NULL;
     default:
@@ -228,10 +247,13 @@ void cli_usage_main(FILE *fp)
                 "  single SLIDE             one class over the slide with a colour map\n"
                 "  multi SLIDE              up to six classes at once, each in its own colour, "
                 "with a legend\n"
-                "  info [SLIDE]             describe the model (and the slide)\n"
+                "  info [SLIDE | MODEL]     describe the model (and the slide)\n"
                 "  batch single|multi COHORT -o OUTDIR\n"
                 "                           every slide of a cohort, resumable, shardable\n"
-                "  summarize OUTDIR         write a batch's cohort.csv and cohort.json\n\n"
+                "  summarize OUTDIR         write a batch's cohort.csv and cohort.json\n"
+                "  convert MODEL -o OUT.onnx\n"
+                "                           write a Keras (.h5, .keras) or ONNX model as one "
+                "ONNX file\n\n"
                 "  tileheat COMMAND --help   options of a command\n"
                 "  tileheat --version        print the version\n\n"
                 "Outputs (in -o DIR, default SLIDE-NAME.tileheat/): heatmap.png, report.json, "
@@ -242,8 +264,16 @@ static void usage_command(const cli_opts *o, FILE *fp)
 {
     switch (o->cmd) {
     case CMD_INFO:
-        fprintf(fp, "Usage: tileheat info [SLIDE] [OPTION...]\n"
-                    "Describe the model, and the slide if one is given.\n\n");
+        fprintf(fp, "Usage: tileheat info [SLIDE | MODEL] [OPTION...]\n"
+                    "Describe the model (its classes, input size, preprocessing and layers), and "
+                    "the slide if one is\ngiven. A file ending .onnx, .h5, .hdf5 or .keras is "
+                    "taken as the model.\n\n");
+        break;
+    case CMD_CONVERT:
+        fprintf(fp, "Usage: tileheat convert MODEL -o OUT.onnx [OPTION...]\n"
+                    "Write MODEL (Keras .h5 or .keras, or ONNX) as a standard ONNX file, with "
+                    "its class names, µm/px,\ninput size and preprocessing in its metadata, for "
+                    "tileheat, ONNX Runtime and netron.\n\n");
         break;
     case CMD_SUMMARIZE:
         fprintf(fp, "Usage: tileheat summarize OUTDIR [OPTION...]\n"
@@ -274,10 +304,11 @@ static void usage_command(const cli_opts *o, FILE *fp)
             fprintf(fp, "\n%s\n", d->section);
         }
         char left[64];
+        bool file = o->cmd == CMD_CONVERT && d->field == F(out_dir); // convert -o: a file
         snprintf(left, sizeof(left), "%c%c%c --%s%s%s", d->short_name ? '-' : ' ',
                  d->short_name ? d->short_name : ' ', d->short_name ? ',' : ' ', d->name,
-                 d->value ? " " : "", d->value ? d->value : "");
-        fprintf(fp, "  %-25s %s\n", left, d->help);
+                 d->value ? " " : "", file ? "FILE" : d->value ? d->value : "");
+        fprintf(fp, "  %-25s %s\n", left, file ? "the ONNX file to write (required)" : d->help);
     }
 }
 
@@ -380,7 +411,7 @@ static int parse_command(cli_opts *o, int argc, char **argv, cli_err *e)
             return 2;
         }
     }
-    cli_fail(e, "unknown command '%s' (single, multi, info, batch, summarize)", sub);
+    cli_fail(e, "unknown command '%s' (single, multi, info, batch, summarize, convert)", sub);
     return -1;
 }
 
@@ -401,6 +432,7 @@ static cli_parsed positional(cli_opts *o, int rest, char **args, cli_err *e)
 {
     const char *what = o->cmd == CMD_BATCH       ? "cohort"
                        : o->cmd == CMD_SUMMARIZE ? "output folder"
+                       : o->cmd == CMD_CONVERT   ? "model"
                                                  : "slide";
     if (rest == 0 && o->cmd != CMD_INFO) {
         cli_fail(e, "no %s given", what);
@@ -413,6 +445,10 @@ static cli_parsed positional(cli_opts *o, int rest, char **args, cli_err *e)
     o->input = rest ? args[0] : NULL;
     if (o->cmd == CMD_BATCH && !o->out_dir) {
         cli_fail(e, "batch needs an output folder: -o OUTDIR");
+        return CLI_USAGE;
+    }
+    if (o->cmd == CMD_CONVERT && !o->out_dir) {
+        cli_fail(e, "convert needs an output file: -o OUT.onnx");
         return CLI_USAGE;
     }
     return CLI_RUN;

@@ -42,6 +42,7 @@ typedef enum cli_command {
     CMD_INFO,
     CMD_BATCH,
     CMD_SUMMARIZE,
+    CMD_CONVERT,
     CMD_NONE, // not (yet) known
 } cli_command;
 
@@ -52,9 +53,11 @@ enum { EXIT_USAGE = 2, EXIT_SOME_FAILED = 3 };
 typedef struct cli_opts {
     cli_command cmd;
     bool single;            // single (or batch single) rather than multi
-    const char *input;      // the slide; batch: the cohort; summarize: the output folder
+    const char *input;      // the slide; batch: the cohort; summarize: the output folder;
+                            // convert: the model
     const char *model_path; // -m as given, else the bundled model found
     const char *classes;    // --classes: new names for the model's classes
+    const char *preprocess; // --preprocess: unit, caffe, tf or torch
     const char *class_name; // single: --class
     const char *shown;      // multi: --classes-shown
     int top;                // multi: --top
@@ -101,7 +104,7 @@ typedef struct cli_timings {
 double cli_now(void);
 void cli_lap(cli_timings *tm, const char *name);
 
-/** The model (-m or the bundled one, --classes applied). */
+/** The model (-m or the bundled one, --classes and --preprocess applied). */
 th_model *cli_load_model(cli_opts *o, cli_err *e);
 
 /** The classes named by --class / --classes-shown (checked before any run); false + e if a name
@@ -183,5 +186,6 @@ char *cli_read_file(const char *path, size_t *len, cli_err *e);
 int cli_single(cli_opts *o, cli_err *e);    // cli-main.c: single and multi
 int cli_batch(cli_opts *o, cli_err *e);     // cli-batch.c
 int cli_summarize(cli_opts *o, cli_err *e); // cli-summary.c
+int cli_convert(cli_opts *o, cli_err *e);   // cli-main.c
 
 #endif

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* ONNX graph walking: follow the graph as one chain from its input (conv trunk -> global average
- * pooling -> one dense layer -> optional softmax), check the weight shapes, fold
- * BatchNormalization into the conv before it; the model owns each decoded weight array. Any
- * other graph is rejected with a message naming the node. onnx-tensor.c decodes attributes and
- * tensors; model.c unpacks the protobuf, reads the metadata and owns the model's lifecycle. */
+/* The ONNX loader: unpack the protobuf (protobuf-c), hand the metadata_props to the builder,
+ * and follow the graph as one chain from its input (conv trunk -> global average pooling -> one
+ * dense layer -> optional softmax), checking the weight shapes and feeding every node to the
+ * builder (model-build.c), which fuses, folds and validates. Any other graph is rejected with a
+ * message naming the node. onnx-tensor.c decodes attributes and tensors. */
 #include <config.h>
 
 #include <protobuf-c/protobuf-c.h>
@@ -31,74 +31,25 @@ static const char *const stage_where[] = {
     " after Softmax",
 };
 
-// State of one graph walk. Weights are decoded into arrays the walk owns until the whole graph
-// has been accepted; then the model takes them over.
+// State of one graph walk. The builder holds the model being built, the tensor's channels and
+// size, and owns every weight array handed to it.
 typedef struct walk {
     th_onnx_at at; // the graph, and the current node's name and op_type
     int64_t opset; // version of the default ONNX domain
-    th_model *m;
-    int cap;         // allocated entries of m->layers, lw, lb
-    float **lw;      // (cap) per layer: conv weight (c_out, c_in, kh, kw), owned
-    float **lb;      // (cap) per layer: conv bias (c_out), owned
-    float *dense_w;  // (n_classes, feat_c), owned
-    float *dense_b;  // (n_classes), owned
+    th_builder b;
     bool *visited;   // (n_node) nodes on the chain
     const char *cur; // name of the tensor at the end of the chain so far
-    int ch, h, w;    // its channels and spatial size (h = w = 0 if the input size is dynamic)
     bool nhwc;       // its layout
     stage stage;
-    int open_conv;  // a conv layer nothing has followed yet (BN / Relu fold into it), or -1
-    char label[80]; // "<op>#<index>" for nodes without a name
+    char label[80];    // "<op>#<index>" for nodes without a name
+    char pad_name[48]; // "auto_pad SAME_UPPER", for the builder's messages
 } walk;
-
-// n floats set to 0, 64-byte aligned as every weight array (th_onnx_const_floats).
-static float *zeros(size_t n, th_error **err)
-{
-    size_t bytes;
-    float *v = th_size_mul(n, sizeof(float), &bytes, err) ? th_malloc_aligned(bytes, err) : NULL;
-    if (v) {
-        memset(v, 0, bytes);
-    }
-    return v;
-}
 
 /* ------------------------------------------------------------------ trunk */
 
-static th_layer *push_layer(walk *wk, th_layer_kind kind, th_error **err)
-{
-    th_model *m = wk->m;
-    if (m->n_layers == wk->cap) {
-        int cap = wk->cap ? 2 * wk->cap : 8;
-        th_layer *layers = th_realloc(m->layers, (size_t)cap * sizeof(*layers), err);
-        if (!layers) {
-            return NULL;
-        }
-        m->layers = layers;
-        float **lw = th_realloc(wk->lw, (size_t)cap * sizeof(*lw), err);
-        if (!lw) {
-            return NULL;
-        }
-        wk->lw = lw;
-        float **lb = th_realloc(wk->lb, (size_t)cap * sizeof(*lb), err);
-        if (!lb) {
-            return NULL;
-        }
-        wk->lb = lb;
-        wk->cap = cap;
-    }
-    th_layer *l = &m->layers[m->n_layers];
-    memset(l, 0, sizeof(*l));
-    l->kind = kind;
-    snprintf(l->name, sizeof(l->name), "%s", wk->at.node);
-    l->kh = l->kw = l->sh = l->sw = l->dh = l->dw = 1;
-    l->c_in = l->c_out = wk->ch;
-    wk->lw[m->n_layers] = wk->lb[m->n_layers] = NULL;
-    m->n_layers++;
-    return l;
-}
-
 // Strides, dilations, pads and auto_pad of a Conv or MaxPool whose kernel is already set.
-static bool window_attrs(walk *wk, const Onnx__NodeProto *node, th_layer *l, th_error **err)
+static bool window_attrs(walk *wk, const Onnx__NodeProto *node, bool pool, th_window *l,
+                         th_error **err)
 {
     int s[2] = {1, 1}, d[2] = {1, 1}, p[4] = {0, 0, 0, 0};
     char autopad[32];
@@ -112,53 +63,24 @@ static bool window_attrs(walk *wk, const Onnx__NodeProto *node, th_layer *l, th_
     l->sw = s[1];
     l->dh = d[0];
     l->dw = d[1];
-    if (l->kind == TH_LAYER_MAXPOOL && (d[0] != 1 || d[1] != 1)) {
+    if (pool && (d[0] != 1 || d[1] != 1)) {
         return th_onnx_fail(&wk->at, err, "dilations other than 1 are not supported for pooling");
     }
-    bool upper = strcmp(autopad, "SAME_UPPER") == 0;
+    // SAME_*: output = ceil(in / stride), the odd padding pixel at the end (UPPER) or the start;
+    // the builder works the pads out.
+    snprintf(wk->pad_name, sizeof(wk->pad_name), "auto_pad %s", autopad);
+    l->pad_name = wk->pad_name;
     if (!autopad[0] || strcmp(autopad, "NOTSET") == 0) {
         l->pad_t = p[0], l->pad_l = p[1], l->pad_b = p[2], l->pad_r = p[3];
     } else if (strcmp(autopad, "VALID") == 0) {
         l->pad_t = l->pad_l = l->pad_b = l->pad_r = 0;
-    } else if (upper || strcmp(autopad, "SAME_LOWER") == 0) {
-        if (wk->h <= 0) {
-            return th_onnx_fail(&wk->at, err,
-                                "auto_pad %s needs a fixed input size (graph input dims or "
-                                "metadata input_size)",
-                                autopad);
-        }
-        // Output = ceil(in / stride); the odd padding pixel goes at the end (UPPER) or start.
-        int64_t in[2] = {wk->h, wk->w};
-        int64_t k[2] = {(int64_t)(l->kh - 1) * l->dh + 1, (int64_t)(l->kw - 1) * l->dw + 1};
-        int *begin[2] = {&l->pad_t, &l->pad_l}, *end[2] = {&l->pad_b, &l->pad_r};
-        for (int i = 0; i < 2; i++) {
-            int64_t out = (in[i] + s[i] - 1) / s[i];
-            int64_t total = TH_MAX(0, (out - 1) * s[i] + k[i] - in[i]);
-            if (total > 65536) {
-                return th_onnx_fail(&wk->at, err, "auto_pad %s needs %lld pixels of padding",
-                                    autopad, (long long)total);
-            }
-            *begin[i] = (int)(upper ? total / 2 : total - total / 2);
-            *end[i] = (int)total - *begin[i];
-        }
+    } else if (strcmp(autopad, "SAME_UPPER") == 0) {
+        l->pad_mode = TH_PAD_SAME_END;
+    } else if (strcmp(autopad, "SAME_LOWER") == 0) {
+        l->pad_mode = TH_PAD_SAME_BEGIN;
     } else {
         return th_onnx_fail(&wk->at, err, "auto_pad '%s' is not supported", autopad);
     }
-    return true;
-}
-
-// Track the spatial size through a conv or pooling layer when the input size is fixed.
-static bool advance_size(walk *wk, const th_layer *l, th_error **err)
-{
-    int oh, ow;
-    if (wk->h <= 0) {
-        return true;
-    }
-    if (!th_layer_out_size(l, wk->h, wk->w, &oh, &ow)) {
-        return th_onnx_fail(&wk->at, err, "a %d×%d input leaves no output", wk->w, wk->h);
-    }
-    wk->h = oh;
-    wk->w = ow;
     return true;
 }
 
@@ -191,39 +113,32 @@ static bool op_conv(walk *wk, const Onnx__NodeProto *node, th_error **err)
                             "group %lld is not supported (grouped or depthwise convolution)",
                             (long long)group);
     }
-    if (wt->dims[1] != wk->ch) {
+    if (wt->dims[1] != wk->b.ch) {
         return th_onnx_fail(&wk->at, err,
                             "weight '%s' has %lld input channels, the tensor before it has %d",
-                            node->input[1], (long long)wt->dims[1], wk->ch);
+                            node->input[1], (long long)wt->dims[1], wk->b.ch);
     }
-    th_layer *l = push_layer(wk, TH_LAYER_CONV, err);
-    if (!l) {
-        return false;
-    }
-    int n = wk->m->n_layers - 1;
-    int k[2] = {(int)wt->dims[2], (int)wt->dims[3]};
-    l->c_out = (int)wt->dims[0];
-    l->kh = k[0];
-    l->kw = k[1];
+    int k[2] = {(int)wt->dims[2], (int)wt->dims[3]}, c_out = (int)wt->dims[0];
+    th_window win = {.kh = k[0], .kw = k[1]};
     if (!th_onnx_attr_ints(&wk->at, node, "kernel_shape", 2, 1, 4096, k, err) ||
-        !window_attrs(wk, node, l, err)) {
+        !window_attrs(wk, node, false, &win, err)) {
         return false;
     }
-    if (k[0] != l->kh || k[1] != l->kw) {
+    if (k[0] != win.kh || k[1] != win.kw) {
         return th_onnx_fail(&wk->at, err, "kernel_shape %d×%d does not match the weight", k[0],
                             k[1]);
     }
-    size_t nw = (size_t)l->c_out * (size_t)l->c_in * (size_t)l->kh * (size_t)l->kw;
-    wk->lw[n] = th_onnx_const_floats(&wk->at, node, 1, nw, NULL, NULL, err);
+    size_t nw = (size_t)c_out * (size_t)wk->b.ch * (size_t)win.kh * (size_t)win.kw;
+    float *w = th_onnx_const_floats(&wk->at, node, 1, nw, NULL, NULL, err); // (c_out, c_in, kh, kw)
     bool has_bias = node->n_input >= 3 && node->input[2][0];
-    wk->lb[n] = has_bias ? th_onnx_const_floats(&wk->at, node, 2, (size_t)l->c_out, NULL, NULL, err)
-                         : zeros((size_t)l->c_out, err);
-    if (!wk->lw[n] || !wk->lb[n]) {
+    float *b = w && has_bias
+                   ? th_onnx_const_floats(&wk->at, node, 2, (size_t)c_out, NULL, NULL, err)
+                   : NULL; // (c_out)
+    if (!w || (has_bias && !b)) {
+        th_free(w);
         return false;
     }
-    wk->ch = l->c_out;
-    wk->open_conv = n;
-    return advance_size(wk, l, err);
+    return th_builder_conv(&wk->b, wk->at.node, &win, c_out, w, b, err);
 }
 
 static bool op_maxpool(walk *wk, const Onnx__NodeProto *node, th_error **err)
@@ -240,39 +155,15 @@ static bool op_maxpool(walk *wk, const Onnx__NodeProto *node, th_error **err)
     if (node->n_output > 1 && node->output[1][0]) {
         return th_onnx_fail(&wk->at, err, "the Indices output is not supported");
     }
-    th_layer *l = push_layer(wk, TH_LAYER_MAXPOOL, err);
-    if (!l) {
-        return false;
-    }
-    l->kh = k[0];
-    l->kw = k[1];
-    l->ceil_mode = ceil_mode != 0;
-    if (!window_attrs(wk, node, l, err)) {
-        return false;
-    }
-    // Smaller pads keep at least one real pixel in every window (PyTorch allows at most k/2).
-    if (l->pad_t >= l->kh || l->pad_b >= l->kh || l->pad_l >= l->kw || l->pad_r >= l->kw) {
-        return th_onnx_fail(&wk->at, err, "pads must be smaller than the kernel");
-    }
-    wk->open_conv = -1;
-    return advance_size(wk, l, err);
+    th_window win = {.kh = k[0], .kw = k[1], .ceil_mode = ceil_mode != 0};
+    return window_attrs(wk, node, true, &win, err) &&
+           th_builder_maxpool(&wk->b, wk->at.node, &win, err);
 }
 
-static bool op_relu(walk *wk, th_error **err)
-{
-    if (wk->open_conv >= 0) {
-        wk->m->layers[wk->open_conv].relu = true;
-        wk->open_conv = -1;
-        return true;
-    }
-    return push_layer(wk, TH_LAYER_RELU, err) != NULL;
-}
-
-// Inference BatchNormalization folded into the conv just before it:
-// w' = w·γ/√(var+ε), b' = (b − mean)·γ/√(var+ε) + β, computed in double.
+// Inference BatchNormalization, folded by the builder into the conv just before it.
 static bool op_batchnorm(walk *wk, const Onnx__NodeProto *node, th_error **err)
 {
-    if (wk->open_conv < 0) {
+    if (wk->b.open_conv < 0) {
         return th_onnx_fail(&wk->at, err,
                             "BatchNormalization is only supported directly after a Conv");
     }
@@ -287,28 +178,14 @@ static bool op_batchnorm(walk *wk, const Onnx__NodeProto *node, th_error **err)
         return th_onnx_fail(&wk->at, err, "%s is not supported",
                             training ? "training_mode" : "spatial = 0");
     }
-    const th_layer *l = &wk->m->layers[wk->open_conv];
-    size_t c = (size_t)l->c_out, per = (size_t)l->c_in * (size_t)l->kh * (size_t)l->kw;
+    size_t c = (size_t)wk->b.m->layers[wk->b.open_conv].c_out;
     float *v[4] = {NULL, NULL, NULL, NULL}; // scale, B, mean, var: (c_out) each
     bool good = true;
     for (size_t i = 0; i < 4 && good; i++) {
         v[i] = th_onnx_const_floats(&wk->at, node, i + 1, c, NULL, NULL, err);
         good = v[i] != NULL;
     }
-    float *w = wk->lw[wk->open_conv], *b = wk->lb[wk->open_conv];
-    for (size_t o = 0; o < c && good; o++) {
-        double var = (double)v[3][o] + eps;
-        if (!(var > 0)) {
-            good =
-                th_onnx_fail(&wk->at, err, "variance + epsilon is not positive for channel %zu", o);
-            break;
-        }
-        double s = v[0][o] / sqrt(var);
-        for (size_t i = 0; i < per; i++) {
-            w[o * per + i] = (float)(w[o * per + i] * s);
-        }
-        b[o] = (float)(((double)b[o] - v[2][o]) * s + v[1][o]);
-    }
+    good = good && th_builder_batchnorm(&wk->b, v[0], v[1], v[2], v[3], eps, err);
     for (int i = 0; i < 4; i++) {
         th_free(v[i]);
     }
@@ -333,7 +210,7 @@ static bool op_transpose(walk *wk, const Onnx__NodeProto *node, th_error **err)
     } else {
         return th_onnx_fail(&wk->at, err, "only NHWC<->NCHW layout transposes are supported");
     }
-    wk->open_conv = -1;
+    th_builder_break(&wk->b);
     return true;
 }
 
@@ -342,7 +219,7 @@ static bool op_transpose(walk *wk, const Onnx__NodeProto *node, th_error **err)
 // GlobalAveragePool, or ReduceMean over the spatial axes (attribute before opset 18, input after).
 static bool op_pool(walk *wk, const Onnx__NodeProto *node, bool reduce, th_error **err)
 {
-    if (wk->m->n_layers == 0) {
+    if (wk->b.m->n_layers == 0) {
         return th_onnx_fail(&wk->at, err, "no conv layer before global average pooling; " NEEDS);
     }
     if (reduce) {
@@ -375,9 +252,8 @@ static bool op_pool(walk *wk, const Onnx__NodeProto *node, bool reduce, th_error
     } else if (wk->nhwc) {
         return th_onnx_fail(&wk->at, err, "global average pooling of an NHWC tensor; " NEEDS);
     }
-    wk->m->feat_c = wk->ch;
+    th_builder_pool(&wk->b);
     wk->stage = STAGE_POOLED;
-    wk->open_conv = -1;
     return true;
 }
 
@@ -401,19 +277,11 @@ static bool op_flatten(walk *wk, const Onnx__NodeProto *node, th_error **err)
         }
         // Allowed targets: (1, C) spelled with 1, 0 (copy) or -1 (infer).
         bool good = n == 2 && (shape[0] == 1 || shape[0] == 0 || shape[0] == -1) &&
-                    (shape[1] == wk->ch || (shape[1] == -1 && shape[0] != -1));
-        return good || th_onnx_fail(&wk->at, err, "only a reshape to (1, %d) is supported", wk->ch);
+                    (shape[1] == wk->b.ch || (shape[1] == -1 && shape[0] != -1));
+        return good ||
+               th_onnx_fail(&wk->at, err, "only a reshape to (1, %d) is supported", wk->b.ch);
     }
     return true;
-}
-
-static bool alloc_dense(walk *wk, int n_classes, th_error **err)
-{
-    size_t n = (size_t)n_classes * (size_t)wk->m->feat_c;
-    wk->dense_w = zeros(n, err);
-    wk->dense_b = zeros((size_t)n_classes, err);
-    wk->m->n_classes = n_classes;
-    return wk->dense_w && wk->dense_b;
 }
 
 // The dense weight B of a Gemm (transB 0/1) or MatMul (K, N): K must be feat_c.
@@ -426,27 +294,24 @@ static bool dense_weight(walk *wk, const Onnx__NodeProto *node, bool trans, floa
     }
     int64_t k = t->n_dims == 2 ? t->dims[trans ? 1 : 0] : -1;
     int64_t n = t->n_dims == 2 ? t->dims[trans ? 0 : 1] : -1;
-    if (k != wk->m->feat_c || n < 1 || n > 100000) {
+    if (k != wk->b.m->feat_c || n < 1 || n > 100000) {
         char dims[160];
         th_onnx_dims_string(t, dims, sizeof(dims));
         return th_onnx_fail(&wk->at, err,
                             "weight '%s' has dims %s; expected %s with K = %d pooled features",
-                            node->input[1], dims, trans ? "(N, K)" : "(K, N)", wk->m->feat_c);
+                            node->input[1], dims, trans ? "(N, K)" : "(K, N)", wk->b.m->feat_c);
     }
     size_t count;
     float *b =
         th_onnx_const_floats(&wk->at, node, 1, 0, NULL, &count, err); // (K, N) or (N, K) row-major
-    if (!b || !alloc_dense(wk, (int)n, err)) {
-        th_free(b);
-        return false;
-    }
-    for (int64_t c = 0; c < n; c++) {
+    float *w = b ? th_model_zeros((size_t)n * (size_t)k, err) : NULL; // (n_classes, feat_c)
+    for (int64_t c = 0; w && c < n; c++) {
         for (int64_t j = 0; j < k; j++) {
-            wk->dense_w[c * k + j] = alpha * (trans ? b[c * k + j] : b[j * n + c]);
+            w[c * k + j] = alpha * (trans ? b[c * k + j] : b[j * n + c]);
         }
     }
     th_free(b);
-    return true;
+    return w && th_builder_dense(&wk->b, (int)n, w, NULL, err);
 }
 
 // Add a bias input (N values, or one broadcast value) times beta to dense_b.
@@ -464,13 +329,15 @@ static bool dense_bias(walk *wk, const Onnx__NodeProto *node, size_t idx, float 
     for (size_t i = 0; i + 1 < t->n_dims; i++) {
         shape_ok = shape_ok && t->dims[i] == 1;
     }
-    if (!shape_ok || (n != 1 && n != (size_t)wk->m->n_classes)) {
+    th_model *m = wk->b.m;
+    if (!shape_ok || (n != 1 && n != (size_t)m->n_classes)) {
         th_free(c);
         return th_onnx_fail(&wk->at, err, "bias '%s' does not broadcast to %d classes",
-                            node->input[idx], wk->m->n_classes);
+                            node->input[idx], m->n_classes);
     }
-    for (int i = 0; i < wk->m->n_classes; i++) {
-        wk->dense_b[i] += beta * c[n == 1 ? 0 : i];
+    float *dense_b = (float *)m->dense_b; // (n_classes), owned by the model
+    for (int i = 0; i < m->n_classes; i++) {
+        dense_b[i] += beta * c[n == 1 ? 0 : i];
     }
     th_free(c);
     return true;
@@ -518,7 +385,7 @@ static bool op_softmax(walk *wk, const Onnx__NodeProto *node, th_error **err)
         return th_onnx_fail(&wk->at, err, "axis %lld is not supported (the class axis is 1)",
                             (long long)axis);
     }
-    wk->m->graph_softmax = true;
+    wk->b.m->graph_softmax = true;
     wk->stage = STAGE_SOFTMAX;
     return true;
 }
@@ -557,7 +424,7 @@ static bool step(walk *wk, const Onnx__NodeProto *node, size_t pos, th_error **e
             return op_transpose(wk, node, err);
         }
         if (is_op(wk, "Relu", NULL, NULL)) {
-            return op_relu(wk, err);
+            return th_builder_relu(&wk->b, wk->at.node, err);
         }
         if (is_op(wk, "GlobalAveragePool", "ReduceMean", NULL)) {
             return op_pool(wk, node, is_op(wk, "ReduceMean", NULL, NULL), err);
@@ -653,6 +520,7 @@ static bool walk_graph(walk *wk, th_error **err)
             snprintf(wk->label, sizeof(wk->label), "%s#%zu", wk->at.op, idx[0]);
             wk->at.node = wk->label;
         }
+        th_builder_at(&wk->b, "node '%s' (%s)", wk->at.node, wk->at.op);
         if (wk->visited[idx[0]]) {
             return th_onnx_fail(&wk->at, err, "the graph has a cycle");
         }
@@ -736,49 +604,15 @@ static bool read_input(walk *wk, th_error **err)
                      name, dims);
         return false;
     }
-    th_model *m = wk->m;
-    if (known[y] && known[y + 1]) {
-        // model.c has already set in_w, in_h from metadata input_size, if any.
-        if (m->in_w && (m->in_w != d[y + 1] || m->in_h != d[y])) {
-            th_error_set(err, "metadata input_size %d×%d disagrees with input '%s' (%lld×%lld)",
-                         m->in_w, m->in_h, name, (long long)d[y + 1], (long long)d[y]);
-            return false;
-        }
-        m->in_h = (int)d[y];
-        m->in_w = (int)d[y + 1];
-    }
-    m->input_nhwc = wk->nhwc;
-    wk->h = m->in_h;
-    wk->w = m->in_w;
+    bool fixed = known[y] && known[y + 1];
     wk->cur = name;
-    wk->ch = 3;
-    return true;
+    return th_builder_input(&wk->b, name, fixed ? (int)d[y + 1] : 0, fixed ? (int)d[y] : 0,
+                            wk->nhwc, err);
 }
 
-// The model takes over every weight array the walk decoded: conv layers and the dense head.
-static void adopt_weights(walk *wk)
+// Walk the graph: one output, the image input, then the chain.
+static bool walk_model(walk *wk, Onnx__GraphProto *graph, th_error **err)
 {
-    th_model *m = wk->m;
-    for (int i = 0; i < m->n_layers; i++) {
-        m->layers[i].weight = wk->lw[i];
-        m->layers[i].bias = wk->lb[i];
-        wk->lw[i] = wk->lb[i] = NULL;
-    }
-    m->dense_w = wk->dense_w;
-    m->dense_b = wk->dense_b;
-    wk->dense_w = wk->dense_b = NULL;
-}
-
-bool th_model_onnx_graph(th_model *model, struct Onnx__GraphProto *graph, int64_t opset,
-                         th_error **err)
-{
-    walk wk;
-    memset(&wk, 0, sizeof(wk));
-    wk.at.g = graph;
-    wk.opset = opset;
-    wk.m = model;
-    wk.open_conv = -1;
-    bool ok = false;
     if (graph->n_output != 1) {
         th_error_set(err,
                      "the graph has %zu outputs; tileheat needs one (the class scores), "
@@ -786,19 +620,84 @@ bool th_model_onnx_graph(th_model *model, struct Onnx__GraphProto *graph, int64_
                      graph->n_output);
         return false;
     }
-    wk.visited = th_calloc(graph->n_node + 1, sizeof(bool), err); // (n_node)
-    if (wk.visited && read_input(&wk, err) && walk_graph(&wk, err)) {
-        adopt_weights(&wk);
-        ok = true;
+    wk->at.g = graph;
+    wk->visited = th_calloc(graph->n_node + 1, sizeof(bool), err); // (n_node)
+    return wk->visited && read_input(wk, err) && walk_graph(wk, err);
+}
+
+/* ------------------------------------------------------------------ the file */
+
+static bool copy_metadata(th_builder *b, const Onnx__ModelProto *mp, th_error **err)
+{
+    for (size_t i = 0; i < mp->n_metadata_props; i++) {
+        const Onnx__StringStringEntryProto *e = mp->metadata_props[i];
+        if (!th_builder_meta(b, th_onnx_str(e->key), th_onnx_str(e->value), err)) {
+            return false;
+        }
     }
-    for (int i = 0; wk.lw && i < model->n_layers; i++) {
-        th_free(wk.lw[i]);
-        th_free(wk.lb[i]);
+    return true;
+}
+
+// Version of the default ONNX domain ("" or "ai.onnx"); 0 if the model does not say.
+static int64_t onnx_opset(const Onnx__ModelProto *mp)
+{
+    int64_t opset = 0;
+    for (size_t i = 0; i < mp->n_opset_import; i++) {
+        const char *domain = mp->opset_import[i]->domain;
+        if (!domain || !domain[0] || strcmp(domain, "ai.onnx") == 0) {
+            opset = mp->opset_import[i]->version;
+        }
     }
-    th_free(wk.lw);
-    th_free(wk.lb);
-    th_free(wk.dense_w);
-    th_free(wk.dense_b);
+    return opset;
+}
+
+static th_model *load_parsed(const Onnx__ModelProto *mp, th_error **err)
+{
+    int64_t opset = onnx_opset(mp);
+    if (!mp->graph) {
+        th_error_set(err, "not an ONNX model (no graph)");
+        return NULL;
+    }
+    if (opset <= 0) {
+        th_error_set(err, "the model has no opset version for the ONNX domain");
+        return NULL;
+    }
+    walk wk;
+    memset(&wk, 0, sizeof(wk));
+    wk.opset = opset;
+    th_model *m = NULL;
+    if (th_builder_init(&wk.b, TH_MODEL_ONNX, err) && copy_metadata(&wk.b, mp, err) &&
+        th_builder_meta_end(&wk.b, err) && walk_model(&wk, mp->graph, err)) {
+        m = th_builder_finish(&wk.b, err);
+    }
+    th_builder_clear(&wk.b);
     th_free(wk.visited);
-    return ok;
+    return m;
+}
+
+// protobuf-c's allocations 64-byte aligned (on huge pages from 4 MB, see th_malloc_aligned), so
+// that a tensor's raw_data buffer can become a weight array as it is (onnx-tensor.c, take_raw).
+static void *pb_alloc(void *data, size_t size)
+{
+    (void)data;
+    return th_malloc_aligned(size, NULL);
+}
+
+static void pb_free(void *data, void *p)
+{
+    th_free(p);
+}
+
+static ProtobufCAllocator pb_allocator = {.alloc = pb_alloc, .free = pb_free};
+
+th_model *th_model_onnx_load(const void *data, size_t len, th_error **err)
+{
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(&pb_allocator, len, data);
+    if (!mp) {
+        th_error_set(err, "not an ONNX model (protobuf parse failed)");
+        return NULL;
+    }
+    th_model *m = load_parsed(mp, err);
+    onnx__model_proto__free_unpacked(mp, &pb_allocator);
+    return m;
 }

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* The model object: load an ONNX file (protobuf-c unpack here, graph walk in model-onnx.c), read
- * the metadata (class names, input normalisation, mpp, input size, background classes), the
- * public getters, and the trunk shape arithmetic shared with the engine. */
+/* The model object: the loader chosen by the file's magic bytes (model-onnx.c, model-keras.c,
+ * both feeding the builder in model-build.c), what the metadata means (class names,
+ * preprocessing and channel order, mpp, input size, background classes), the preprocessing
+ * presets, the public getters and setters, and the trunk shape arithmetic shared with the
+ * engine. */
 #include <config.h>
 
 #include <math.h>
+#include <strings.h>
 
-#include <protobuf-c/protobuf-c.h>
-
-#include "onnx.pb-c.h"
 #include "model.h"
 
 bool th_layer_out_size(const th_layer *layer, int in_h, int in_w, int *out_h, int *out_w)
@@ -47,6 +47,12 @@ bool th_layer_out_size(const th_layer *layer, int in_h, int in_w, int *out_h, in
     return true;
 }
 
+// What the file calls a layer, in messages.
+static const char *unit_word(const th_model *model)
+{
+    return model->format == TH_MODEL_ONNX ? "node" : "layer";
+}
+
 bool th_model_trunk_shape(const th_model *model, int in_h, int in_w, int *c, int *h, int *w,
                           th_error **err)
 {
@@ -55,13 +61,14 @@ bool th_model_trunk_shape(const th_model *model, int in_h, int in_w, int *c, int
         const th_layer *layer = &model->layers[i];
         int oh, ow;
         if (!th_layer_out_size(layer, in_h, in_w, &oh, &ow)) {
-            th_error_set(err, "node '%s': a %d×%d input leaves no output", layer->name, in_w, in_h);
+            th_error_set(err, "%s '%s': a %d×%d input leaves no output", unit_word(model),
+                         layer->name, in_w, in_h);
             return false;
         }
         if (layer->kind == TH_LAYER_CONV) {
             if (layer->c_in != ch) {
-                th_error_set(err, "node '%s': expects %d input channels, gets %d", layer->name,
-                             layer->c_in, ch);
+                th_error_set(err, "%s '%s': expects %d input channels, gets %d", unit_word(model),
+                             layer->name, layer->c_in, ch);
                 return false;
             }
             ch = layer->c_out;
@@ -184,6 +191,16 @@ bool th_model_set_class_names(th_model *model, const char *csv, th_error **err)
     return true;
 }
 
+const char *th_model_meta_label(const th_model *m, const char *key, char *buf, size_t size)
+{
+    if (m->meta_file[0]) {
+        snprintf(buf, size, "%s: %s", m->meta_file, key);
+    } else {
+        snprintf(buf, size, "metadata %s", key);
+    }
+    return buf;
+}
+
 // input_mean / input_std: exactly three numbers ("0.5,0.5,0.5").
 static bool meta_triple(const th_model *m, const char *key, float *out, bool positive,
                         th_error **err)
@@ -199,8 +216,10 @@ static bool meta_triple(const th_model *m, const char *key, float *out, bool pos
         out[i] = (float)v[i];
     }
     if (!good) {
-        th_error_set(err, "metadata %s: expected three%s numbers, got '%s'", key,
-                     positive ? " positive" : "", s);
+        char label[160];
+        th_error_set(err, "%s: expected three%s numbers, got '%s'",
+                     th_model_meta_label(m, key, label, sizeof(label)), positive ? " positive" : "",
+                     s);
     }
     return good;
 }
@@ -210,7 +229,9 @@ static bool meta_positive(const th_model *m, const char *key, double *out, th_er
 {
     const char *s = th_model_get_metadata(m, key);
     if (s && (!th_parse_double(s, out) || !(*out > 0))) {
-        th_error_set(err, "metadata %s: expected a positive number, got '%s'", key, s);
+        char label[160];
+        th_error_set(err, "%s: expected a positive number, got '%s'",
+                     th_model_meta_label(m, key, label, sizeof(label)), s);
         return false;
     }
     return true;
@@ -235,8 +256,8 @@ static bool parse_side(const char *s, int *out)
     return th_parse_int(buf, out) && *out > 0 && *out <= 65536;
 }
 
-// input_size "W" or "W,H" (the graph walk checks it against fixed input dims).
-static bool meta_input_size(th_model *m, th_error **err)
+// input_size "W" or "W,H" (the builder checks it against fixed input dims).
+bool th_model_meta_input_size(th_model *m, th_error **err)
 {
     const char *s = th_model_get_metadata(m, "input_size");
     if (!s) {
@@ -250,7 +271,9 @@ static bool meta_input_size(th_model *m, th_error **err)
     }
     if (strlen(s) >= sizeof(buf) || !parse_side(buf, &m->in_w) ||
         !parse_side(comma ? comma + 1 : buf, &m->in_h)) {
-        th_error_set(err, "metadata input_size: expected \"W\" or \"W,H\" in pixels, got '%s'", s);
+        char label[160];
+        th_error_set(err, "%s: expected \"W\" or \"W,H\" in pixels, got '%s'",
+                     th_model_meta_label(m, "input_size", label, sizeof(label)), s);
         m->in_w = m->in_h = 0;
         return false;
     }
@@ -268,7 +291,10 @@ static bool meta_background(th_model *m, th_error **err)
     for (int i = 0; i < n; i++) {
         int c = th_model_find_class(m, names[i]);
         if (names[i][0] && c < 0) {
-            th_error_set(err, "metadata background_classes: no class named '%s'", names[i]);
+            char label[160];
+            th_error_set(err, "%s: no class named '%s'",
+                         th_model_meta_label(m, "background_classes", label, sizeof(label)),
+                         names[i]);
             free_names(names, n);
             return false;
         }
@@ -280,27 +306,284 @@ static bool meta_background(th_model *m, th_error **err)
     return true;
 }
 
-// Everything the metadata says after the graph is known (class count, defaults in place).
-static bool read_metadata(th_model *m, th_error **err)
+/* ------------------------------------------------------------------ preprocessing */
+
+// The presets of --preprocess and metadata `preprocess`, mean and std in the network's channel
+// order: unit = x / 255 (the original tool's); caffe = BGR minus the ImageNet mean, unscaled
+// (keras.applications VGG16 / VGG19); tf = x / 127.5 - 1; torch = x / 255, ImageNet mean / std.
+static const struct preset {
+    const char *name;
+    float scale, mean[3], std[3];
+    bool bgr;
+} presets[] = {
+    {"unit", 1.0f / 255.0f, {0, 0, 0}, {1, 1, 1}, false},
+    {"caffe", 1.0f, {103.939f, 116.779f, 123.68f}, {1, 1, 1}, true},
+    {"tf", 1.0f / 127.5f, {1, 1, 1}, {1, 1, 1}, false},
+    {"torch", 1.0f / 255.0f, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, false},
+};
+#define N_PRESETS (sizeof(presets) / sizeof(presets[0]))
+
+static const struct preset *find_preset(const char *name)
 {
-    double scale = m->input_scale, mpp = 0;
+    for (size_t i = 0; i < N_PRESETS; i++) {
+        if (strcasecmp(name, presets[i].name) == 0) {
+            return &presets[i];
+        }
+    }
+    return NULL;
+}
+
+bool th_model_preset(const char *name, float *scale, float mean[3], float std[3], bool *bgr)
+{
+    const struct preset *p = find_preset(name);
+    if (p) {
+        *scale = p->scale;
+        memcpy(mean, p->mean, sizeof(p->mean));
+        memcpy(std, p->std, sizeof(p->std));
+        *bgr = p->bgr;
+    }
+    return p != NULL;
+}
+
+// Swap input channels 0 and 2 of the network (RGB <-> BGR): in the first conv's weights, or in
+// the dense columns when the trunk has no conv (ReLU and max pooling work per channel, so a
+// permutation passes through them). The kernels then always get RGB.
+static void swap_channels(th_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        th_layer *l = &m->layers[i];
+        if (l->kind == TH_LAYER_CONV) {
+            float *w = (float *)l->weight; // (c_out, 3, kh, kw); owned
+            size_t plane = (size_t)l->kh * l->kw;
+            for (int o = 0; o < l->c_out; o++) {
+                float *a = w + (size_t)o * l->c_in * plane, *b = a + 2 * plane;
+                for (size_t k = 0; k < plane; k++) {
+                    float t = a[k];
+                    a[k] = b[k];
+                    b[k] = t;
+                }
+            }
+            return;
+        }
+    }
+    float *d = (float *)m->dense_w; // (n_classes, 3)
+    for (int c = 0; c < m->n_classes; c++) {
+        float t = d[c * m->feat_c];
+        d[c * m->feat_c] = d[c * m->feat_c + 2];
+        d[c * m->feat_c + 2] = t;
+    }
+}
+
+// The network's normalisation (network channel order) into the model (RGB order), swapping the
+// weights when the channel order changes.
+static void set_norm(th_model *m, float scale, const float mean[3], const float std[3], bool bgr)
+{
+    if (bgr != m->input_bgr) {
+        swap_channels(m);
+    }
+    m->input_bgr = bgr;
+    m->input_scale = scale;
+    for (int c = 0; c < 3; c++) {
+        m->input_mean[c] = mean[bgr ? 2 - c : c];
+        m->input_std[c] = std[bgr ? 2 - c : c];
+    }
+}
+
+// `preprocess` (a preset), then `channel_order`, then input_scale / input_mean / input_std
+// (three numbers each, in the network's channel order) over it.
+static bool meta_preprocess(th_model *m, th_error **err)
+{
+    float scale, mean[3], std[3];
+    bool bgr;
+    char label[160];
+    const char *p = th_model_get_metadata(m, "preprocess");
+    th_model_preset(p ? p : "unit", &scale, mean, std, &bgr);
+    if (p && !th_model_preset(p, &scale, mean, std, &bgr)) {
+        th_error_set(err, "%s: expected unit, caffe, tf or torch, got '%s'",
+                     th_model_meta_label(m, "preprocess", label, sizeof(label)), p);
+        return false;
+    }
+    const char *order = th_model_get_metadata(m, "channel_order");
+    if (order && strcasecmp(order, "RGB") != 0 && strcasecmp(order, "BGR") != 0) {
+        th_error_set(err, "%s: expected RGB or BGR, got '%s'",
+                     th_model_meta_label(m, "channel_order", label, sizeof(label)), order);
+        return false;
+    }
+    bgr = order ? strcasecmp(order, "BGR") == 0 : bgr;
+    double s = scale;
+    if (!meta_positive(m, "input_scale", &s, err) ||
+        !meta_triple(m, "input_mean", mean, false, err) ||
+        !meta_triple(m, "input_std", std, true, err)) {
+        return false;
+    }
+    set_norm(m, (float)s, mean, std, bgr);
+    return true;
+}
+
+// The preset the model's normalisation is, or NULL.
+static const struct preset *which_preset(const th_model *m)
+{
+    for (size_t i = 0; i < N_PRESETS; i++) {
+        const struct preset *p = &presets[i];
+        bool same = p->scale == m->input_scale && p->bgr == m->input_bgr;
+        for (int c = 0; c < 3 && same; c++) {
+            int n = p->bgr ? 2 - c : c;
+            same = p->mean[n] == m->input_mean[c] && p->std[n] == m->input_std[c];
+        }
+        if (same) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+const char *th_model_get_preprocess(const th_model *model)
+{
+    const struct preset *p = model ? which_preset(model) : NULL;
+    return p ? p->name : model ? "custom" : NULL;
+}
+
+// Replace (or add) a metadata entry; false only when out of memory.
+static bool meta_put(th_model *m, const char *key, const char *value, th_error **err)
+{
+    char *v = th_strdup(value, err);
+    if (!v) {
+        return false;
+    }
+    for (int i = 0; i < m->n_meta; i++) {
+        if (strcmp(m->meta_key[i], key) == 0) {
+            th_free(m->meta_value[i]);
+            m->meta_value[i] = v;
+            return true;
+        }
+    }
+    char *k = m->n_meta < TH_MODEL_META_MAX ? th_strdup(key, err) : NULL;
+    if (!k) {
+        th_free(v);
+        return m->n_meta >= TH_MODEL_META_MAX; // full: the field still holds the value
+    }
+    m->meta_key[m->n_meta] = k;
+    m->meta_value[m->n_meta++] = v;
+    return true;
+}
+
+static void meta_remove(th_model *m, const char *key)
+{
+    for (int i = 0; i < m->n_meta; i++) {
+        if (strcmp(m->meta_key[i], key) == 0) {
+            th_free(m->meta_key[i]);
+            th_free(m->meta_value[i]);
+            memmove(&m->meta_key[i], &m->meta_key[i + 1], sizeof(char *) * (m->n_meta - i - 1));
+            memmove(&m->meta_value[i], &m->meta_value[i + 1], sizeof(char *) * (m->n_meta - i - 1));
+            m->n_meta--;
+            i--;
+        }
+    }
+}
+
+bool th_model_set_preprocess(th_model *model, const char *name, th_error **err)
+{
+    float scale, mean[3], std[3];
+    bool bgr;
+    if (!th_model_preset(name, &scale, mean, std, &bgr)) {
+        th_error_set(err, "expected unit, caffe, tf or torch, got '%s'", name);
+        return false;
+    }
+    if (!meta_put(model, "preprocess", find_preset(name)->name, err)) {
+        return false;
+    }
+    // the file's own keys no longer apply
+    static const char *const keys[] = {"channel_order", "input_scale", "input_mean", "input_std"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        meta_remove(model, keys[i]);
+    }
+    set_norm(model, scale, mean, std, bgr);
+    return true;
+}
+
+bool th_model_set_mpp(th_model *model, double mpp, th_error **err)
+{
+    char buf[40];
+    if (!(mpp > 0) || !isfinite(mpp)) {
+        th_error_set(err, "expected a positive number of µm per pixel, got %g", mpp);
+        return false;
+    }
+    snprintf(buf, sizeof(buf), "%.17g", mpp);
+    if (!meta_put(model, "mpp", buf, err)) {
+        return false;
+    }
+    model->mpp = mpp;
+    return true;
+}
+
+// "x = (pixel / 255 - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)", values in the network's
+// channel order.
+static void norm_formula(const th_model *m, char *buf, size_t size)
+{
+    float mean[3], std[3];
+    for (int c = 0; c < 3; c++) {
+        mean[c] = m->input_mean[m->input_bgr ? 2 - c : c];
+        std[c] = m->input_std[m->input_bgr ? 2 - c : c];
+    }
+    char px[48], mn[96] = "", sd[96] = "";
+    double inv = 1.0 / m->input_scale;
+    if (m->input_scale == 1.0f) {
+        snprintf(px, sizeof(px), "pixel");
+    } else if (fabs(inv - round(inv * 2) / 2) < 1e-4 * inv) {
+        snprintf(px, sizeof(px), "pixel / %g", round(inv * 2) / 2);
+    } else {
+        snprintf(px, sizeof(px), "pixel × %g", m->input_scale);
+    }
+    bool zero = mean[0] == 0 && mean[1] == 0 && mean[2] == 0;
+    bool one = std[0] == 1 && std[1] == 1 && std[2] == 1;
+    if (!zero && mean[0] == mean[1] && mean[1] == mean[2]) {
+        snprintf(mn, sizeof(mn), " − %g", mean[0]);
+    } else if (!zero) {
+        snprintf(mn, sizeof(mn), " − (%g, %g, %g)", mean[0], mean[1], mean[2]);
+    }
+    if (!one && std[0] == std[1] && std[1] == std[2]) {
+        snprintf(sd, sizeof(sd), " / %g", std[0]);
+    } else if (!one) {
+        snprintf(sd, sizeof(sd), " / (%g, %g, %g)", std[0], std[1], std[2]);
+    }
+    snprintf(buf, size, "x = %s%s%s%s%s", one || zero ? "" : "(", px, mn, one || zero ? "" : ")",
+             sd);
+}
+
+void th_model_describe_preprocess(const th_model *model, char *buf, size_t size)
+{
+    char formula[320];
+    if (!model) {
+        snprintf(buf, size, "%s", "");
+        return;
+    }
+    norm_formula(model, formula, sizeof(formula));
+    snprintf(buf, size, "%s (%s, %s)", th_model_get_preprocess(model),
+             model->input_bgr ? "BGR" : "RGB", formula);
+}
+
+/* ------------------------------------------------------------------ after the graph */
+
+// Everything the metadata says after the graph is known (class count, defaults in place).
+bool th_model_read_metadata(th_model *m, th_error **err)
+{
+    double mpp = 0;
     const char *names = th_model_get_metadata(m, "class_names");
     if (names && !th_model_set_class_names(m, names, err)) {
-        th_error_prefix(err, "metadata class_names: ");
+        char label[160];
+        th_error_prefix(err, "%s: ", th_model_meta_label(m, "class_names", label, sizeof(label)));
         return false;
     }
-    if (!meta_positive(m, "input_scale", &scale, err) || !meta_positive(m, "mpp", &mpp, err) ||
-        !meta_triple(m, "input_mean", m->input_mean, false, err) ||
-        !meta_triple(m, "input_std", m->input_std, true, err) || !meta_background(m, err)) {
+    if (!meta_preprocess(m, err) || !meta_positive(m, "mpp", &mpp, err) ||
+        !meta_background(m, err)) {
         return false;
     }
-    m->input_scale = (float)scale;
     m->mpp = mpp;
     return true;
 }
 
 // Default class names "class0".."classN-1" and the background flags.
-static bool init_classes(th_model *m, th_error **err)
+bool th_model_init_classes(th_model *m, th_error **err)
 {
     m->class_names = th_calloc((size_t)m->n_classes, sizeof(char *), err);
     m->background = th_calloc((size_t)m->n_classes, sizeof(bool), err);
@@ -315,126 +598,40 @@ static bool init_classes(th_model *m, th_error **err)
     }
     return true;
 }
-
 /* ------------------------------------------------------------------ loading */
 
-static bool copy_metadata(th_model *m, const Onnx__ModelProto *mp, th_error **err)
-{
-    // Kept in file order; beyond TH_MODEL_META_MAX entries the rest are ignored.
-    for (size_t i = 0; i < mp->n_metadata_props && m->n_meta < TH_MODEL_META_MAX; i++) {
-        const Onnx__StringStringEntryProto *e = mp->metadata_props[i];
-        char *key = th_strdup(e->key ? e->key : "", err);
-        char *value = key ? th_strdup(e->value ? e->value : "", err) : NULL;
-        if (!value) {
-            th_free(key);
-            return false;
-        }
-        m->meta_key[m->n_meta] = key;
-        m->meta_value[m->n_meta] = value;
-        m->n_meta++;
-    }
-    return true;
-}
+typedef enum file_kind { FILE_ONNX, FILE_HDF5, FILE_ZIP } file_kind;
 
-// Version of the default ONNX domain ("" or "ai.onnx"); 0 if the model does not say.
-static int64_t onnx_opset(const Onnx__ModelProto *mp)
+// The loader goes by the magic bytes, never the extension: a zip (a Keras 3 .keras), the HDF5
+// signature at offset 0 or after a userblock of 512·2^k bytes (a Keras 2 .h5), else ONNX (a
+// protobuf has no magic; its parser says when it is not one).
+static file_kind detect(const void *data, size_t len)
 {
-    int64_t opset = 0;
-    for (size_t i = 0; i < mp->n_opset_import; i++) {
-        const char *domain = mp->opset_import[i]->domain;
-        if (!domain || !domain[0] || strcmp(domain, "ai.onnx") == 0) {
-            opset = mp->opset_import[i]->version;
+    static const uint8_t hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    const uint8_t *p = data;
+    if (len >= 4 && memcmp(p, "PK\003\004", 4) == 0) {
+        return FILE_ZIP;
+    }
+    for (size_t off = 0; len >= 8 && off <= len - 8; off = off ? 2 * off : 512) {
+        if (memcmp(p + off, hdf5, sizeof(hdf5)) == 0) {
+            return FILE_HDF5;
         }
     }
-    return opset;
+    return FILE_ONNX;
 }
 
-// A non-finite weight would make every percentage NaN: refused, naming the layer.
-static bool finite_array(const float *v, size_t n, const char *what, const char *layer,
-                         th_error **err)
+static th_model *load_bytes(const void *data, size_t len, const char *path, th_error **err)
 {
-    for (size_t i = 0; v && i < n; i++) {
-        if (!isfinite(v[i])) {
-            th_error_set(err, "%s of '%s': value %zu is %g; the weights must be finite numbers",
-                         what, layer, i, v[i]);
-            return false;
-        }
+    file_kind kind = detect(data, len);
+    if (kind == FILE_ONNX) {
+        return th_model_onnx_load(data, len, err);
     }
-    return true;
+    return th_model_keras_load(data, len, kind == FILE_ZIP, path, err);
 }
-
-static bool check_finite(const th_model *m, th_error **err)
-{
-    for (int i = 0; i < m->n_layers; i++) {
-        const th_layer *l = &m->layers[i];
-        if (l->kind == TH_LAYER_CONV &&
-            (!finite_array(l->weight, (size_t)l->c_out * l->c_in * l->kh * l->kw, "weights",
-                           l->name, err) ||
-             !finite_array(l->bias, (size_t)l->c_out, "bias", l->name, err))) {
-            return false;
-        }
-    }
-    return finite_array(m->dense_w, (size_t)m->n_classes * m->feat_c, "weights", "dense layer",
-                        err) &&
-           finite_array(m->dense_b, (size_t)m->n_classes, "bias", "dense layer", err);
-}
-
-static bool load_parsed(th_model *m, const Onnx__ModelProto *mp, th_error **err)
-{
-    int64_t opset = onnx_opset(mp);
-    if (!mp->graph) {
-        th_error_set(err, "not an ONNX model (no graph)");
-        return false;
-    }
-    if (opset <= 0) {
-        th_error_set(err, "the model has no opset version for the ONNX domain");
-        return false;
-    }
-    if (!copy_metadata(m, mp, err) || !meta_input_size(m, err) ||
-        !th_model_onnx_graph(m, mp->graph, opset, err) || !init_classes(m, err) ||
-        !read_metadata(m, err)) {
-        return false;
-    }
-    int c, h, w;
-    return check_finite(m, err) &&
-           (!m->in_w || th_model_trunk_shape(m, m->in_h, m->in_w, &c, &h, &w, err));
-}
-
-// protobuf-c's allocations 64-byte aligned (on huge pages from 4 MB, see th_malloc_aligned), so
-// that a tensor's raw_data buffer can become a weight array as it is (onnx-tensor.c, take_raw).
-static void *pb_alloc(void *data, size_t size)
-{
-    (void)data;
-    return th_malloc_aligned(size, NULL);
-}
-
-static void pb_free(void *data, void *p)
-{
-    th_free(p);
-}
-
-static ProtobufCAllocator pb_allocator = {.alloc = pb_alloc, .free = pb_free};
 
 th_model *th_model_load_from_memory(const void *data, size_t len, th_error **err)
 {
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(&pb_allocator, len, data);
-    if (!mp) {
-        th_error_set(err, "not an ONNX model (protobuf parse failed)");
-        return NULL;
-    }
-    th_model *m = th_calloc(1, sizeof(*m), err);
-    if (m) {
-        pthread_mutex_init(&m->sha_lock, NULL);
-        m->in_c = 3;
-        m->input_scale = 1.0f / 255.0f;
-        m->input_std[0] = m->input_std[1] = m->input_std[2] = 1.0f;
-        if (!load_parsed(m, mp, err)) {
-            th_model_free(m);
-            m = NULL;
-        }
-    }
-    onnx__model_proto__free_unpacked(mp, &pb_allocator);
-    return m;
+    return load_bytes(data, len, NULL, err);
 }
 
 th_model *th_model_load(const char *path, th_error **err)
@@ -443,7 +640,7 @@ th_model *th_model_load(const char *path, th_error **err)
     if (!th_map_file(path, &file, err)) {
         return NULL;
     }
-    th_model *m = th_model_load_from_memory(file.data, file.len, err);
+    th_model *m = load_bytes(file.data, file.len, path, err);
     th_unmap_file(&file);
     if (m && !(m->path = th_strdup(path, err))) {
         th_model_free(m);
@@ -546,4 +743,62 @@ const char *th_model_get_metadata(const th_model *model, const char *key)
         }
     }
     return NULL;
+}
+
+const char *th_model_get_format(const th_model *model)
+{
+    static const char *const names[] = {"ONNX", "Keras HDF5 (.h5)", "Keras 3 (.keras)"};
+    return model ? names[model->format] : NULL;
+}
+
+int th_model_get_layer_count(const th_model *model)
+{
+    return model ? model->n_layers + 2 : 0;
+}
+
+// "3×3, stride 1, pad 1,1,1,1 (t,l,b,r)": kernel, stride and dilation as H×W.
+static void window_text(const th_layer *l, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%d×%d, stride %d", l->kh, l->kw, l->sh);
+    if (l->sh != l->sw) {
+        n += snprintf(buf + n, size - (size_t)n, "×%d", l->sw);
+    }
+    if (l->kind == TH_LAYER_CONV && (l->dh != 1 || l->dw != 1)) {
+        n += snprintf(buf + n, size - (size_t)n, ", dilation %d×%d", l->dh, l->dw);
+    }
+    if (l->pad_t || l->pad_l || l->pad_b || l->pad_r) {
+        snprintf(buf + n, size - (size_t)n, ", pad %d,%d,%d,%d (t,l,b,r)", l->pad_t, l->pad_l,
+                 l->pad_b, l->pad_r);
+    }
+}
+
+bool th_model_describe_layer(const th_model *model, int i, char *buf, size_t size)
+{
+    char win[160];
+    if (!model || i < 0 || i >= model->n_layers + 2) {
+        if (size) {
+            buf[0] = 0;
+        }
+        return false;
+    }
+    if (i == model->n_layers) {
+        snprintf(buf, size, "global average pooling -> %d features", model->feat_c);
+        return true;
+    }
+    if (i == model->n_layers + 1) {
+        snprintf(buf, size, "dense %d -> %d classes%s", model->feat_c, model->n_classes,
+                 model->graph_softmax ? ", softmax" : "");
+        return true;
+    }
+    const th_layer *l = &model->layers[i];
+    window_text(l, win, sizeof(win));
+    if (l->kind == TH_LAYER_CONV) {
+        snprintf(buf, size, "conv     %-20s %d -> %d, %s%s", l->name, l->c_in, l->c_out, win,
+                 l->relu ? ", relu" : "");
+    } else if (l->kind == TH_LAYER_MAXPOOL) {
+        snprintf(buf, size, "maxpool  %-20s %s%s", l->name, win, l->ceil_mode ? ", ceil" : "");
+    } else {
+        snprintf(buf, size, "relu     %s", l->name);
+    }
+    return true;
 }

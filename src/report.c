@@ -321,6 +321,13 @@ bool th_report_write_run_json(const th_result *result, const th_model *model,
     cJSON *m = cJSON_AddObjectToObject(root, "model");
     cJSON_AddStringToObject(m, "path", info && info->model_path ? info->model_path : "");
     cJSON_AddStringToObject(m, "sha256", sha);
+    char pre[256];
+    th_model_describe_preprocess(model, pre, sizeof(pre));
+    cJSON_AddStringToObject(m, "format", th_model_get_format(model));
+    cJSON_AddStringToObject(m, "preprocess", pre);
+    if (model->meta_file[0]) { // a Keras model's sidecar JSON, next to the model file
+        cJSON_AddStringToObject(m, "sidecar", model->meta_file);
+    }
     cJSON *sl = cJSON_AddObjectToObject(root, "slide");
     cJSON_AddStringToObject(sl, "path", info && info->slide_path ? info->slide_path : "");
     int64_t total, skipped;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Tests for the ONNX loader (model.c, model-onnx.c): every reference model of tests/data/models
  * against the layers, sizes, metadata and folded weights that tools/gen-test-models.py recorded
- * from PyTorch; rejection messages for the real U-Net, the broken models, edited copies of a good
- * model and every truncation of one; class names and the getters. */
+ * from PyTorch (the checks are testutil.c's, shared with test-keras); rejection messages for the
+ * real U-Net, the broken models, edited copies of a good model and every truncation of one; class
+ * names and the getters. */
 #include <config.h>
 
 #include <math.h>
@@ -19,197 +20,16 @@ static const char *const ref_models[] = {
     "vgg-basic", "vgg-strided", "vgg-dynamic", "vgg-bn", "vgg-nhwc", "vgg-reducemean18",
 };
 
-/* ------------------------------------------------------------------ .ref files */
-
-#define REF_MAX TU_REF_MAX
-
-// The text header of a .ref file (see tools/gen-test-models.py) and its float32 blocks.
-typedef struct ref {
-    tu_ref file; // buffer and float32 blocks
-    int in_w, in_h, graph_w, graph_h, nhwc, n_classes, feat_c, feat_h, feat_w, softmax;
-    char class_names[512], background[256], input_mean[64], input_std[64];
-    double input_scale, mpp;
-    int n_meta;
-    char meta[REF_MAX][256]; // "key=value"
-    int n_layers;
-    char layer_kind[REF_MAX][16];
-    int layer[REF_MAX][14]; // c_in c_out kh kw sh sw dh dw pad_t pad_l pad_b pad_r relu ceil
-} ref;
-
-static void ref_line(void *ctx, const char *line)
-{
-    ref *r = ctx;
-    int *L = r->layer[r->n_layers < REF_MAX ? r->n_layers : 0];
-    if (sscanf(line, "input_size %d %d", &r->in_w, &r->in_h) == 2 ||
-        sscanf(line, "graph_size %d %d", &r->graph_w, &r->graph_h) == 2 ||
-        sscanf(line, "input_nhwc %d", &r->nhwc) == 1 ||
-        sscanf(line, "n_classes %d", &r->n_classes) == 1 ||
-        sscanf(line, "feat %d %d %d", &r->feat_c, &r->feat_h, &r->feat_w) == 3 ||
-        sscanf(line, "graph_softmax %d", &r->softmax) == 1 ||
-        sscanf(line, "input_scale %lf", &r->input_scale) == 1 ||
-        sscanf(line, "mpp %lf", &r->mpp) == 1 ||
-        sscanf(line, "input_mean %63s", r->input_mean) == 1 ||
-        sscanf(line, "input_std %63s", r->input_std) == 1) {
-        return;
-    }
-    if (strncmp(line, "class_names ", 12) == 0) {
-        snprintf(r->class_names, sizeof(r->class_names), "%s", line + 12);
-    } else if (strncmp(line, "background ", 11) == 0) {
-        snprintf(r->background, sizeof(r->background), "%s", line + 11);
-    } else if (strncmp(line, "meta ", 5) == 0 && r->n_meta < REF_MAX) {
-        snprintf(r->meta[r->n_meta++], sizeof(r->meta[0]), "%s", line + 5);
-    } else if (r->n_layers < REF_MAX &&
-               sscanf(line, "layer %15s %d %d %d %d %d %d %d %d %d %d %d %d %d %d",
-                      r->layer_kind[r->n_layers], &L[0], &L[1], &L[2], &L[3], &L[4], &L[5], &L[6],
-                      &L[7], &L[8], &L[9], &L[10], &L[11], &L[12], &L[13]) == 15) {
-        r->n_layers++;
-    }
-}
-
-static bool ref_load(ref *r, const char *name)
-{
-    memset(r, 0, sizeof(*r));
-    return tu_ref_load(&r->file, name, ref_line, r);
-}
-
 /* ------------------------------------------------------------------ reference models */
-
-// Compare the fields that matter for the layer's kind: conv all but ceil_mode; maxpool the
-// window (kernel, strides, pads, ceil_mode); relu none.
-static bool layer_matches(const th_layer *l, const char *kind, const int *v)
-{
-    static const char *const kinds[] = {"conv", "relu", "maxpool"};
-    static const bool conv_field[14] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0};
-    static const bool pool_field[14] = {0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0, 1};
-    int got[14] = {l->c_in, l->c_out, l->kh,    l->kw,    l->sh,    l->sw,   l->dh,
-                   l->dw,   l->pad_t, l->pad_l, l->pad_b, l->pad_r, l->relu, l->ceil_mode};
-    if (strcmp(kinds[l->kind], kind) != 0) {
-        diag("kind %s, expected %s", kinds[l->kind], kind);
-        return false;
-    }
-    for (int i = 0; i < 14; i++) {
-        bool relevant = l->kind == TH_LAYER_CONV      ? conv_field[i]
-                        : l->kind == TH_LAYER_MAXPOOL ? pool_field[i]
-                                                      : false;
-        if (relevant && got[i] != v[i]) {
-            diag("field %d: got %d, expected %d", i, got[i], v[i]);
-            return false;
-        }
-    }
-    return true;
-}
-
-static void check_structure(const th_model *m, const ref *r, const char *name)
-{
-    int w, h, c, fh, fw;
-    th_model_get_input_size(m, &w, &h);
-    ok(w == r->in_w && h == r->in_h, "%s: input size %d×%d (expected %d×%d)", name, w, h, r->in_w,
-       r->in_h);
-    is_int(m->input_nhwc, r->nhwc, "%s: input layout", name);
-    is_int(th_model_get_class_count(m), r->n_classes, "%s: class count", name);
-    is_int(m->feat_c, r->feat_c, "%s: feature channels", name);
-    is_int(m->graph_softmax, r->softmax, "%s: graph softmax", name);
-    ok(th_model_trunk_shape(m, r->in_h, r->in_w, &c, &fh, &fw, NULL) && c == r->feat_c &&
-           fh == r->feat_h && fw == r->feat_w,
-       "%s: feature map %d×%d×%d", name, r->feat_c, r->feat_h, r->feat_w);
-    is_int(m->n_layers, r->n_layers, "%s: layer count", name);
-    for (int i = 0; i < m->n_layers && i < r->n_layers; i++) {
-        ok(layer_matches(&m->layers[i], r->layer_kind[i], r->layer[i]), "%s: layer %d (%s '%s')",
-           name, i, r->layer_kind[i], m->layers[i].name);
-    }
-    bool aligned = ((uintptr_t)m->dense_w & 63) == 0 && ((uintptr_t)m->dense_b & 63) == 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const th_layer *l = &m->layers[i];
-        if (l->kind == TH_LAYER_CONV) {
-            aligned = aligned && ((uintptr_t)l->weight & 63) == 0 && ((uintptr_t)l->bias & 63) == 0;
-        }
-    }
-    ok(aligned, "%s: every weight array is 64-byte aligned", name);
-}
-
-static void check_metadata(const th_model *m, const ref *r, const char *name)
-{
-    char names[512];
-    names[0] = 0;
-    for (int i = 0; i < th_model_get_class_count(m); i++) {
-        const char *n = th_model_get_class_name(m, i);
-        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? "," : "", n);
-    }
-    is_string(names, r->class_names, "%s: class names", name);
-    // background: the reference lists names in metadata order.
-    int n_bg = 0, n_found = 0, n_listed = 0;
-    for (int i = 0; i < th_model_get_class_count(m); i++) {
-        n_bg += th_model_is_background_class(m, i);
-    }
-    char bg[256];
-    snprintf(bg, sizeof(bg), "%s", r->background);
-    for (char *tok = strtok(bg, ","); tok; tok = strtok(NULL, ",")) {
-        n_found += th_model_is_background_class(m, th_model_find_class(m, tok));
-        n_listed++;
-    }
-    ok(n_bg == n_listed && n_found == n_listed, "%s: background classes '%s'", name, r->background);
-    is_double(m->input_scale, r->input_scale, 1e-9, "%s: input_scale", name);
-    double mean[3], std[3];
-    ok(th_parse_double_list(r->input_mean, mean, 3) == 3 &&
-           th_parse_double_list(r->input_std, std, 3) == 3,
-       "%s: reference mean/std parse", name);
-    double d = 0;
-    for (int i = 0; i < 3; i++) {
-        d = fmax(d, fabs(m->input_mean[i] - mean[i]) + fabs(m->input_std[i] - std[i]));
-    }
-    ok(d < 1e-6, "%s: input_mean and input_std (diff %g)", name, d);
-    is_double(th_model_get_mpp(m), r->mpp, 1e-12, "%s: mpp", name);
-    is_int(m->n_meta, r->n_meta, "%s: metadata count", name);
-    for (int i = 0; i < r->n_meta; i++) {
-        char key[256];
-        snprintf(key, sizeof(key), "%s", r->meta[i]);
-        char *eq = strchr(key, '=');
-        if (eq) {
-            *eq = 0;
-        }
-        is_string(th_model_get_metadata(m, key), eq ? eq + 1 : "", "%s: metadata '%s'", name, key);
-    }
-}
-
-static void check_weights(const th_model *m, const ref *r, const char *name)
-{
-    size_t n;
-    float *w = tu_ref_block(&r->file, "dense_w", &n);
-    ok(w && n == (size_t)m->n_classes * m->feat_c && tu_max_rel_diff(m->dense_w, w, n) < 1e-6,
-       "%s: dense weights (n_classes, feat_c), alpha applied", name);
-    th_free(w);
-    w = tu_ref_block(&r->file, "dense_b", &n);
-    ok(w && n == (size_t)m->n_classes && tu_max_rel_diff(m->dense_b, w, n) < 1e-6,
-       "%s: dense bias, beta applied", name);
-    th_free(w);
-    // Conv layers with a BatchNorm: folded weights vs numpy's float64 fold of the raw tensors.
-    for (int i = 0; i < m->n_layers; i++) {
-        char bw[32], bb[32];
-        size_t nb;
-        snprintf(bw, sizeof(bw), "weight.%d", i);
-        snprintf(bb, sizeof(bb), "bias.%d", i);
-        w = tu_ref_block(&r->file, bw, &n);
-        float *b = tu_ref_block(&r->file, bb, &nb);
-        const th_layer *l = &m->layers[i];
-        if (w && b) {
-            size_t nw = (size_t)l->c_out * l->c_in * l->kh * l->kw;
-            double dw = n == nw ? tu_max_rel_diff(l->weight, w, n) : 1;
-            double db = nb == (size_t)l->c_out ? tu_max_rel_diff(l->bias, b, nb) : 1;
-            ok(dw < 1e-6 && db < 1e-6, "%s: BatchNorm folded into layer %d (weight %g, bias %g)",
-               name, i, dw, db);
-        }
-        th_free(w);
-        th_free(b);
-    }
-}
 
 static void test_reference_models(void)
 {
     for (size_t i = 0; i < sizeof(ref_models) / sizeof(ref_models[0]); i++) {
         const char *name = ref_models[i];
         char rel[256];
-        ref r;
-        if (!ok(ref_load(&r, name), "%s: reference file", name)) {
+        tu_model_ref r;
+        snprintf(rel, sizeof(rel), "tests/data/models/%s.ref", name);
+        if (!ok(tu_model_ref_load(&r, rel), "%s: reference file", name)) {
             th_free(r.file.buf);
             continue;
         }
@@ -219,9 +39,9 @@ static void test_reference_models(void)
         if (!ok(m != NULL, "%s: loads", name)) {
             diag("%s", th_error_message(err));
         } else {
-            check_structure(m, &r, name);
-            check_metadata(m, &r, name);
-            check_weights(m, &r, name);
+            tu_check_model_structure(m, &r, name);
+            tu_check_model_metadata(m, &r, name);
+            tu_check_model_weights(m, &r, name);
         }
         th_model_free(m);
         th_error_free(err);

@@ -16,6 +16,9 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "onnx.pb-c.h"
+#include "cam.h"
+#include "engine.h"
+#include "model.h"
 #include "render.h"
 #include "result.h"
 #include "tap.h"
@@ -76,11 +79,9 @@ static bool ref_block_line(tu_ref *r, const char *line, size_t *off)
     return true;
 }
 
-bool tu_ref_load(tu_ref *r, const char *name, tu_ref_line_fn *line, void *ctx)
+bool tu_ref_load(tu_ref *r, const char *rel, tu_ref_line_fn *line, void *ctx)
 {
-    char rel[256];
     memset(r, 0, sizeof(*r));
-    snprintf(rel, sizeof(rel), "tests/data/models/%s.ref", name);
     r->buf = th_read_file(test_src_path(rel), &r->len, NULL);
     if (!r->buf) {
         return false;
@@ -134,6 +135,288 @@ double tu_max_rel_diff(const float *got, const float *want, size_t n)
         diff = fmax(diff, fabs((double)got[i] - want[i]));
     }
     return scale > 0 ? diff / scale : diff;
+}
+
+/* ---------------------------------------------------------------- model references */
+
+static void model_ref_line(void *ctx, const char *line)
+{
+    tu_model_ref *r = ctx;
+    int *L = r->layer[r->n_layers < TU_REF_MAX ? r->n_layers : 0];
+    long long x, y;
+    if (sscanf(line, "slide %255s", r->slide) == 1 || sscanf(line, "model %127s", r->model) == 1 ||
+        sscanf(line, "onnx %127s", r->onnx) == 1 ||
+        sscanf(line, "preprocess %15s", r->preprocess) == 1) {
+        return;
+    }
+    if (r->n_alt < 4 && sscanf(line, "alt_model %127s", r->alt_model[r->n_alt]) == 1) {
+        r->n_alt++;
+        return;
+    }
+    if (r->n_tiles < TU_REF_MAX && sscanf(line, "tile %lld %lld", &x, &y) == 2) {
+        r->tile_x[r->n_tiles] = x;
+        r->tile_y[r->n_tiles++] = y;
+        return;
+    }
+    if (sscanf(line, "input_size %d %d", &r->in_w, &r->in_h) == 2 ||
+        sscanf(line, "graph_size %d %d", &r->graph_w, &r->graph_h) == 2 ||
+        sscanf(line, "input_nhwc %d", &r->nhwc) == 1 ||
+        sscanf(line, "n_classes %d", &r->n_classes) == 1 ||
+        sscanf(line, "feat %d %d %d", &r->feat_c, &r->feat_h, &r->feat_w) == 3 ||
+        sscanf(line, "graph_softmax %d", &r->softmax) == 1 ||
+        sscanf(line, "input_scale %lf", &r->input_scale) == 1 ||
+        sscanf(line, "mpp %lf", &r->mpp) == 1 ||
+        sscanf(line, "input_mean %63s", r->input_mean) == 1 ||
+        sscanf(line, "input_std %63s", r->input_std) == 1) {
+        return;
+    }
+    if (strncmp(line, "class_names ", 12) == 0) {
+        snprintf(r->class_names, sizeof(r->class_names), "%s", line + 12);
+    } else if (strncmp(line, "background ", 11) == 0) {
+        snprintf(r->background, sizeof(r->background), "%s", line + 11);
+    } else if (strncmp(line, "meta ", 5) == 0 && r->n_meta < TU_REF_MAX) {
+        snprintf(r->meta[r->n_meta++], sizeof(r->meta[0]), "%s", line + 5);
+    } else if (r->n_layers < TU_REF_MAX &&
+               sscanf(line, "layer %15s %d %d %d %d %d %d %d %d %d %d %d %d %d %d",
+                      r->layer_kind[r->n_layers], &L[0], &L[1], &L[2], &L[3], &L[4], &L[5], &L[6],
+                      &L[7], &L[8], &L[9], &L[10], &L[11], &L[12], &L[13]) == 15) {
+        r->n_layers++;
+    }
+}
+
+bool tu_model_ref_load(tu_model_ref *r, const char *rel)
+{
+    memset(r, 0, sizeof(*r));
+    return tu_ref_load(&r->file, rel, model_ref_line, r);
+}
+
+// Compare the fields that matter for the layer's kind: conv all but ceil_mode; maxpool the
+// window (kernel, strides, pads, ceil_mode); relu none.
+static bool layer_matches(const th_layer *l, const char *kind, const int *v)
+{
+    static const char *const kinds[] = {"conv", "relu", "maxpool"};
+    static const bool conv_field[14] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0};
+    static const bool pool_field[14] = {0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0, 1};
+    int got[14] = {l->c_in, l->c_out, l->kh,    l->kw,    l->sh,    l->sw,   l->dh,
+                   l->dw,   l->pad_t, l->pad_l, l->pad_b, l->pad_r, l->relu, l->ceil_mode};
+    if (strcmp(kinds[l->kind], kind) != 0) {
+        diag("kind %s, expected %s", kinds[l->kind], kind);
+        return false;
+    }
+    for (int i = 0; i < 14; i++) {
+        bool relevant = l->kind == TH_LAYER_CONV      ? conv_field[i]
+                        : l->kind == TH_LAYER_MAXPOOL ? pool_field[i]
+                                                      : false;
+        if (relevant && got[i] != v[i]) {
+            diag("field %d: got %d, expected %d", i, got[i], v[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+void tu_check_model_structure(const th_model *m, const tu_model_ref *r, const char *name)
+{
+    int w, h, c, fh, fw;
+    th_model_get_input_size(m, &w, &h);
+    ok(w == r->in_w && h == r->in_h, "%s: input size %d×%d (expected %d×%d)", name, w, h, r->in_w,
+       r->in_h);
+    is_int(m->input_nhwc, r->nhwc, "%s: input layout", name);
+    is_int(th_model_get_class_count(m), r->n_classes, "%s: class count", name);
+    is_int(m->feat_c, r->feat_c, "%s: feature channels", name);
+    is_int(m->graph_softmax, r->softmax, "%s: graph softmax", name);
+    ok(th_model_trunk_shape(m, r->in_h, r->in_w, &c, &fh, &fw, NULL) && c == r->feat_c &&
+           fh == r->feat_h && fw == r->feat_w,
+       "%s: feature map %d×%d×%d", name, r->feat_c, r->feat_h, r->feat_w);
+    is_int(m->n_layers, r->n_layers, "%s: layer count", name);
+    for (int i = 0; i < m->n_layers && i < r->n_layers; i++) {
+        ok(layer_matches(&m->layers[i], r->layer_kind[i], r->layer[i]), "%s: layer %d (%s '%s')",
+           name, i, r->layer_kind[i], m->layers[i].name);
+    }
+    bool aligned = ((uintptr_t)m->dense_w & 63) == 0 && ((uintptr_t)m->dense_b & 63) == 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer *l = &m->layers[i];
+        if (l->kind == TH_LAYER_CONV) {
+            aligned = aligned && ((uintptr_t)l->weight & 63) == 0 && ((uintptr_t)l->bias & 63) == 0;
+        }
+    }
+    ok(aligned, "%s: every weight array is 64-byte aligned", name);
+}
+
+void tu_check_model_metadata(const th_model *m, const tu_model_ref *r, const char *name)
+{
+    char names[512];
+    names[0] = 0;
+    for (int i = 0; i < th_model_get_class_count(m); i++) {
+        const char *n = th_model_get_class_name(m, i);
+        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? "," : "", n);
+    }
+    is_string(names, r->class_names, "%s: class names", name);
+    // background: the reference lists names in metadata order.
+    int n_bg = 0, n_found = 0, n_listed = 0;
+    for (int i = 0; i < th_model_get_class_count(m); i++) {
+        n_bg += th_model_is_background_class(m, i);
+    }
+    char bg[256];
+    snprintf(bg, sizeof(bg), "%s", r->background);
+    for (char *tok = strtok(bg, ","); tok; tok = strtok(NULL, ",")) {
+        n_found += th_model_is_background_class(m, th_model_find_class(m, tok));
+        n_listed++;
+    }
+    ok(n_bg == n_listed && n_found == n_listed, "%s: background classes '%s'", name, r->background);
+    is_double(m->input_scale, r->input_scale, 1e-9, "%s: input_scale", name);
+    double mean[3], std[3];
+    ok(th_parse_double_list(r->input_mean, mean, 3) == 3 &&
+           th_parse_double_list(r->input_std, std, 3) == 3,
+       "%s: reference mean/std parse", name);
+    double d = 0;
+    for (int i = 0; i < 3; i++) {
+        d = fmax(d, fabs(m->input_mean[i] - mean[i]) + fabs(m->input_std[i] - std[i]));
+    }
+    ok(d < 1e-6, "%s: input_mean and input_std (diff %g)", name, d);
+    is_double(th_model_get_mpp(m), r->mpp, 1e-12, "%s: mpp", name);
+    is_int(m->n_meta, r->n_meta, "%s: metadata count", name);
+    for (int i = 0; i < r->n_meta; i++) {
+        char key[256];
+        snprintf(key, sizeof(key), "%s", r->meta[i]);
+        char *eq = strchr(key, '=');
+        if (eq) {
+            *eq = 0;
+        }
+        is_string(th_model_get_metadata(m, key), eq ? eq + 1 : "", "%s: metadata '%s'", name, key);
+    }
+}
+
+void tu_check_model_weights(const th_model *m, const tu_model_ref *r, const char *name)
+{
+    size_t n;
+    float *w = tu_ref_block(&r->file, "dense_w", &n);
+    ok(w && n == (size_t)m->n_classes * m->feat_c && tu_max_rel_diff(m->dense_w, w, n) < 1e-6,
+       "%s: dense weights (n_classes, feat_c), alpha applied", name);
+    th_free(w);
+    w = tu_ref_block(&r->file, "dense_b", &n);
+    ok(w && n == (size_t)m->n_classes && tu_max_rel_diff(m->dense_b, w, n) < 1e-6,
+       "%s: dense bias, beta applied", name);
+    th_free(w);
+    // Conv layers with a BatchNorm: folded weights vs numpy's float64 fold of the raw tensors.
+    for (int i = 0; i < m->n_layers; i++) {
+        char bw[32], bb[32];
+        size_t nb;
+        snprintf(bw, sizeof(bw), "weight.%d", i);
+        snprintf(bb, sizeof(bb), "bias.%d", i);
+        w = tu_ref_block(&r->file, bw, &n);
+        float *b = tu_ref_block(&r->file, bb, &nb);
+        const th_layer *l = &m->layers[i];
+        if (w && b) {
+            size_t nw = (size_t)l->c_out * l->c_in * l->kh * l->kw;
+            double dw = n == nw ? tu_max_rel_diff(l->weight, w, n) : 1;
+            double db = nb == (size_t)l->c_out ? tu_max_rel_diff(l->bias, b, nb) : 1;
+            ok(dw < 1e-6 && db < 1e-6, "%s: BatchNorm folded into layer %d (weight %g, bias %g)",
+               name, i, dw, db);
+        }
+        th_free(w);
+        th_free(b);
+    }
+}
+
+// Block "<kind>.<tile>" of exactly `want` floats (caller frees), or NULL.
+static float *ref_block(const tu_model_ref *r, const char *kind, int tile, size_t want)
+{
+    char name[32];
+    size_t count = 0;
+    snprintf(name, sizeof(name), "%s.%d", kind, tile);
+    float *v = tu_ref_block(&r->file, name, &count);
+    if (v && count != want) {
+        TH_FREE(v);
+    }
+    return v;
+}
+
+// Compare one tile's engine outputs with the reference.
+static void check_tile(const tu_model_ref *r, int t, const float *logits, const float *probs,
+                       const float *cam, double tol, const char *what)
+{
+    size_t n = (size_t)r->n_classes, cells = n * r->feat_h * r->feat_w;
+    float *want_logits = ref_block(r, "logits", t, n);
+    float *want_cam = ref_block(r, "cam", t, cells);
+    if (!want_logits || !want_cam) {
+        ok(false, "%s: tile %d has reference blocks", what, t);
+    } else {
+        double e = tu_max_rel_diff(logits, want_logits, n);
+        ok(e <= tol, "%s: tile %d logits (rel err %.2g)", what, t, e);
+        e = tu_max_rel_diff(cam, want_cam, cells);
+        ok(e <= tol, "%s: tile %d CAM (rel err %.2g)", what, t, e);
+        double mx = want_logits[0], sum = 0, worst = 0;
+        for (size_t c = 1; c < n; c++) {
+            mx = fmax(mx, want_logits[c]);
+        }
+        for (size_t c = 0; c < n; c++) {
+            sum += exp(want_logits[c] - mx);
+        }
+        for (size_t c = 0; c < n; c++) {
+            worst = fmax(worst, fabs(probs[c] - exp(want_logits[c] - mx) / sum));
+        }
+        ok(worst <= tol / 10, "%s: tile %d softmax (max diff %.2g)", what, t, worst);
+    }
+    th_free(want_logits);
+    th_free(want_cam);
+}
+
+void tu_check_ref_tiles(th_slide *slide, const th_model *m, const tu_model_ref *r,
+                        th_engine_kind kind, const char *what)
+{
+    th_error *err = NULL;
+    th_engine *e = th_engine_new(m, kind, r->in_w, r->in_h, &err);
+    th_engine_ws *ws = e ? th_engine_ws_new(e, &err) : NULL;
+    size_t n = (size_t)r->n_classes, fsize = (size_t)r->feat_c * r->feat_h * r->feat_w;
+    uint8_t *rgb = th_malloc((size_t)r->in_w * r->in_h * 3, &err);          // (h, w, 3)
+    float *logits = th_calloc(n, sizeof(float), &err);                      // (n_classes)
+    float *probs = th_calloc(n, sizeof(float), &err);                       // (n_classes)
+    float *feat = th_calloc(fsize, sizeof(float), &err);                    // (c, fh, fw)
+    float *cam = th_calloc(n * r->feat_h * r->feat_w, sizeof(float), &err); // (n, fh, fw)
+    if (!ok(ws && rgb && logits && probs && feat && cam, "%s: engine planned", what)) {
+        diag("%s", th_error_message(err));
+        goto out;
+    }
+    ok(e->feat_c == r->feat_c && e->feat_h == r->feat_h && e->feat_w == r->feat_w,
+       "%s: feature map %d×%d×%d (expected %d×%d×%d)", what, e->feat_c, e->feat_h, e->feat_w,
+       r->feat_c, r->feat_h, r->feat_w);
+    for (int t = 0; t < r->n_tiles; t++) {
+        if (!th_slide_read_region(slide, rgb, r->tile_x[t], r->tile_y[t], 0, r->in_w, r->in_h,
+                                  &err) ||
+            !th_engine_forward(e, ws, rgb, logits, probs, feat, &err)) {
+            ok(false, "%s: tile %d runs: %s", what, t, th_error_message(err));
+            break;
+        }
+        th_cam_compute(feat, e->feat_c, e->feat_h, e->feat_w, m->dense_w, m->n_classes, cam);
+        check_tile(r, t, logits, probs, cam, kind == TH_ENGINE_WINOGRAD ? 1e-3 : 1e-4, what);
+    }
+out:
+    th_free(cam);
+    th_free(feat);
+    th_free(probs);
+    th_free(logits);
+    th_free(rgb);
+    th_engine_ws_free(ws);
+    th_engine_free(e);
+    th_error_free(err);
+}
+
+void tu_check_ref_engines(th_slide *slide, const th_model *m, const tu_model_ref *r,
+                          const char *name)
+{
+    char what[160];
+    snprintf(what, sizeof(what), "%s/ref", name);
+    tu_check_ref_tiles(slide, m, r, TH_ENGINE_REF, what);
+    // The fast backend, when this build has one, must agree with PyTorch too.
+    th_engine *fast = th_engine_new(m, TH_ENGINE_FAST, r->in_w, r->in_h, NULL);
+    if (fast) {
+        th_engine_free(fast);
+        snprintf(what, sizeof(what), "%s/fast", name);
+        tu_check_ref_tiles(slide, m, r, TH_ENGINE_FAST, what);
+        snprintf(what, sizeof(what), "%s/winograd", name);
+        tu_check_ref_tiles(slide, m, r, TH_ENGINE_WINOGRAD, what);
+    }
 }
 
 /* ---------------------------------------------------------------- .npy files */

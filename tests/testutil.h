@@ -44,13 +44,58 @@ typedef struct tu_ref {
 // Called with each header line (NUL-terminated) that is not a block line.
 typedef void tu_ref_line_fn(void *ctx, const char *line);
 
-// Read tests/data/models/<name>.ref; false unless the header ends in "data" and the blocks fill
-// the rest of the file exactly. r->buf may be set even on failure.
-bool tu_ref_load(tu_ref *r, const char *name, tu_ref_line_fn *line, void *ctx);
+// Read the .ref file at `rel` in the source tree ("tests/data/models/vgg-bn.ref"); false unless
+// the header ends in "data" and the blocks fill the rest of the file exactly. r->buf may be set
+// even on failure.
+bool tu_ref_load(tu_ref *r, const char *rel, tu_ref_line_fn *line, void *ctx);
 // Block `name` decoded from little-endian float32 (caller frees), its length in *count; or NULL.
 float *tu_ref_block(const tu_ref *r, const char *name, size_t *count);
 // max|got - want| relative to max|want| (the absolute difference when want is all zero).
 double tu_max_rel_diff(const float *got, const float *want, size_t n);
+
+/* ---------------------------------------------------------------- model references */
+
+// A model's .ref file as tools/gen-test-models.py and tools/gen-keras-models.py write it: what
+// the loader must find (layers, sizes, metadata, folded weights) and, for a few tiles of a
+// slide, what the engine must compute.
+typedef struct tu_model_ref {
+    tu_ref file; // buffer and float32 blocks
+    char slide[256];
+    char model[128], onnx[128], preprocess[16]; // Keras refs: the files and the preprocessing
+    int n_alt;
+    char alt_model[4][128];
+    int in_w, in_h, graph_w, graph_h, nhwc, n_classes, feat_c, feat_h, feat_w, softmax;
+    char class_names[512], background[256], input_mean[64], input_std[64];
+    double input_scale, mpp;
+    int n_meta;
+    char meta[TU_REF_MAX][256]; // "key=value"
+    int n_layers;
+    char layer_kind[TU_REF_MAX][16];
+    int layer[TU_REF_MAX][14]; // c_in c_out kh kw sh sw dh dw pad_t pad_l pad_b pad_r relu ceil
+    int n_tiles;
+    int64_t tile_x[TU_REF_MAX], tile_y[TU_REF_MAX];
+} tu_model_ref;
+
+// Read the .ref at `rel` in the source tree (free r->file.buf with th_free, also on failure).
+bool tu_model_ref_load(tu_model_ref *r, const char *rel);
+
+struct th_model;
+// TAP checks of a loaded model against its reference: input size and layout, classes, feature
+// map, every layer, 64-byte aligned weights; class names, background classes, input
+// normalisation, mpp and every metadata entry; dense weights and BatchNorm-folded conv weights.
+void tu_check_model_structure(const struct th_model *m, const tu_model_ref *r, const char *name);
+void tu_check_model_metadata(const struct th_model *m, const tu_model_ref *r, const char *name);
+void tu_check_model_weights(const struct th_model *m, const tu_model_ref *r, const char *name);
+
+// Run every reference tile of `slide` through an engine of `kind` and compare logits, softmax
+// and CAMs with the reference (relative to the largest reference value: 1e-4, 1e-3 for
+// Winograd, whose transforms add rounding error). TAP checks named `what`.
+void tu_check_ref_tiles(th_slide *slide, const struct th_model *m, const tu_model_ref *r,
+                        th_engine_kind kind, const char *what);
+// tu_check_ref_tiles with the reference engine, then, when this build has the fast backend,
+// with it and with Winograd ("<name>/ref", "<name>/fast", "<name>/winograd").
+void tu_check_ref_engines(th_slide *slide, const struct th_model *m, const tu_model_ref *r,
+                          const char *name);
 
 /* ---------------------------------------------------------------- .npy files */
 

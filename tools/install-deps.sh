@@ -7,9 +7,9 @@
 # when asked).
 set -euo pipefail
 BUILD="build-essential autoconf automake libtool pkg-config libopenslide-dev libtiff-dev libpng-dev zlib1g-dev
- libprotobuf-c-dev protobuf-c-compiler libcjson-dev libdnnl-dev nettle-dev
+ libprotobuf-c-dev protobuf-c-compiler libcjson-dev libdnnl-dev nettle-dev libhdf5-dev libzip-dev
  slurmctld slurmd slurm-client munge"
-PYTHON="python3-torch python3-onnx python3-openslide python3-skimage python3-numpy"
+PYTHON="python3-torch python3-onnx python3-openslide python3-skimage python3-numpy python3-h5py"
 FUZZ="clang libclang-rt-14-dev"
 missing=$(for p in $BUILD ${TH_PYTHON_DEPS:+$PYTHON} ${TH_FUZZ_DEPS:+$FUZZ}; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
 if [ -n "$missing" ]; then
