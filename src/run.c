@@ -563,8 +563,6 @@ static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt
 typedef struct stream_thread {
     run_ctx *ctx;
     th_stream_ws *ws;
-    float *gap; // (feat_c)
-    float *cam; // (n_classes, cam_h, cam_w)
     double cam_sec;
 } stream_thread;
 
@@ -585,7 +583,8 @@ static int64_t find_tile(const th_result *r, int col, int row)
 
 // A tile's features are in: its probabilities (the dense layer over the mean of its cells) and
 // its CAM. Tiles do not overlap, so its cells of the grid are its own.
-static bool stream_tile(void *user, int col, int row, const float *feat, th_error **err)
+static bool stream_tile(void *user, int col, int row, const float *means, const float *cam,
+                        th_error **err)
 {
     stream_thread *st = user;
     run_ctx *ctx = st->ctx;
@@ -598,11 +597,9 @@ static bool stream_tile(void *user, int col, int row, const float *feat, th_erro
     const th_model *m = ctx->model;
     int nc = r->n_classes;
     float *logits = r->logits + (size_t)t * nc, *probs = r->probs + (size_t)t * nc;
-    th_kernel_gap(feat, m->feat_c, r->cam_h, r->cam_w, st->gap);
-    th_kernel_dense(st->gap, m->feat_c, m->dense_w, m->dense_b, nc, logits);
+    th_kernel_dense(means, m->feat_c, m->dense_w, m->dense_b, nc, logits);
     th_kernel_softmax(logits, nc, probs);
-    th_cam_compute(feat, m->feat_c, r->cam_h, r->cam_w, m->dense_w, nc, st->cam);
-    if (!th_camgrid_add(&r->cams, col, row, st->cam, err)) {
+    if (!th_camgrid_add(&r->cams, col, row, cam, err)) {
         int64_t x, y, w, h;
         th_grid_tile_rect(&r->grid, col, row, &x, &y, &w, &h);
         th_error_prefix(err, "tile at %lld,%lld: ", (long long)x, (long long)y);
@@ -621,9 +618,7 @@ static void stream_worker(run_ctx *ctx, const th_stream *s, const th_stream_unit
     const th_result *r = ctx->result;
     stream_thread st = {.ctx = ctx};
     st.ws = th_stream_ws_new(s, &r->grid, &err);
-    st.gap = th_malloc(sizeof(float) * s->feat_c, &err);
-    st.cam = th_malloc(sizeof(float) * r->n_classes * r->cam_h * r->cam_w, &err);
-    if (!st.ws || !st.gap || !st.cam) {
+    if (!st.ws) {
         publish_error(ctx, &err);
     }
     double t0 = th_engine_clock();
@@ -648,8 +643,6 @@ static void stream_worker(run_ctx *ctx, const th_stream *s, const th_stream_unit
         ctx->sec[1] += th_engine_clock() - t0 - st.cam_sec - read;
         ctx->sec[2] += st.cam_sec;
     }
-    th_free(st.cam);
-    th_free(st.gap);
     th_stream_ws_free(st.ws);
 }
 

@@ -318,7 +318,9 @@ struct th_stream_ws {
     int64_t band_y;
     int band_n;
     uint8_t *scratch;   // resampling source for a read
-    float *feats;       // (strip_tiles, feat_c, cam_h, cam_w) the current row of tiles
+    double *sums;       // (strip_tiles, feat_c) the current row of tiles' feature sums so far
+    float *cams;        // (strip_tiles, n_classes, cam_h, cam_w) their CAMs so far
+    float *means;       // (feat_c) a finished tile's feature means
     int n_groups;
     int *fill;          // (n_groups) rows in group g >= 1's window
     double read_sec;    // seconds spent reading the slide
@@ -343,9 +345,11 @@ th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error
               (w->fill = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int), err)) &&
               (w->band = th_malloc((size_t)w->band_cap * s->width * 3, err)) &&
               (!scratch || (w->scratch = th_malloc(scratch, err))) &&
-              (w->feats = th_malloc(sizeof(float) * s->strip_tiles * s->feat_c * s->cam_h *
-                                        s->cam_w,
-                                    err));
+              (w->sums = th_malloc(sizeof(double) * s->strip_tiles * s->feat_c, err)) &&
+              (w->cams = th_malloc(sizeof(float) * s->strip_tiles * s->model->n_classes *
+                                       s->cam_h * s->cam_w,
+                                   err)) &&
+              (w->means = th_malloc(sizeof(float) * s->feat_c, err));
     for (int g = 0; ok && g < s->n_groups; g++) {
         ok = (w->ws[g] = th_engine_ws_new(s->groups[g].engine, err)) != NULL;
     }
@@ -368,7 +372,9 @@ void th_stream_ws_free(th_stream_ws *w)
     th_free(w->fill);
     th_free(w->band);
     th_free(w->scratch);
-    th_free(w->feats);
+    th_free(w->sums);
+    th_free(w->cams);
+    th_free(w->means);
     th_free(w);
 }
 
@@ -408,26 +414,53 @@ typedef struct sink {
     void *user;
 } sink;
 
-// The last group's run: its step_rows cell rows into the row of tiles; a finished row of tiles
-// goes to tile_fn.
+// The last group's run: its step_rows cell rows are added to the feature sums and written into
+// the CAMs of the row of tiles; a finished row of tiles goes to tile_fn. Each tile's sums run
+// over its cells in row-major order and each CAM cell over the channels in order, as
+// th_kernel_gap and th_cam_compute do on a tile's feature map: the same bits, without copying the
+// features out.
 static bool emit_rows(const th_stream *s, th_stream_ws *w, sink *k, const float *out,
                       th_error **err)
 {
-    const int C = s->feat_c, ch = s->cam_h, cw = s->cam_w;
+    const th_model *m = s->model;
+    const int C = s->feat_c, nc = m->n_classes, ch = s->cam_h, cw = s->cam_w;
     const int off = s->margin / s->cell; // the unit's first tile's first cell column
     const int w_out = s->groups[s->n_groups - 1].w_out;
+    const size_t plane = (size_t)s->step_rows * w_out; // a channel of the output: (rows, w_out)
     for (int i = 0; i < s->step_rows && k->next <= k->last; i++, k->next++) {
         int row = (int)(k->next / ch), lr = (int)(k->next - (int64_t)row * ch);
-        for (int t = 0; t < k->unit->cols; t++) {
+        const float *a = out + (size_t)i * w_out + off; // channel 0's row i, at the tile
+        for (int t = 0; t < k->unit->cols; t++, a += cw) {
+            double *sum = w->sums + (size_t)t * C;
             for (int c = 0; c < C; c++) {
-                memcpy(w->feats + (((size_t)t * C + c) * ch + lr) * cw,
-                       out + ((size_t)c * s->step_rows + i) * w_out + off + t * cw,
-                       sizeof(float) * cw);
+                const float *x = a + c * plane;
+                double v = lr ? sum[c] : 0;
+                for (int j = 0; j < cw; j++) {
+                    v += x[j];
+                }
+                sum[c] = v;
+            }
+            for (int cls = 0; cls < nc; cls++) {
+                float *restrict o = w->cams + (((size_t)t * nc + cls) * ch + lr) * cw;
+                const float *wrow = m->dense_w + (size_t)cls * C;
+                memset(o, 0, sizeof(float) * cw);
+                for (int c = 0; c < C; c++) {
+                    const float wk = wrow[c];
+                    const float *restrict x = a + c * plane;
+                    TH_SIMD
+                    for (int j = 0; j < cw; j++) {
+                        o[j] += wk * x[j];
+                    }
+                }
             }
         }
         for (int t = 0; lr == ch - 1 && t < k->unit->cols; t++) {
-            if (!k->tile_fn(k->user, k->unit->col0 + t, row, w->feats + (size_t)t * C * ch * cw,
-                            err)) {
+            const double *sum = w->sums + (size_t)t * C;
+            for (int c = 0; c < C; c++) {
+                w->means[c] = (float)(sum[c] / (double)(ch * cw));
+            }
+            if (!k->tile_fn(k->user, k->unit->col0 + t, row, w->means,
+                            w->cams + (size_t)t * nc * ch * cw, err)) {
                 return false;
             }
         }
