@@ -79,6 +79,7 @@ static void add_performance(cJSON *root, const th_result *r, const th_report_inf
         cJSON_AddNumberToObject(stages, info->stages[i].name, round4(info->stages[i].seconds));
     }
     cJSON_AddNumberToObject(perf, "threads", r->threads);
+    cJSON_AddNumberToObject(perf, "trunk_area", round4(r->trunk_area));
     if (info && info->peak_rss > 0) {
         cJSON_AddNumberToObject(perf, "peak_rss_bytes", (double)info->peak_rss);
     }

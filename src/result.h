@@ -29,6 +29,8 @@ struct th_result {
     th_run_options opt;     /* the options of the run (progress pointers not used after it) */
     int threads;            /* worker threads used */
     th_cam_mode cam_mode;   /* what the run used (opt.cam is what was asked for) */
+    double trunk_area;      /* model pixels the trunk ran over per pixel of the tiles run (1 in
+                               tile mode; seam-free adds margins, receptive fields, glass) */
     th_stage stages[TH_MAX_STAGES]; /* wall seconds per stage of the run */
     int n_stages;
     char warnings[TH_MAX_WARNINGS][TH_WARNING_LEN]; /* what the caller should tell the user */

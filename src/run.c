@@ -25,7 +25,13 @@
 #include "tissue.h"
 
 #define WAVE_TILES 256 // tiles per wave: their CAMs wait in slots until added in order
-#define UNIT_ROWS 8 // seam-free units: rows of tiles down a strip at most, for threads to share
+// Seam-free units: rows of tiles down a strip at most, for threads to share. Each unit reads the
+// receptive field above and below it once, so units are as tall as UNIT_ROWS_MAX allows while
+// there are UNIT_MIN of them, down to UNIT_ROWS_MIN (the cut depends on the slide, never on the
+// thread count).
+#define UNIT_ROWS_MAX 32
+#define UNIT_ROWS_MIN 8
+#define UNIT_MIN 16
 
 void th_run_options_init(th_run_options *opt)
 {
@@ -87,6 +93,7 @@ typedef struct run_ctx {
     bool stream_owned;    // ... made for this run alone (stream_release frees it)
     int n_strips;         // ... and the number of strips across the grid
     double sec[3];        // thread-seconds reading, in inference, computing CAMs (summed after)
+    int64_t trunk_pixels; // seam-free: model pixels run through the trunk (summed after)
 } run_ctx;
 
 // Count a tile done and tell the progress callback, from whichever thread is free to: the
@@ -611,7 +618,7 @@ static bool stream_tile(void *user, int col, int row, const float *means, const 
 }
 
 // The units shared among the threads, each thread with its own buffers.
-static void stream_worker(run_ctx *ctx, const th_stream *s, const th_stream_unit *units,
+static void stream_worker(run_ctx *ctx, const th_stream *s, th_stream_unit *const *units,
                           int64_t n_units)
 {
     th_error *err = NULL;
@@ -629,7 +636,7 @@ static void stream_worker(run_ctx *ctx, const th_stream *s, const th_stream_unit
         if (atomic_load(&ctx->failed)) {
             continue;
         }
-        if (!th_stream_run_unit(s, st.ws, ctx->slide, &r->grid, &units[u], stream_tile, &st,
+        if (!th_stream_run_unit(s, st.ws, ctx->slide, &r->grid, units[u], stream_tile, &st,
                                 ctx->opt->cancel, &err)) {
             publish_error(ctx, &err);
         }
@@ -642,8 +649,18 @@ static void stream_worker(run_ctx *ctx, const th_stream *s, const th_stream_unit
         ctx->sec[0] += read;
         ctx->sec[1] += th_engine_clock() - t0 - st.cam_sec - read;
         ctx->sec[2] += st.cam_sec;
+        ctx->trunk_pixels += st.ws ? th_stream_ws_pixels(st.ws) : 0;
     }
     th_stream_ws_free(st.ws);
+}
+
+// Largest first, then in order: the last units the threads take are short.
+static int cmp_unit_size(const void *a, const void *b)
+{
+    const th_stream_unit *u = *(th_stream_unit *const *)a, *v = *(th_stream_unit *const *)b;
+    int64_t su = (int64_t)(u->row1 - u->row0 + 1) * u->cols;
+    int64_t sv = (int64_t)(v->row1 - v->row0 + 1) * v->cols;
+    return su != sv ? (su < sv) - (su > sv) : (u > v) - (u < v);
 }
 
 // Every tile of the result through the seam-free trunk.
@@ -652,14 +669,30 @@ static bool run_stream(run_ctx *ctx, th_error **err)
     th_result *r = ctx->result;
     th_stream_unit *units = NULL;
     int64_t n_units = 0;
-    if (!th_stream_units(r->grid.cols, ctx->n_strips, r->tile_col, r->tile_row, r->n_tiles,
-                         UNIT_ROWS, &units, &n_units, err)) {
+    for (int rows = UNIT_ROWS_MAX;; rows /= 2) {
+        th_free(units);
+        if (!th_stream_units(r->grid.cols, ctx->n_strips, r->tile_col, r->tile_row, r->n_tiles,
+                             rows, &units, &n_units, err)) {
+            return false;
+        }
+        if (n_units >= UNIT_MIN || rows <= UNIT_ROWS_MIN) {
+            break;
+        }
+    }
+    th_stream_unit **order = th_malloc(sizeof(*order) * TH_MAX(n_units, 1), err);
+    if (!order) {
+        th_free(units);
         return false;
     }
+    for (int64_t u = 0; u < n_units; u++) {
+        order[u] = &units[u];
+    }
+    qsort(order, (size_t)n_units, sizeof(*order), cmp_unit_size);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(r->threads)
 #endif
-    stream_worker(ctx, ctx->stream, units, n_units);
+    stream_worker(ctx, ctx->stream, order, n_units);
+    th_free(order);
     th_free(units);
     return true;
 }
@@ -726,6 +759,8 @@ th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_option
     th_result_add_stage(result, "tiles: reading (thread-s)", ctx.sec[0]);
     th_result_add_stage(result, "tiles: inference (thread-s)", ctx.sec[1]);
     th_result_add_stage(result, "tiles: CAM (thread-s)", ctx.sec[2]);
+    double tile_pixels = (double)result->n_tiles * result->grid.tile_w * result->grid.tile_h;
+    result->trunk_area = !ctx.stream ? 1 : tile_pixels > 0 ? ctx.trunk_pixels / tile_pixels : 0;
     th_result_add_stage(result, "summary", th_engine_clock() - t1);
     th_free(ctx.wave_cam);
     stream_release(ctx.stream, ctx.stream_owned);

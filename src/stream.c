@@ -324,11 +324,17 @@ struct th_stream_ws {
     int n_groups;
     int *fill;          // (n_groups) rows in group g >= 1's window
     double read_sec;    // seconds spent reading the slide
+    int64_t pixels;     // model pixels group 0 took in (new rows × strip width)
 };
 
 double th_stream_ws_read_seconds(const th_stream_ws *ws)
 {
     return ws->read_sec;
+}
+
+int64_t th_stream_ws_pixels(const th_stream_ws *ws)
+{
+    return ws->pixels;
 }
 
 th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error **err)
@@ -543,6 +549,7 @@ bool th_stream_run_unit(const th_stream *s, th_stream_ws *w, th_slide *slide,
         w->read_sec += th_engine_clock() - t0;
         th_kernel_input(w->band + (size_t)(y - w->band_y) * s->width * 3, n0, s->width, s->model,
                         th_engine_input(g0->engine, w->ws[0]));
+        w->pixels += (int64_t)g0->rows_new * s->width;
         const float *out = th_engine_forward_part(g0->engine, w->ws[0], err);
         if (!out || !(G > 1 ? push_rows(s, w, &k, 1, out, g0->rows_out, err)
                             : emit_rows(s, w, &k, out, err))) {

@@ -81,6 +81,9 @@ th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error
 void th_stream_ws_free(th_stream_ws *ws);
 /* Seconds this thread's units spent reading the slide. */
 double th_stream_ws_read_seconds(const th_stream_ws *ws);
+/* Model pixels this thread's units ran through the trunk (each row once, margins and glass
+ * between tiles included). */
+int64_t th_stream_ws_pixels(const th_stream_ws *ws);
 
 /* Called once per tile of a unit, in row-major order, when all its cells are computed: means is
  * its (feat_c) feature means (global average pooling), cam its (n_classes, cam_h, cam_w) CAM, the
