@@ -323,6 +323,7 @@ struct th_stream_ws {
     float *means;       // (feat_c) a finished tile's feature means
     int n_groups;
     int *fill;          // (n_groups) rows in group g >= 1's window
+    int64_t *wanted;    // (n_groups) input rows group g >= 1 still needs for the unit's last cell
     double read_sec;    // seconds spent reading the slide
     int64_t pixels;     // model pixels group 0 took in (new rows × strip width)
 };
@@ -349,6 +350,7 @@ th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error
     size_t scratch = th_grid_rect_scratch_size(grid, s->width, w->band_cap);
     bool ok = (w->ws = th_calloc(TH_MAX(s->n_groups, 1), sizeof(*w->ws), err)) &&
               (w->fill = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int), err)) &&
+              (w->wanted = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int64_t), err)) &&
               (w->band = th_malloc((size_t)w->band_cap * s->width * 3, err)) &&
               (!scratch || (w->scratch = th_malloc(scratch, err))) &&
               (w->sums = th_malloc(sizeof(double) * s->strip_tiles * s->feat_c, err)) &&
@@ -376,6 +378,7 @@ void th_stream_ws_free(th_stream_ws *w)
     }
     th_free(w->ws);
     th_free(w->fill);
+    th_free(w->wanted);
     th_free(w->band);
     th_free(w->scratch);
     th_free(w->sums);
@@ -479,7 +482,9 @@ static bool emit_rows(const th_stream *s, th_stream_ws *w, sink *k, const float 
  * group g. Its window, its engine's input, holds 2·pad carried rows and rows_new new ones; the
  * rows go in below those it has; each time it is full the group runs, passes its output on (the
  * last group's to the sink) and carries its last 2·pad rows to the top. A group's first rows are
- * exactly the first its first run reads, so nothing computed is thrown away.
+ * exactly the first its first run reads, so nothing computed is thrown away. Once a group has the
+ * last row the unit needs of it, it runs at once on what it has (the rest of its window zero), so
+ * that the groups before it compute no rows past the unit's receptive field.
  */
 static bool push_rows(const th_stream *s, th_stream_ws *w, sink *k, int g, const float *rows_in,
                       int rows, th_error **err)
@@ -497,13 +502,21 @@ static bool push_rows(const th_stream *s, th_stream_ws *w, sink *k, int g, const
         }
         done += n;
         w->fill[g] += n;
-        if (w->fill[g] < cap) {
+        w->wanted[g] -= n;
+        bool last = w->wanted[g] <= 0;
+        if (w->fill[g] < cap && !last) {
             break;
+        }
+        for (int c = 0; c < blocks && w->fill[g] < cap; c++) {
+            memset(in + c * plane + w->fill[g] * row, 0, sizeof(float) * (cap - w->fill[g]) * row);
         }
         const float *out = th_engine_forward_part(gr->engine, w->ws[g], err);
         if (!out || !(g + 1 < s->n_groups ? push_rows(s, w, k, g + 1, out, gr->rows_out, err)
                                           : emit_rows(s, w, k, out, err))) {
             return false;
+        }
+        if (last) {
+            break; // the rest of the rows are past what the unit needs
         }
         for (int c = 0; c < blocks && carry; c++) {
             memmove(in + c * plane, in + c * plane + gr->rows_new * row,
@@ -528,15 +541,14 @@ bool th_stream_run_unit(const th_stream *s, th_stream_ws *w, th_slide *slide,
     for (int g = G - 1; g > 0; g--) {
         o = o * s->groups[g].pool - s->groups[g].pad;
         end = end * s->groups[g].pool + s->groups[g].pad;
+        w->wanted[g] = end - o;
+        w->fill[g] = 0;
     }
     int64_t y0 = o * g0->pool - g0->pad, y_end = end * g0->pool + g0->pad;
     int64_t x0 = (int64_t)unit->col0 * grid->stride_x - s->margin;
     int n0 = g0->rows_new + 2 * g0->pad;
     sink k = {.unit = unit, .next = first, .last = last, .tile_fn = tile_fn, .user = user};
     w->band_n = 0;
-    for (int g = 0; g < G; g++) {
-        w->fill[g] = 0;
-    }
     for (int64_t y = y0; k.next <= k.last; y += g0->rows_new) {
         if (cancel && *cancel) {
             th_error_set(err, "cancelled");
