@@ -275,6 +275,14 @@ static double overlap(int64_t p, double a, double b)
     return hi > lo ? hi - lo : 0;
 }
 
+static inline void add_weighted(double acc[3], double *wsum, double wt, const uint8_t *px)
+{
+    acc[0] += wt * px[0];
+    acc[1] += wt * px[1];
+    acc[2] += wt * px[2];
+    *wsum += wt;
+}
+
 void th_resample_area(const uint8_t *src, int64_t sw, int64_t sh, double sx0, double sy0,
                       double rx, double ry, uint8_t *dst, float *dstf, int dw, int dh)
 {
@@ -287,15 +295,18 @@ void th_resample_area(const uint8_t *src, int64_t sw, int64_t sh, double sx0, do
             int64_t x_lo = TH_CLAMP((int64_t)floor(xa), (int64_t)0, sw - 1);
             int64_t x_hi = TH_CLAMP((int64_t)ceil(xb), x_lo + 1, sw);
             double acc[3] = {0, 0, 0}, wsum = 0;
+            // Pixels strictly inside the box overlap it by exactly 1: only the two edge columns
+            // need overlap().
+            double w_first = overlap(x_lo, xa, xb), w_last = overlap(x_hi - 1, xa, xb);
             for (int64_t y = y_lo; y < y_hi; y++) {
                 double wy = overlap(y, ya, yb);
                 const uint8_t *line = src + (size_t)y * sw * 3; // (sw, 3)
-                for (int64_t x = x_lo; x < x_hi; x++) {
-                    double wt = wy * overlap(x, xa, xb);
-                    acc[0] += wt * line[x * 3];
-                    acc[1] += wt * line[x * 3 + 1];
-                    acc[2] += wt * line[x * 3 + 2];
-                    wsum += wt;
+                add_weighted(acc, &wsum, wy * w_first, line + x_lo * 3);
+                for (int64_t x = x_lo + 1; x < x_hi - 1; x++) {
+                    add_weighted(acc, &wsum, wy, line + x * 3); // wy · 1
+                }
+                if (x_hi - 1 > x_lo) {
+                    add_weighted(acc, &wsum, wy * w_last, line + (x_hi - 1) * 3);
                 }
             }
             size_t at = ((size_t)j * dw + i) * 3;
