@@ -53,6 +53,10 @@ static void add_tiles(cJSON *root, const th_result *r)
     cJSON_AddNumberToObject(tile, "stride", r->grid.stride_x);
     cJSON_AddStringToObject(tile, "edge", r->grid.edge_pad ? "pad" : "ignore");
     cJSON_AddStringToObject(tile, "cam", th_cam_mode_name(r->cam_mode));
+    cJSON_AddStringToObject(tile, "precision", th_precision_name(r->opt.precision));
+    if (r->calibration_tiles > 0) {
+        cJSON_AddNumberToObject(tile, "calibration_tiles", r->calibration_tiles);
+    }
     cJSON_AddNumberToObject(tile, "cam_width", r->cam_w);
     cJSON_AddNumberToObject(tile, "cam_height", r->cam_h);
     cJSON *tiles = cJSON_AddObjectToObject(root, "tiles");
@@ -300,6 +304,7 @@ static void add_run_options(cJSON *root, const th_result *r, const th_report_inf
     cJSON_AddNumberToObject(opt, "stride", r->grid.stride_x);
     cJSON_AddStringToObject(opt, "edge", o->edge_pad ? "pad" : "ignore");
     cJSON_AddStringToObject(opt, "cam", th_cam_mode_name(o->cam));
+    cJSON_AddStringToObject(opt, "precision", th_precision_name(o->precision));
     if (o->roi_w > 0) {
         double roi[4] = {(double)o->roi_x, (double)o->roi_y, (double)o->roi_w, (double)o->roi_h};
         cJSON_AddItemToObject(opt, "roi", cJSON_CreateDoubleArray(roi, 4));

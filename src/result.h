@@ -29,6 +29,7 @@ struct th_result {
     th_run_options opt;     /* the options of the run (progress pointers not used after it) */
     int threads;            /* worker threads used */
     th_cam_mode cam_mode;   /* what the run used (opt.cam is what was asked for) */
+    int calibration_tiles;  /* int8: tiles the activation ranges were measured on (0: float32) */
     double trunk_area;      /* model pixels the trunk ran over per pixel of the tiles run (1 in
                                tile mode; seam-free adds margins, receptive fields, glass) */
     th_stage stages[TH_MAX_STAGES]; /* wall seconds per stage of the run */

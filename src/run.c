@@ -32,6 +32,14 @@
 #define UNIT_ROWS_MAX 32
 #define UNIT_ROWS_MIN 8
 #define UNIT_MIN 16
+// int8: the activation ranges come from this many of the run's tiles at most, evenly spaced in
+// tile order (the same sample for any thread count).
+#define CALIBRATION_TILES 32
+
+const char *th_precision_name(th_precision precision)
+{
+    return precision == TH_PRECISION_INT8 ? "int8" : "fp32";
+}
 
 void th_run_options_init(th_run_options *opt)
 {
@@ -89,6 +97,7 @@ typedef struct run_ctx {
     _Atomic(th_error *) first_error; // the first failure, published by compare-and-exchange
     atomic_llong done;
     atomic_flag reporting; // held by the thread calling the progress callback
+    th_engine *int8;      // int8: the engine calibrated for this run (owned), else NULL
     th_stream *stream;    // seam-free: the plan for this grid's strips (NULL in tile mode)
     bool stream_owned;    // ... made for this run alone (stream_release frees it)
     int n_strips;         // ... and the number of strips across the grid
@@ -503,7 +512,9 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
                         char *why, size_t why_len, double *sec, th_error **err)
 {
     why[0] = 0;
-    if (opt->cam == TH_CAM_SEAMLESS) {
+    if (opt->cam == TH_CAM_SEAMLESS && opt->precision == TH_PRECISION_INT8) {
+        snprintf(why, why_len, "int8 runs isolated tiles in this version");
+    } else if (opt->cam == TH_CAM_SEAMLESS) {
         stream_refusal(r, rn->model, why, why_len);
     }
     r->cam_mode = opt->cam == TH_CAM_SEAMLESS && !why[0] ? TH_CAM_SEAMLESS : TH_CAM_TILE;
@@ -512,6 +523,73 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
     }
     int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &ctx->n_strips);
     return (ctx->stream = runner_stream(rn, width, &ctx->stream_owned, sec, err)) != NULL;
+}
+
+// int8: each layer's largest output over a sample of the run's tiles through the float32 engine,
+// then the int8 engine planned on those ranges (ctx->int8, which the run then uses).
+static bool calibrate(th_runner *rn, th_result *r, run_ctx *ctx, th_error **err)
+{
+    const th_model *m = rn->model;
+    int n = (int)TH_MIN(r->n_tiles, (int64_t)CALIBRATION_TILES);
+    float *act_max = th_calloc(TH_MAX(m->n_layers, 1), sizeof(float), err);
+    if (!act_max) {
+        return false;
+    }
+    _Atomic(th_error *) first = NULL;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(TH_MIN(th_threads(ctx->opt->threads), TH_MAX(n, 1)))
+#endif
+    {
+        th_error *e = NULL;
+        float *mine = th_calloc(TH_MAX(m->n_layers, 1), sizeof(float), &e);
+        th_engine_ws *ws = mine ? th_engine_ws_new(ctx->engine, &e) : NULL;
+        size_t region = th_grid_scratch_size(&r->grid);
+        uint8_t *rgb = ws ? th_malloc((size_t)r->grid.tile_w * r->grid.tile_h * 3, &e) : NULL;
+        uint8_t *src = rgb && region ? th_malloc(region, &e) : NULL;
+        bool ok = rgb && (src || !region);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic)
+#endif
+        for (int k = 0; k < n; k++) {
+            int64_t t = (int64_t)k * r->n_tiles / n;
+            ok = ok && th_grid_read_tile(&r->grid, ctx->slide, r->tile_col[t], r->tile_row[t], rgb,
+                                         src, &e) &&
+                 th_engine_calibrate(ctx->engine, ws, rgb, mine, &e);
+        }
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+        {
+            for (int i = 0; mine && i < m->n_layers; i++) {
+                act_max[i] = fmaxf(act_max[i], mine[i]); // a maximum: the same in any order
+            }
+            th_error *expected = NULL;
+            if (e && !atomic_compare_exchange_strong(&first, &expected, e)) {
+                th_error_free(e);
+            }
+        }
+        th_free(src);
+        th_free(rgb);
+        th_engine_ws_free(ws);
+        th_free(mine);
+    }
+    th_error *e = atomic_load(&first);
+    if (e) {
+        th_error_propagate(err, &e);
+        th_error_prefix(err, "int8 calibration: ");
+        th_free(act_max);
+        return false;
+    }
+    int outer = plan_threads_begin(rn);
+    ctx->int8 = th_engine_new_int8(m, rn->tile_w, rn->tile_h, act_max, err);
+    plan_threads_end(outer);
+    th_free(act_max);
+    if (!ctx->int8) {
+        return false;
+    }
+    ctx->engine = ctx->int8;
+    r->calibration_tiles = n;
+    return true;
 }
 
 // The grid, the CAM mode and what it runs on (into ctx), the tissue mask, and a result with the
@@ -557,6 +635,14 @@ static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt
     }
     plan_tiles(r, r->tissue, opt->min_tissue);
     th_result_add_stage(r, "tissue", th_engine_clock() - t0);
+    if (opt->precision == TH_PRECISION_INT8 && r->n_tiles > 0) {
+        t0 = th_engine_clock();
+        if (!calibrate(rn, r, ctx, err)) {
+            th_result_free(r);
+            return NULL;
+        }
+        th_result_add_stage(r, "int8 calibration", th_engine_clock() - t0);
+    }
     add_warnings(r, rn->model);
     if (why[0]) {
         th_result_add_warning(r, "tiles run one by one (--cam tile): %s", why);
@@ -764,10 +850,12 @@ th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_option
     th_result_add_stage(result, "summary", th_engine_clock() - t1);
     th_free(ctx.wave_cam);
     stream_release(ctx.stream, ctx.stream_owned);
+    th_engine_free(ctx.int8);
     return result;
 fail:
     th_free(ctx.wave_cam);
     stream_release(ctx.stream, ctx.stream_owned);
+    th_engine_free(ctx.int8);
     th_result_free(result);
     return NULL;
 }
