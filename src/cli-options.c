@@ -176,7 +176,7 @@ static const option_def options[] = {
      "seamless (default: the trunk runs over the slide with context, no tile seams) or tile "
      "(every tile on its own, as the original tool)"},
     {"precision", 0, "P", ON_RUN, K_FN, 0, 0, 0, set_precision, NULL,
-     "fp32 (default) or int8: int8 convolutions calibrated on 32 of the slide's tiles (fast "
+     "fp32 (default) or int8: int8 convolutions calibrated on 16 of the slide's tiles (fast "
      "engine; tiles run one by one)"},
     {"edge", 0, "MODE", ON_RUN, K_FN, 0, 0, 0, set_edge, NULL,
      "ignore (default) or pad the partial right/bottom tiles"},

@@ -34,7 +34,7 @@
 #define UNIT_MIN 16
 // int8: the activation ranges come from this many of the run's tiles at most, evenly spaced in
 // tile order (the same sample for any thread count).
-#define CALIBRATION_TILES 32
+#define CALIBRATION_TILES 16
 
 const char *th_precision_name(th_precision precision)
 {
