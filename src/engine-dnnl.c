@@ -749,8 +749,9 @@ static bool run_steps(const dnnl_plan *p, dnnl_ws *ws, float *act_max, th_error 
     return check(dnnl_stream_wait(ws->stream), "stream", err);
 }
 
-static bool fast_forward(const th_engine *e, th_engine_ws *base, const uint8_t *rgb, float *logits,
-                         float *feat, th_error **err)
+// One tile: normalise, the trunk (act_max as in run_steps), GAP and the dense layer.
+static bool forward_tile(const th_engine *e, th_engine_ws *base, const uint8_t *rgb, float *logits,
+                         float *feat, float *act_max, th_error **err)
 {
     const th_model *m = e->model;
     const dnnl_plan *p = e->data;
@@ -760,7 +761,7 @@ static bool fast_forward(const th_engine *e, th_engine_ws *base, const uint8_t *
 
     th_kernel_input(rgb, e->tile_h, e->tile_w, m, (float *)(mem + p->off[BUF_INPUT]));
     int saved = serial_begin();
-    bool ok = run_steps(p, (dnnl_ws *)base, NULL, err);
+    bool ok = run_steps(p, (dnnl_ws *)base, act_max, err);
     serial_end(saved);
     if (!ok) {
         return false;
@@ -771,6 +772,12 @@ static bool fast_forward(const th_engine *e, th_engine_ws *base, const uint8_t *
     th_kernel_gap(map, e->feat_c, e->feat_h, e->feat_w, gap);
     th_kernel_dense(gap, e->feat_c, m->dense_w, m->dense_b, m->n_classes, logits);
     return true;
+}
+
+static bool fast_forward(const th_engine *e, th_engine_ws *base, const uint8_t *rgb, float *logits,
+                         float *feat, th_error **err)
+{
+    return forward_tile(e, base, rgb, logits, feat, NULL, err);
 }
 
 static float *fast_input(const th_engine *e, th_engine_ws *base)
@@ -789,15 +796,9 @@ static const float *fast_part(const th_engine *e, th_engine_ws *base, th_error *
 }
 
 bool th_engine_dnnl_calibrate(const th_engine *e, th_engine_ws *base, const uint8_t *rgb,
-                              float *act_max, th_error **err)
+                              float *act_max, float *logits, float *feat, th_error **err)
 {
-    const dnnl_plan *p = e->data;
-    th_kernel_input(rgb, e->tile_h, e->tile_w, e->model,
-                    (float *)((char *)base->mem + p->off[BUF_INPUT]));
-    int saved = serial_begin();
-    bool ok = run_steps(p, (dnnl_ws *)base, act_max, err);
-    serial_end(saved);
-    return ok;
+    return forward_tile(e, base, rgb, logits, feat, act_max, err);
 }
 
 const th_engine_ops th_engine_dnnl_ops = {

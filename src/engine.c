@@ -363,14 +363,14 @@ th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, con
 }
 
 bool th_engine_calibrate(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb,
-                         float *act_max, th_error **err)
+                         float *act_max, float *logits, float *feat, th_error **err)
 {
 #ifdef HAVE_DNNL
     if (engine->ops == &th_engine_dnnl_ops && !engine->act_max && !engine->part) {
-        return th_engine_dnnl_calibrate(engine, ws, rgb, act_max, err);
+        return th_engine_dnnl_calibrate(engine, ws, rgb, act_max, logits, feat, err);
     }
 #else
-    (void)ws, (void)rgb, (void)act_max;
+    (void)ws, (void)rgb, (void)act_max, (void)logits, (void)feat;
 #endif
     th_error_set(err, "calibration needs a float32 engine of the fast backend, not %s",
                  engine->ops->name);

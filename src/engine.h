@@ -58,7 +58,7 @@ struct th_engine_ws {
 #ifdef HAVE_DNNL
 extern const th_engine_ops th_engine_dnnl_ops; /* engine-dnnl.c: the fast backend on oneDNN */
 bool th_engine_dnnl_calibrate(const th_engine *e, th_engine_ws *ws, const uint8_t *rgb,
-                              float *act_max, th_error **err);
+                              float *act_max, float *logits, float *feat, th_error **err);
 #endif
 
 /* Monotonic wall clock in seconds (layer profiles). */
@@ -94,10 +94,10 @@ const float *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, t
 th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, const float *act_max,
                               th_error **err);
 
-/* Calibration: run one tile through a float32 fast engine and raise act_max[i] (n_layers) to
- * layer i's largest output on it. */
+/* Calibration: run one tile through a float32 fast engine as th_engine_forward does (logits,
+ * and feat if not NULL) and raise act_max[i] (n_layers) to layer i's largest output on it. */
 bool th_engine_calibrate(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb,
-                         float *act_max, th_error **err);
+                         float *act_max, float *logits, float *feat, th_error **err);
 
 /* Per-thread workspace: allocate once per thread, outside the tile loop. */
 th_engine_ws *th_engine_ws_new(const th_engine *engine, th_error **err);

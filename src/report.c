@@ -54,8 +54,12 @@ static void add_tiles(cJSON *root, const th_result *r)
     cJSON_AddStringToObject(tile, "edge", r->grid.edge_pad ? "pad" : "ignore");
     cJSON_AddStringToObject(tile, "cam", th_cam_mode_name(r->cam_mode));
     cJSON_AddStringToObject(tile, "precision", th_precision_name(r->opt.precision));
-    if (r->calibration_tiles > 0) {
-        cJSON_AddNumberToObject(tile, "calibration_tiles", r->calibration_tiles);
+    if (r->int8.tiles > 0) {
+        cJSON *c = cJSON_AddObjectToObject(tile, "int8_check");
+        cJSON_AddNumberToObject(c, "calibration_tiles", r->int8.tiles);
+        cJSON_AddNumberToObject(c, "max_percent_difference", round4(r->int8.percent));
+        cJSON_AddNumberToObject(c, "top_class_agreement", round4(r->int8.agreement));
+        cJSON_AddNumberToObject(c, "min_cam_correlation", round4(r->int8.correlation));
     }
     cJSON_AddNumberToObject(tile, "cam_width", r->cam_w);
     cJSON_AddNumberToObject(tile, "cam_height", r->cam_h);
