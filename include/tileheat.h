@@ -214,6 +214,18 @@ typedef enum th_cam_mode {
 typedef void (*th_progress_fn)(void *user, int64_t done, int64_t total);
 
 /** Options for th_run. Fill with th_run_options_init, then change fields. @since 0.1 */
+/** Arithmetic of the convolutions. @since 0.6 */
+typedef enum th_precision {
+    TH_PRECISION_FP32 = 0, /**< float32 throughout (default) */
+    TH_PRECISION_INT8,     /**< int8 convolutions (u8 activations, s8 weights with a scale per
+                                output channel, s32 sums) after a calibration pass over a fixed
+                                sample of the slide's tiles; the first convolution and the CAM
+                                features stay float32. Needs the fast engine; tile mode. */
+} th_precision;
+
+/** "fp32" or "int8". @since 0.6 */
+TH_API const char *th_precision_name(th_precision precision);
+
 typedef struct th_run_options {
     int level;               /**< pyramid level to tile; -1 (default) = chosen from the µm/px of
                                   slide and model, with resampling; >= 0 forces that level as is */
@@ -238,6 +250,7 @@ typedef struct th_run_options {
                                               and fails with the message "cancelled" (set it from
                                               a signal handler or another thread) @since 0.4 */
     th_cam_mode cam;         /**< default TH_CAM_SEAMLESS @since 0.5 */
+    th_precision precision;  /**< default TH_PRECISION_FP32 @since 0.6 */
 } th_run_options;
 
 /** Set defaults. @since 0.1 */

@@ -71,6 +71,15 @@ static bool set_cam(cli_opts *o, const char *arg, cli_err *e)
     return cli_fail(e, "--cam: expected seamless or tile, got '%s'", arg);
 }
 
+static bool set_precision(cli_opts *o, const char *arg, cli_err *e)
+{
+    if (strcmp(arg, "fp32") == 0 || strcmp(arg, "int8") == 0) {
+        o->run.precision = strcmp(arg, "int8") == 0 ? TH_PRECISION_INT8 : TH_PRECISION_FP32;
+        return true;
+    }
+    return cli_fail(e, "--precision: expected fp32 or int8, got '%s'", arg);
+}
+
 static bool set_edge(cli_opts *o, const char *arg, cli_err *e)
 {
     if (strcmp(arg, "ignore") == 0 || strcmp(arg, "pad") == 0) {
@@ -183,6 +192,9 @@ static const option_def options[] = {
     {"cam", 0, "MODE", ON_RUN, K_FN, 0, 0, 0, set_cam, NULL,
      "seamless (default: the trunk runs over the slide with context, no tile seams) or tile "
      "(every tile on its own, as the original tool)"},
+    {"precision", 0, "P", ON_RUN, K_FN, 0, 0, 0, set_precision, NULL,
+     "fp32 (default) or int8: int8 convolutions calibrated on 16 of the slide's tiles (fast "
+     "engine; tiles run one by one)"},
     {"edge", 0, "MODE", ON_RUN, K_FN, 0, 0, 0, set_edge, NULL,
      "ignore (default) or pad the partial right/bottom tiles"},
     {"roi", 0, "X,Y,W,H", ON_RUN, K_FN, 0, 0, 0, set_roi, NULL, "run only this level-0 region"},

@@ -9,6 +9,7 @@
 #include <omp.h>
 #endif
 #include <dnnl.h>
+#include <math.h>
 #include <dnnl_debug.h>
 
 #include "engine.h"
@@ -35,6 +36,7 @@ typedef struct step {
     int buf[2];                    // BUF_* of src and dst (equal for the in-place ReLU)
     void *wei;                     // conv weights in md[ARG_WEIGHTS]'s layout, owned, aligned
     float *bias;                   // (c_out) conv bias, owned
+    bool main;                     // the layer's own primitive (not a reorder before it)
 } step;
 
 typedef struct dnnl_plan {
@@ -60,6 +62,8 @@ typedef struct act {
     dnnl_memory_desc_t md;
     int buf;
     int c, h, w;
+    bool nonneg;  // never negative (after a ReLU): an int8 convolution may take it as u8
+    float scale;  // u8 activations: the value times this (255 / the calibrated maximum)
 } act;
 
 static bool check(dnnl_status_t s, const char *what, th_error **err)
@@ -174,16 +178,23 @@ static bool finish_step(dnnl_plan *p, step *s, dnnl_primitive_desc_t pd, th_erro
     return ok;
 }
 
-// Reorder the activation into `want` (another buffer) if it is in a different layout.
+// Reorder the activation into `want` (another buffer) if it is in a different layout or type,
+// multiplying by `scale` (1: none; float32 into u8: the u8 scale; back: its inverse).
 static bool plan_reorder(dnnl_plan *p, act *cur, const dnnl_memory_desc_t *want, int dst_buf,
-                         int layer, th_error **err)
+                         int layer, float scale, th_error **err)
 {
     if (dnnl_memory_desc_equal(&cur->md, want)) {
         return true;
     }
     dnnl_primitive_desc_t pd = NULL;
-    if (!check(dnnl_reorder_primitive_desc_create(&pd, &cur->md, p->eng, want, p->eng, NULL),
-               "reorder", err)) {
+    dnnl_primitive_attr_t attr = NULL;
+    bool ok = check(dnnl_primitive_attr_create(&attr), "attribute", err) &&
+              (scale == 1 ||
+               check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale), "scales", err)) &&
+              check(dnnl_reorder_primitive_desc_create(&pd, &cur->md, p->eng, want, p->eng, attr),
+                    "reorder", err);
+    dnnl_primitive_attr_destroy(attr);
+    if (!ok) {
         return false;
     }
     step *s = new_step(p, layer, cur->buf, dst_buf);
@@ -324,15 +335,116 @@ static bool plan_conv(th_engine *e, dnnl_plan *p, int i, const th_layer *l, act 
     }
     e->n_winograd += winograd;
     const dnnl_memory_desc_t want = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-    if (!plan_reorder(p, cur, &want, other_buf(cur->buf), i, err)) {
+    if (!plan_reorder(p, cur, &want, other_buf(cur->buf), i, 1.0f / cur->scale, err)) {
         dnnl_primitive_desc_destroy(pd);
         return false;
     }
     step *s = new_step(p, i, cur->buf, other_buf(cur->buf));
+    s->main = true;
     if (!finish_step(p, s, pd, err) || !conv_weights(p, s, l, err)) {
         return false;
     }
-    *cur = (act){.md = s->md[ARG_DST], .buf = s->buf[1], .c = l->c_out, .h = oh, .w = ow};
+    *cur = (act){.md = s->md[ARG_DST], .buf = s->buf[1], .c = l->c_out, .h = oh, .w = ow,
+                 .nonneg = l->relu, .scale = 1};
+    return true;
+}
+
+/* ---------------------------------------------------------------- int8 */
+
+// 255 / the calibrated maximum: the scale of a u8 activation (1 for an all-zero one).
+static float u8_scale(float max)
+{
+    return max > 0 ? 255.0f / max : 1.0f;
+}
+
+// The convolution in int8: u8 input (the activation quantised first if it is float), s8 weights
+// with a scale per output channel (127 / its largest |weight|), s32 sums, the bias added before
+// the output scale, the fused ReLU after it; u8 output (255 = the calibrated maximum of its
+// output), or float32 for the last convolution (the CAM features).
+static bool plan_conv_int8(th_engine *e, dnnl_plan *p, int i, const th_layer *l, act *cur,
+                           int oh, int ow, bool last, th_error **err)
+{
+    const int co = l->c_out;
+    const size_t per_oc = (size_t)l->c_in * l->kh * l->kw;
+    float s_in = cur->md.data_type == dnnl_u8 ? cur->scale : u8_scale(e->act_max[i - 1]);
+    float s_out = last ? 1.0f : u8_scale(e->act_max[i]);
+    float *oscale = th_malloc(sizeof(float) * co, err);
+    int8_t *wq = th_malloc(per_oc * co + 1, err);
+    bool ok = oscale && wq;
+    step *s = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    float *bias_q = ok ? th_malloc_aligned(sizeof(float) * co, err) : NULL;
+    ok = ok && bias_q;
+    for (int o = 0; ok && o < co; o++) {
+        const float *w = l->weight + o * per_oc;
+        float mx = 0;
+        for (size_t k = 0; k < per_oc; k++) {
+            mx = fmaxf(mx, fabsf(w[k]));
+        }
+        float s_w = mx > 0 ? 127.0f / mx : 1.0f;
+        for (size_t k = 0; k < per_oc; k++) {
+            wq[o * per_oc + k] = (int8_t)lrintf(fminf(fmaxf(w[k] * s_w, -127.0f), 127.0f));
+        }
+        bias_q[o] = l->bias[o] * s_in * s_w;
+        oscale[o] = s_out / (s_in * s_w);
+    }
+    const dnnl_dims_t src_dims = {1, l->c_in, cur->h, cur->w};
+    const dnnl_dims_t wei_dims = {co, l->c_in, l->kh, l->kw};
+    const dnnl_dims_t bias_dims = {co}, dst_dims = {1, co, oh, ow};
+    const dnnl_dims_t strides = {l->sh, l->sw}, dilates = {l->dh - 1, l->dw - 1};
+    const dnnl_dims_t pad_l = {l->pad_t, l->pad_l}, pad_r = {l->pad_b, l->pad_r};
+    dnnl_memory_desc_t src, wei, bias, dst, oihw;
+    dnnl_convolution_desc_t cd;
+    ok = ok &&
+         check(dnnl_memory_desc_init_by_tag(&src, 4, src_dims, dnnl_u8, dnnl_format_tag_any),
+               "memory", err) &&
+         check(dnnl_memory_desc_init_by_tag(&wei, 4, wei_dims, dnnl_s8, dnnl_format_tag_any),
+               "memory", err) &&
+         check(dnnl_memory_desc_init_by_tag(&bias, 1, bias_dims, dnnl_f32, dnnl_x), "memory",
+               err) &&
+         check(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, last ? dnnl_f32 : dnnl_u8,
+                                            dnnl_format_tag_any),
+               "memory", err) &&
+         check(dnnl_memory_desc_init_by_tag(&oihw, 4, wei_dims, dnnl_s8, dnnl_oihw), "memory",
+               err) &&
+         check(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                          dnnl_convolution_direct, &src, &wei,
+                                                          &bias, &dst, strides, dilates, pad_l,
+                                                          pad_r),
+               "convolution", err) &&
+         make_attr(&attr, l->relu, err) &&
+         check(dnnl_primitive_attr_set_output_scales(attr, co, 1 << 1, oscale), "scales", err) &&
+         check(dnnl_primitive_desc_create(&pd, &cd, attr, p->eng, NULL), "int8 convolution", err);
+    dnnl_primitive_attr_destroy(attr);
+    if (ok) {
+        const dnnl_memory_desc_t want = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+        ok = plan_reorder(p, cur, &want, other_buf(cur->buf), i,
+                          cur->md.data_type == dnnl_u8 ? 1.0f : s_in, err);
+    }
+    if (ok) {
+        s = new_step(p, i, cur->buf, other_buf(cur->buf));
+        s->main = true;
+        s->bias = bias_q;
+        bias_q = NULL;
+        ok = finish_step(p, s, pd, err);
+        pd = NULL;
+    }
+    if (ok) {
+        size_t bytes = dnnl_memory_desc_get_size(&s->md[ARG_WEIGHTS]);
+        ok = (s->wei = th_malloc_aligned(bytes ? bytes : 1, err)) != NULL &&
+             reorder_now(p->eng, &oihw, wq, &s->md[ARG_WEIGHTS], s->wei, p->outer_threads, err);
+    }
+    dnnl_primitive_desc_destroy(pd);
+    th_free(bias_q);
+    th_free(wq);
+    th_free(oscale);
+    if (!ok) {
+        return false;
+    }
+    e->n_int8++;
+    *cur = (act){.md = s->md[ARG_DST], .buf = s->buf[1], .c = co, .h = oh, .w = ow,
+                 .nonneg = l->relu, .scale = s_out};
     return true;
 }
 
@@ -354,7 +466,8 @@ static bool plan_pool(dnnl_plan *p, int i, const th_layer *l, act *cur, int oh, 
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     bool ok =
-        check(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, dnnl_f32, dnnl_format_tag_any),
+        check(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, cur->md.data_type,
+                                           dnnl_format_tag_any),
               "memory", err) &&
         check(dnnl_pooling_v2_forward_desc_init(&pdesc, dnnl_forward_inference, dnnl_pooling_max,
                                                 &cur->md, &dst, strides, kernel, dilation, pad_l,
@@ -367,6 +480,7 @@ static bool plan_pool(dnnl_plan *p, int i, const th_layer *l, act *cur, int oh, 
         return false;
     }
     step *s = new_step(p, i, cur->buf, other_buf(cur->buf));
+    s->main = true;
     if (!finish_step(p, s, pd, err)) {
         return false;
     }
@@ -380,6 +494,10 @@ static bool plan_pool(dnnl_plan *p, int i, const th_layer *l, act *cur, int oh, 
 // A standalone ReLU, in place in the activation's buffer and layout.
 static bool plan_relu(dnnl_plan *p, int i, act *cur, th_error **err)
 {
+    cur->nonneg = true;
+    if (cur->md.data_type == dnnl_u8) {
+        return true; // u8 is never negative
+    }
     dnnl_eltwise_desc_t ed;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
@@ -389,14 +507,28 @@ static bool plan_relu(dnnl_plan *p, int i, act *cur, th_error **err)
               make_attr(&attr, false, err) &&
               check(dnnl_primitive_desc_create(&pd, &ed, attr, p->eng, NULL), "relu", err);
     dnnl_primitive_attr_destroy(attr);
-    return ok && finish_step(p, new_step(p, i, cur->buf, cur->buf), pd, err);
+    step *s = ok ? new_step(p, i, cur->buf, cur->buf) : NULL;
+    if (s) {
+        s->main = true;
+    }
+    return ok && finish_step(p, s, pd, err);
 }
 
 // Every layer in turn, then a reorder of the last map into plain (C, H, W) in BUF_FEAT.
 static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
 {
     const th_model *m = e->model;
-    act cur = {.buf = BUF_INPUT, .c = m->in_c, .h = e->tile_h, .w = e->tile_w};
+    act cur = {.buf = BUF_INPUT, .c = m->in_c, .h = e->tile_h, .w = e->tile_w, .scale = 1};
+    // int8 for the convolutions before the last pooling; those after it, at the CAM's resolution
+    // (cheap, and where int8's error reaches the CAM features and percentages undamped: VGG16's
+    // conv5 block moved the percentages 0.9 points more), stay float32. Without pooling, all but
+    // the last convolution.
+    int last_conv = -1, last_pool = -1;
+    for (int i = 0; i < m->n_layers; i++) {
+        last_conv = m->layers[i].kind == TH_LAYER_CONV ? i : last_conv;
+        last_pool = m->layers[i].kind == TH_LAYER_MAXPOOL ? i : last_pool;
+    }
+    int int8_end = last_pool >= 0 ? last_pool : last_conv;
     const dnnl_dims_t in_dims = {1, cur.c, cur.h, cur.w};
     if (!block_tag(e->in_block, cur.c)) {
         th_error_set(err, "no %d-channel blocked layout", e->in_block);
@@ -414,7 +546,9 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
         bool ok = th_layer_out_size(l, cur.h, cur.w, &oh, &ow); // checked by th_engine_new
         switch (l->kind) {
         case TH_LAYER_CONV:
-            ok = ok && plan_conv(e, p, i, l, &cur, oh, ow, err);
+            ok = ok && (e->act_max && cur.nonneg && i < int8_end
+                            ? plan_conv_int8(e, p, i, l, &cur, oh, ow, i == last_conv, err)
+                            : plan_conv(e, p, i, l, &cur, oh, ow, err));
             break;
         case TH_LAYER_MAXPOOL:
             ok = ok && plan_pool(p, i, l, &cur, oh, ow, err);
@@ -439,13 +573,17 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
     e->out_block = 1;
     dnnl_memory_desc_t feat;
     dnnl_primitive_desc_t pd = NULL;
-    if (!md_plain(&feat, cur.c, cur.h, cur.w, err) ||
-        !check(dnnl_reorder_primitive_desc_create(&pd, &cur.md, p->eng, &feat, p->eng, NULL),
-               "reorder", err)) {
-        return false;
-    }
+    dnnl_primitive_attr_t attr = NULL;
+    float back = 1.0f / cur.scale; // u8 features (a trunk ending in a pooled int8 layer)
+    bool ok = md_plain(&feat, cur.c, cur.h, cur.w, err) &&
+              check(dnnl_primitive_attr_create(&attr), "attribute", err) &&
+              (cur.scale == 1 ||
+               check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &back), "scales", err)) &&
+              check(dnnl_reorder_primitive_desc_create(&pd, &cur.md, p->eng, &feat, p->eng, attr),
+                    "reorder", err);
+    dnnl_primitive_attr_destroy(attr);
     // Profiled as part of the last layer, if any.
-    return finish_step(p, new_step(p, m->n_layers - 1, cur.buf, BUF_FEAT), pd, err);
+    return ok && finish_step(p, new_step(p, m->n_layers - 1, cur.buf, BUF_FEAT), pd, err);
 }
 
 static void fast_free(th_engine *e)
@@ -569,7 +707,20 @@ static th_engine_ws *fast_ws_new(const th_engine *e, th_error **err)
     return &ws->base;
 }
 
-static bool run_steps(const dnnl_plan *p, dnnl_ws *ws, th_error **err)
+// The largest float of step s's output (calibration; the padding of blocked layouts is zero).
+static float step_max(const dnnl_plan *p, const dnnl_ws *ws, const step *s)
+{
+    const float *v = (const float *)((const char *)ws->base.mem + p->off[s->buf[1]]);
+    size_t n = dnnl_memory_desc_get_size(&s->md[ARG_DST]) / sizeof(float);
+    float mx = 0;
+    for (size_t k = 0; k < n; k++) {
+        mx = fmaxf(mx, v[k]);
+    }
+    return mx;
+}
+
+// Every step in order; act_max (if not NULL) raised to each layer's largest output.
+static bool run_steps(const dnnl_plan *p, dnnl_ws *ws, float *act_max, th_error **err)
 {
     for (int i = 0; i < p->n_steps; i++) {
         const double t0 = ws->base.layer_sec ? th_engine_clock() : 0;
@@ -587,12 +738,20 @@ static bool run_steps(const dnnl_plan *p, dnnl_ws *ws, th_error **err)
         if (ws->base.layer_sec && p->steps[i].layer >= 0) {
             ws->base.layer_sec[p->steps[i].layer] += th_engine_clock() - t0;
         }
+        if (act_max && p->steps[i].main) {
+            if (!check(dnnl_stream_wait(ws->stream), "stream", err)) {
+                return false;
+            }
+            float *m = &act_max[p->steps[i].layer];
+            *m = fmaxf(*m, step_max(p, ws, &p->steps[i]));
+        }
     }
     return check(dnnl_stream_wait(ws->stream), "stream", err);
 }
 
-static bool fast_forward(const th_engine *e, th_engine_ws *base, const uint8_t *rgb, float *logits,
-                         float *feat, th_error **err)
+// One tile: normalise, the trunk (act_max as in run_steps), GAP and the dense layer.
+static bool forward_tile(const th_engine *e, th_engine_ws *base, const uint8_t *rgb, float *logits,
+                         float *feat, float *act_max, th_error **err)
 {
     const th_model *m = e->model;
     const dnnl_plan *p = e->data;
@@ -602,7 +761,7 @@ static bool fast_forward(const th_engine *e, th_engine_ws *base, const uint8_t *
 
     th_kernel_input(rgb, e->tile_h, e->tile_w, m, (float *)(mem + p->off[BUF_INPUT]));
     int saved = serial_begin();
-    bool ok = run_steps(p, (dnnl_ws *)base, err);
+    bool ok = run_steps(p, (dnnl_ws *)base, act_max, err);
     serial_end(saved);
     if (!ok) {
         return false;
@@ -615,6 +774,12 @@ static bool fast_forward(const th_engine *e, th_engine_ws *base, const uint8_t *
     return true;
 }
 
+static bool fast_forward(const th_engine *e, th_engine_ws *base, const uint8_t *rgb, float *logits,
+                         float *feat, th_error **err)
+{
+    return forward_tile(e, base, rgb, logits, feat, NULL, err);
+}
+
 static float *fast_input(const th_engine *e, th_engine_ws *base)
 {
     const dnnl_plan *p = e->data;
@@ -625,9 +790,15 @@ static const float *fast_part(const th_engine *e, th_engine_ws *base, th_error *
 {
     const dnnl_plan *p = e->data;
     int saved = serial_begin();
-    bool ok = run_steps(p, (dnnl_ws *)base, err);
+    bool ok = run_steps(p, (dnnl_ws *)base, NULL, err);
     serial_end(saved);
     return ok ? (const float *)((char *)base->mem + p->off[p->out_buf]) : NULL;
+}
+
+bool th_engine_dnnl_calibrate(const th_engine *e, th_engine_ws *base, const uint8_t *rgb,
+                              float *act_max, float *logits, float *feat, th_error **err)
+{
+    return forward_tile(e, base, rgb, logits, feat, act_max, err);
 }
 
 const th_engine_ops th_engine_dnnl_ops = {

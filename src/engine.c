@@ -308,7 +308,8 @@ static bool check_workspace(const th_engine *e, th_error **err)
  * read-only afterwards: share it between threads, each with its own workspace.
  */
 static th_engine *engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
-                             bool part, int in_block, bool plain_out, th_error **err)
+                             bool part, int in_block, bool plain_out, const float *act_max,
+                             th_error **err)
 {
     const th_engine_ops *ops = backend(kind, err);
     if (!ops) {
@@ -326,6 +327,15 @@ static th_engine *engine_new(const th_model *model, th_engine_kind kind, int til
     e->model = model;
     e->tile_w = tile_w;
     e->tile_h = tile_h;
+    if (act_max) {
+        float *copy = th_malloc(sizeof(float) * TH_MAX(model->n_layers, 1), err);
+        if (!copy) {
+            th_free(e);
+            return NULL;
+        }
+        memcpy(copy, act_max, sizeof(float) * model->n_layers);
+        e->act_max = copy;
+    }
     if (!check_model(e, err) || !ops->plan(e, err) || !check_workspace(e, err)) {
         th_error_prefix(err, "%s engine: ", ops->name);
         th_engine_free(e);
@@ -337,13 +347,40 @@ static th_engine *engine_new(const th_model *model, th_engine_kind kind, int til
 th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
                          th_error **err)
 {
-    return engine_new(model, kind, tile_w, tile_h, false, 1, true, err);
+    return engine_new(model, kind, tile_w, tile_h, false, 1, true, NULL, err);
+}
+
+th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, const float *act_max,
+                              th_error **err)
+{
+#ifdef HAVE_DNNL
+    return engine_new(model, TH_ENGINE_FAST, tile_w, tile_h, false, 1, true, act_max, err);
+#else
+    (void)model, (void)tile_w, (void)tile_h, (void)act_max;
+    th_error_set(err, "int8 needs the fast engine, which is not built into this tileheat");
+    return NULL;
+#endif
+}
+
+bool th_engine_calibrate(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb,
+                         float *act_max, float *logits, float *feat, th_error **err)
+{
+#ifdef HAVE_DNNL
+    if (engine->ops == &th_engine_dnnl_ops && !engine->act_max && !engine->part) {
+        return th_engine_dnnl_calibrate(engine, ws, rgb, act_max, logits, feat, err);
+    }
+#else
+    (void)ws, (void)rgb, (void)act_max, (void)logits, (void)feat;
+#endif
+    th_error_set(err, "calibration needs a float32 engine of the fast backend, not %s",
+                 engine->ops->name);
+    return false;
 }
 
 th_engine *th_engine_new_part(const th_model *part, th_engine_kind kind, int in_w, int in_h,
                               int in_block, bool plain_out, th_error **err)
 {
-    return engine_new(part, kind, in_w, in_h, true, in_block, plain_out, err);
+    return engine_new(part, kind, in_w, in_h, true, in_block, plain_out, NULL, err);
 }
 
 float *th_engine_input(const th_engine *engine, th_engine_ws *ws)
@@ -365,6 +402,7 @@ void th_engine_free(th_engine *engine)
 {
     if (engine) {
         engine->ops->free(engine);
+        th_free((void *)engine->act_max);
         th_free(engine);
     }
 }

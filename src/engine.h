@@ -37,6 +37,9 @@ struct th_engine {
     int tile_w, tile_h;         /* input size in pixels */
     int feat_c, feat_h, feat_w; /* shape of the map feeding GAP */
     int n_winograd;             /* convolutions planned with Winograd (TH_ENGINE_WINOGRAD) */
+    const float *act_max;       /* int8 (th_engine_new_int8): (n_layers) each layer's largest
+                                   output on the calibration tiles, owned; NULL: float32 */
+    int n_int8;                 /* convolutions planned in int8 */
     size_t ws_bytes;            /* one workspace's size, set by the backend's plan */
     void *data;                 /* backend state */
 };
@@ -54,6 +57,8 @@ struct th_engine_ws {
 
 #ifdef HAVE_DNNL
 extern const th_engine_ops th_engine_dnnl_ops; /* engine-dnnl.c: the fast backend on oneDNN */
+bool th_engine_dnnl_calibrate(const th_engine *e, th_engine_ws *ws, const uint8_t *rgb,
+                              float *act_max, float *logits, float *feat, th_error **err);
 #endif
 
 /* Monotonic wall clock in seconds (layer profiles). */
@@ -79,6 +84,20 @@ float *th_engine_input(const th_engine *engine, th_engine_ws *ws);
 /* The layers on the workspace's input as it is: returns the output (feat_c, feat_h, feat_w) in
  * out_block's layout, inside the workspace (valid until its next use), or NULL with *err set. */
 const float *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, th_error **err);
+
+/* int8 inference (the fast backend only): the convolutions before the last pooling whose input
+ * is never negative (after a ReLU) take u8 activations and s8 weights (a symmetric scale per
+ * output channel), sum in s32 and give u8 activations on; the first convolution (its input is the
+ * normalised image) and those after the last pooling (at the CAM's resolution) stay float32.
+ * act_max (n_layers) is each layer's largest output over calibration tiles (th_engine_calibrate):
+ * u8 value 255 is that maximum. */
+th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, const float *act_max,
+                              th_error **err);
+
+/* Calibration: run one tile through a float32 fast engine as th_engine_forward does (logits,
+ * and feat if not NULL) and raise act_max[i] (n_layers) to layer i's largest output on it. */
+bool th_engine_calibrate(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb,
+                         float *act_max, float *logits, float *feat, th_error **err);
 
 /* Per-thread workspace: allocate once per thread, outside the tile loop. */
 th_engine_ws *th_engine_ws_new(const th_engine *engine, th_error **err);

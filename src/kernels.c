@@ -8,13 +8,20 @@
 
 void th_kernel_input(const uint8_t *rgb, int h, int w, const th_model *model, float *out)
 {
-    const size_t plane = (size_t)h * w;
+    // A value depends only on its byte and channel: 768 divisions instead of one a sample.
+    float lut[3][256];
     for (int c = 0; c < 3; c++) {
         const float scale = model->input_scale, mean = model->input_mean[c];
         const float std = model->input_std[c];
+        for (int v = 0; v < 256; v++) {
+            lut[c][v] = ((float)v * scale - mean) / std;
+        }
+    }
+    const size_t plane = (size_t)h * w;
+    for (int c = 0; c < 3; c++) {
         float *o = out + (size_t)c * plane; // (h, w)
         for (size_t i = 0; i < plane; i++) {
-            o[i] = ((float)rgb[3 * i + c] * scale - mean) / std;
+            o[i] = lut[c][rgb[3 * i + c]];
         }
     }
 }

@@ -2,7 +2,7 @@
 /* Heatmap rendering: colormaps, the CAM overlay (shared with render-tiff.c; class colours come
  * from palette.c, glass stays clear by the tissue mask) and the streaming PNG writer (its legend
  * panel is in font.c). The image is produced in bands of rows: each band's slide pixels are read
- * from the best pyramid level, box-filtered down, blended with the CAMs, filtered and deflated
+ * through a view of the best pyramid level (th_view: area averages), blended with the CAMs, filtered and deflated
  * into an IDAT chunk (png-bands.c), so memory stays O(output width × band height) whatever the
  * slide size. Bands are rendered and compressed in parallel and written in order. */
 #include <config.h>
@@ -16,11 +16,11 @@
 #include "png-bands.h"
 #include "slide.h"
 #include "render.h"
+#include "tiler.h"
 #include "tissue.h"
 
 #define BAND_ROWS 32            // output rows rendered at a time
 #define REGION_MAX_PX (1 << 21) // slide pixels read at a time (6 MB of RGB)
-#define STRIP_MAX_ROWS 256      // slide rows read at a time
 #define NAME_MAX_CHARS 32       // class names are cut to this many bytes in the legend
 
 // BEGIN gen-colormaps (tools/gen-colormaps.py, matplotlib 3.6.3; do not edit)
@@ -566,9 +566,8 @@ void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_
 
 // One thread's buffers, all O(output width × band height) or bounded.
 typedef struct worker {
-    uint8_t *region; // (strip_rows, ≤ region_cap / strip_rows, 3) RGB level pixels
-    int32_t *col_of; // (region_cap / strip_rows) output column of each region column
-    uint64_t *acc;   // (BAND_ROWS, thumb_w, 4) sums of R, G, B and pixel count
+    uint8_t *scratch; // the level region a chunk covers (th_view_scratch_size)
+    uint8_t *chunk;   // (BAND_ROWS, chunk_cols, 3) a chunk of the band's thumbnail
     uint8_t *band;   // (BAND_ROWS, image_w, 3) RGB rows of the band
     th_png_band png; // the band filtered and deflated into its IDAT chunk
     th_overlay_cache cache;
@@ -585,12 +584,9 @@ typedef struct render {
     // source geometry
     int level;
     double ds; // downsample of `level`
-    int64_t level_w, level_h;
     double sx, sy;         // level-0 pixels per output pixel
-    double kx, ky;         // level pixels per output pixel (sx / ds, sy / ds)
-    int strip_rows;        // level rows read at a time
-    int chunk_cols;        // output columns whose level pixels are read at a time
-    int64_t region_cap;    // pixels a worker's region buffer holds
+    th_view view;          // the thumbnail: area averages of `level`
+    int chunk_cols;        // thumbnail columns read at a time
     th_overlay_axis *cols; // (thumb_w) where each thumbnail column samples the CAM
     th_overlay_axis *rows; // (thumb_h) where each thumbnail row samples the CAM
     int n_workers;         // threads of the rendering region
@@ -655,9 +651,8 @@ static bool prepare(render *r, th_slide *slide, const th_result *res, const th_m
     // Read the coarsest level that still has at least one pixel per output pixel.
     r->level = r->L.level = th_slide_coarsest_level(slide, TH_MIN(r->sx, r->sy));
     r->ds = th_slide_get_level_downsample(slide, r->level);
-    th_slide_get_level_dimensions(slide, r->level, &r->level_w, &r->level_h);
-    r->kx = r->sx / r->ds;
-    r->ky = r->sy / r->ds;
+    r->view = (th_view){.level = r->level, .downsample = r->ds, .sx = r->sx, .sy = r->sy,
+                        .resample = true};
     return true;
 }
 
@@ -695,12 +690,11 @@ bool th_render_plan(const th_slide *slide, const th_result *result, const th_mod
 // Size the buffers: everything bounded, nothing slide-sized; one set per thread.
 static bool alloc_buffers(render *r, int threads, th_error **err)
 {
-    int rows_per_band = (int)TH_MIN(ceil(BAND_ROWS * r->ky) + 1, (double)STRIP_MAX_ROWS);
-    r->strip_rows = TH_MAX(1, rows_per_band);
-    double per_row = (double)(REGION_MAX_PX / r->strip_rows) - 3;
-    r->chunk_cols = (int)TH_CLAMP(floor(per_row / r->kx), 1.0, (double)r->L.thumb_w);
-    int64_t region_w = (int64_t)ceil(r->chunk_cols * r->kx) + 3;
-    r->region_cap = region_w * r->strip_rows;
+    // Columns a read: about REGION_MAX_PX level pixels for BAND_ROWS rows.
+    double kx = r->sx / r->ds, ky = r->sy / r->ds;
+    double per_row = (double)REGION_MAX_PX / (ceil(BAND_ROWS * ky) + 2) - 2;
+    r->chunk_cols = (int)TH_CLAMP(floor(per_row / kx), 1.0, (double)r->L.thumb_w);
+    size_t scratch = th_view_scratch_size(&r->view, r->chunk_cols, BAND_ROWS);
     r->cols = th_malloc((size_t)r->L.thumb_w * sizeof(*r->cols), err);
     r->rows = th_malloc((size_t)r->L.thumb_h * sizeof(*r->rows), err);
     r->n_workers = th_threads(threads);
@@ -710,14 +704,12 @@ static bool alloc_buffers(render *r, int threads, th_error **err)
     }
     th_overlay_plan_axis(&r->ov, false, r->sx, 0, r->L.thumb_w, r->cols);
     th_overlay_plan_axis(&r->ov, true, r->sy, 0, r->L.thumb_h, r->rows);
-    size_t acc_n = (size_t)BAND_ROWS * r->L.thumb_w * 4;
     for (int i = 0; i < r->n_workers; i++) {
         worker *w = &r->w[i];
-        w->region = th_malloc((size_t)r->region_cap * 3, err);
-        w->col_of = th_malloc((size_t)region_w * sizeof(int32_t), err);
-        w->acc = th_malloc(acc_n * sizeof(uint64_t), err);
+        w->scratch = th_malloc(scratch, err);
+        w->chunk = th_malloc((size_t)BAND_ROWS * r->chunk_cols * 3, err);
         w->band = th_malloc((size_t)BAND_ROWS * r->L.image_w * 3, err);
-        if (!w->region || !w->col_of || !w->acc || !w->band ||
+        if (!w->scratch || !w->chunk || !w->band ||
             !th_overlay_cache_init(&w->cache, &r->ov, err) ||
             !th_png_band_init(&w->png, r->L.image_w, 3, BAND_ROWS, err)) {
             return false;
@@ -730,9 +722,8 @@ static void free_buffers(render *r)
 {
     for (int i = 0; r->w && i < r->n_workers; i++) {
         worker *w = &r->w[i];
-        TH_FREE(w->region);
-        TH_FREE(w->col_of);
-        TH_FREE(w->acc);
+        TH_FREE(w->scratch);
+        TH_FREE(w->chunk);
         TH_FREE(w->band);
         th_png_band_free(&w->png);
         th_overlay_cache_free(&w->cache);
@@ -743,84 +734,24 @@ static void free_buffers(render *r)
     TH_FREE(r->rows);
 }
 
-// First level row (or column) whose centre falls in output row (column) o or later.
-static int64_t level_start(double o, double k, int64_t limit)
+// The thumbnail's rows oy0 .. oy1-1 into the band (rows from 0), a chunk of columns at a time.
+static bool read_thumbnail(const render *r, worker *wk, int oy0, int oy1, th_error **err)
 {
-    double v = ceil(o * k - 0.5);
-    return (int64_t)TH_CLAMP(v, 0.0, (double)limit);
-}
-
-// Add a w×h region (level pixels from lx, ly) into the band's sums: each level pixel counts for
-// the output pixel that contains its centre (a box filter).
-static void accumulate(const render *r, worker *wk, int64_t lx, int64_t ly, int64_t w, int64_t h,
-                       int ox0, int ox1, int oy0, int oy1)
-{
-    for (int64_t i = 0; i < w; i++) {
-        double ox = floor(((double)(lx + i) + 0.5) / r->kx);
-        wk->col_of[i] = (int32_t)TH_CLAMP(ox, (double)ox0, (double)(ox1 - 1));
-    }
-    for (int64_t j = 0; j < h; j++) {
-        double oy = floor(((double)(ly + j) + 0.5) / r->ky);
-        int row = (int)TH_CLAMP(oy, (double)oy0, (double)(oy1 - 1)) - oy0;
-        uint64_t *acc = wk->acc + (size_t)row * r->L.thumb_w * 4; // (thumb_w, 4)
-        const uint8_t *src = wk->region + (size_t)j * w * 3;      // (w, 3)
-        for (int64_t i = 0; i < w; i++) {
-            uint64_t *a = acc + (size_t)wk->col_of[i] * 4;
-            a[0] += src[i * 3];
-            a[1] += src[i * 3 + 1];
-            a[2] += src[i * 3 + 2];
-            a[3]++;
+    int tw = r->L.thumb_w, rows = oy1 - oy0;
+    for (int ox0 = 0; ox0 < tw; ox0 += r->chunk_cols) {
+        int cw = TH_MIN(r->chunk_cols, tw - ox0);
+        if (!th_view_read(&r->view, r->slide, ox0, oy0, cw, rows, wk->chunk, NULL, wk->scratch,
+                          err)) {
+            th_error_prefix(err, "reading the slide at %lld,%lld: ",
+                            (long long)llround(ox0 * r->sx), (long long)llround(oy0 * r->sy));
+            return false;
         }
-    }
-}
-
-// Box-filter the slide down into the sums for output rows oy0 .. oy1-1 of the thumbnail,
-// reading strips of level rows, each split into chunks of columns.
-static bool downsample(const render *r, worker *wk, int oy0, int oy1, th_error **err)
-{
-    int tw = r->L.thumb_w;
-    memset(wk->acc, 0, (size_t)(oy1 - oy0) * tw * 4 * sizeof(uint64_t));
-    int64_t ly_a = level_start(oy0, r->ky, r->level_h);
-    int64_t ly_b = oy1 == r->L.thumb_h ? r->level_h : level_start(oy1, r->ky, r->level_h);
-    for (int64_t ly = ly_a; ly < ly_b; ly += r->strip_rows) {
-        int64_t h = TH_MIN((int64_t)r->strip_rows, ly_b - ly);
-        for (int ox0 = 0; ox0 < tw; ox0 += r->chunk_cols) {
-            int ox1 = TH_MIN(ox0 + r->chunk_cols, tw);
-            int64_t lx_a = level_start(ox0, r->kx, r->level_w);
-            int64_t lx_b = ox1 == tw ? r->level_w : level_start(ox1, r->kx, r->level_w);
-            if (lx_b <= lx_a) {
-                continue;
-            }
-            if ((lx_b - lx_a) * h > r->region_cap) {
-                th_error_set(err, "internal error: region %" PRId64 "×%" PRId64 " too large",
-                             lx_b - lx_a, h);
-                return false;
-            }
-            int64_t x0 = llround((double)lx_a * r->ds), y0 = llround((double)ly * r->ds);
-            if (!th_slide_read_region(r->slide, wk->region, x0, y0, r->level, lx_b - lx_a, h,
-                                      err)) {
-                th_error_prefix(err, "reading the slide at %" PRId64 ",%" PRId64 ": ", x0, y0);
-                return false;
-            }
-            accumulate(r, wk, lx_a, ly, lx_b - lx_a, h, ox0, ox1, oy0, oy1);
+        for (int j = 0; j < rows; j++) {
+            memcpy(wk->band + ((size_t)j * r->L.image_w + ox0) * 3,
+                   wk->chunk + (size_t)j * cw * 3, (size_t)cw * 3);
         }
     }
     return true;
-}
-
-// Thumbnail row oy (band row j): the averaged slide, then the overlay.
-static void compose_row(const render *r, worker *w, int oy, int j)
-{
-    const uint64_t *acc = w->acc + (size_t)j * r->L.thumb_w * 4; // (thumb_w, 4)
-    uint8_t *row = w->band + (size_t)j * r->L.image_w * 3;       // (image_w, 3)
-    for (int ox = 0; ox < r->L.thumb_w; ox++) {
-        const uint64_t *a = acc + (size_t)ox * 4;
-        uint8_t *px = row + (size_t)ox * 3;
-        for (int ch = 0; ch < 3; ch++) {
-            px[ch] = a[3] ? (uint8_t)((a[ch] + a[3] / 2) / a[3]) : 255;
-        }
-    }
-    th_overlay_row(&r->ov, &w->cache, &r->rows[oy], r->cols, r->L.thumb_w, row);
 }
 
 // Render output rows y0 .. y0+h-1 into the worker's band.
@@ -829,11 +760,12 @@ static bool render_band(const render *r, worker *w, int y0, int h, th_error **er
     memset(w->band, 255, (size_t)h * r->L.image_w * 3);
     int ty1 = TH_MIN(y0 + h, r->L.thumb_h);
     if (y0 < ty1) {
-        if (!downsample(r, w, y0, ty1, err)) {
+        if (!read_thumbnail(r, w, y0, ty1, err)) {
             return false;
         }
-        for (int oy = y0; oy < ty1; oy++) {
-            compose_row(r, w, oy, oy - y0);
+        for (int oy = y0; oy < ty1; oy++) { // the overlay on the slide
+            th_overlay_row(&r->ov, &w->cache, &r->rows[oy], r->cols, r->L.thumb_w,
+                           w->band + (size_t)(oy - y0) * r->L.image_w * 3);
         }
     }
     th_band band = {.rgb = w->band, .w = r->L.image_w, .h = h, .y0 = y0};

@@ -53,6 +53,14 @@ static void add_tiles(cJSON *root, const th_result *r)
     cJSON_AddNumberToObject(tile, "stride", r->grid.stride_x);
     cJSON_AddStringToObject(tile, "edge", r->grid.edge_pad ? "pad" : "ignore");
     cJSON_AddStringToObject(tile, "cam", th_cam_mode_name(r->cam_mode));
+    cJSON_AddStringToObject(tile, "precision", th_precision_name(r->opt.precision));
+    if (r->int8.tiles > 0) {
+        cJSON *c = cJSON_AddObjectToObject(tile, "int8_check");
+        cJSON_AddNumberToObject(c, "calibration_tiles", r->int8.tiles);
+        cJSON_AddNumberToObject(c, "max_percent_difference", round4(r->int8.percent));
+        cJSON_AddNumberToObject(c, "top_class_agreement", round4(r->int8.agreement));
+        cJSON_AddNumberToObject(c, "min_cam_correlation", round4(r->int8.correlation));
+    }
     cJSON_AddNumberToObject(tile, "cam_width", r->cam_w);
     cJSON_AddNumberToObject(tile, "cam_height", r->cam_h);
     cJSON *tiles = cJSON_AddObjectToObject(root, "tiles");
@@ -79,6 +87,7 @@ static void add_performance(cJSON *root, const th_result *r, const th_report_inf
         cJSON_AddNumberToObject(stages, info->stages[i].name, round4(info->stages[i].seconds));
     }
     cJSON_AddNumberToObject(perf, "threads", r->threads);
+    cJSON_AddNumberToObject(perf, "trunk_area", round4(r->trunk_area));
     if (info && info->peak_rss > 0) {
         cJSON_AddNumberToObject(perf, "peak_rss_bytes", (double)info->peak_rss);
     }
@@ -299,6 +308,7 @@ static void add_run_options(cJSON *root, const th_result *r, const th_report_inf
     cJSON_AddNumberToObject(opt, "stride", r->grid.stride_x);
     cJSON_AddStringToObject(opt, "edge", o->edge_pad ? "pad" : "ignore");
     cJSON_AddStringToObject(opt, "cam", th_cam_mode_name(o->cam));
+    cJSON_AddStringToObject(opt, "precision", th_precision_name(o->precision));
     if (o->roi_w > 0) {
         double roi[4] = {(double)o->roi_x, (double)o->roi_y, (double)o->roi_w, (double)o->roi_h};
         cJSON_AddItemToObject(opt, "roi", cJSON_CreateDoubleArray(roi, 4));

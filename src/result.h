@@ -12,6 +12,14 @@
 #define TH_MAX_WARNINGS 4
 #define TH_WARNING_LEN 320
 
+/* int8 against float32 on the calibration sample (tiles 0: a float32 run). */
+typedef struct th_int8_check {
+    int tiles;          /* tiles the activation ranges were measured on */
+    double percent;     /* largest per-class percentage difference, points */
+    double agreement;   /* share of the tiles whose top class is the same */
+    double correlation; /* least Pearson correlation of a class's CAM cells */
+} th_int8_check;
+
 struct th_result {
     th_grid grid;
     int n_classes;
@@ -29,6 +37,9 @@ struct th_result {
     th_run_options opt;     /* the options of the run (progress pointers not used after it) */
     int threads;            /* worker threads used */
     th_cam_mode cam_mode;   /* what the run used (opt.cam is what was asked for) */
+    th_int8_check int8;     /* int8: the calibration sample, and int8 against float32 on it */
+    double trunk_area;      /* model pixels the trunk ran over per pixel of the tiles run (1 in
+                               tile mode; seam-free adds margins, receptive fields, glass) */
     th_stage stages[TH_MAX_STAGES]; /* wall seconds per stage of the run */
     int n_stages;
     char warnings[TH_MAX_WARNINGS][TH_WARNING_LEN]; /* what the caller should tell the user */

@@ -25,7 +25,25 @@
 #include "tissue.h"
 
 #define WAVE_TILES 256 // tiles per wave: their CAMs wait in slots until added in order
-#define UNIT_ROWS 8 // seam-free units: rows of tiles down a strip at most, for threads to share
+// Seam-free units: rows of tiles down a strip at most, for threads to share. Each unit reads the
+// receptive field above and below it once, so units are as tall as UNIT_ROWS_MAX allows while
+// there are UNIT_MIN of them, down to UNIT_ROWS_MIN (the cut depends on the slide, never on the
+// thread count).
+#define UNIT_ROWS_MAX 32
+#define UNIT_ROWS_MIN 8
+#define UNIT_MIN 16
+// int8: the activation ranges come from this many of the run's tiles at most, evenly spaced in
+// tile order (the same sample for any thread count).
+#define CALIBRATION_TILES 16
+// The bar int8 must clear against float32 on those tiles (issue 18), or the run warns.
+#define INT8_PERCENT 0.5
+#define INT8_AGREEMENT 0.98
+#define INT8_CORRELATION 0.98
+
+const char *th_precision_name(th_precision precision)
+{
+    return precision == TH_PRECISION_INT8 ? "int8" : "fp32";
+}
 
 void th_run_options_init(th_run_options *opt)
 {
@@ -83,10 +101,12 @@ typedef struct run_ctx {
     _Atomic(th_error *) first_error; // the first failure, published by compare-and-exchange
     atomic_llong done;
     atomic_flag reporting; // held by the thread calling the progress callback
+    th_engine *int8;      // int8: the engine calibrated for this run (owned), else NULL
     th_stream *stream;    // seam-free: the plan for this grid's strips (NULL in tile mode)
     bool stream_owned;    // ... made for this run alone (stream_release frees it)
     int n_strips;         // ... and the number of strips across the grid
     double sec[3];        // thread-seconds reading, in inference, computing CAMs (summed after)
+    int64_t trunk_pixels; // seam-free: model pixels run through the trunk (summed after)
 } run_ctx;
 
 // Count a tile done and tell the progress callback, from whichever thread is free to: the
@@ -496,7 +516,9 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
                         char *why, size_t why_len, double *sec, th_error **err)
 {
     why[0] = 0;
-    if (opt->cam == TH_CAM_SEAMLESS) {
+    if (opt->cam == TH_CAM_SEAMLESS && opt->precision == TH_PRECISION_INT8) {
+        snprintf(why, why_len, "int8 runs isolated tiles in this version");
+    } else if (opt->cam == TH_CAM_SEAMLESS) {
         stream_refusal(r, rn->model, why, why_len);
     }
     r->cam_mode = opt->cam == TH_CAM_SEAMLESS && !why[0] ? TH_CAM_SEAMLESS : TH_CAM_TILE;
@@ -505,6 +527,170 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
     }
     int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &ctx->n_strips);
     return (ctx->stream = runner_stream(rn, width, &ctx->stream_owned, sec, err)) != NULL;
+}
+
+// The sample tiles of an int8 run through `engine`: tile k's logits and CAM into its slots, and
+// (when act_max is not NULL, a float32 engine) each layer's largest output into act_max. Errors
+// in sample order do not matter: the first one found is reported.
+static bool sample_pass(const th_result *r, run_ctx *ctx, const th_engine *engine, int n,
+                        float *act_max, float *logits, float *cams, th_error **err)
+{
+    const th_model *m = ctx->model;
+    const int nc = r->n_classes;
+    const size_t cells = (size_t)r->cam_w * r->cam_h;
+    _Atomic(th_error *) first = NULL;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(TH_MIN(th_threads(ctx->opt->threads), TH_MAX(n, 1)))
+#endif
+    {
+        th_error *e = NULL;
+        float *mine = act_max ? th_calloc(TH_MAX(m->n_layers, 1), sizeof(float), &e) : NULL;
+        th_engine_ws *ws = mine || !act_max ? th_engine_ws_new(engine, &e) : NULL;
+        size_t region = th_grid_scratch_size(&r->grid);
+        uint8_t *rgb = ws ? th_malloc((size_t)r->grid.tile_w * r->grid.tile_h * 3, &e) : NULL;
+        uint8_t *src = rgb && region ? th_malloc(region, &e) : NULL;
+        float *feat = rgb ? th_malloc(sizeof(float) * engine->feat_c * cells, &e) : NULL;
+        bool ok = feat && (src || !region);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic)
+#endif
+        for (int k = 0; k < n; k++) {
+            int64_t t = (int64_t)k * r->n_tiles / n;
+            float *lg = logits + (size_t)k * nc;
+            ok = ok &&
+                 th_grid_read_tile(&r->grid, ctx->slide, r->tile_col[t], r->tile_row[t], rgb, src,
+                                   &e) &&
+                 (act_max ? th_engine_calibrate(engine, ws, rgb, mine, lg, feat, &e)
+                          : th_engine_forward(engine, ws, rgb, lg, NULL, feat, &e));
+            if (ok) {
+                th_cam_compute(feat, engine->feat_c, r->cam_h, r->cam_w, m->dense_w, nc,
+                               cams + (size_t)k * nc * cells);
+            }
+        }
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+        {
+            for (int i = 0; mine && i < m->n_layers; i++) {
+                act_max[i] = fmaxf(act_max[i], mine[i]); // a maximum: the same in any order
+            }
+            th_error *expected = NULL;
+            if (e && !atomic_compare_exchange_strong(&first, &expected, e)) {
+                th_error_free(e);
+            }
+        }
+        th_free(feat);
+        th_free(src);
+        th_free(rgb);
+        th_engine_ws_free(ws);
+        th_free(mine);
+    }
+    th_error *e = atomic_load(&first);
+    if (e) {
+        th_error_propagate(err, &e);
+        return false;
+    }
+    return true;
+}
+
+// How far int8 is from float32 on the sample (f: float32's logits and CAMs, q: int8's):
+// the largest per-class percentage difference, the share of tiles whose top class agrees, the
+// least CAM correlation (Pearson, over every cell of the sample) of any class.
+static bool int8_check(const th_result *r, int n, const float *lf, const float *lq,
+                       const float *cf, const float *cq, th_int8_check *c, th_error **err)
+{
+    const int nc = r->n_classes;
+    const size_t cells = (size_t)r->cam_w * r->cam_h;
+    float *pf = th_malloc(sizeof(float) * 2 * nc, err), *pq = pf + nc;
+    double *sum = pf ? th_calloc(nc, sizeof(double), err) : NULL;
+    if (!sum) {
+        th_free(pf);
+        return false;
+    }
+    int agree = 0;
+    for (int k = 0; k < n; k++) {
+        th_kernel_softmax(lf + (size_t)k * nc, nc, pf);
+        th_kernel_softmax(lq + (size_t)k * nc, nc, pq);
+        int bf = 0, bq = 0;
+        for (int j = 0; j < nc; j++) {
+            sum[j] += (double)pq[j] - pf[j];
+            bf = pf[j] > pf[bf] ? j : bf;
+            bq = pq[j] > pq[bq] ? j : bq;
+        }
+        agree += bf == bq;
+    }
+    c->tiles = n;
+    c->percent = 0;
+    c->agreement = n ? (double)agree / n : 1;
+    c->correlation = 1;
+    for (int j = 0; j < nc; j++) {
+        c->percent = fmax(c->percent, fabs(100.0 * sum[j] / TH_MAX(n, 1)));
+        double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0, cnt = (double)n * cells;
+        for (int k = 0; k < n; k++) {
+            const float *x = cf + ((size_t)k * nc + j) * cells, *y = cq + ((size_t)k * nc + j) * cells;
+            for (size_t i = 0; i < cells; i++) {
+                sx += x[i];
+                sy += y[i];
+                sxx += (double)x[i] * x[i];
+                syy += (double)y[i] * y[i];
+                sxy += (double)x[i] * y[i];
+            }
+        }
+        double vx = sxx / cnt - sx / cnt * sx / cnt, vy = syy / cnt - sy / cnt * sy / cnt;
+        double rho = vx > 0 && vy > 0 ? (sxy / cnt - sx / cnt * sy / cnt) / sqrt(vx * vy) : 1;
+        c->correlation = fmin(c->correlation, rho);
+    }
+    th_free(sum);
+    th_free(pf);
+    return true;
+}
+
+// int8: a fixed sample of the run's tiles (CALIBRATION_TILES evenly spaced in tile order)
+// through the float32 engine gives each layer's largest output; the int8 engine is planned on
+// those ranges (ctx->int8, which the run then uses) and run on the same sample, and what it
+// changes there is measured (r->int8) and, past issue 18's bar, said in a warning.
+static bool calibrate(th_runner *rn, th_result *r, run_ctx *ctx, th_error **err)
+{
+    const th_model *m = rn->model;
+    const int nc = r->n_classes;
+    const size_t cells = (size_t)r->cam_w * r->cam_h;
+    int n = (int)TH_MIN(r->n_tiles, (int64_t)CALIBRATION_TILES);
+    float *act_max = th_calloc(TH_MAX(m->n_layers, 1), sizeof(float), err);
+    float *lg = act_max ? th_malloc(sizeof(float) * 2 * n * nc + 1, err) : NULL;
+    float *cam = lg ? th_malloc(sizeof(float) * 2 * n * nc * cells + 1, err) : NULL;
+    bool ok = cam && sample_pass(r, ctx, ctx->engine, n, act_max, lg, cam, err);
+    if (ok) {
+        int outer = plan_threads_begin(rn);
+        ctx->int8 = th_engine_new_int8(m, rn->tile_w, rn->tile_h, act_max, err);
+        plan_threads_end(outer);
+        ok = ctx->int8 &&
+             sample_pass(r, ctx, ctx->int8, n, NULL, lg + (size_t)n * nc, cam + (size_t)n * nc * cells,
+                         err);
+    }
+    ok = ok && int8_check(r, n, lg, lg + (size_t)n * nc, cam, cam + (size_t)n * nc * cells,
+                          &r->int8, err);
+    if (ok) {
+        ctx->engine = ctx->int8;
+        const th_int8_check *c = &r->int8;
+        // One flip in a small sample is a tile on a class boundary, not a trend: the agreement
+        // bar allows it.
+        double flips = (1 - c->agreement) * c->tiles;
+        if (c->percent > INT8_PERCENT || c->correlation < INT8_CORRELATION ||
+            flips > TH_MAX(1.0, floor((1 - INT8_AGREEMENT) * c->tiles)) + 1e-9) {
+            th_result_add_warning(r, "int8 is further from float32 than it should be on the %d "
+                                     "calibration tiles (percentages by up to %.2f points, the "
+                                     "top class the same on %.0f %%, CAM correlation %.3f): use "
+                                     "--precision fp32",
+                                  c->tiles, c->percent, 100 * c->agreement, c->correlation);
+        }
+    }
+    th_free(cam);
+    th_free(lg);
+    th_free(act_max);
+    if (!ok) {
+        th_error_prefix(err, "int8 calibration: ");
+    }
+    return ok;
 }
 
 // The grid, the CAM mode and what it runs on (into ctx), the tissue mask, and a result with the
@@ -550,6 +736,14 @@ static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt
     }
     plan_tiles(r, r->tissue, opt->min_tissue);
     th_result_add_stage(r, "tissue", th_engine_clock() - t0);
+    if (opt->precision == TH_PRECISION_INT8 && r->n_tiles > 0) {
+        t0 = th_engine_clock();
+        if (!calibrate(rn, r, ctx, err)) {
+            th_result_free(r);
+            return NULL;
+        }
+        th_result_add_stage(r, "int8 calibration", th_engine_clock() - t0);
+    }
     add_warnings(r, rn->model);
     if (why[0]) {
         th_result_add_warning(r, "tiles run one by one (--cam tile): %s", why);
@@ -563,8 +757,6 @@ static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt
 typedef struct stream_thread {
     run_ctx *ctx;
     th_stream_ws *ws;
-    float *gap; // (feat_c)
-    float *cam; // (n_classes, cam_h, cam_w)
     double cam_sec;
 } stream_thread;
 
@@ -585,7 +777,8 @@ static int64_t find_tile(const th_result *r, int col, int row)
 
 // A tile's features are in: its probabilities (the dense layer over the mean of its cells) and
 // its CAM. Tiles do not overlap, so its cells of the grid are its own.
-static bool stream_tile(void *user, int col, int row, const float *feat, th_error **err)
+static bool stream_tile(void *user, int col, int row, const float *means, const float *cam,
+                        th_error **err)
 {
     stream_thread *st = user;
     run_ctx *ctx = st->ctx;
@@ -598,11 +791,9 @@ static bool stream_tile(void *user, int col, int row, const float *feat, th_erro
     const th_model *m = ctx->model;
     int nc = r->n_classes;
     float *logits = r->logits + (size_t)t * nc, *probs = r->probs + (size_t)t * nc;
-    th_kernel_gap(feat, m->feat_c, r->cam_h, r->cam_w, st->gap);
-    th_kernel_dense(st->gap, m->feat_c, m->dense_w, m->dense_b, nc, logits);
+    th_kernel_dense(means, m->feat_c, m->dense_w, m->dense_b, nc, logits);
     th_kernel_softmax(logits, nc, probs);
-    th_cam_compute(feat, m->feat_c, r->cam_h, r->cam_w, m->dense_w, nc, st->cam);
-    if (!th_camgrid_add(&r->cams, col, row, st->cam, err)) {
+    if (!th_camgrid_add(&r->cams, col, row, cam, err)) {
         int64_t x, y, w, h;
         th_grid_tile_rect(&r->grid, col, row, &x, &y, &w, &h);
         th_error_prefix(err, "tile at %lld,%lld: ", (long long)x, (long long)y);
@@ -614,16 +805,14 @@ static bool stream_tile(void *user, int col, int row, const float *feat, th_erro
 }
 
 // The units shared among the threads, each thread with its own buffers.
-static void stream_worker(run_ctx *ctx, const th_stream *s, const th_stream_unit *units,
+static void stream_worker(run_ctx *ctx, const th_stream *s, th_stream_unit *const *units,
                           int64_t n_units)
 {
     th_error *err = NULL;
     const th_result *r = ctx->result;
     stream_thread st = {.ctx = ctx};
     st.ws = th_stream_ws_new(s, &r->grid, &err);
-    st.gap = th_malloc(sizeof(float) * s->feat_c, &err);
-    st.cam = th_malloc(sizeof(float) * r->n_classes * r->cam_h * r->cam_w, &err);
-    if (!st.ws || !st.gap || !st.cam) {
+    if (!st.ws) {
         publish_error(ctx, &err);
     }
     double t0 = th_engine_clock();
@@ -634,7 +823,7 @@ static void stream_worker(run_ctx *ctx, const th_stream *s, const th_stream_unit
         if (atomic_load(&ctx->failed)) {
             continue;
         }
-        if (!th_stream_run_unit(s, st.ws, ctx->slide, &r->grid, &units[u], stream_tile, &st,
+        if (!th_stream_run_unit(s, st.ws, ctx->slide, &r->grid, units[u], stream_tile, &st,
                                 ctx->opt->cancel, &err)) {
             publish_error(ctx, &err);
         }
@@ -647,10 +836,18 @@ static void stream_worker(run_ctx *ctx, const th_stream *s, const th_stream_unit
         ctx->sec[0] += read;
         ctx->sec[1] += th_engine_clock() - t0 - st.cam_sec - read;
         ctx->sec[2] += st.cam_sec;
+        ctx->trunk_pixels += st.ws ? th_stream_ws_pixels(st.ws) : 0;
     }
-    th_free(st.cam);
-    th_free(st.gap);
     th_stream_ws_free(st.ws);
+}
+
+// Largest first, then in order: the last units the threads take are short.
+static int cmp_unit_size(const void *a, const void *b)
+{
+    const th_stream_unit *u = *(th_stream_unit *const *)a, *v = *(th_stream_unit *const *)b;
+    int64_t su = (int64_t)(u->row1 - u->row0 + 1) * u->cols;
+    int64_t sv = (int64_t)(v->row1 - v->row0 + 1) * v->cols;
+    return su != sv ? (su < sv) - (su > sv) : (u > v) - (u < v);
 }
 
 // Every tile of the result through the seam-free trunk.
@@ -659,14 +856,30 @@ static bool run_stream(run_ctx *ctx, th_error **err)
     th_result *r = ctx->result;
     th_stream_unit *units = NULL;
     int64_t n_units = 0;
-    if (!th_stream_units(r->grid.cols, ctx->n_strips, r->tile_col, r->tile_row, r->n_tiles,
-                         UNIT_ROWS, &units, &n_units, err)) {
+    for (int rows = UNIT_ROWS_MAX;; rows /= 2) {
+        th_free(units);
+        if (!th_stream_units(r->grid.cols, ctx->n_strips, r->tile_col, r->tile_row, r->n_tiles,
+                             rows, &units, &n_units, err)) {
+            return false;
+        }
+        if (n_units >= UNIT_MIN || rows <= UNIT_ROWS_MIN) {
+            break;
+        }
+    }
+    th_stream_unit **order = th_malloc(sizeof(*order) * TH_MAX(n_units, 1), err);
+    if (!order) {
+        th_free(units);
         return false;
     }
+    for (int64_t u = 0; u < n_units; u++) {
+        order[u] = &units[u];
+    }
+    qsort(order, (size_t)n_units, sizeof(*order), cmp_unit_size);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(r->threads)
 #endif
-    stream_worker(ctx, ctx->stream, units, n_units);
+    stream_worker(ctx, ctx->stream, order, n_units);
+    th_free(order);
     th_free(units);
     return true;
 }
@@ -733,13 +946,17 @@ th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_option
     th_result_add_stage(result, "tiles: reading (thread-s)", ctx.sec[0]);
     th_result_add_stage(result, "tiles: inference (thread-s)", ctx.sec[1]);
     th_result_add_stage(result, "tiles: CAM (thread-s)", ctx.sec[2]);
+    double tile_pixels = (double)result->n_tiles * result->grid.tile_w * result->grid.tile_h;
+    result->trunk_area = !ctx.stream ? 1 : tile_pixels > 0 ? ctx.trunk_pixels / tile_pixels : 0;
     th_result_add_stage(result, "summary", th_engine_clock() - t1);
     th_free(ctx.wave_cam);
     stream_release(ctx.stream, ctx.stream_owned);
+    th_engine_free(ctx.int8);
     return result;
 fail:
     th_free(ctx.wave_cam);
     stream_release(ctx.stream, ctx.stream_owned);
+    th_engine_free(ctx.int8);
     th_result_free(result);
     return NULL;
 }

@@ -318,15 +318,24 @@ struct th_stream_ws {
     int64_t band_y;
     int band_n;
     uint8_t *scratch;   // resampling source for a read
-    float *feats;       // (strip_tiles, feat_c, cam_h, cam_w) the current row of tiles
+    double *sums;       // (strip_tiles, feat_c) the current row of tiles' feature sums so far
+    float *cams;        // (strip_tiles, n_classes, cam_h, cam_w) their CAMs so far
+    float *means;       // (feat_c) a finished tile's feature means
     int n_groups;
     int *fill;          // (n_groups) rows in group g >= 1's window
+    int64_t *wanted;    // (n_groups) input rows group g >= 1 still needs for the unit's last cell
     double read_sec;    // seconds spent reading the slide
+    int64_t pixels;     // model pixels group 0 took in (new rows × strip width)
 };
 
 double th_stream_ws_read_seconds(const th_stream_ws *ws)
 {
     return ws->read_sec;
+}
+
+int64_t th_stream_ws_pixels(const th_stream_ws *ws)
+{
+    return ws->pixels;
 }
 
 th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error **err)
@@ -341,11 +350,14 @@ th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error
     size_t scratch = th_grid_rect_scratch_size(grid, s->width, w->band_cap);
     bool ok = (w->ws = th_calloc(TH_MAX(s->n_groups, 1), sizeof(*w->ws), err)) &&
               (w->fill = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int), err)) &&
+              (w->wanted = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int64_t), err)) &&
               (w->band = th_malloc((size_t)w->band_cap * s->width * 3, err)) &&
               (!scratch || (w->scratch = th_malloc(scratch, err))) &&
-              (w->feats = th_malloc(sizeof(float) * s->strip_tiles * s->feat_c * s->cam_h *
-                                        s->cam_w,
-                                    err));
+              (w->sums = th_malloc(sizeof(double) * s->strip_tiles * s->feat_c, err)) &&
+              (w->cams = th_malloc(sizeof(float) * s->strip_tiles * s->model->n_classes *
+                                       s->cam_h * s->cam_w,
+                                   err)) &&
+              (w->means = th_malloc(sizeof(float) * s->feat_c, err));
     for (int g = 0; ok && g < s->n_groups; g++) {
         ok = (w->ws[g] = th_engine_ws_new(s->groups[g].engine, err)) != NULL;
     }
@@ -366,9 +378,12 @@ void th_stream_ws_free(th_stream_ws *w)
     }
     th_free(w->ws);
     th_free(w->fill);
+    th_free(w->wanted);
     th_free(w->band);
     th_free(w->scratch);
-    th_free(w->feats);
+    th_free(w->sums);
+    th_free(w->cams);
+    th_free(w->means);
     th_free(w);
 }
 
@@ -408,26 +423,53 @@ typedef struct sink {
     void *user;
 } sink;
 
-// The last group's run: its step_rows cell rows into the row of tiles; a finished row of tiles
-// goes to tile_fn.
+// The last group's run: its step_rows cell rows are added to the feature sums and written into
+// the CAMs of the row of tiles; a finished row of tiles goes to tile_fn. Each tile's sums run
+// over its cells in row-major order and each CAM cell over the channels in order, as
+// th_kernel_gap and th_cam_compute do on a tile's feature map: the same bits, without copying the
+// features out.
 static bool emit_rows(const th_stream *s, th_stream_ws *w, sink *k, const float *out,
                       th_error **err)
 {
-    const int C = s->feat_c, ch = s->cam_h, cw = s->cam_w;
+    const th_model *m = s->model;
+    const int C = s->feat_c, nc = m->n_classes, ch = s->cam_h, cw = s->cam_w;
     const int off = s->margin / s->cell; // the unit's first tile's first cell column
     const int w_out = s->groups[s->n_groups - 1].w_out;
+    const size_t plane = (size_t)s->step_rows * w_out; // a channel of the output: (rows, w_out)
     for (int i = 0; i < s->step_rows && k->next <= k->last; i++, k->next++) {
         int row = (int)(k->next / ch), lr = (int)(k->next - (int64_t)row * ch);
-        for (int t = 0; t < k->unit->cols; t++) {
+        const float *a = out + (size_t)i * w_out + off; // channel 0's row i, at the tile
+        for (int t = 0; t < k->unit->cols; t++, a += cw) {
+            double *sum = w->sums + (size_t)t * C;
             for (int c = 0; c < C; c++) {
-                memcpy(w->feats + (((size_t)t * C + c) * ch + lr) * cw,
-                       out + ((size_t)c * s->step_rows + i) * w_out + off + t * cw,
-                       sizeof(float) * cw);
+                const float *x = a + c * plane;
+                double v = lr ? sum[c] : 0;
+                for (int j = 0; j < cw; j++) {
+                    v += x[j];
+                }
+                sum[c] = v;
+            }
+            for (int cls = 0; cls < nc; cls++) {
+                float *restrict o = w->cams + (((size_t)t * nc + cls) * ch + lr) * cw;
+                const float *wrow = m->dense_w + (size_t)cls * C;
+                memset(o, 0, sizeof(float) * cw);
+                for (int c = 0; c < C; c++) {
+                    const float wk = wrow[c];
+                    const float *restrict x = a + c * plane;
+                    TH_SIMD
+                    for (int j = 0; j < cw; j++) {
+                        o[j] += wk * x[j];
+                    }
+                }
             }
         }
         for (int t = 0; lr == ch - 1 && t < k->unit->cols; t++) {
-            if (!k->tile_fn(k->user, k->unit->col0 + t, row, w->feats + (size_t)t * C * ch * cw,
-                            err)) {
+            const double *sum = w->sums + (size_t)t * C;
+            for (int c = 0; c < C; c++) {
+                w->means[c] = (float)(sum[c] / (double)(ch * cw));
+            }
+            if (!k->tile_fn(k->user, k->unit->col0 + t, row, w->means,
+                            w->cams + (size_t)t * nc * ch * cw, err)) {
                 return false;
             }
         }
@@ -440,7 +482,9 @@ static bool emit_rows(const th_stream *s, th_stream_ws *w, sink *k, const float 
  * group g. Its window, its engine's input, holds 2·pad carried rows and rows_new new ones; the
  * rows go in below those it has; each time it is full the group runs, passes its output on (the
  * last group's to the sink) and carries its last 2·pad rows to the top. A group's first rows are
- * exactly the first its first run reads, so nothing computed is thrown away.
+ * exactly the first its first run reads, so nothing computed is thrown away. Once a group has the
+ * last row the unit needs of it, it runs at once on what it has (the rest of its window zero), so
+ * that the groups before it compute no rows past the unit's receptive field.
  */
 static bool push_rows(const th_stream *s, th_stream_ws *w, sink *k, int g, const float *rows_in,
                       int rows, th_error **err)
@@ -458,13 +502,21 @@ static bool push_rows(const th_stream *s, th_stream_ws *w, sink *k, int g, const
         }
         done += n;
         w->fill[g] += n;
-        if (w->fill[g] < cap) {
+        w->wanted[g] -= n;
+        bool last = w->wanted[g] <= 0;
+        if (w->fill[g] < cap && !last) {
             break;
+        }
+        for (int c = 0; c < blocks && w->fill[g] < cap; c++) {
+            memset(in + c * plane + w->fill[g] * row, 0, sizeof(float) * (cap - w->fill[g]) * row);
         }
         const float *out = th_engine_forward_part(gr->engine, w->ws[g], err);
         if (!out || !(g + 1 < s->n_groups ? push_rows(s, w, k, g + 1, out, gr->rows_out, err)
                                           : emit_rows(s, w, k, out, err))) {
             return false;
+        }
+        if (last) {
+            break; // the rest of the rows are past what the unit needs
         }
         for (int c = 0; c < blocks && carry; c++) {
             memmove(in + c * plane, in + c * plane + gr->rows_new * row,
@@ -489,15 +541,14 @@ bool th_stream_run_unit(const th_stream *s, th_stream_ws *w, th_slide *slide,
     for (int g = G - 1; g > 0; g--) {
         o = o * s->groups[g].pool - s->groups[g].pad;
         end = end * s->groups[g].pool + s->groups[g].pad;
+        w->wanted[g] = end - o;
+        w->fill[g] = 0;
     }
     int64_t y0 = o * g0->pool - g0->pad, y_end = end * g0->pool + g0->pad;
     int64_t x0 = (int64_t)unit->col0 * grid->stride_x - s->margin;
     int n0 = g0->rows_new + 2 * g0->pad;
     sink k = {.unit = unit, .next = first, .last = last, .tile_fn = tile_fn, .user = user};
     w->band_n = 0;
-    for (int g = 0; g < G; g++) {
-        w->fill[g] = 0;
-    }
     for (int64_t y = y0; k.next <= k.last; y += g0->rows_new) {
         if (cancel && *cancel) {
             th_error_set(err, "cancelled");
@@ -510,6 +561,7 @@ bool th_stream_run_unit(const th_stream *s, th_stream_ws *w, th_slide *slide,
         w->read_sec += th_engine_clock() - t0;
         th_kernel_input(w->band + (size_t)(y - w->band_y) * s->width * 3, n0, s->width, s->model,
                         th_engine_input(g0->engine, w->ws[0]));
+        w->pixels += (int64_t)g0->rows_new * s->width;
         const float *out = th_engine_forward_part(g0->engine, w->ws[0], err);
         if (!out || !(G > 1 ? push_rows(s, w, &k, 1, out, g0->rows_out, err)
                             : emit_rows(s, w, &k, out, err))) {

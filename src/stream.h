@@ -81,14 +81,18 @@ th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error
 void th_stream_ws_free(th_stream_ws *ws);
 /* Seconds this thread's units spent reading the slide. */
 double th_stream_ws_read_seconds(const th_stream_ws *ws);
+/* Model pixels this thread's units ran through the trunk (each row once, margins and glass
+ * between tiles included). */
+int64_t th_stream_ws_pixels(const th_stream_ws *ws);
 
-/* Called once per tile of a unit, in row-major order, when all its cells are computed: feat is
- * its (feat_c, cam_h, cam_w) feature map. */
-typedef bool (*th_stream_tile_fn)(void *user, int col, int row, const float *feat,
-                                  th_error **err);
+/* Called once per tile of a unit, in row-major order, when all its cells are computed: means is
+ * its (feat_c) feature means (global average pooling), cam its (n_classes, cam_h, cam_w) CAM, the
+ * same bits as th_kernel_gap and th_cam_compute give on its feature map. */
+typedef bool (*th_stream_tile_fn)(void *user, int col, int row, const float *means,
+                                  const float *cam, th_error **err);
 
 /* Run one unit: read its strip from the slide, push it through the trunk and hand every tile's
- * features to tile_fn. Reads `cancel` before each step (fails with "cancelled"). */
+ * feature means and CAM to tile_fn. Reads `cancel` before each step (fails with "cancelled"). */
 bool th_stream_run_unit(const th_stream *s, th_stream_ws *ws, th_slide *slide,
                         const th_grid *grid, const th_stream_unit *unit, th_stream_tile_fn tile_fn,
                         void *user, const volatile sig_atomic_t *cancel, th_error **err);

@@ -171,19 +171,53 @@ void th_grid_tile_rect(const th_grid *grid, int col, int row, int64_t *x, int64_
     *h = llround(grid->tile_h * grid->scale);
 }
 
-// Level pixels per model pixel when resampling.
-static double level_ratio(const th_grid *g)
+// The grid as a view of its level: model pixel (0, 0) at the tiled area's corner, `scale` level-0
+// pixels a model pixel.
+static th_view grid_view(const th_grid *g)
 {
-    return g->scale / g->downsample;
+    return (th_view){.level = g->level, .downsample = g->downsample, .x0 = (double)g->x0,
+                     .y0 = (double)g->y0, .sx = g->scale, .sy = g->scale,
+                     .resample = g->resample};
+}
+
+size_t th_view_scratch_size(const th_view *v, int w, int h)
+{
+    if (!v->resample) {
+        return 0;
+    }
+    double rx = v->sx / v->downsample, ry = v->sy / v->downsample;
+    return ((size_t)ceil(w * rx) + 2) * ((size_t)ceil(h * ry) + 2) * 3;
+}
+
+bool th_view_read(const th_view *v, th_slide *slide, int64_t ox, int64_t oy, int w, int h,
+                  uint8_t *rgb, float *rgbf, uint8_t *scratch, th_error **err)
+{
+    if (!v->resample) {
+        return th_slide_read_region(slide, rgb, (int64_t)v->x0 + llround((double)ox * v->sx),
+                                    (int64_t)v->y0 + llround((double)oy * v->sy), v->level, w, h,
+                                    err);
+    }
+    // The level region the rectangle covers, in level pixels, and the whole pixels around it.
+    double rx = v->sx / v->downsample, ry = v->sy / v->downsample, ds = v->downsample;
+    double sx = (v->x0 + (double)ox * v->sx) / ds;
+    double sy = (v->y0 + (double)oy * v->sy) / ds;
+    int64_t ix = (int64_t)floor(sx), iy = (int64_t)floor(sy);
+    int64_t iw = (int64_t)ceil(sx + w * rx) - ix;
+    int64_t ih = (int64_t)ceil(sy + h * ry) - iy;
+    iw = TH_MIN(iw, (int64_t)ceil(w * rx) + 2);
+    ih = TH_MIN(ih, (int64_t)ceil(h * ry) + 2);
+    if (!th_slide_read_region(slide, scratch, llround((double)ix * ds), llround((double)iy * ds),
+                              v->level, iw, ih, err)) {
+        return false;
+    }
+    th_resample_area(scratch, iw, ih, sx - (double)ix, sy - (double)iy, rx, ry, rgb, rgbf, w, h);
+    return true;
 }
 
 size_t th_grid_rect_scratch_size(const th_grid *grid, int w, int h)
 {
-    if (!grid->resample) {
-        return 0;
-    }
-    double r = level_ratio(grid);
-    return ((size_t)ceil(w * r) + 2) * ((size_t)ceil(h * r) + 2) * 3;
+    th_view v = grid_view(grid);
+    return th_view_scratch_size(&v, w, h);
 }
 
 size_t th_grid_scratch_size(const th_grid *grid)
@@ -194,26 +228,8 @@ size_t th_grid_scratch_size(const th_grid *grid)
 bool th_grid_read_rect(const th_grid *grid, th_slide *slide, int64_t mx, int64_t my, int w, int h,
                        uint8_t *rgb, uint8_t *scratch, th_error **err)
 {
-    const th_grid *g = grid;
-    if (!g->resample) {
-        return th_slide_read_region(slide, rgb, g->x0 + llround((double)mx * g->scale),
-                                    g->y0 + llround((double)my * g->scale), g->level, w, h, err);
-    }
-    // The level region the rectangle covers, in level pixels, and the whole pixels around it.
-    double r = level_ratio(g), ds = g->downsample;
-    double sx = (g->x0 + (double)mx * g->scale) / ds;
-    double sy = (g->y0 + (double)my * g->scale) / ds;
-    int64_t ix = (int64_t)floor(sx), iy = (int64_t)floor(sy);
-    int64_t iw = (int64_t)ceil(sx + w * r) - ix;
-    int64_t ih = (int64_t)ceil(sy + h * r) - iy;
-    iw = TH_MIN(iw, (int64_t)ceil(w * r) + 2);
-    ih = TH_MIN(ih, (int64_t)ceil(h * r) + 2);
-    if (!th_slide_read_region(slide, scratch, llround((double)ix * ds), llround((double)iy * ds),
-                              g->level, iw, ih, err)) {
-        return false;
-    }
-    th_resample_area(scratch, iw, ih, sx - (double)ix, sy - (double)iy, r, rgb, w, h);
-    return true;
+    th_view v = grid_view(grid);
+    return th_view_read(&v, slide, mx, my, w, h, rgb, NULL, scratch, err);
 }
 
 // Paint white the tile pixels (model pixels) that lie beyond the tiled area's right and bottom
@@ -259,34 +275,49 @@ static double overlap(int64_t p, double a, double b)
     return hi > lo ? hi - lo : 0;
 }
 
+static inline void add_weighted(double acc[3], double *wsum, double wt, const uint8_t *px)
+{
+    acc[0] += wt * px[0];
+    acc[1] += wt * px[1];
+    acc[2] += wt * px[2];
+    *wsum += wt;
+}
+
 void th_resample_area(const uint8_t *src, int64_t sw, int64_t sh, double sx0, double sy0,
-                      double r, uint8_t *dst, int dw, int dh)
+                      double rx, double ry, uint8_t *dst, float *dstf, int dw, int dh)
 {
     for (int j = 0; j < dh; j++) {
-        double ya = sy0 + j * r, yb = ya + r;
+        double ya = sy0 + j * ry, yb = ya + ry;
         int64_t y_lo = TH_CLAMP((int64_t)floor(ya), (int64_t)0, sh - 1);
         int64_t y_hi = TH_CLAMP((int64_t)ceil(yb), y_lo + 1, sh);
         for (int i = 0; i < dw; i++) {
-            double xa = sx0 + i * r, xb = xa + r;
+            double xa = sx0 + i * rx, xb = xa + rx;
             int64_t x_lo = TH_CLAMP((int64_t)floor(xa), (int64_t)0, sw - 1);
             int64_t x_hi = TH_CLAMP((int64_t)ceil(xb), x_lo + 1, sw);
             double acc[3] = {0, 0, 0}, wsum = 0;
+            // Pixels strictly inside the box overlap it by exactly 1: only the two edge columns
+            // need overlap().
+            double w_first = overlap(x_lo, xa, xb), w_last = overlap(x_hi - 1, xa, xb);
             for (int64_t y = y_lo; y < y_hi; y++) {
                 double wy = overlap(y, ya, yb);
                 const uint8_t *line = src + (size_t)y * sw * 3; // (sw, 3)
-                for (int64_t x = x_lo; x < x_hi; x++) {
-                    double wt = wy * overlap(x, xa, xb);
-                    acc[0] += wt * line[x * 3];
-                    acc[1] += wt * line[x * 3 + 1];
-                    acc[2] += wt * line[x * 3 + 2];
-                    wsum += wt;
+                add_weighted(acc, &wsum, wy * w_first, line + x_lo * 3);
+                for (int64_t x = x_lo + 1; x < x_hi - 1; x++) {
+                    add_weighted(acc, &wsum, wy, line + x * 3); // wy · 1
+                }
+                if (x_hi - 1 > x_lo) {
+                    add_weighted(acc, &wsum, wy * w_last, line + (x_hi - 1) * 3);
                 }
             }
-            uint8_t *px = dst + ((size_t)j * dw + i) * 3;
+            size_t at = ((size_t)j * dw + i) * 3;
+            const uint8_t *near = src + ((size_t)y_lo * sw + x_lo) * 3;
             for (int ch = 0; ch < 3; ch++) {
                 // Boxes clamped away entirely (past the source) take the nearest pixel.
-                px[ch] = wsum > 0 ? (uint8_t)lrint(acc[ch] / wsum)
-                                  : src[((size_t)y_lo * sw + x_lo) * 3 + ch];
+                if (dst) {
+                    dst[at + ch] = wsum > 0 ? (uint8_t)lrint(acc[ch] / wsum) : near[ch];
+                } else {
+                    dstf[at + ch] = wsum > 0 ? (float)(acc[ch] / wsum) : near[ch];
+                }
             }
         }
     }

@@ -64,10 +64,30 @@ size_t th_grid_rect_scratch_size(const th_grid *grid, int w, int h);
 bool th_grid_read_tile(const th_grid *grid, th_slide *slide, int col, int row, uint8_t *rgb,
                        uint8_t *scratch, th_error **err);
 
+/* A slide seen at a scale: output pixel (i, j) is the area average of `level` over the level-0
+ * box [x0 + i·sx, x0 + (i + 1)·sx) × [y0 + j·sy, y0 + (j + 1)·sy), or, when !resample (sx = sy =
+ * the level's downsample), the level pixel at its corner. The tiler, the renderer and tissue
+ * detection all read through one. */
+typedef struct th_view {
+    int level;
+    double downsample; /* of the level */
+    double x0, y0;     /* level-0 corner of output pixel (0, 0) */
+    double sx, sy;     /* level-0 pixels per output pixel */
+    bool resample;
+} th_view;
+
+/* Read output pixels [ox, ox + w) × [oy, oy + h) of the view as h×w RGB: bytes into rgb, or
+ * (rgb NULL, a resampling view) the unrounded means into rgbf. scratch: th_view_scratch_size
+ * bytes. Pixels outside the slide are white. */
+bool th_view_read(const th_view *v, th_slide *slide, int64_t ox, int64_t oy, int w, int h,
+                  uint8_t *rgb, float *rgbf, uint8_t *scratch, th_error **err);
+size_t th_view_scratch_size(const th_view *v, int w, int h);
+
 /* Area-average resample: dst pixel (i, j) is the mean of the source over the box
- * [sx0 + i·r, sx0 + (i+1)·r) × [sy0 + j·r, sy0 + (j+1)·r), weighted by overlap (a box filter
- * that also serves r < 1). src (sh, sw, 3), dst (dh, dw, 3); boxes are clamped to the source. */
+ * [sx0 + i·rx, sx0 + (i+1)·rx) × [sy0 + j·ry, sy0 + (j+1)·ry), weighted by overlap (a box filter
+ * that also serves r < 1), rounded into dst, or unrounded into dstf when dst is NULL. src
+ * (sh, sw, 3), dst (dh, dw, 3); boxes are clamped to the source. */
 void th_resample_area(const uint8_t *src, int64_t sw, int64_t sh, double sx0, double sy0,
-                      double r, uint8_t *dst, int dw, int dh);
+                      double rx, double ry, uint8_t *dst, float *dstf, int dw, int dh);
 
 #endif

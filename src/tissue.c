@@ -7,6 +7,7 @@
 
 #include "png-bands.h"
 #include "slide.h"
+#include "tiler.h"
 #include "tissue.h"
 
 /*
@@ -52,25 +53,6 @@
 #define VISITED 0x80    // flag in mask bytes while components are labelled
 #define DILATE_MAX 63   // largest dilation radius in mask pixels
 
-// How one level pixel, along one axis, spreads over the mask pixels (at most two of them, since
-// the level is never coarser than the mask).
-typedef struct axis_w {
-    int c;       // first mask pixel it overlaps
-    double a, b; // overlap in level-0 pixels with mask pixels c and c + 1
-} axis_w;
-
-// One band's reader: it owns mask rows [m0, m1) and reads every level row that touches them.
-typedef struct reader {
-    th_tissue *t;
-    const axis_w *cols; // (level_w) column weights, shared
-    double *acc;        // (2, w, 4): weighted R, G, B and total weight of mask rows cur, cur + 1
-    int cur;            // the mask row held in acc[0]
-    int m0, m1;         // the band's mask rows
-    int64_t hist[256];  // saturation histogram of the band's mask pixels
-    int64_t luma[256];  // luminance histogram of the band's mask pixels
-    th_error *err;      // the band's failure
-} reader;
-
 // A growable ring buffer of pixel indices, for breadth-first flood fills.
 typedef struct fifo {
     uint32_t *buf; // (cap)
@@ -91,27 +73,10 @@ static void plan_grid(th_tissue *t, int64_t w0, int64_t h0, double mpp0, double 
     *um_px = s * mpp;
 }
 
-// Level pixel i covers [i ds, (i + 1) ds) ∩ [0, extent) in level-0 pixels; mask pixel c covers
-// [c step, (c + 1) step).
-static axis_w axis_weight(int64_t i, double ds, double extent, double step, int n)
+// Saturation (0-255) of an averaged pixel; 0 for ink and dark pixels.
+static uint8_t saturation(const float *p)
 {
-    double lo = (double)i * ds, hi = TH_MIN((double)(i + 1) * ds, extent);
-    axis_w r = {(int)TH_MIN(lo / step, (double)(n - 1)), 0, 0};
-    if (hi > lo) {
-        double edge = (r.c + 1) * step;
-        r.a = TH_MIN(hi, edge) - lo;
-        r.b = r.c + 1 < n ? TH_MAX(0.0, hi - edge) : 0;
-    }
-    return r;
-}
-
-// Saturation (0-255) of an accumulated pixel (R, G, B, weight); 0 for ink, dark and empty pixels.
-static uint8_t saturation(const double *p)
-{
-    if (p[3] <= 0) {
-        return 0;
-    }
-    double r = p[0] / p[3], g = p[1] / p[3], b = p[2] / p[3];
+    double r = p[0], g = p[1], b = p[2];
     double mx = fmax(r, fmax(g, b)), mn = fmin(r, fmin(g, b));
     if (mx < DARK_MAX || g > r + PEN_MARGIN) {
         return 0;
@@ -119,151 +84,86 @@ static uint8_t saturation(const double *p)
     return (uint8_t)lround((mx - mn) / mx * 255);
 }
 
-// Turn mask row cur into saturation bytes (if the band owns it) and move on to the next row.
-static void finish_row(reader *rd)
+// Read the mask grid through a view of the level (each mask pixel the area average of the level
+// pixels it covers), CHUNK_ROWS mask rows at a time shared among the threads, into t->mask as
+// saturation bytes; hist and the median luminance from the same pixels. Chunks are the same for
+// any thread count, and so is the mask.
+static bool read_saturation(th_slide *slide, th_tissue *t, int threads, int64_t hist[256],
+                            th_error **err)
 {
-    th_tissue *t = rd->t;
-    size_t row = (size_t)t->w * 4;
-    if (rd->cur >= rd->m0 && rd->cur < rd->m1) {
-        uint8_t *dst = t->mask + (size_t)rd->cur * t->w;
-        for (int c = 0; c < t->w; c++) {
-            const double *p = rd->acc + (size_t)c * 4;
-            dst[c] = saturation(p);
-            rd->hist[dst[c]]++;
-            if (p[3] > 0) {
-                rd->luma[lround((0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]) / p[3])]++;
-            }
-        }
-    }
-    memmove(rd->acc, rd->acc + row, row * sizeof(double));
-    memset(rd->acc + row, 0, row * sizeof(double));
-    rd->cur++;
-}
-
-static void accumulate(double *acc, const uint8_t *p, double weight)
-{
-    acc[0] += weight * p[0];
-    acc[1] += weight * p[1];
-    acc[2] += weight * p[2];
-    acc[3] += weight;
-}
-
-// Add one level row (RGB, level_w pixels) whose vertical weights are ry.
-static void add_row(reader *rd, const uint8_t *rgb, int64_t level_w, axis_w ry)
-{
-    while (ry.c > rd->cur) {
-        finish_row(rd);
-    }
-    double *a0 = rd->acc, *a1 = rd->acc + (size_t)rd->t->w * 4;
-    for (int64_t i = 0; i < level_w; i++) {
-        axis_w cx = rd->cols[i];
-        const uint8_t *p = rgb + i * 3;
-        accumulate(a0 + (size_t)cx.c * 4, p, cx.a * ry.a);
-        if (cx.b > 0) {
-            accumulate(a0 + (size_t)(cx.c + 1) * 4, p, cx.b * ry.a);
-        }
-        if (ry.b > 0) {
-            accumulate(a1 + (size_t)cx.c * 4, p, cx.a * ry.b);
-            if (cx.b > 0) {
-                accumulate(a1 + (size_t)(cx.c + 1) * 4, p, cx.b * ry.b);
-            }
-        }
-    }
-}
-
-// Area-average the level rows that touch the band's mask rows into them, reading band_h level
-// rows at a time. Each mask pixel sums its level pixels in the same order as with one band for
-// the whole mask (rows down, then columns across), so the bytes do not depend on the split.
-static bool read_band(th_slide *slide, reader *rd, int64_t lw, int64_t lh, double ds, double h0,
-                      int64_t band_h)
-{
-    th_tissue *t = rd->t;
-    rd->cur = TH_MAX(rd->m0 - 1, 0);
-    rd->acc = th_calloc((size_t)t->w * 8, sizeof(double), &rd->err);
-    uint8_t *band = rd->acc ? th_malloc_huge((size_t)(band_h * lw) * 3, &rd->err) : NULL;
-    bool ok = band != NULL;
-    // Level row y reaches mask rows c and c + 1 (axis_weight), c nondecreasing in y.
-    int64_t y = 0;
-    while (y < lh && axis_weight(y, ds, h0, t->sy, t->h).c < rd->m0 - 1) {
-        y++;
-    }
-    // Reads start on multiples of band_h whatever the split: a level whose downsample is not a
-    // whole number reads back slightly differently from a different first row.
-    bool done = false;
-    for (int64_t y0 = y / band_h * band_h; ok && !done && y0 < lh; y0 += band_h) {
-        int64_t rows = TH_MIN(band_h, lh - y0);
-        ok = th_slide_read_region(slide, band, 0, llround((double)y0 * ds), t->level, lw, rows,
-                                  &rd->err);
-        for (; ok && y < y0 + rows; y++) {
-            axis_w ry = axis_weight(y, ds, h0, t->sy, t->h);
-            if (ry.c >= rd->m1) {
-                done = true;
-                break;
-            }
-            add_row(rd, band + (y - y0) * lw * 3, lw, ry);
-        }
-    }
-    while (ok && rd->cur < rd->m1) {
-        finish_row(rd);
-    }
-    th_free(band);
-    TH_FREE(rd->acc);
-    return ok;
-}
-
-// Read the level in bands of rows and area-average it into t->mask as saturation bytes, the
-// mask rows split into one band per thread; hist gets the saturation histogram.
-static bool read_saturation(th_slide *slide, th_tissue *t, int64_t w0, int64_t h0, int threads,
-                            int64_t hist[256], th_error **err)
-{
-    int64_t lw, lh;
-    th_slide_get_level_dimensions(slide, t->level, &lw, &lh);
     double ds = th_slide_get_level_downsample(slide, t->level);
-    int n = TH_CLAMP(threads, 1, t->h);
-    int64_t band_h = TH_CLAMP(BAND_BYTES / (3 * lw), 1, lh); // per thread, whatever their count
-    axis_w *cols = th_calloc((size_t)lw, sizeof(*cols), err);
-    reader *rd = cols ? th_calloc((size_t)n, sizeof(*rd), err) : NULL; // (n)
-    if (!rd) {
-        th_free(cols);
+    th_view v = {.level = t->level, .downsample = ds, .sx = t->sx, .sy = t->sy, .resample = true};
+    // Mask rows a read: about BAND_BYTES of level pixels.
+    double level_row = 3.0 * t->w * (t->sx / ds) * (t->sy / ds);
+    int chunk = (int)TH_CLAMP((double)BAND_BYTES / level_row, 1.0, (double)t->h);
+    int n_chunks = (t->h + chunk - 1) / chunk;
+    int n = TH_CLAMP(threads, 1, n_chunks);
+    int64_t luma[256] = {0};
+    memset(hist, 0, 256 * sizeof(int64_t));
+    th_error *first = NULL;
+    int first_chunk = n_chunks;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(n)
+#endif
+    {
+        th_error *e = NULL;
+        int64_t my_hist[256] = {0}, my_luma[256] = {0};
+        float *rgb = th_malloc(sizeof(float) * chunk * t->w * 3, &e);
+        uint8_t *scratch = rgb ? th_malloc_huge(th_view_scratch_size(&v, t->w, chunk), &e) : NULL;
+        int failed = scratch ? n_chunks : -1; // the chunk that failed (-1: before any)
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic)
+#endif
+        for (int c = 0; c < n_chunks; c++) {
+            if (failed < n_chunks) {
+                continue;
+            }
+            int y0 = c * chunk, rows = TH_MIN(chunk, t->h - y0);
+            if (!th_view_read(&v, slide, 0, y0, t->w, rows, NULL, rgb, scratch, &e)) {
+                failed = c;
+                continue;
+            }
+            for (size_t i = 0; i < (size_t)rows * t->w; i++) {
+                const float *p = rgb + i * 3;
+                uint8_t sat = saturation(p);
+                t->mask[(size_t)y0 * t->w + i] = sat;
+                my_hist[sat]++;
+                my_luma[lround(0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2])]++;
+            }
+        }
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+        {
+            for (int k = 0; k < 256; k++) {
+                hist[k] += my_hist[k];
+                luma[k] += my_luma[k];
+            }
+            if (e && failed < first_chunk) { // the failure of the first chunk that failed
+                th_error_free(first);
+                first = e;
+                first_chunk = failed;
+                e = NULL;
+            }
+            th_error_free(e);
+        }
+        th_free(scratch);
+        th_free(rgb);
+    }
+    if (first) {
+        th_error_propagate(err, &first);
         return false;
     }
-    for (int64_t i = 0; i < lw; i++) {
-        cols[i] = axis_weight(i, ds, (double)w0, t->sx, t->w);
-    }
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(n) schedule(static, 1)
-#endif
-    for (int b = 0; b < n; b++) {
-        rd[b] = (reader){.t = t, .cols = cols, .m0 = (int)((int64_t)t->h * b / n),
-                         .m1 = (int)((int64_t)t->h * (b + 1) / n)};
-        read_band(slide, &rd[b], lw, lh, ds, (double)h0, band_h);
-    }
-    th_free(cols);
-    bool ok = true;
-    int64_t luma[256] = {0}, pixels = 0, below = 0;
-    memset(hist, 0, 256 * sizeof(int64_t));
-    for (int b = 0; b < n; b++) {
-        for (int v = 0; v < 256; v++) {
-            hist[v] += rd[b].hist[v];
-            luma[v] += rd[b].luma[v];
-            pixels += rd[b].luma[v];
-        }
-        if (rd[b].err && ok) {
-            th_error_propagate(err, &rd[b].err); // the first failure, in band order
-            ok = false;
-        }
-        th_error_free(rd[b].err);
-    }
+    int64_t pixels = (int64_t)t->w * t->h, below = 0;
     t->median_luma = 255;
-    for (int v = 0; v < 256 && pixels > 0; v++) {
-        below += luma[v];
+    for (int k = 0; k < 256; k++) {
+        below += luma[k];
         if (2 * below >= pixels) {
-            t->median_luma = v;
+            t->median_luma = k;
             break;
         }
     }
-    th_free(rd);
-    return ok;
+    return true;
 }
 
 // Otsu's threshold k: splitting the histogram into [0, k] and (k, 255] maximises the
@@ -503,7 +403,7 @@ th_tissue *th_tissue_detect(th_slide *slide, double mpp0, int threads, th_error 
     plan_grid(t, w0, h0, mpp0, &um_px);
     t->level = th_slide_coarsest_level(slide, TH_MIN(t->sx, t->sy));
     t->mask = th_malloc((size_t)t->w * t->h, err);
-    if (!t->mask || !read_saturation(slide, t, w0, h0, th_threads(threads), hist, err) ||
+    if (!t->mask || !read_saturation(slide, t, th_threads(threads), hist, err) ||
         !segment(t, hist, um_px, err)) {
         goto fail;
     }

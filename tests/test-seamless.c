@@ -194,6 +194,10 @@ static void check_model(const char *src_rel, const char *name, bool ref_engine)
     is_int(th_result_get_cam_mode(seamless), TH_CAM_SEAMLESS, "%s: the default is seam-free",
            name);
     is_int(th_result_get_warning_count(seamless), 0, "%s: no warning", name);
+    // The trunk's extra area: strips' margins, units' receptive fields, rounding to whole steps.
+    ok(tile->trunk_area == 1 && seamless->trunk_area > 1.05 && seamless->trunk_area < 2,
+       "%s: the trunk ran over %.3f× the tiles' area seam-free, 1× in tile mode (%.3f)", name,
+       seamless->trunk_area, tile->trunk_area);
     check_reference(seamless, name);
     for (int c = 0; c < seamless->n_classes; c++) {
         double s = seam_ratio(seamless, c), t = seam_ratio(tile, c);

@@ -166,7 +166,7 @@ static void test_resample(void)
     const double cases[][3] = {{0, 0, 2}, {0.3, 0.7, 2.7}, {1.25, 0.5, 3.1}, {0.5, 0.25, 0.6}};
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         double sx0 = cases[k][0], sy0 = cases[k][1], r = cases[k][2];
-        th_resample_area(src, SW, SH, sx0, sy0, r, dst, DW, DH);
+        th_resample_area(src, SW, SH, sx0, sy0, r, r, dst, NULL, DW, DH);
         double worst = 0;
         for (int j = 0; j < DH; j++) {
             for (int i = 0; i < DW; i++) {
@@ -264,7 +264,7 @@ static void test_resampled_tile(void)
     ok(th_grid_read_tile(&g, ndpi, 2, 3, rgb, scratch, NULL) &&
            th_slide_read_region(ndpi, region, ix * 2, iy * 2, 1, iw, ih, NULL),
        "NDPI resampled tile read (scratch %zu bytes)", n);
-    th_resample_area(region, iw, ih, sx - ix, sy - iy, r, ref, 224, 224);
+    th_resample_area(region, iw, ih, sx - ix, sy - iy, r, r, ref, NULL, 224, 224);
     ok(memcmp(rgb, ref, 224 * 224 * 3) == 0, "it is the area resample of the level region");
     free(region);
     free(scratch);

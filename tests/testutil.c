@@ -723,24 +723,29 @@ void tu_ref_pixel(th_slide *slide, int level, double kx, double ky, int ox, int 
     int64_t lw, lh;
     th_slide_get_level_dimensions(slide, level, &lw, &lh);
     double ds = th_slide_get_level_downsample(slide, level);
-    int64_t x0 = (int64_t)ceil(ox * kx - 0.5), x1 = (int64_t)ceil((ox + 1) * kx - 0.5);
-    int64_t y0 = (int64_t)ceil(oy * ky - 0.5), y1 = (int64_t)ceil((oy + 1) * ky - 0.5);
-    x1 = TH_MIN(x1, lw);
-    y1 = TH_MIN(y1, lh);
+    double xa = ox * kx, xb = (ox + 1) * kx, ya = oy * ky, yb = (oy + 1) * ky;
+    int64_t x0 = (int64_t)floor(xa), x1 = TH_MIN((int64_t)ceil(xb), lw);
+    int64_t y0 = (int64_t)floor(ya), y1 = TH_MIN((int64_t)ceil(yb), lh);
     uint8_t buf[16 * 16 * 3];
-    uint64_t sum[3] = {0, 0, 0}, n = (uint64_t)((x1 - x0) * (y1 - y0));
-    if (x1 - x0 > 16 || y1 - y0 > 16 || n == 0 ||
+    if (x1 - x0 > 16 || y1 - y0 > 16 || x1 <= x0 || y1 <= y0 ||
         !th_slide_read_region(slide, buf, llround(x0 * ds), llround(y0 * ds), level, x1 - x0,
                               y1 - y0, NULL)) {
         bail("tu_ref_pixel: cannot read %d,%d", ox, oy);
     }
-    for (uint64_t i = 0; i < n; i++) {
-        for (int ch = 0; ch < 3; ch++) {
-            sum[ch] += buf[i * 3 + ch];
+    double sum[3] = {0, 0, 0}, wsum = 0;
+    for (int64_t y = y0; y < y1; y++) {
+        double wy = fmin(y + 1, yb) - fmax(y, ya);
+        for (int64_t x = x0; x < x1; x++) {
+            double w = wy * (fmin(x + 1, xb) - fmax(x, xa));
+            const uint8_t *p = buf + ((y - y0) * (x1 - x0) + (x - x0)) * 3;
+            for (int ch = 0; ch < 3; ch++) {
+                sum[ch] += w * p[ch];
+            }
+            wsum += w;
         }
     }
     for (int ch = 0; ch < 3; ch++) {
-        rgb[ch] = (uint8_t)((sum[ch] + n / 2) / n);
+        rgb[ch] = (uint8_t)lrint(sum[ch] / wsum);
     }
 }
 

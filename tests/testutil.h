@@ -190,8 +190,8 @@ int tu_rgb_dist(const uint8_t a[3], uint32_t hex);
 /* Pixel (x, y) of img: its 3 bytes. */
 const uint8_t *tu_px_at(const tu_image *img, int x, int y);
 /* The plain thumbnail pixel (ox, oy), computed here from the documented rule: the mean of the
- * level pixels whose centres fall inside the output pixel, rounded; k = level pixels per output
- * pixel. */
+ * level over the output pixel's box [ox·kx, (ox + 1)·kx) × [oy·ky, (oy + 1)·ky), each level pixel
+ * weighted by its overlap, rounded; k = level pixels per output pixel. */
 void tu_ref_pixel(th_slide *slide, int level, double kx, double ky, int ox, int oy, uint8_t rgb[3]);
 /* The top row of the first legend swatch of colour `hex` (a 5×5 block of exactly that colour in
  * the panel), or -1. */

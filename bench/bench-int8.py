@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""int8 against the float32 default, side by side in one invocation: end-to-end wall time of
+`tileheat multi` (planning, calibration, tiles, outputs), the tile phase, tiles/s, and how far
+int8's percentages are from float32's.
+
+  /usr/bin/python3 bench/bench-int8.py [--build build] [--data ../shared/data] [--repeat 2]
+                                       [--threads 1,2] [--cache DIR] [--cases vgg16-cmu,vgg16-demo]
+
+Cases (each `tileheat multi SLIDE -q -o DIR --threads T -m MODEL`, float32 with the defaults, i.e.
+seam-free Winograd, against `--precision int8`):
+  vgg16-cmu    VGG16-GAP (bench/gen-vgg16-gap.py) on CMU-1-Small-Region.svs, --min-tissue 0
+  vgg16-demo   VGG16-GAP on the 16 000² synthetic slide (tissue mask on: 2598 tiles)
+  small-cmu    the bundled model on CMU-1-Small-Region.svs, --min-tissue 0
+The slide and the model are made once into --cache (BUILD/bench-cache). The two precisions run
+alternately --repeat times per thread count; the best wall time of each counts. Target (issue
+18): int8 at least 2x the float32 default end to end on VGG16-GAP, 1 and 2 threads.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+VGG16_GOP = 30.7  # GFLOP per 224 px tile, convolutions only (2·K·K·Cin·Cout·H·W)
+
+
+def run(tileheat, slide, extra, out, threads):
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    cmd = [tileheat, "multi", slide, "-q", "-o", out, "--threads", str(threads)] + extra
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True, env=env)
+    wall = time.monotonic() - t0
+    with open(os.path.join(out, "run.json")) as f:
+        perf = json.load(f)["performance"]
+    with open(os.path.join(out, "report.json")) as f:
+        rep = json.load(f)
+    st = perf["stages_seconds"]
+    pct = {c["name"]: c["percent"] for c in rep["classes"]}
+    return wall, st["tiles"], st.get("int8 calibration", 0.0), rep["tiles"]["processed"], pct, \
+        rep["tile"].get("int8_check")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--data", default=os.path.join("..", "shared", "data"))
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--cache", default=None)
+    ap.add_argument("--cases", default="vgg16-cmu,vgg16-demo")
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    tileheat = os.path.join(build, ".libs", "tileheat")
+    if not os.path.exists(tileheat):
+        tileheat = os.path.join(build, "tileheat")
+    os.environ["LD_LIBRARY_PATH"] = os.path.join(build, "src", ".libs")
+    cache = args.cache or os.path.join(build, "bench-cache")
+    os.makedirs(cache, exist_ok=True)
+    here = os.path.dirname(os.path.abspath(__file__))
+    small = os.path.join(here, "..", "models", "default.onnx")
+    vgg = os.path.join(cache, "vgg16-gap.onnx")
+    demo = os.path.join(cache, "demo-16000x16000.tif")
+    cmu = os.path.join(args.data, "slides", "CMU-1-Small-Region.svs")
+    cases = {
+        "vgg16-cmu": (cmu, ["-m", vgg, "--min-tissue", "0"], VGG16_GOP),
+        "vgg16-demo": (demo, ["-m", vgg], VGG16_GOP),
+        "small-cmu": (cmu, ["-m", small, "--min-tissue", "0"], 0.34),
+    }
+    wanted = args.cases.split(",")
+    if any(c.endswith("demo") for c in wanted) and not os.path.exists(demo):
+        subprocess.run([os.path.join(build, "examples", "gen-demo-slide"), "--width", "16000",
+                        "--height", "16000", "-o", demo], check=True)
+    if any(c.startswith("vgg16") for c in wanted) and not os.path.exists(vgg):
+        subprocess.run([sys.executable, os.path.join(here, "gen-vgg16-gap.py"), "-o", vgg],
+                       check=True)
+    print(benchlib.machine_line())
+    flags = open("/proc/cpuinfo").read()
+    print("int8 units: %s" % ", ".join(f for f in ("avx512_vnni", "avx_vnni", "amx_int8")
+                                       if f in flags) or "none (oneDNN falls back)")
+    threads = [int(t) for t in args.threads.split(",")]
+    print("best of %d, precisions alternating" % args.repeat)
+    tmp = tempfile.mkdtemp(prefix="bench-int8-")
+    rows = []
+    for name in wanted:
+        slide, extra, gop = cases[name]
+        for t in threads:
+            best = {}
+            for i in range(args.repeat):
+                for prec in ("fp32", "int8"):
+                    more = ["--precision", "int8"] if prec == "int8" else []
+                    r = run(tileheat, slide, extra + more, os.path.join(tmp, name + prec), t)
+                    print("  %-10s %d thr %-4s run %d: wall %.2f s, tiles %.2f s, calibration "
+                          "%.2f s, %d tiles" % (name, t, prec, i + 1, r[0], r[1], r[2], r[3]),
+                          flush=True)
+                    if prec not in best or r[0] < best[prec][0]:
+                        best[prec] = r
+            f, q = best["fp32"], best["int8"]
+            diff = max(abs(f[4][c] - q[4][c]) for c in f[4])
+            n = f[3]
+            rows.append((name, t, f[0], q[0], f[0] / q[0], n / f[1], n / q[1],
+                         n * gop / q[1], diff, q[5]))
+    shutil.rmtree(tmp)
+    print()
+    print("%-10s %3s %9s %9s %7s %10s %10s %12s %8s  %s" % (
+        "case", "thr", "fp32 s", "int8 s", "speedup", "fp32 t/s", "int8 t/s", "int8 GOP/s",
+        "Δ% vs def", "int8_check (vs fp32 tiles)"))
+    for r in rows:
+        print("%-10s %3d %9.2f %9.2f %6.2fx %10.1f %10.1f %12.0f %8.3f  %s" % r)
+    print("target: int8 end to end >= 2x the float32 default on VGG16-GAP")
+
+
+if __name__ == "__main__":
+    main()
