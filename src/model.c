@@ -47,8 +47,7 @@ bool th_layer_out_size(const th_layer *layer, int in_h, int in_w, int *out_h, in
     return true;
 }
 
-// What the file calls a layer, in messages.
-static const char *unit_word(const th_model *model)
+const char *th_model_unit_word(const th_model *model)
 {
     return model->format == TH_MODEL_ONNX ? "node" : "layer";
 }
@@ -61,14 +60,14 @@ bool th_model_trunk_shape(const th_model *model, int in_h, int in_w, int *c, int
         const th_layer *layer = &model->layers[i];
         int oh, ow;
         if (!th_layer_out_size(layer, in_h, in_w, &oh, &ow)) {
-            th_error_set(err, "%s '%s': a %d×%d input leaves no output", unit_word(model),
+            th_error_set(err, "%s '%s': a %d×%d input leaves no output", th_model_unit_word(model),
                          layer->name, in_w, in_h);
             return false;
         }
         if (layer->kind == TH_LAYER_CONV) {
             if (layer->c_in != ch) {
-                th_error_set(err, "%s '%s': expects %d input channels, gets %d", unit_word(model),
-                             layer->name, layer->c_in, ch);
+                th_error_set(err, "%s '%s': expects %d input channels, gets %d",
+                             th_model_unit_word(model), layer->name, layer->c_in, ch);
                 return false;
             }
             ch = layer->c_out;
@@ -132,11 +131,13 @@ static bool check_name(const char *name, th_error **err)
         }
     }
     for (const unsigned char *p = (const unsigned char *)name; *p;) {
-        int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
-                : (*p & 0xf8) == 0xf0                 ? 3
-                                                      : -1;
-        bool bad = n < 0 || *p < 0x20 || *p == 0x7f || (n == 1 && *p < 0xc2) ||
-                   (n == 3 && *p > 0xf4);
+        int n = *p < 0x80             ? 0
+                : (*p & 0xe0) == 0xc0 ? 1
+                : (*p & 0xf0) == 0xe0 ? 2
+                : (*p & 0xf8) == 0xf0 ? 3
+                                      : -1;
+        bool bad =
+            n < 0 || *p < 0x20 || *p == 0x7f || (n == 1 && *p < 0xc2) || (n == 3 && *p > 0xf4);
         for (int k = 1; !bad && k <= n; k++) {
             bad = (p[k] & 0xc0) != 0x80;
         }

@@ -69,6 +69,9 @@ struct th_model {
     char sha256[65];         /* the file's SHA-256 in hex; "" until th_model_get_sha256 */
 };
 
+/* What the model's file calls a layer, in messages: "node" (ONNX) or "layer" (Keras). */
+const char *th_model_unit_word(const th_model *model);
+
 /* Output size of one layer for an h×w input; false if the output would be empty. */
 bool th_layer_out_size(const th_layer *layer, int in_h, int in_w, int *out_h, int *out_w);
 

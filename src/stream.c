@@ -52,14 +52,14 @@ bool th_stream_supported(const th_model *model, int tile_w, int tile_h, char *wh
     for (int i = 0; i < model->n_layers; i++) {
         const th_layer *l = &model->layers[i];
         if (l->kind == TH_LAYER_CONV && !conv_ok(l)) {
-            snprintf(why, why_len, "node '%s' is not a stride-1 convolution padded the same on "
+            snprintf(why, why_len, "%s '%s' is not a stride-1 convolution padded the same on "
                                    "every side",
-                     l->name);
+                     th_model_unit_word(model), l->name);
             return false;
         }
         if (l->kind == TH_LAYER_MAXPOOL && !pool_ok(l)) {
-            snprintf(why, why_len, "node '%s' is a max pooling whose windows overlap or are padded",
-                     l->name);
+            snprintf(why, why_len, "%s '%s' is a max pooling whose windows overlap or are padded",
+                     th_model_unit_word(model), l->name);
             return false;
         }
     }
