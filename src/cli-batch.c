@@ -105,6 +105,10 @@ static void options_text(const batch *b, const cohort_row *row, const item *it, 
              (long long)r->roi_h, d->width, d->alpha, (int)d->norm, d->percentile, d->threshold,
              (int)d->colormap, (int)o->tiff, (int)o->geojson, (int)o->raw, (int)r->cam,
              (int)d->tint_glass);
+    if (o->viewer) { // only then: the keys of runs without it stay as they were
+        size_t len = strlen(out);
+        snprintf(out + len, size - len, ";viewer=1");
+    }
     (void)row;
 }
 
@@ -436,7 +440,9 @@ static bool prepare(batch *b, cli_err *e)
         return false;
     }
     th_render_options probe;
-    if (!cli_name_shown(o, b->model, o->class_name, &probe, e)) {
+    const char *assets, *osd;
+    if (!cli_name_shown(o, b->model, o->class_name, &probe, e) ||
+        (o->viewer && !cli_viewer_find(&assets, &osd, e))) {
         return false;
     }
     b->rows = malloc(sizeof(int) * (size_t)(b->cohort.n + 1));

@@ -18,6 +18,7 @@
 #define ON_INFO (1u << CMD_INFO)
 #define ON_BATCH (1u << CMD_BATCH)
 #define ON_SUMMARIZE (1u << CMD_SUMMARIZE)
+#define ON_VIEW (1u << CMD_VIEW)
 #define ON_RUN (ON_SINGLE | ON_MULTI)
 
 typedef enum kind { K_FLAG, K_STR, K_INT, K_DOUBLE, K_FN } kind;
@@ -136,11 +137,11 @@ static const option_def options[] = {
      "rename the model's classes"},
     {"output", 'o', "DIR", ON_RUN | ON_BATCH, K_STR, F(out_dir), 0, 0, NULL, NULL,
      "output directory (default: SLIDE-NAME.tileheat; batch: required)"},
-    {"threads", 0, "N", ON_RUN, K_INT, F(run.threads), 1, 1024, NULL, NULL,
+    {"threads", 0, "N", ON_RUN | ON_VIEW, K_INT, F(run.threads), 1, 1024, NULL, NULL,
      "worker threads (default: all cores; under Slurm its CPUs per task)"},
     {"engine", 0, "NAME", ON_RUN, K_FN, 0, 0, 0, set_engine, NULL,
      "winograd (default when built with oneDNN), fast or ref"},
-    {"quiet", 'q', NULL, ON_RUN | ON_SUMMARIZE, K_FLAG, F(quiet), 0, 0, NULL, NULL,
+    {"quiet", 'q', NULL, ON_RUN | ON_SUMMARIZE | ON_VIEW, K_FLAG, F(quiet), 0, 0, NULL, NULL,
      "no progress bar, no table"},
     {"help", 'h', NULL, ~0u, K_FLAG, 0, 0, 0, NULL, NULL, "this help"},
     {"dry-run", 0, NULL, ON_BATCH, K_FLAG, F(dry_run), 0, 0, NULL, "Cohorts (batch):",
@@ -186,6 +187,8 @@ static const option_def options[] = {
      "also tiles.geojson for QuPath"},
     {"raw", 0, NULL, ON_RUN, K_FLAG, F(raw), 0, 0, NULL, NULL,
      "also cam.npy and probabilities.npy"},
+    {"viewer", 0, NULL, ON_RUN, K_FLAG, F(viewer), 0, 0, NULL, NULL,
+     "also viewer/: a zoomable slide + heatmap page (viewer/index.html; no server needed)"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -193,7 +196,7 @@ static const struct {
     const char *name;
     cli_command cmd;
 } commands[] = {{"single", CMD_SINGLE}, {"multi", CMD_MULTI},         {"info", CMD_INFO},
-                {"batch", CMD_BATCH},   {"summarize", CMD_SUMMARIZE}};
+                {"batch", CMD_BATCH},   {"summarize", CMD_SUMMARIZE}, {"view", CMD_VIEW}};
 
 // The ON_* bit an option needs: batch options are those of its mode plus its own.
 static bool applies(const cli_opts *o, const option_def *d)
@@ -211,6 +214,8 @@ const char *cli_command_name(const cli_opts *o)
         return o->single ? "batch single" : "batch multi";
     case CMD_SUMMARIZE:
         return "summarize";
+    case CMD_VIEW:
+        return "view";
     case CMD_INFO:
         return "info";
     case CMD_NONE:
@@ -231,7 +236,8 @@ void cli_usage_main(FILE *fp)
                 "  info [SLIDE]             describe the model (and the slide)\n"
                 "  batch single|multi COHORT -o OUTDIR\n"
                 "                           every slide of a cohort, resumable, shardable\n"
-                "  summarize OUTDIR         write a batch's cohort.csv and cohort.json\n\n"
+                "  summarize OUTDIR         write a batch's cohort.csv and cohort.json\n"
+                "  view DIR                 write DIR/viewer/ from a finished run's folder\n\n"
                 "  tileheat COMMAND --help   options of a command\n"
                 "  tileheat --version        print the version\n\n"
                 "Outputs (in -o DIR, default SLIDE-NAME.tileheat/): heatmap.png, report.json, "
@@ -244,6 +250,12 @@ static void usage_command(const cli_opts *o, FILE *fp)
     case CMD_INFO:
         fprintf(fp, "Usage: tileheat info [SLIDE] [OPTION...]\n"
                     "Describe the model, and the slide if one is given.\n\n");
+        break;
+    case CMD_VIEW:
+        fprintf(fp, "Usage: tileheat view DIR [OPTION...]\n"
+                    "Write DIR/viewer/ (what --viewer writes) from the output folder of a finished "
+                    "run:\nthe slide, model and options come from DIR/run.json and report.json, "
+                    "and the slide is run again.\n\n");
         break;
     case CMD_SUMMARIZE:
         fprintf(fp, "Usage: tileheat summarize OUTDIR [OPTION...]\n"
@@ -380,7 +392,7 @@ static int parse_command(cli_opts *o, int argc, char **argv, cli_err *e)
             return 2;
         }
     }
-    cli_fail(e, "unknown command '%s' (single, multi, info, batch, summarize)", sub);
+    cli_fail(e, "unknown command '%s' (single, multi, info, batch, summarize, view)", sub);
     return -1;
 }
 
@@ -400,7 +412,7 @@ static void defaults(cli_opts *o, int argc, char **argv)
 static cli_parsed positional(cli_opts *o, int rest, char **args, cli_err *e)
 {
     const char *what = o->cmd == CMD_BATCH       ? "cohort"
-                       : o->cmd == CMD_SUMMARIZE ? "output folder"
+                       : o->cmd == CMD_SUMMARIZE || o->cmd == CMD_VIEW ? "output folder"
                                                  : "slide";
     if (rest == 0 && o->cmd != CMD_INFO) {
         cli_fail(e, "no %s given", what);
