@@ -5,15 +5,18 @@
 // toggles, zooming to the deepest level loads level-0 tiles of the region in view, the tile
 // under the pointer shows its probabilities, and the screenshot's colours match heatmap.png's
 // where the heatmap is drawn. Screenshots go to OUTDIR.
-//   node viewer-browser.js CHROMIUM VIEWER_DIR HEATMAP_PNG OUTDIR
+//   node viewer-browser.js CHROMIUM VIEWER_DIR HEATMAP_PNG OUTDIR [FIRST]
+// With FIRST the tests are numbered from FIRST + 1 and no plan is printed (tests/viewer.sh's).
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const zlib = require('zlib');
 const puppeteer = require('puppeteer-core');
 
-const [chromium, viewerDir, heatmapPng, outDir] = process.argv.slice(2);
-let n = 0, failed = 0;
+const [chromium, viewerDir, heatmapPng, outDir, firstArg] = process.argv.slice(2);
+const first = Number(firstArg || 0);
+let n = first, failed = 0;
+function plan() { if (firstArg === undefined) { console.log('1..' + n); } }
 function ok(cond, name, diag) {
     n++;
     if (!cond) { failed++; }
@@ -201,13 +204,15 @@ async function main() {
     ok(errors.length === 0, 'no console errors', errors.join('\n'));
     ok(failures.length === 0, 'no failed requests', failures.join('\n'));
     await browser.close();
-    console.log('1..' + n);
+    plan();
     process.exit(failed ? 1 : 0);
 }
 
 main().catch((e) => {
     console.log('not ok ' + (n + 1) + ' - the browser test ran to the end');
+    failed++;
     console.log('# ' + String(e && e.stack || e).split('\n').join('\n# '));
-    console.log('1..' + (n + 1));
+    n++;
+    plan();
     process.exit(1);
 });
