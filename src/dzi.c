@@ -213,10 +213,19 @@ bool th_dzi_put_shared(const th_dzi *d, int k, int64_t col, int64_t row, const t
 {
     char path[4200];
     tile_path(d, k, col, row, path, sizeof(path));
-    if (link(sh->path, path) == 0) {
-        return true;
+    th_dzi_shared *m = (th_dzi_shared *)sh; // the link target moves on; the tile stays the same
+    pthread_mutex_lock(&m->lock);
+    bool ok = link(m->path, path) == 0;
+    if (!ok) {
+        // no hard links here, or the file has all it can take: a copy, which links go to next
+        int why = errno;
+        ok = write_bytes(path, sh->bytes, sh->len, err);
+        if (ok && why == EMLINK) {
+            snprintf(m->path, sizeof(m->path), "%s", path);
+        }
     }
-    return write_bytes(path, sh->bytes, sh->len, err); // no hard links here: a copy
+    pthread_mutex_unlock(&m->lock);
+    return ok;
 }
 
 bool th_dzi_shared_make(th_dzi_shared *sh, const char *path, bool png, const uint8_t *px, int w,
@@ -225,10 +234,12 @@ bool th_dzi_shared_make(th_dzi_shared *sh, const char *path, bool png, const uin
     memset(sh, 0, sizeof(*sh));
     th_dzi_scratch s = {0};
     bool ok = false;
-    sh->path = th_strdup(path, err);
-    if (!sh->path) {
-        goto out;
+    if (pthread_mutex_init(&sh->lock, NULL) != 0) {
+        th_error_set(err, "cannot create a mutex");
+        return false;
     }
+    sh->locked = true;
+    snprintf(sh->path, sizeof(sh->path), "%s", path);
     if (png) {
         ok = write_png(&s, path, px, w, h, err);
     } else {
@@ -237,13 +248,15 @@ bool th_dzi_shared_make(th_dzi_shared *sh, const char *path, bool png, const uin
     }
     sh->bytes = ok ? th_read_file(path, &sh->len, err) : NULL;
     ok = sh->bytes != NULL;
-out:
     th_dzi_scratch_free(&s);
     return ok;
 }
 
 void th_dzi_shared_free(th_dzi_shared *sh)
 {
-    TH_FREE(sh->path);
+    if (sh->locked) {
+        pthread_mutex_destroy(&sh->lock);
+        sh->locked = false;
+    }
     TH_FREE(sh->bytes);
 }

@@ -7,6 +7,8 @@
 #ifndef TH_DZI_H
 #define TH_DZI_H
 
+#include <pthread.h>
+
 #include "png-bands.h"
 #include "pyramid.h"
 
@@ -20,9 +22,13 @@ typedef struct th_dzi {
     bool png;       /* PNG tiles with alpha, else JPEG */
 } th_dzi;
 
-/* A shared tile: its file, and its bytes for file systems without hard links. */
+/* A shared tile: the file its links go to, and its bytes for file systems without hard links.
+ * A file takes at most so many links (ext4: 65 000), so when one is full the next tile is written
+ * as a copy and becomes the file the following links go to. */
 typedef struct th_dzi_shared {
-    char *path;
+    pthread_mutex_t lock; /* over path */
+    bool locked;          /* lock was initialised */
+    char path[4200];      /* the file links are made to */
     uint8_t *bytes;
     size_t len;
 } th_dzi_shared;
