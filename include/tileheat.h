@@ -505,6 +505,38 @@ TH_API bool th_export_npy(const th_result *result, const char *cam_path, const c
 TH_API bool th_render_tiff(th_slide *slide, const th_result *result, const th_model *model,
                            const th_render_options *opt, const char *path, th_error **err);
 
+/* ---------------------------------------------------------------- viewer */
+
+/** Options for th_viewer_write. Fill with th_viewer_options_init. Strings are borrowed. @since 0.6 */
+typedef struct th_viewer_options {
+    const char *assets;        /**< folder holding the page's files: index.html, viewer.js,
+                                    viewer.css (installed in the package's data folder) */
+    const char *openseadragon; /**< OpenSeadragon's build folder: openseadragon.min.js, images/ */
+    const char *title;         /**< the page's title (e.g. the slide's file name); NULL = "tileheat" */
+    const char *const *links;  /**< files beside the viewer folder the page links to
+                                    (e.g. "heatmap.png"), n_links of them */
+    int n_links;
+    const volatile sig_atomic_t *cancel; /**< optional: stops the writing when non-zero */
+} th_viewer_options;
+
+/** Set defaults (everything NULL or 0). @since 0.6 */
+TH_API void th_viewer_options_init(th_viewer_options *opt);
+
+/**
+ * Write `dir`, a folder that a browser opens from the file system with no server (index.html):
+ * the slide as a Deep Zoom pyramid of 256-px JPEG tiles (overlap 1) read through tileheat's
+ * slide readers, the heatmap as RGBA PNG pyramids at twice the CAM grid's resolution drawn as
+ * th_render_heatmap draws it (one layer per class shown in multi, where each pixel is in the
+ * layer of its strongest class; one layer in single), the tiles' probabilities, and OpenSeadragon.
+ * Tiles the run's tissue mask calls glass are not read: they share one flat tile of the glass
+ * colour (hard links). Streams: memory is a few tiles per thread. Written into a temporary
+ * folder next to `dir` and renamed (an earlier `dir` is replaced), so a failure leaves no
+ * half-written viewer. Threads: opt->threads. @since 0.6
+ */
+TH_API bool th_viewer_write(th_slide *slide, const th_result *result, const th_model *model,
+                            const th_render_options *opt, const th_viewer_options *vopt,
+                            const char *dir, th_error **err);
+
 /** Peak resident memory of this process so far, in bytes (0 if unknown). @since 0.2 */
 TH_API int64_t th_peak_rss(void);
 

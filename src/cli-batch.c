@@ -115,6 +115,14 @@ static void options_text(const batch *b, const cohort_row *row, const item *it, 
         n += (size_t)snprintf(out + n, size - n, "%s%s", c ? "," : "",
                               th_model_get_class_name(b->model, c));
     }
+    if (o->viewer) { // only then: the keys of runs without it stay as they were
+        n = n < size ? n : size - 1;
+        n += (size_t)snprintf(out + n, size - n, ";viewer=1");
+    }
+    if (r->precision != TH_PRECISION_FP32) { // likewise
+        n = n < size ? n : size - 1;
+        snprintf(out + n, size - n, ";precision=%s", th_precision_name(r->precision));
+    }
     (void)row;
 }
 
@@ -446,7 +454,9 @@ static bool prepare(batch *b, cli_err *e)
         return false;
     }
     th_render_options probe;
-    if (!cli_name_shown(o, b->model, o->class_name, &probe, e)) {
+    const char *assets, *osd;
+    if (!cli_name_shown(o, b->model, o->class_name, &probe, e) ||
+        (o->viewer && !cli_viewer_find(&assets, &osd, e))) {
         return false;
     }
     b->rows = malloc(sizeof(int) * (size_t)(b->cohort.n + 1));

@@ -283,6 +283,9 @@ bool cli_job_write(cli_job *j, cli_err *e)
         return false;
     }
     j->tm.t = cli_now();
+    if (j->viewer_only) {
+        return cli_viewer_write(j, e);
+    }
     if (!write_one(j, "heatmap.png", OUT_PNG, e)) {
         return false;
     }
@@ -300,6 +303,12 @@ bool cli_job_write(cli_job *j, cli_err *e)
         return false;
     }
     cli_lap(&j->tm, "other outputs");
+    if (o->viewer) {
+        if (!cli_viewer_write(j, e)) {
+            return false;
+        }
+        cli_lap(&j->tm, "viewer");
+    }
     return write_reports(j, e);
 }
 
@@ -363,7 +372,7 @@ void cli_job_free(cli_job *j)
 // those of an earlier run that this one did not write.
 static const char *const outputs[] = {"heatmap.png",   "heatmap.tiff", "tiles.csv",
                                       "tissue.png",    "tiles.geojson", "cam.npy",
-                                      "probabilities.npy", "report.json", "run.json"};
+                                      "probabilities.npy", "viewer", "report.json", "run.json"};
 
 bool cli_outset_begin(cli_outset *set, const char *dir, double lock_timeout, cli_err *e)
 {
@@ -398,6 +407,12 @@ bool cli_outset_commit(cli_outset *set, cli_err *e)
         char from[8400], to[8400];
         snprintf(from, sizeof(from), "%s/%s", set->staging, outputs[i]);
         snprintf(to, sizeof(to), "%s/%s", set->dir, outputs[i]);
+        struct stat st;
+        bool folder = stat(from, &st) == 0 && S_ISDIR(st.st_mode);
+        if (folder || (access(from, F_OK) != 0 && stat(to, &st) == 0 && S_ISDIR(st.st_mode))) {
+            // a folder (viewer/): an earlier one goes first, as rename does not replace it
+            state_remove_tree(to);
+        }
         if (rename(from, to) != 0 && errno == ENOENT) {
             unlink(to); // not written this time: an earlier run's
         } else if (access(to, F_OK) != 0) {

@@ -96,6 +96,11 @@ int cli_single(cli_opts *o, cli_err *e)
         return EXIT_USAGE;
     }
     j.shown_by = o->class_name ? "--class" : o->shown ? "--classes-shown" : NULL;
+    const char *assets, *osd;
+    if (o->viewer && !cli_viewer_find(&assets, &osd, e)) { // before the long run
+        th_model_free(model);
+        return EXIT_FAILURE;
+    }
     // the output folder is made and checked before the slide is read, so that a folder that
     // cannot be written fails at once
     if (!prepare_out_dir(o, dir, sizeof(dir), created, e) ||
@@ -306,6 +311,7 @@ int main(int argc, char **argv)
                  : o.cmd == CMD_CONVERT   ? cli_convert(&o, &e)
                  : o.cmd == CMD_BATCH     ? cli_batch(&o, &e)
                  : o.cmd == CMD_SUMMARIZE ? cli_summarize(&o, &e)
+                 : o.cmd == CMD_VIEW      ? cli_view(&o, &e)
                                           : cli_single(&o, &e);
     cli_opts_free(&o);
     if (cli_signal) {

@@ -19,6 +19,7 @@
 #define ON_BATCH (1u << CMD_BATCH)
 #define ON_SUMMARIZE (1u << CMD_SUMMARIZE)
 #define ON_CONVERT (1u << CMD_CONVERT)
+#define ON_VIEW (1u << CMD_VIEW)
 #define ON_RUN (ON_SINGLE | ON_MULTI)
 
 typedef enum kind { K_FLAG, K_STR, K_INT, K_DOUBLE, K_FN } kind;
@@ -162,11 +163,11 @@ static const option_def options[] = {
      "model's)"},
     {"output", 'o', "DIR", ON_RUN | ON_BATCH | ON_CONVERT, K_STR, F(out_dir), 0, 0, NULL, NULL,
      "output directory (default: SLIDE-NAME.tileheat; batch: required)"},
-    {"threads", 0, "N", ON_RUN, K_INT, F(run.threads), 1, 1024, NULL, NULL,
+    {"threads", 0, "N", ON_RUN | ON_VIEW, K_INT, F(run.threads), 1, 1024, NULL, NULL,
      "worker threads (default: all cores; under Slurm its CPUs per task)"},
     {"engine", 0, "NAME", ON_RUN, K_FN, 0, 0, 0, set_engine, NULL,
      "winograd (default when built with oneDNN), fast or ref"},
-    {"quiet", 'q', NULL, ON_RUN | ON_SUMMARIZE | ON_CONVERT, K_FLAG, F(quiet), 0, 0, NULL, NULL,
+    {"quiet", 'q', NULL, ON_RUN | ON_SUMMARIZE | ON_CONVERT | ON_VIEW, K_FLAG, F(quiet), 0, 0, NULL, NULL,
      "no progress bar, no table"},
     {"help", 'h', NULL, ~0u, K_FLAG, 0, 0, 0, NULL, NULL, "this help"},
     {"dry-run", 0, NULL, ON_BATCH, K_FLAG, F(dry_run), 0, 0, NULL, "Cohorts (batch):",
@@ -215,6 +216,8 @@ static const option_def options[] = {
      "also tiles.geojson for QuPath"},
     {"raw", 0, NULL, ON_RUN, K_FLAG, F(raw), 0, 0, NULL, NULL,
      "also cam.npy and probabilities.npy"},
+    {"viewer", 0, NULL, ON_RUN, K_FLAG, F(viewer), 0, 0, NULL, NULL,
+     "also viewer/: a zoomable slide + heatmap page (viewer/index.html; no server needed)"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -222,7 +225,8 @@ static const struct {
     const char *name;
     cli_command cmd;
 } commands[] = {{"single", CMD_SINGLE}, {"multi", CMD_MULTI},         {"info", CMD_INFO},
-                {"batch", CMD_BATCH},   {"summarize", CMD_SUMMARIZE}, {"convert", CMD_CONVERT}};
+                {"batch", CMD_BATCH},   {"summarize", CMD_SUMMARIZE}, {"convert", CMD_CONVERT},
+                {"view", CMD_VIEW}};
 
 // The ON_* bit an option needs: batch options are those of its mode plus its own.
 static bool applies(const cli_opts *o, const option_def *d)
@@ -240,6 +244,8 @@ const char *cli_command_name(const cli_opts *o)
         return o->single ? "batch single" : "batch multi";
     case CMD_SUMMARIZE:
         return "summarize";
+    case CMD_VIEW:
+        return "view";
     case CMD_INFO:
         return "info";
     case CMD_CONVERT:
@@ -266,6 +272,7 @@ void cli_usage_main(FILE *fp)
                 "  convert MODEL -o OUT.onnx\n"
                 "                           write a Keras (.h5, .keras) or ONNX model as one "
                 "ONNX file\n\n"
+                "  view DIR                 write DIR/viewer/ from a finished run's folder\n\n"
                 "  tileheat COMMAND --help   options of a command\n"
                 "  tileheat --version        print the version\n\n"
                 "Outputs (in -o DIR, default SLIDE-NAME.tileheat/): heatmap.png, report.json, "
@@ -286,6 +293,12 @@ static void usage_command(const cli_opts *o, FILE *fp)
                     "Write MODEL (Keras .h5 or .keras, or ONNX) as a standard ONNX file, with "
                     "its class names, µm/px,\ninput size and preprocessing in its metadata, for "
                     "tileheat, ONNX Runtime and netron.\n\n");
+        break;
+    case CMD_VIEW:
+        fprintf(fp, "Usage: tileheat view DIR [OPTION...]\n"
+                    "Write DIR/viewer/ (what --viewer writes) from the output folder of a finished "
+                    "run:\nthe slide, model and options come from DIR/run.json and report.json, "
+                    "and the slide is run again.\n\n");
         break;
     case CMD_SUMMARIZE:
         fprintf(fp, "Usage: tileheat summarize OUTDIR [OPTION...]\n"
@@ -423,7 +436,7 @@ static int parse_command(cli_opts *o, int argc, char **argv, cli_err *e)
             return 2;
         }
     }
-    cli_fail(e, "unknown command '%s' (single, multi, info, batch, summarize, convert)", sub);
+    cli_fail(e, "unknown command '%s' (single, multi, info, batch, summarize, convert, view)", sub);
     return -1;
 }
 
@@ -443,8 +456,8 @@ static void defaults(cli_opts *o, int argc, char **argv)
 static cli_parsed positional(cli_opts *o, int rest, char **args, cli_err *e)
 {
     const char *what = o->cmd == CMD_BATCH       ? "cohort"
-                       : o->cmd == CMD_SUMMARIZE ? "output folder"
-                       : o->cmd == CMD_CONVERT   ? "model"
+                       : o->cmd == CMD_SUMMARIZE || o->cmd == CMD_VIEW ? "output folder"
+                       : o->cmd == CMD_CONVERT                        ? "model"
                                                  : "slide";
     if (rest == 0 && o->cmd != CMD_INFO) {
         cli_fail(e, "no %s given", what);

@@ -217,13 +217,15 @@ bool cli_write_summary(const batch_state *st, int counts[3], cli_err *e)
     cJSON_AddItemToObject(root, "classes", names);
     cJSON_AddItemToObject(root, "slides", records);
     char *json = cJSON_Print(root);
+    bool page = cli_viewer_cohort(st->outdir, root, e); // index.html, if slides have viewers
     cJSON_Delete(root);
     char csv_path[4096], json_path[4096];
     snprintf(csv_path, sizeof(csv_path), "%s/cohort.csv", st->outdir);
     snprintf(json_path, sizeof(json_path), "%s/cohort.json", st->outdir);
     state_remove_temps(csv_path); // under the lock: left by a killed writer
     state_remove_temps(json_path);
-    ok = csv && json && state_write_file(csv_path, csv, e) && state_write_file(json_path, json, e);
+    ok = page && csv && json && state_write_file(csv_path, csv, e) &&
+         state_write_file(json_path, json, e);
     if (!csv || !json) {
         cli_fail(e, "%s: out of memory", csv_path);
     }

@@ -43,6 +43,7 @@ typedef enum cli_command {
     CMD_BATCH,
     CMD_SUMMARIZE,
     CMD_CONVERT,
+    CMD_VIEW,
     CMD_NONE, // not (yet) known
 } cli_command;
 
@@ -64,6 +65,7 @@ typedef struct cli_opts {
     const char *out_dir;    // -o; NULL = the default (single/multi)
     bool quiet;
     bool tiff, geojson, raw; // extra outputs
+    bool viewer;             // --viewer: DIR/viewer/ (cli-viewer.c)
     // batch
     bool dry_run, force;
     int shard_i, shard_n;   // --shard I/N; shard_n 0 = not given
@@ -124,6 +126,7 @@ typedef struct cli_job {
     th_result *result;
     cli_timings tm;
     const char *shown_by;       // why these classes are drawn (report.json); NULL: the top ones
+    bool viewer_only;           // `tileheat view`: write DIR/viewer and nothing else
     char top_by[64];            // "--top 3": shown_by when the run's top classes are drawn
 } cli_job;
 
@@ -187,5 +190,20 @@ int cli_single(cli_opts *o, cli_err *e);    // cli-main.c: single and multi
 int cli_batch(cli_opts *o, cli_err *e);     // cli-batch.c
 int cli_summarize(cli_opts *o, cli_err *e); // cli-summary.c
 int cli_convert(cli_opts *o, cli_err *e);   // cli-main.c
+int cli_view(cli_opts *o, cli_err *e);      // cli-viewer.c
+
+/* ---------------------------------------------------------------- the viewer (cli-viewer.c) */
+
+/** The page's files and OpenSeadragon (installed, or the source tree's and configure's); false
+ *  and a one-line message naming what is missing. */
+bool cli_viewer_find(const char **assets, const char **osd, cli_err *e);
+
+/** The job's viewer: j->out_dir/viewer, linking to the files the job wrote beside it. */
+bool cli_viewer_write(cli_job *j, cli_err *e);
+
+struct cJSON;
+/** OUTDIR/index.html and OUTDIR/index_files/: the cohort page, from the cohort table (cohort.json's
+ *  object), when some slide of it has a viewer. */
+bool cli_viewer_cohort(const char *outdir, const struct cJSON *table, cli_err *e);
 
 #endif

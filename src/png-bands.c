@@ -213,7 +213,10 @@ static bool write_header(png_ctx *ctx, FILE *fp, int width, int height, int chan
     }
     png_init_io(png, fp);
     png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8,
-                 channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 channels == 1   ? PNG_COLOR_TYPE_GRAY
+                 : channels == 4 ? PNG_COLOR_TYPE_RGB_ALPHA
+                                 : PNG_COLOR_TYPE_RGB,
+                 PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_text text = {.compression = PNG_TEXT_COMPRESSION_NONE,
                      .key = (png_charp) "Software",

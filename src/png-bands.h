@@ -12,7 +12,7 @@
 
 /* One band encoder: a worker's buffers, reused band after band. */
 typedef struct th_png_band {
-    int width, channels; /* image width in pixels; 1 (gray) or 3 (RGB) */
+    int width, channels; /* image width in pixels; 1 (gray), 3 (RGB) or 4 (RGBA) */
     uint8_t *filtered;   /* (1 + width * channels) one filtered row: filter type, then bytes */
     uint8_t *chunk;      /* (cap) the band's IDAT chunk: length, type, zlib data, CRC */
     size_t cap, len;     /* bytes of chunk allocated, in use */

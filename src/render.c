@@ -562,6 +562,49 @@ void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_
     }
 }
 
+void th_overlay_layers_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *row,
+                           const th_overlay_axis *cols, int64_t n, uint8_t *rgba, size_t plane)
+{
+    if (row->c0 < 0) {
+        return; // outside the grid: clear
+    }
+    const th_tissue *glass = ov->glass;
+    const float *r0 = cam_rows(ov, c, row->c0), *r1 = cam_rows(ov, c, row->c1);
+    const float *own_row = row->own == row->c0 ? r0 : r1;
+    quad q = {.c0 = -1, .c1 = -1};
+    for (int64_t x = 0; x < n; x++) {
+        const th_overlay_axis *ax = &cols[x];
+        if (ax->c0 < 0 || (glass && !th_tissue_at(glass, ax->m, row->m))) {
+            continue;
+        }
+        if (ax->c0 != q.c0 || ax->c1 != q.c1) {
+            gather(ov, r0, r1, ax, &q);
+        }
+        const double wt[4] = {ax->b * row->b, ax->a * row->b, ax->b * row->a, ax->a * row->a};
+        bool full = q.full && wt[0] > 0 && wt[1] > 0 && wt[2] > 0 && wt[3] > 0;
+        float t = 0;
+        int best =
+            full ? strongest_full(ov, &q, wt, &t) : strongest(ov, r0, r1, own_row, ax, wt, &t);
+        if (best < 0) {
+            continue;
+        }
+        uint8_t *px = rgba + x * 4;
+        if (!ov->multi) {
+            th_colormap_rgb(ov->cmap, t, px);
+            px[3] = round_u8(ov->alpha * 255.0f);
+            continue;
+        }
+        if (t < ov->threshold || t <= 0 || ov->clear[best]) {
+            continue;
+        }
+        float op =
+            ov->threshold < 1 ? ov->alpha * (t - ov->threshold) / (1 - ov->threshold) : ov->alpha;
+        px += (size_t)best * plane;
+        memcpy(px, ov->rgb[best], 3);
+        px[3] = round_u8(op * 255.0f);
+    }
+}
+
 /* ---------------------------------------------------------------- planning */
 
 // One thread's buffers, all O(output width × band height) or bounded.

@@ -90,6 +90,13 @@ void th_overlay_cache_free(th_overlay_cache *c);
 void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *row,
                     const th_overlay_axis *cols, int64_t n, uint8_t *rgb);
 
+/* th_overlay_row's colours as layers over a clear background, for the viewer: n RGBA pixels of
+ * one row in each layer (one per class shown in multi, where a pixel is drawn in the layer of
+ * its strongest class; one in single), layer i's row at rgba + i * plane. A pixel drawn with
+ * opacity op gets alpha round(op × 255); the rest are left as they are (clear). */
+void th_overlay_layers_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *row,
+                           const th_overlay_axis *cols, int64_t n, uint8_t *rgba, size_t plane);
+
 /* Geometry of a heatmap image: the slide thumbnail at (0, 0), and the legend panel appended
  * along the thumbnail's short side (right of a portrait or square slide, below a landscape
  * one), so the thumbnail's long side is exactly min(width, slide long side). */

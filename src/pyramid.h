@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/* The pyramid builder shared by the containers that hold image pyramids: heatmap.tiff's pages
+ * (render-tiff.c) and the viewer's Deep Zoom folders (dzi.c). It plans the levels (each the one
+ * above halved, rounded up, as libvips' dzsave and the TIFF do), cuts a level into tiles with an
+ * overlap, and walks every tile of every level in parallel in units of tiles; what a tile holds
+ * (its source) and how it is stored (its layout) are the caller's. */
+#ifndef TH_PYRAMID_H
+#define TH_PYRAMID_H
+
+#include "th-private.h"
+
+#define TH_PYR_MAX_LEVELS 48 /* 2^47 px: more than any slide */
+
+typedef struct th_pyr_level {
+    int64_t w, h;       /* size in this level's pixels */
+    int64_t cols, rows; /* tiles across and down */
+    double scale;       /* pixels of level 0 (the finest) per pixel of this level: 2^k */
+} th_pyr_level;
+
+typedef struct th_pyramid {
+    int tile;    /* tile side without the overlap */
+    int overlap; /* pixels each tile repeats of its neighbours, on each inner side (Deep Zoom) */
+    int n;       /* levels; lv[0] is the finest, lv[n-1] the coarsest */
+    th_pyr_level lv[TH_PYR_MAX_LEVELS];
+} th_pyramid;
+
+/* Plan a w×h pyramid: halve (rounding up) until the long side is at most top_max (1 for Deep
+ * Zoom, whose top level is one pixel; 1024 for heatmap.tiff). */
+void th_pyramid_plan(th_pyramid *p, int64_t w, int64_t h, int tile, int overlap, int64_t top_max);
+
+/* Tile (col, row) of level k with its overlap, in that level's pixels, clipped to the level. */
+void th_pyramid_tile_rect(const th_pyramid *p, int k, int64_t col, int64_t row, int64_t *x,
+                          int64_t *y, int64_t *w, int64_t *h);
+
+/* Work on the tiles [col, col + n_cols) × [row, row + n_rows) of level k; `worker` (0 ..
+ * threads-1) names the calling thread's scratch. */
+typedef bool (*th_pyr_unit_fn)(void *user, int worker, int k, int64_t col, int64_t row,
+                               int n_cols, int n_rows, th_error **err);
+
+/* Call fn on every unit of unit×unit tiles of every level (finest first), from `threads`
+ * threads (≤ 0: OpenMP's default), dynamically scheduled; each unit is one thread's, so what a
+ * unit writes does not depend on the thread count. The first failure stops the units not yet
+ * started and is returned. `cancel` (may be NULL) stops the walk when it turns non-zero. */
+bool th_pyramid_walk(const th_pyramid *p, int threads, int unit, th_pyr_unit_fn fn, void *user,
+                     const volatile sig_atomic_t *cancel, th_error **err);
+
+#endif

@@ -1,0 +1,98 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The viewer (TAP): `multi --viewer` and `single --viewer` on CMU-1-Small-Region write a complete
+# viewer folder (page, OpenSeadragon, pyramids, data), the same bytes for 1 and 2 threads, glass
+# tiles hard-linked to one tile, no temporary folder left; `tileheat view DIR` writes the same
+# folder afterwards; `batch --viewer` writes the cohort page. Then tests/viewer-browser.js opens
+# the viewers in Debian's chromium (headless, through puppeteer-core) over file://: tiles load,
+# no console errors or failed requests, layers toggle, the deepest level loads, the colours
+# match heatmap.png. Screenshots: tests/viewer-shots/ in the build folder.
+# Skipped (TAP) without OpenSeadragon; the browser part without chromium, node or puppeteer-core
+# (tools/install-deps.sh installs them).
+set -u
+. "${TH_SRCDIR:-.}/tests/tap.sh"
+CMU="$DATA/slides/CMU-1-Small-Region.svs"
+CHROMIUM=${TH_CHROMIUM:-/usr/bin/chromium}
+NODE_MODULES="$SRC/third_party/node_modules"
+SHOTS="$BUILD/tests/viewer-shots"
+T=$(mktemp -d "${TMPDIR:-/tmp}/th-viewer.XXXXXX") || exit 1
+trap 'rm -rf "$T"' EXIT
+
+if ! "$TH" multi "$CMU" --viewer --geojson --threads 2 -q -o "$T/multi" 2>"$T/err"; then
+  if grep -q "OpenSeadragon is not installed" "$T/err"; then
+    echo "1..0 # SKIP OpenSeadragon is not installed (tools/install-deps.sh, then configure)"
+    exit 0
+  fi
+  not_ok "multi --viewer runs: $(cat "$T/err")"
+  tap_end
+  exit 1
+fi
+V="$T/multi/viewer"
+check '[ -s "$V/index.html" ] && [ -s "$V/viewer.js" ] && [ -s "$V/config.js" ] &&
+  [ -s "$V/openseadragon/openseadragon.min.js" ] && [ -s "$V/openseadragon/images/home_rest.png" ] &&
+  [ -s "$V/slide.dzi" ] && [ -s "$V/slide_files/0/0_0.jpg" ] && [ -s "$V/layer2_files/0/0_0.png" ] &&
+  [ -s "$V/thumbnail.jpg" ] && [ -s "$V/data/tiles-0.js" ] && [ ! -e "$V/layer3_files" ]' \
+  "multi --viewer: page, OpenSeadragon, the slide, one layer per class shown (3), the data"
+top=$(ls "$V/slide_files" | sort -n | tail -n 1)
+check '[ "$top" = 12 ] && [ -s "$V/slide_files/12/8_11.jpg" ] && [ ! -e "$V/slide_files/12/9_0.jpg" ]' \
+  "the slide's Deep Zoom levels: 13 (2220×2967 down to 1 px), 9×12 tiles of 256 px at level 0"
+check '[ "$(find "$V/slide_files" -type f -links +10 | wc -l)" -gt 10 ] &&
+  [ "$(find "$V/layer0_files" -type f -links +1 | wc -l)" -gt 1 ]' \
+  "glass tiles and clear layer tiles are hard links to one tile each"
+check '! ls -a "$T/multi" | grep -q -e "^\.tileheat-run" -e "^viewer\." && ! grep -q "'\''" "$V/config.js" &&
+  grep -q "\"links\":\[\"heatmap.png\",\"report.json\",\"tiles.csv\",\"tiles.geojson\"\]" "$V/config.js"' \
+  "no temporary folder left; the page links heatmap.png, report.json, tiles.csv, tiles.geojson"
+"$TH" multi "$CMU" --viewer --geojson --threads 1 -q -o "$T/multi1" 2>"$T/err"
+check 'diff -r "$V" "$T/multi1/viewer" >/dev/null' "the same viewer for 1 and 2 threads"
+
+# tileheat view: the same folder from the finished run
+rm -rf "$T/multi1/viewer"
+"$TH" view "$T/multi1" -q 2>"$T/err"
+check 'diff -r "$V" "$T/multi1/viewer" >/dev/null' "tileheat view DIR writes what --viewer wrote"
+"$TH" single "$CMU" --class stroma --colormap magma --viewer --threads 2 -q -o "$T/single" 2>"$T/err"
+check '[ -s "$T/single/viewer/layer0_files/0/0_0.png" ] && [ ! -e "$T/single/viewer/layer1_files" ] &&
+  grep -q "\"colormap\":\"magma\"" "$T/single/viewer/config.js"' "single --viewer: one layer, its colour map"
+echo "{}" >"$T/single/run.json"
+"$TH" view "$T/single" -q 2>"$T/err"
+check '[ $? -ne 0 ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -q "run.json" "$T/err"' \
+  "view on a folder whose run.json is not a run's: one line naming run.json"
+check '"$TH" view "$T/nowhere" -q 2>&1 | grep -q "nowhere/run.json"' "view on a folder with no run: one line"
+
+# batch: every slide's viewer, and the cohort page
+printf 'slide,id\n%s,a\n%s,b\n' "$CMU" "$CMU" >"$T/cohort.csv"
+"$TH" batch multi "$T/cohort.csv" -o "$T/batch" --viewer --threads 2 >/dev/null 2>"$T/err"
+check '[ -s "$T/batch/index.html" ] && [ -s "$T/batch/index_files/cohort.js" ] &&
+  grep -q "\"id\":\"a\"" "$T/batch/index_files/cohort-data.js" &&
+  grep -q "\"viewer\":true" "$T/batch/index_files/cohort-data.js" &&
+  diff -r "$T/batch/a/viewer" "$T/batch/b/viewer" >/dev/null && diff -r -x config.js "$V" "$T/batch/a/viewer" >/dev/null' \
+  "batch --viewer: each slide's viewer (as multi's, but the links) and the cohort page, OUTDIR/index.html"
+
+# the browser
+why=""
+if [ ! -x "$CHROMIUM" ]; then
+  why="chromium is not installed (tools/install-deps.sh installs Debian's)"
+elif ! command -v node >/dev/null 2>&1; then
+  why="node is not installed"
+elif ! NODE_PATH="$NODE_MODULES" node -e "require.resolve('puppeteer-core')" 2>/dev/null; then
+  why="puppeteer-core is not installed in third_party/node_modules (tools/install-deps.sh)"
+fi
+if [ -n "$why" ]; then
+  n=$((n + 1))
+  echo "ok $n # SKIP the browser: $why"
+  tap_end
+  exit
+fi
+mkdir -p "$SHOTS/multi" "$SHOTS/single"
+for kind in multi single; do
+  NODE_PATH="$NODE_MODULES" timeout 240 node "$SRC/tests/viewer-browser.js" "$CHROMIUM" \
+    "$T/$kind/viewer" "$T/$kind/heatmap.png" "$SHOTS/$kind" "$n" >"$T/browser.tap" 2>&1
+  cat "$T/browser.tap"
+  got=$(grep -c -e '^ok ' -e '^not ok ' "$T/browser.tap")
+  bad=$(grep -c '^not ok ' "$T/browser.tap")
+  n=$((n + got))
+  failed=$((failed + bad))
+  if [ "$got" -eq 0 ]; then
+    not_ok "the browser test of the $kind viewer ran"
+  fi
+done
+tap_end
