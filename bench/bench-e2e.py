@@ -26,7 +26,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchlib import machine_line, median  # noqa: E402
+from benchlib import machine_line, median, tileheat_command  # noqa: E402
 
 REPO = os.path.dirname(HERE)
 PY = "/usr/bin/python3"
@@ -66,19 +66,6 @@ def prepare(args, cache):
         print("generating %s (not timed) ..." % vgg, flush=True)
         subprocess.run([PY, os.path.join(HERE, "gen-vgg16-gap.py"), "-o", vgg], check=True)
     return large, vgg
-
-
-def tileheat_command(build):
-    """The CLI binary and its environment: libtool's .libs/tileheat with the library path the
-    wrapper script would set (the wrapper itself is a bash script costing ~0.1-0.3 s a run, which
-    an installed tileheat does not pay), else BUILD/tileheat as it is."""
-    real, libs = os.path.join(build, ".libs", "tileheat"), os.path.join(build, "src", ".libs")
-    env = dict(os.environ)
-    if os.path.exists(real) and os.path.isdir(libs):
-        env["LD_LIBRARY_PATH"] = libs + (":" + env["LD_LIBRARY_PATH"]
-                                         if env.get("LD_LIBRARY_PATH") else "")
-        return real, env
-    return os.path.join(build, "tileheat"), env
 
 
 def common_env(args, threads, base=None):

@@ -44,7 +44,7 @@ def run(tileheat, slide, extra, out, threads):
     st = perf["stages_seconds"]
     pct = {c["name"]: c["percent"] for c in rep["classes"]}
     return st["tiles"], st.get("engine plan", 0.0), perf["peak_rss_bytes"] / 2**20, pct, \
-        rep["tile"].get("cam")
+        rep["tile"].get("cam"), perf.get("trunk_area", 1.0)
 
 
 def main():
@@ -57,10 +57,8 @@ def main():
     ap.add_argument("--cases", default="cmu,tcga,demo,vgg16")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
-    tileheat = os.path.join(build, ".libs", "tileheat")
-    if not os.path.exists(tileheat):
-        tileheat = os.path.join(build, "tileheat")
-    os.environ["LD_LIBRARY_PATH"] = os.path.join(build, "src", ".libs")
+    tileheat, env = benchlib.tileheat_command(build)
+    os.environ.update(env)
     cache = args.cache or os.path.join(build, "bench-cache")
     os.makedirs(cache, exist_ok=True)
     model = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "default.onnx")
@@ -90,24 +88,25 @@ def main():
         best = {}
         for i in range(args.repeat):
             for mode in ("seamless", "tile"):
-                t, plan, rss, pct, used = run(tileheat, slide, extra + ["--cam", mode],
+                t, plan, rss, pct, used, area = run(tileheat, slide, extra + ["--cam", mode],
                                               os.path.join(tmp, name + mode), args.threads)
-                print("  %-6s %-8s run %d: tiles %.3f s (plan %.3f s), peak RSS %.0f MiB, cam %s"
-                      % (name, mode, i + 1, t, plan, rss, used), flush=True)
+                print("  %-6s %-8s run %d: tiles %.3f s (plan %.3f s), peak RSS %.0f MiB, cam %s, "
+                      "trunk area %.3f" % (name, mode, i + 1, t, plan, rss, used, area),
+                      flush=True)
                 b = best.get(mode)
                 if b is None or t < b[0]:
-                    best[mode] = (t, plan, rss, pct)
+                    best[mode] = (t, plan, rss, pct, area)
         s, t = best["seamless"], best["tile"]
         diff = max(abs(s[3][c] - t[3][c]) for c in s[3])
-        rows.append((name, s[0], t[0], s[0] / t[0], s[1], s[2], t[2], diff,
+        rows.append((name, s[0], t[0], s[0] / t[0], s[4], s[1], s[2], t[2], diff,
                      ", ".join("%s %.1f/%.1f" % (c, s[3][c], t[3][c]) for c in s[3])))
     shutil.rmtree(tmp)
     print()
-    print("%-6s %10s %10s %7s %8s %9s %9s %8s  %s" % (
-        "case", "seamless s", "tile s", "ratio", "plan s", "RSS seam", "RSS tile", "max |Δ%|",
-        "percent seamless/tile"))
+    print("%-6s %10s %10s %7s %6s %8s %9s %9s %8s  %s" % (
+        "case", "seamless s", "tile s", "ratio", "area", "plan s", "RSS seam", "RSS tile",
+        "max |Δ%|", "percent seamless/tile"))
     for r in rows:
-        print("%-6s %10.3f %10.3f %6.2fx %8.3f %8.0fM %8.0fM %8.2f  %s" % r)
+        print("%-6s %10.3f %10.3f %6.2fx %6.3f %8.3f %8.0fM %8.0fM %8.2f  %s" % r)
     print("target: ratio <= 1.20")
 
 

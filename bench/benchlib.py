@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Helpers the benchmark scripts share: the machine line and the median."""
+"""Helpers the benchmark scripts share: the machine line, the median, the tileheat binary."""
 import os
 import platform
 
@@ -25,3 +25,16 @@ def median(xs):
     xs = sorted(xs)
     n = len(xs)
     return (xs[n // 2] + xs[(n - 1) // 2]) / 2 if n else float("nan")
+
+
+def tileheat_command(build):
+    """The CLI binary and its environment: libtool's .libs/tileheat with the library path the
+    wrapper script would set (the wrapper itself is a bash script costing ~0.1-0.3 s a run, which
+    an installed tileheat does not pay), else BUILD/tileheat as it is."""
+    real, libs = os.path.join(build, ".libs", "tileheat"), os.path.join(build, "src", ".libs")
+    env = dict(os.environ)
+    if os.path.exists(real) and os.path.isdir(libs):
+        env["LD_LIBRARY_PATH"] = libs + (":" + env["LD_LIBRARY_PATH"]
+                                         if env.get("LD_LIBRARY_PATH") else "")
+        return real, env
+    return os.path.join(build, "tileheat"), env

@@ -514,23 +514,28 @@ static int strongest_full(const th_overlay *ov, const quad *q, const double wt[4
     return best;
 }
 
-void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *row,
-                    const th_overlay_axis *cols, int64_t n, uint8_t *rgb)
+// What the overlay draws at one pixel: the class shown (single: its one class), its strength t
+// and its opacity.
+typedef void paint_fn(void *ctx, int64_t x, int best, float t, float opacity);
+
+// The overlay along one output row: every pixel in the grid and not glass gets paint() with the
+// strongest class, unless (multi) it is below the threshold or a background class. Inlined into
+// each caller with its paint.
+static inline __attribute__((always_inline)) void
+overlay_walk(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *row,
+             const th_overlay_axis *cols, int64_t n, paint_fn *paint, void *ctx)
 {
     if (row->c0 < 0) {
-        return; // the row lies outside the grid: plain slide
+        return; // the row lies outside the grid: nothing drawn
     }
     const th_tissue *glass = ov->glass;
     const float *r0 = cam_rows(ov, c, row->c0), *r1 = cam_rows(ov, c, row->c1);
     const float *own_row = row->own == row->c0 ? r0 : r1;
     quad q = {.c0 = -1, .c1 = -1};
-    // Single: the colour of the last strength drawn; runs of equal t (0 below the range) reuse it.
-    float cm_t = -1;
-    uint8_t cm[3] = {0};
     for (int64_t x = 0; x < n; x++) {
         const th_overlay_axis *ax = &cols[x];
         if (ax->c0 < 0 || (glass && !th_tissue_at(glass, ax->m, row->m))) {
-            continue; // outside the grid, or glass: plain slide
+            continue; // outside the grid, or glass: nothing drawn
         }
         if (ax->c0 != q.c0 || ax->c1 != q.c1) {
             gather(ov, r0, r1, ax, &q);
@@ -543,66 +548,75 @@ void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_
         if (best < 0) {
             continue;
         }
-        uint8_t *px = rgb + x * 3;
         if (!ov->multi) {
-            if (t != cm_t) {
-                th_colormap_rgb(ov->cmap, t, cm);
-                cm_t = t;
-            }
-            blend(px, cm, ov->alpha);
+            paint(ctx, x, best, t, ov->alpha);
             continue;
         }
         // Multi: the strongest class, fading in from nothing at the threshold to alpha at t = 1.
         if (t < ov->threshold || t <= 0 || ov->clear[best]) {
             continue;
         }
-        float op =
-            ov->threshold < 1 ? ov->alpha * (t - ov->threshold) / (1 - ov->threshold) : ov->alpha;
-        blend(px, ov->rgb[best], op);
+        paint(ctx, x, best, t,
+              ov->threshold < 1 ? ov->alpha * (t - ov->threshold) / (1 - ov->threshold)
+                                : ov->alpha);
     }
+}
+
+// th_overlay_row's paint: blended into RGB. Single: the colour of the last strength drawn is
+// kept, since runs of equal t (0 below the range) are common.
+typedef struct blend_ctx {
+    const th_overlay *ov;
+    uint8_t *rgb;
+    float cm_t;
+    uint8_t cm[3];
+} blend_ctx;
+
+static void paint_blend(void *ctx, int64_t x, int best, float t, float opacity)
+{
+    blend_ctx *b = ctx;
+    if (!b->ov->multi) {
+        if (t != b->cm_t) {
+            th_colormap_rgb(b->ov->cmap, t, b->cm);
+            b->cm_t = t;
+        }
+        blend(b->rgb + x * 3, b->cm, opacity);
+    } else {
+        blend(b->rgb + x * 3, b->ov->rgb[best], opacity);
+    }
+}
+
+void th_overlay_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *row,
+                    const th_overlay_axis *cols, int64_t n, uint8_t *rgb)
+{
+    blend_ctx b = {.ov = ov, .rgb = rgb, .cm_t = -1};
+    overlay_walk(ov, c, row, cols, n, paint_blend, &b);
+}
+
+// th_overlay_layers_row's paint: the colour and opacity into the class's RGBA layer.
+typedef struct layers_ctx {
+    const th_overlay *ov;
+    uint8_t *rgba;
+    size_t plane;
+} layers_ctx;
+
+static void paint_layer(void *ctx, int64_t x, int best, float t, float opacity)
+{
+    layers_ctx *l = ctx;
+    uint8_t *px = l->rgba + x * 4;
+    if (!l->ov->multi) {
+        th_colormap_rgb(l->ov->cmap, t, px);
+    } else {
+        px += (size_t)best * l->plane;
+        memcpy(px, l->ov->rgb[best], 3);
+    }
+    px[3] = round_u8(opacity * 255.0f);
 }
 
 void th_overlay_layers_row(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *row,
                            const th_overlay_axis *cols, int64_t n, uint8_t *rgba, size_t plane)
 {
-    if (row->c0 < 0) {
-        return; // outside the grid: clear
-    }
-    const th_tissue *glass = ov->glass;
-    const float *r0 = cam_rows(ov, c, row->c0), *r1 = cam_rows(ov, c, row->c1);
-    const float *own_row = row->own == row->c0 ? r0 : r1;
-    quad q = {.c0 = -1, .c1 = -1};
-    for (int64_t x = 0; x < n; x++) {
-        const th_overlay_axis *ax = &cols[x];
-        if (ax->c0 < 0 || (glass && !th_tissue_at(glass, ax->m, row->m))) {
-            continue;
-        }
-        if (ax->c0 != q.c0 || ax->c1 != q.c1) {
-            gather(ov, r0, r1, ax, &q);
-        }
-        const double wt[4] = {ax->b * row->b, ax->a * row->b, ax->b * row->a, ax->a * row->a};
-        bool full = q.full && wt[0] > 0 && wt[1] > 0 && wt[2] > 0 && wt[3] > 0;
-        float t = 0;
-        int best =
-            full ? strongest_full(ov, &q, wt, &t) : strongest(ov, r0, r1, own_row, ax, wt, &t);
-        if (best < 0) {
-            continue;
-        }
-        uint8_t *px = rgba + x * 4;
-        if (!ov->multi) {
-            th_colormap_rgb(ov->cmap, t, px);
-            px[3] = round_u8(ov->alpha * 255.0f);
-            continue;
-        }
-        if (t < ov->threshold || t <= 0 || ov->clear[best]) {
-            continue;
-        }
-        float op =
-            ov->threshold < 1 ? ov->alpha * (t - ov->threshold) / (1 - ov->threshold) : ov->alpha;
-        px += (size_t)best * plane;
-        memcpy(px, ov->rgb[best], 3);
-        px[3] = round_u8(op * 255.0f);
-    }
+    layers_ctx l = {.ov = ov, .rgba = rgba, .plane = plane};
+    overlay_walk(ov, c, row, cols, n, paint_layer, &l);
 }
 
 /* ---------------------------------------------------------------- planning */

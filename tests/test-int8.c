@@ -64,28 +64,6 @@ static double cam_pearson(const th_result *a, const th_result *b, int c)
     return cov / sqrt((saa / n - sa / n * sa / n) * (sbb / n - sb / n * sb / n));
 }
 
-static bool same_bytes(const th_result *a, const th_result *b)
-{
-    if (!a || !b || a->n_tiles != b->n_tiles ||
-        memcmp(a->probs, b->probs, sizeof(float) * a->n_tiles * a->n_classes) != 0) {
-        return false;
-    }
-    int64_t gw, gh;
-    th_result_get_cam_grid(a, &gw, &gh, NULL, NULL, NULL, NULL);
-    float *ra = th_malloc(sizeof(float) * gw, NULL), *rb = th_malloc(sizeof(float) * gw, NULL);
-    bool same = true;
-    for (int c = 0; c < a->n_classes && same; c++) {
-        for (int64_t y = 0; y < gh && same; y++) {
-            th_result_read_cam_row(a, c, y, ra);
-            th_result_read_cam_row(b, c, y, rb);
-            same = memcmp(ra, rb, sizeof(float) * gw) == 0;
-        }
-    }
-    th_free(ra);
-    th_free(rb);
-    return same;
-}
-
 // Convolutions the int8 plan should quantise: those before the last pooling whose input comes
 // after a ReLU (the first convolution takes the normalised image).
 static int int8_convs_expected(const th_model *m)
@@ -145,7 +123,7 @@ static void check_model(const char *src_rel, const char *name)
            strstr(th_result_get_warning(q, 0), "int8") != NULL,
        "%s: and says it is not seam-free: %s", name,
        th_result_get_warning_count(q) ? th_result_get_warning(q, 0) : "");
-    ok(!same_bytes(f, q), "%s: int8 outputs differ from float32's (it is not float32 again)",
+    ok(!tu_same_result(f, q), "%s: int8 outputs differ from float32's (it is not float32 again)",
        name);
     double worst = 0;
     for (int c = 0; c < f->n_classes; c++) {
@@ -171,7 +149,7 @@ static void check_model(const char *src_rel, const char *name)
     ok(least >= 0.98, "%s: every class's CAM grid correlates with float32's by >= %.4f (>= 0.98)",
        name, least);
     th_result *one = run(m, TH_PRECISION_INT8, 1, TH_ENGINE_WINOGRAD, NULL);
-    ok(same_bytes(q, one), "%s: int8 on 1 and 2 threads gives the same bytes", name);
+    ok(tu_same_result(q, one), "%s: int8 on 1 and 2 threads gives the same bytes", name);
     th_result_free(one);
     th_result_free(f);
     th_result_free(q);

@@ -156,28 +156,6 @@ static void check_reference(const th_result *r, const char *name)
        name, n_cells, worst_cam, cam_scale);
 }
 
-static bool same_result(const th_result *a, const th_result *b)
-{
-    if (!a || !b || a->n_tiles != b->n_tiles ||
-        memcmp(a->probs, b->probs, sizeof(float) * a->n_tiles * a->n_classes) != 0) {
-        return false;
-    }
-    int64_t gw, gh;
-    th_result_get_cam_grid(a, &gw, &gh, NULL, NULL, NULL, NULL);
-    float *ra = th_malloc(sizeof(float) * gw, NULL), *rb = th_malloc(sizeof(float) * gw, NULL);
-    bool same = true;
-    for (int c = 0; c < a->n_classes && same; c++) {
-        for (int64_t y = 0; y < gh && same; y++) {
-            th_result_read_cam_row(a, c, y, ra);
-            th_result_read_cam_row(b, c, y, rb);
-            same = memcmp(ra, rb, sizeof(float) * gw) == 0;
-        }
-    }
-    th_free(ra);
-    th_free(rb);
-    return same;
-}
-
 // The default engine (Winograd when built with oneDNN) throughout; the reference engine too
 // when `ref_engine`, which must give the same probabilities and CAMs within float rounding.
 static void check_model(const char *src_rel, const char *name, bool ref_engine)
@@ -206,7 +184,7 @@ static void check_model(const char *src_rel, const char *name, bool ref_engine)
            t);
     }
     th_result *one = run(m, TH_CAM_SEAMLESS, 1, engine, 0);
-    ok(same_result(seamless, one), "%s: 1 and 2 threads give the same bytes", name);
+    ok(tu_same_result(seamless, one), "%s: 1 and 2 threads give the same bytes", name);
     th_result_free(one);
     if (ref_engine && engine != TH_ENGINE_REF) {
         th_result *ref = run(m, TH_CAM_SEAMLESS, 2, TH_ENGINE_REF, 0);

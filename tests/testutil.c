@@ -765,6 +765,28 @@ int tu_swatch_y(const tu_image *img, const th_render_layout *L, uint32_t hex)
     return -1;
 }
 
+bool tu_same_result(const th_result *a, const th_result *b)
+{
+    if (!a || !b || a->n_tiles != b->n_tiles ||
+        memcmp(a->probs, b->probs, sizeof(float) * a->n_tiles * a->n_classes) != 0) {
+        return false;
+    }
+    int64_t gw, gh;
+    th_result_get_cam_grid(a, &gw, &gh, NULL, NULL, NULL, NULL);
+    float *ra = th_malloc(sizeof(float) * gw, NULL), *rb = th_malloc(sizeof(float) * gw, NULL);
+    bool same = true;
+    for (int c = 0; c < a->n_classes && same; c++) {
+        for (int64_t y = 0; y < gh && same; y++) {
+            th_result_read_cam_row(a, c, y, ra);
+            th_result_read_cam_row(b, c, y, rb);
+            same = memcmp(ra, rb, sizeof(float) * gw) == 0;
+        }
+    }
+    th_free(ra);
+    th_free(rb);
+    return same;
+}
+
 th_result *tu_make_cmu_result(th_slide *slide, int n_classes)
 {
     th_grid g;
