@@ -120,6 +120,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from onnx import helper, numpy_helper
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reffile  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, "tests", "data", "keras")
 
@@ -1170,25 +1173,7 @@ def write_ref(path, model, pp, layers, blocks, spots, fshape, onnx_name):
               "input_scale %.17g" % (1.0 if caffe else 1 / 255),
               "input_mean %s" % ("123.68,116.779,103.939" if caffe else "0,0,0"),
               "input_std 1,1,1", "mpp %s" % side.get("mpp", "0"), "n_meta %d" % len(side)]
-    for k, v in side.items():
-        lines.append("meta %s=%s" % (k, v))
-    lines.append("n_layers %d" % len(layers))
-    for L in layers:
-        lines.append("layer %s %d %d %d %d %d %d %d %d %d %d %d %d %d %d" % (
-            L["kind"], L["c_in"], L["c_out"], L["k"][0], L["k"][1], L["s"][0], L["s"][1],
-            L["d"][0], L["d"][1], L["p"][0], L["p"][1], L["p"][2], L["p"][3], L["relu"],
-            L["ceil"]))
-    for (x, y) in spots:
-        lines.append("tile %d %d" % (x, y))
-    payload = b""
-    for name, arr in blocks:
-        a = np.ascontiguousarray(arr, dtype="<f4").ravel()
-        lines.append("block %s %d" % (name, a.size))
-        payload += a.tobytes()
-    lines.append("data")
-    with open(path, "wb") as f:
-        f.write(("\n".join(lines) + "\n").encode())
-        f.write(payload)
+    reffile.write(path, lines, side, layers, spots, blocks)
 
 
 def check_close(got, want, what, tol=1e-9):

@@ -33,6 +33,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reffile  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, "tests", "data", "models")
 DATA = os.environ.get("TH_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
@@ -453,25 +456,7 @@ def write_ref(path, spec, layers, blocks, spots, fshape):
              "input_mean %s" % meta.get("input_mean", "0,0,0").replace(" ", ""),
              "input_std %s" % meta.get("input_std", "1,1,1").replace(" ", ""),
              "mpp %s" % meta.get("mpp", "0"), "n_meta %d" % len(meta)]
-    for k, v in meta.items():
-        lines.append("meta %s=%s" % (k, v))
-    lines.append("n_layers %d" % len(layers))
-    for L in layers:
-        lines.append("layer %s %d %d %d %d %d %d %d %d %d %d %d %d %d %d" % (
-            L["kind"], L["c_in"], L["c_out"], L["k"][0], L["k"][1], L["s"][0], L["s"][1],
-            L["d"][0], L["d"][1], L["p"][0], L["p"][1], L["p"][2], L["p"][3], L["relu"],
-            L["ceil"]))
-    for (x, y) in spots:
-        lines.append("tile %d %d" % (x, y))
-    payload = b""
-    for name, arr in blocks:
-        a = np.ascontiguousarray(arr, dtype="<f4").ravel()
-        lines.append("block %s %d" % (name, a.size))
-        payload += a.tobytes()
-    lines.append("data")
-    with open(path, "wb") as f:
-        f.write(("\n".join(lines) + "\n").encode())
-        f.write(payload)
+    reffile.write(path, lines, meta, layers, spots, blocks)
 
 
 def build(spec, slide, idx):
