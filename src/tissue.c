@@ -93,9 +93,10 @@ static bool read_saturation(th_slide *slide, th_tissue *t, int threads, int64_t 
 {
     double ds = th_slide_get_level_downsample(slide, t->level);
     th_view v = {.level = t->level, .downsample = ds, .sx = t->sx, .sy = t->sy, .resample = true};
-    // Mask rows a read: about BAND_BYTES of level pixels.
+    // Mask rows a read: about BAND_BYTES of level pixels, and no more than BAND_BYTES of means.
     double level_row = 3.0 * t->w * (t->sx / ds) * (t->sy / ds);
-    int chunk = (int)TH_CLAMP((double)BAND_BYTES / level_row, 1.0, (double)t->h);
+    double mean_row = 3.0 * sizeof(float) * t->w;
+    int chunk = (int)TH_CLAMP((double)BAND_BYTES / fmax(level_row, mean_row), 1.0, (double)t->h);
     int n_chunks = (t->h + chunk - 1) / chunk;
     int n = TH_CLAMP(threads, 1, n_chunks);
     int64_t luma[256] = {0};

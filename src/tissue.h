@@ -23,9 +23,9 @@ typedef struct th_tissue {
  * The mask has 8 µm pixels (no finer than level 0, long side at most 8192 px), each the area
  * average of the coarsest level that is not coarser than the mask (th_view_read), read in chunks
  * of mask rows shared among the threads (threads ≤ 0: OpenMP's default; the mask is the same for
- * any count); memory is one byte per mask pixel plus about 4 MB of level pixels per thread while
- * it runs, one bit per mask pixel after. Method and constants: see tissue.c. Errors: read
- * failures. */
+ * any count); memory is one byte per mask pixel plus about 4 MB of level pixels and 4 MB of
+ * means per thread while it runs, one bit per mask pixel after. Method and constants: see
+ * tissue.c. Errors: read failures. */
 th_tissue *th_tissue_detect(th_slide *slide, double mpp0, int threads, th_error **err);
 
 void th_tissue_free(th_tissue *tissue);
