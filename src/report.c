@@ -58,7 +58,8 @@ static void add_tiles(cJSON *root, const th_result *r)
         cJSON *c = cJSON_AddObjectToObject(tile, "int8_check");
         cJSON_AddNumberToObject(c, "calibration_tiles", r->int8.tiles);
         cJSON_AddNumberToObject(c, "max_percent_difference", round4(r->int8.percent));
-        cJSON_AddNumberToObject(c, "top_class_agreement", round4(r->int8.agreement));
+        cJSON_AddNumberToObject(c, "top_class_agreement",
+                                round4(1.0 - (double)r->int8.flips / r->int8.tiles));
         cJSON_AddNumberToObject(c, "min_cam_correlation", round4(r->int8.correlation));
     }
     cJSON_AddNumberToObject(tile, "cam_width", r->cam_w);

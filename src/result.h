@@ -16,7 +16,7 @@
 typedef struct th_int8_check {
     int tiles;          /* tiles the activation ranges were measured on */
     double percent;     /* largest per-class percentage difference, points */
-    double agreement;   /* share of the tiles whose top class is the same */
+    int flips;          /* tiles whose top class is not the same */
     double correlation; /* least Pearson correlation of a class's CAM cells */
 } th_int8_check;
 

@@ -194,20 +194,19 @@ fail:;
     return false;
 }
 
-static bool scratch_init(scratch *s, const run_ctx *ctx, th_error **err)
+// A thread's buffers for running tiles through engine e on grid g; cam_floats > 0 adds a CAM
+// buffer of that many floats (tiles whose CAM goes straight to the grid).
+static bool scratch_init(scratch *s, const th_engine *e, const th_grid *g, size_t cam_floats,
+                         th_error **err)
 {
-    const th_engine *e = ctx->engine;
-    const th_grid *g = &ctx->result->grid;
     size_t region = th_grid_scratch_size(g);
     memset(s, 0, sizeof(*s));
     s->ws = th_engine_ws_new(e, err);
     s->rgb = th_malloc((size_t)g->tile_w * g->tile_h * 3, err);
     s->region = region ? th_malloc(region, err) : NULL;
     s->feat = th_malloc_aligned(sizeof(float) * e->feat_c * e->feat_h * e->feat_w, err);
-    s->cam = ctx->waves ? NULL
-                        : th_malloc(sizeof(float) * ctx->result->n_classes * e->feat_h * e->feat_w,
-                                    err);
-    return s->ws && s->rgb && (s->region || !region) && s->feat && (s->cam || ctx->waves);
+    s->cam = cam_floats ? th_malloc(sizeof(float) * cam_floats, err) : NULL;
+    return s->ws && s->rgb && (s->region || !region) && s->feat && (s->cam || !cam_floats);
 }
 
 static void scratch_free(scratch *s)
@@ -264,7 +263,9 @@ static void worker(run_ctx *ctx)
     th_error *err = NULL;
     const th_result *r = ctx->result;
     scratch s;
-    if (!scratch_init(&s, ctx, &err)) {
+    const th_engine *e = ctx->engine;
+    size_t cam = ctx->waves ? 0 : (size_t)r->n_classes * e->feat_h * e->feat_w;
+    if (!scratch_init(&s, e, &r->grid, cam, &err)) {
         publish_error(ctx, &err);
     }
     if (!ctx->waves) {
@@ -544,13 +545,9 @@ static bool sample_pass(const th_result *r, run_ctx *ctx, const th_engine *engin
 #endif
     {
         th_error *e = NULL;
+        scratch s = {0};
         float *mine = act_max ? th_calloc(TH_MAX(m->n_layers, 1), sizeof(float), &e) : NULL;
-        th_engine_ws *ws = mine || !act_max ? th_engine_ws_new(engine, &e) : NULL;
-        size_t region = th_grid_scratch_size(&r->grid);
-        uint8_t *rgb = ws ? th_malloc((size_t)r->grid.tile_w * r->grid.tile_h * 3, &e) : NULL;
-        uint8_t *src = rgb && region ? th_malloc(region, &e) : NULL;
-        float *feat = rgb ? th_malloc(sizeof(float) * engine->feat_c * cells, &e) : NULL;
-        bool ok = feat && (src || !region);
+        bool ok = (mine || !act_max) && scratch_init(&s, engine, &r->grid, 0, &e);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic)
 #endif
@@ -558,12 +555,12 @@ static bool sample_pass(const th_result *r, run_ctx *ctx, const th_engine *engin
             int64_t t = (int64_t)k * r->n_tiles / n;
             float *lg = logits + (size_t)k * nc;
             ok = ok &&
-                 th_grid_read_tile(&r->grid, ctx->slide, r->tile_col[t], r->tile_row[t], rgb, src,
-                                   &e) &&
-                 (act_max ? th_engine_calibrate(engine, ws, rgb, mine, lg, feat, &e)
-                          : th_engine_forward(engine, ws, rgb, lg, NULL, feat, &e));
+                 th_grid_read_tile(&r->grid, ctx->slide, r->tile_col[t], r->tile_row[t], s.rgb,
+                                   s.region, &e) &&
+                 (act_max ? th_engine_calibrate(engine, s.ws, s.rgb, mine, lg, s.feat, &e)
+                          : th_engine_forward(engine, s.ws, s.rgb, lg, NULL, s.feat, &e));
             if (ok) {
-                th_cam_compute(feat, engine->feat_c, r->cam_h, r->cam_w, m->dense_w, nc,
+                th_cam_compute(s.feat, engine->feat_c, r->cam_h, r->cam_w, m->dense_w, nc,
                                cams + (size_t)k * nc * cells);
             }
         }
@@ -579,10 +576,7 @@ static bool sample_pass(const th_result *r, run_ctx *ctx, const th_engine *engin
                 th_error_free(e);
             }
         }
-        th_free(feat);
-        th_free(src);
-        th_free(rgb);
-        th_engine_ws_free(ws);
+        scratch_free(&s);
         th_free(mine);
     }
     th_error *e = atomic_load(&first);
@@ -607,7 +601,7 @@ static bool int8_check(const th_result *r, int n, const float *lf, const float *
         th_free(pf);
         return false;
     }
-    int agree = 0;
+    c->flips = 0;
     for (int k = 0; k < n; k++) {
         th_kernel_softmax(lf + (size_t)k * nc, nc, pf);
         th_kernel_softmax(lq + (size_t)k * nc, nc, pq);
@@ -617,11 +611,10 @@ static bool int8_check(const th_result *r, int n, const float *lf, const float *
             bf = pf[j] > pf[bf] ? j : bf;
             bq = pq[j] > pq[bq] ? j : bq;
         }
-        agree += bf == bq;
+        c->flips += bf != bq;
     }
     c->tiles = n;
     c->percent = 0;
-    c->agreement = n ? (double)agree / n : 1;
     c->correlation = 1;
     for (int j = 0; j < nc; j++) {
         c->percent = fmax(c->percent, fabs(100.0 * sum[j] / TH_MAX(n, 1)));
@@ -674,14 +667,15 @@ static bool calibrate(th_runner *rn, th_result *r, run_ctx *ctx, th_error **err)
         const th_int8_check *c = &r->int8;
         // One flip in a small sample is a tile on a class boundary, not a trend: the agreement
         // bar allows it.
-        double flips = (1 - c->agreement) * c->tiles;
+        int allowed = TH_MAX(1, (int)floor((1 - INT8_AGREEMENT) * c->tiles));
         if (c->percent > INT8_PERCENT || c->correlation < INT8_CORRELATION ||
-            flips > TH_MAX(1.0, floor((1 - INT8_AGREEMENT) * c->tiles)) + 1e-9) {
+            c->flips > allowed) {
             th_result_add_warning(r, "int8 is further from float32 than it should be on the %d "
                                      "calibration tiles (percentages by up to %.2f points, the "
                                      "top class the same on %.0f %%, CAM correlation %.3f): use "
                                      "--precision fp32",
-                                  c->tiles, c->percent, 100 * c->agreement, c->correlation);
+                                  c->tiles, c->percent,
+                                  100.0 * (c->tiles - c->flips) / c->tiles, c->correlation);
         }
     }
     th_free(cam);
