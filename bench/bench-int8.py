@@ -17,13 +17,10 @@ alternately --repeat times per thread count; the best wall time of each counts. 
 18): int8 at least 2x the float32 default end to end on VGG16-GAP, 1 and 2 threads.
 """
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
@@ -32,21 +29,10 @@ VGG16_GOP = 30.7  # GFLOP per 224 px tile, convolutions only (2·K·K·Cin·Cout
 
 
 def run(tileheat, slide, extra, out, threads):
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    cmd = [tileheat, "multi", slide, "-q", "-o", out, "--threads", str(threads)] + extra
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    t0 = time.monotonic()
-    subprocess.run(cmd, check=True, env=env)
-    wall = time.monotonic() - t0
-    with open(os.path.join(out, "run.json")) as f:
-        perf = json.load(f)["performance"]
-    with open(os.path.join(out, "report.json")) as f:
-        rep = json.load(f)
+    wall, perf, rep = benchlib.run_multi(tileheat, slide, extra, out, threads)
     st = perf["stages_seconds"]
-    pct = {c["name"]: c["percent"] for c in rep["classes"]}
-    return wall, st["tiles"], st.get("int8 calibration", 0.0), rep["tiles"]["processed"], pct, \
-        rep["tile"].get("int8_check")
+    return wall, st["tiles"], st.get("int8 calibration", 0.0), rep["tiles"]["processed"], \
+        benchlib.percents(rep), rep["tile"].get("int8_check")
 
 
 def main():
@@ -59,10 +45,8 @@ def main():
     ap.add_argument("--cases", default="vgg16-cmu,vgg16-demo")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
-    tileheat = os.path.join(build, ".libs", "tileheat")
-    if not os.path.exists(tileheat):
-        tileheat = os.path.join(build, "tileheat")
-    os.environ["LD_LIBRARY_PATH"] = os.path.join(build, "src", ".libs")
+    tileheat, env = benchlib.tileheat_command(build)
+    os.environ.update(env)
     cache = args.cache or os.path.join(build, "bench-cache")
     os.makedirs(cache, exist_ok=True)
     here = os.path.dirname(os.path.abspath(__file__))
@@ -76,12 +60,10 @@ def main():
         "small-cmu": (cmu, ["-m", small, "--min-tissue", "0"], 0.34),
     }
     wanted = args.cases.split(",")
-    if any(c.endswith("demo") for c in wanted) and not os.path.exists(demo):
-        subprocess.run([os.path.join(build, "examples", "gen-demo-slide"), "--width", "16000",
-                        "--height", "16000", "-o", demo], check=True)
-    if any(c.startswith("vgg16") for c in wanted) and not os.path.exists(vgg):
-        subprocess.run([sys.executable, os.path.join(here, "gen-vgg16-gap.py"), "-o", vgg],
-                       check=True)
+    if any(c.endswith("demo") for c in wanted):
+        benchlib.ensure_demo(build, demo)
+    if any(c.startswith("vgg16") for c in wanted):
+        benchlib.ensure_vgg16(vgg)
     print(benchlib.machine_line())
     flags = open("/proc/cpuinfo").read()
     print("int8 units: %s" % ", ".join(f for f in ("avx512_vnni", "avx_vnni", "amx_int8")

@@ -20,10 +20,8 @@ run.json's; the percentages are report.json's per-class `percent`, and the large
 between the modes is printed per case.
 """
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -32,19 +30,10 @@ import benchlib  # noqa: E402
 
 
 def run(tileheat, slide, extra, out, threads):
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    cmd = [tileheat, "multi", slide, "-q", "-o", out, "--threads", str(threads)] + extra
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    subprocess.run(cmd, check=True, env=env)
-    with open(os.path.join(out, "run.json")) as f:
-        perf = json.load(f)["performance"]
-    with open(os.path.join(out, "report.json")) as f:
-        rep = json.load(f)
+    _, perf, rep = benchlib.run_multi(tileheat, slide, extra, out, threads)
     st = perf["stages_seconds"]
-    pct = {c["name"]: c["percent"] for c in rep["classes"]}
-    return st["tiles"], st.get("engine plan", 0.0), perf["peak_rss_bytes"] / 2**20, pct, \
-        rep["tile"].get("cam"), perf.get("trunk_area", 1.0)
+    return st["tiles"], st.get("engine plan", 0.0), perf["peak_rss_bytes"] / 2**20, \
+        benchlib.percents(rep), rep["tile"].get("cam"), perf.get("trunk_area", 1.0)
 
 
 def main():
@@ -71,12 +60,10 @@ def main():
                   ["-m", os.path.join(cache, "vgg16-gap.onnx"), "--min-tissue", "0"]),
     }
     wanted = args.cases.split(",")
-    if "demo" in wanted and not os.path.exists(cases["demo"][0]):
-        subprocess.run([os.path.join(build, "examples", "gen-demo-slide"), "--width", "16000",
-                        "--height", "16000", "-o", cases["demo"][0]], check=True)
-    if "vgg16" in wanted and not os.path.exists(os.path.join(cache, "vgg16-gap.onnx")):
-        subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "gen-vgg16-gap.py"),
-                        "-o", os.path.join(cache, "vgg16-gap.onnx")], check=True)
+    if "demo" in wanted:
+        benchlib.ensure_demo(build, cases["demo"][0])
+    if "vgg16" in wanted:
+        benchlib.ensure_vgg16(os.path.join(cache, "vgg16-gap.onnx"))
     print(benchlib.machine_line())
     print("threads %d, best of %d, modes alternating" % (args.threads, args.repeat))
     tmp = tempfile.mkdtemp(prefix="bench-seamless-")

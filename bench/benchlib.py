@@ -1,7 +1,13 @@
 # SPDX-License-Identifier: MIT
-"""Helpers the benchmark scripts share: the machine line, the median, the tileheat binary."""
+"""Helpers the benchmark scripts share: the machine line, the median, the tileheat binary, a
+`tileheat multi` run and its outputs, and the cached demo slide and VGG16-GAP model."""
+import json
 import os
 import platform
+import shutil
+import subprocess
+import sys
+import time
 
 
 def cpu_model():
@@ -38,3 +44,40 @@ def tileheat_command(build):
                                          if env.get("LD_LIBRARY_PATH") else "")
         return real, env
     return os.path.join(build, "tileheat"), env
+
+
+def run_multi(tileheat, slide, extra, out, threads):
+    """`tileheat multi SLIDE -q -o OUT --threads T EXTRA...` with OMP_NUM_THREADS=T (OUT emptied
+    first): (wall seconds, run.json's performance, report.json)."""
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    cmd = [tileheat, "multi", slide, "-q", "-o", out, "--threads", str(threads)] + extra
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True, env=env)
+    wall = time.monotonic() - t0
+    with open(os.path.join(out, "run.json")) as f:
+        perf = json.load(f)["performance"]
+    with open(os.path.join(out, "report.json")) as f:
+        rep = json.load(f)
+    return wall, perf, rep
+
+
+def percents(rep):
+    """report.json's per-class percentages by class name."""
+    return {c["name"]: c["percent"] for c in rep["classes"]}
+
+
+def ensure_demo(build, path):
+    """The 16 000² synthetic slide (examples/gen-demo-slide), made once into path."""
+    if not os.path.exists(path):
+        subprocess.run([os.path.join(build, "examples", "gen-demo-slide"), "--width", "16000",
+                        "--height", "16000", "-o", path], check=True)
+
+
+def ensure_vgg16(path):
+    """The VGG16-GAP benchmark model (bench/gen-vgg16-gap.py), made once into path."""
+    if not os.path.exists(path):
+        here = os.path.dirname(os.path.abspath(__file__))
+        subprocess.run([sys.executable, os.path.join(here, "gen-vgg16-gap.py"), "-o", path],
+                       check=True)
