@@ -74,7 +74,8 @@ TH_API int th_slide_get_level_count(const th_slide *slide);
 /** Size of a level in its own pixels; false if the level does not exist. @since 0.1 */
 TH_API bool th_slide_get_level_dimensions(const th_slide *slide, int level, int64_t *w, int64_t *h);
 
-/** Downsample factor of a level relative to level 0 (1.0 for level 0; 0 if no such level). @since 0.1 */
+/** Downsample factor of a level relative to level 0 (1.0 for level 0; 0 if no such level). @since
+ * 0.1 */
 TH_API double th_slide_get_level_downsample(const th_slide *slide, int level);
 
 /** µm per level-0 pixel, if the file says; false (and 0s) otherwise. @since 0.1 */
@@ -189,8 +190,8 @@ TH_API bool th_model_write_onnx(const th_model *model, const char *path, th_erro
 
 /** Inference backend. @since 0.1 */
 typedef enum th_engine_kind {
-    TH_ENGINE_REF = 0, /**< plain-C reference (direct convolution) */
-    TH_ENGINE_FAST,    /**< optimised backend, when built; falls back to an error if absent */
+    TH_ENGINE_REF = 0,  /**< plain-C reference (direct convolution) */
+    TH_ENGINE_FAST,     /**< optimised backend, when built; falls back to an error if absent */
     TH_ENGINE_WINOGRAD, /**< the fast backend with oneDNN's Winograd convolution (F(4×4,3×3) or
                              F(2×2,3×3), its choice) for 3×3 stride-1 convolutions with at least
                              16 input channels, where oneDNN has it (AVX-512 CPUs; elsewhere the
@@ -220,37 +221,50 @@ typedef enum th_precision {
     TH_PRECISION_INT8,     /**< int8 convolutions (u8 activations, s8 weights with a scale per
                                 output channel, s32 sums) after a calibration pass over a fixed
                                 sample of the slide's tiles; the first convolution and the CAM
-                                features stay float32. Needs the fast engine; tile mode. */
+                                features stay float32. Needs the fast engine. */
 } th_precision;
 
 /** "fp32" or "int8". @since 0.6 */
 TH_API const char *th_precision_name(th_precision precision);
 
+/** int8 activation ranges measured once for a model over a sample of tiles from many slides
+ *  (`tileheat calibrate`), so that a cohort's slides run in int8 on the same ranges without each
+ *  calibrating on its own. @since 0.7 */
+typedef struct th_calibration th_calibration;
+
 typedef struct th_run_options {
-    int level;               /**< pyramid level to tile; -1 (default) = chosen from the µm/px of
-                                  slide and model, with resampling; >= 0 forces that level as is */
-    int tile;                /**< tile size in level pixels for models with dynamic input; 0 = from the model */
-    int threads;             /**< worker threads; 0 = OpenMP default */
+    int level;   /**< pyramid level to tile; -1 (default) = chosen from the µm/px of
+                      slide and model, with resampling; >= 0 forces that level as is */
+    int tile;    /**< tile size in level pixels for models with dynamic input; 0 = from the model */
+    int threads; /**< worker threads; 0 = OpenMP default */
     th_engine_kind engine;   /**< default TH_ENGINE_WINOGRAD when built with oneDNN, else
                                   TH_ENGINE_REF (before 0.3: TH_ENGINE_FAST) */
     th_progress_fn progress; /**< optional */
     void *progress_user;
-    double slide_mpp;        /**< µm per level-0 pixel; 0 (default) = from the slide's metadata @since 0.2 */
-    double model_mpp;        /**< µm per model input pixel; 0 (default) = from the model @since 0.2 */
-    double mpp_tolerance;    /**< relative; within it no resampling is done (default 0.05) @since 0.2 */
-    double min_tissue;       /**< tiles with a smaller tissue fraction are not run (default 0.1;
-                                  0 = no tissue detection) @since 0.2 */
-    int stride;              /**< tile step in model pixels; 0 (default) = the tile size. Smaller
-                                  strides overlap tiles and average their CAMs; a multiple of the
-                                  model's feature stride @since 0.2 */
-    bool edge_pad;           /**< also run the partial right/bottom tiles, padded with white @since 0.2 */
-    int64_t roi_x, roi_y, roi_w, roi_h; /**< level-0 region to run; roi_w = 0 (default) = all @since 0.2 */
+    double
+        slide_mpp; /**< µm per level-0 pixel; 0 (default) = from the slide's metadata @since 0.2 */
+    double model_mpp; /**< µm per model input pixel; 0 (default) = from the model @since 0.2 */
+    double
+        mpp_tolerance; /**< relative; within it no resampling is done (default 0.05) @since 0.2 */
+    double min_tissue; /**< tiles with a smaller tissue fraction are not run (default 0.1;
+                            0 = no tissue detection) @since 0.2 */
+    int stride;        /**< tile step in model pixels; 0 (default) = the tile size. Smaller
+                            strides overlap tiles and average their CAMs; a multiple of the
+                            model's feature stride @since 0.2 */
+    bool edge_pad;     /**< also run the partial right/bottom tiles, padded with white @since 0.2 */
+    int64_t roi_x, roi_y, roi_w,
+        roi_h; /**< level-0 region to run; roi_w = 0 (default) = all @since 0.2 */
     const volatile sig_atomic_t *cancel; /**< optional: read before tissue detection and before
                                               each tile; once *cancel is non-zero the run stops
                                               and fails with the message "cancelled" (set it from
                                               a signal handler or another thread) @since 0.4 */
-    th_cam_mode cam;         /**< default TH_CAM_SEAMLESS @since 0.5 */
-    th_precision precision;  /**< default TH_PRECISION_FP32 @since 0.6 */
+    th_cam_mode cam;                     /**< default TH_CAM_SEAMLESS @since 0.5 */
+    th_precision precision;              /**< default TH_PRECISION_FP32 @since 0.6 */
+    const th_calibration *calibration;   /**< int8: the activation ranges (borrowed; from
+                                              th_calibration_read or _finish, for the same model
+                                              and tile size) instead of a calibration on the
+                                              slide's own tiles; NULL (default): calibrate on the
+                                              slide @since 0.7 */
 } th_run_options;
 
 /** Set defaults. @since 0.1 */
@@ -292,6 +306,54 @@ TH_API th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run
 /** Free a runner. Accepts NULL. @since 0.4 */
 TH_API void th_runner_free(th_runner *runner);
 
+/**
+ * A calibration of `model` for int8 runs with `opt` (its engine, tile size and threads) on a
+ * sample of at most `tiles` tiles in all, filled by th_calibration_add and measured by
+ * th_calibration_finish. @return it (free with th_calibration_free), or NULL and *err set.
+ * @since 0.7
+ */
+TH_API th_calibration *th_calibration_new(const th_model *model, const th_run_options *opt,
+                                          int tiles, th_error **err);
+
+/** Add `tiles` of the slide at `path` to the sample: its tissue tiles as th_run would tile it with
+ *  `opt`, evenly spaced in tile order (fewer if it has fewer, or the sample is full). @since 0.7 */
+TH_API bool th_calibration_add(th_calibration *cal, const char *path, const th_run_options *opt,
+                               int tiles, th_error **err);
+
+/** Measure: the sample through the float32 engine gives each layer's largest output (the int8
+ *  ranges); the int8 engine planned on them is then run on the same sample and compared with
+ *  float32 (th_calibration_get_check). @since 0.7 */
+TH_API bool th_calibration_finish(th_calibration *cal, th_error **err);
+
+/** int8 against float32 on the calibration's sample: tiles, the largest per-class percentage
+ *  difference (points), the share of tiles whose top class agrees, the least per-class CAM
+ *  correlation (Pearson). @since 0.7 */
+TH_API void th_calibration_get_check(const th_calibration *cal, int *tiles,
+                                     double *max_percent_difference, double *top_class_agreement,
+                                     double *min_cam_correlation);
+
+/** Why int8 should not be used with this calibration (its check misses the bar: percentages
+ *  within 0.5 points, the top class the same on 98 % of tiles, CAM correlation at least 0.98),
+ *  or NULL. Runs on it add the same warning. @since 0.7 */
+TH_API const char *th_calibration_get_warning(const th_calibration *cal);
+
+/** The file a calibration was read from, or NULL; and that file's SHA-256 in hex ("" if none).
+ *  @since 0.7 */
+TH_API const char *th_calibration_get_path(const th_calibration *cal);
+TH_API const char *th_calibration_get_sha256(const th_calibration *cal);
+
+/** Write a finished calibration as JSON (format "tileheat-calibration", version 1: the model's
+ *  SHA-256 and tile size, the sample's slides, each layer's name and largest output, the check),
+ *  under a temporary name and renamed. @since 0.7 */
+TH_API bool th_calibration_write(const th_calibration *cal, const char *path, th_error **err);
+
+/** Read a calibration file for `model` (borrowed; it must be the file's model: same SHA-256 and
+ *  layers). @since 0.7 */
+TH_API th_calibration *th_calibration_read(const char *path, const th_model *model, th_error **err);
+
+/** Free a calibration. Accepts NULL. @since 0.7 */
+TH_API void th_calibration_free(th_calibration *cal);
+
 /** Free a result. Accepts NULL. @since 0.1 */
 TH_API void th_result_free(th_result *result);
 
@@ -327,7 +389,8 @@ TH_API void th_result_get_cam_grid(const th_result *result, int64_t *gw, int64_t
 TH_API void th_result_read_cam_row(const th_result *result, int c, int64_t gy, float *out);
 
 /** µm per level-0 pixel used (0 if none) and where it came from: "--mpp", "openslide",
- *  "tiff-tags", "png-tags", "assumed" (plain image taken at the model's resolution) or "none". @since 0.2 */
+ *  "tiff-tags", "png-tags", "assumed" (plain image taken at the model's resolution) or "none".
+ * @since 0.2 */
 TH_API double th_result_get_mpp(const th_result *result, const char **source);
 
 /** Level-0 pixels per model pixel (the resampling scale; 1 with no mpp). @since 0.2 */
@@ -379,8 +442,9 @@ TH_API int th_result_top_classes(const th_result *result, const th_model *model,
 
 /** How CAM values become display intensity in [0, 1]. @since 0.1 */
 typedef enum th_norm {
-    TH_NORM_PERCENTILE = 0, /**< clip negatives to 0, divide by the class's percentile over the slide */
-    TH_NORM_RAW,            /**< one linear scale from the smallest to the largest raw value shown */
+    TH_NORM_PERCENTILE =
+        0,       /**< clip negatives to 0, divide by the class's percentile over the slide */
+    TH_NORM_RAW, /**< one linear scale from the smallest to the largest raw value shown */
 } th_norm;
 
 /** Colormaps for single-class heatmaps. @since 0.1 */
@@ -397,28 +461,28 @@ TH_API bool th_colormap_from_name(const char *name, th_colormap *out);
 
 /** Options for th_render_heatmap. Fill with th_render_options_init. @since 0.1 */
 typedef struct th_render_options {
-    int n_shown;               /**< 1 = single-class map with a colormap; 2..6 = multi */
-    int shown[TH_MAX_SHOWN];   /**< class indices, in the legend's order (colours go by class,
-                                    not by this order: th_render_class_color) */
-    bool multi;                /**< multi-class overlay (class colours, legend) even if n_shown is 1 */
-    th_colormap colormap;      /**< single only; default viridis */
-    double alpha;              /**< overlay opacity at full strength, 0–1; default 0.5 */
-    double threshold;          /**< multi: normalised strength below which nothing is drawn; above
-                                    it the opacity rises linearly to alpha at 1; default 0.2 */
-    int width;                 /**< long side of the slide thumbnail in px; default 2000, capped at
-                                    the slide's level-0 long side. The legend is a strip appended
-                                    along the short side (right of a portrait or square slide,
-                                    below a landscape one), so the PNG is larger by that strip */
-    th_norm norm;              /**< default TH_NORM_PERCENTILE */
-    double percentile;         /**< for TH_NORM_PERCENTILE, default 99 */
-    int threads;               /**< rendering threads; 0 (default) = OpenMP default. The output
-                                    does not depend on it @since 0.2 */
-    const char *colors;        /**< multi: "name=#rrggbb,..." colours of named classes, over the
-                                    palette and the model's `class_colors`; NULL (default) = none.
-                                    Borrowed; checked when rendering @since 0.4 */
-    bool tint_glass;           /**< also tint pixels the tissue mask calls glass; default false:
-                                    they show the plain slide. No effect without a tissue mask
-                                    (min_tissue 0) @since 0.4 */
+    int n_shown;             /**< 1 = single-class map with a colormap; 2..6 = multi */
+    int shown[TH_MAX_SHOWN]; /**< class indices, in the legend's order (colours go by class,
+                                  not by this order: th_render_class_color) */
+    bool multi;           /**< multi-class overlay (class colours, legend) even if n_shown is 1 */
+    th_colormap colormap; /**< single only; default viridis */
+    double alpha;         /**< overlay opacity at full strength, 0–1; default 0.5 */
+    double threshold;     /**< multi: normalised strength below which nothing is drawn; above
+                               it the opacity rises linearly to alpha at 1; default 0.2 */
+    int width;            /**< long side of the slide thumbnail in px; default 2000, capped at
+                               the slide's level-0 long side. The legend is a strip appended
+                               along the short side (right of a portrait or square slide,
+                               below a landscape one), so the PNG is larger by that strip */
+    th_norm norm;         /**< default TH_NORM_PERCENTILE */
+    double percentile;    /**< for TH_NORM_PERCENTILE, default 99 */
+    int threads;          /**< rendering threads; 0 (default) = OpenMP default. The output
+                               does not depend on it @since 0.2 */
+    const char *colors;   /**< multi: "name=#rrggbb,..." colours of named classes, over the
+                               palette and the model's `class_colors`; NULL (default) = none.
+                               Borrowed; checked when rendering @since 0.4 */
+    bool tint_glass;      /**< also tint pixels the tissue mask calls glass; default false:
+                               they show the plain slide. No effect without a tissue mask
+                               (min_tissue 0) @since 0.4 */
 } th_render_options;
 
 /** Set defaults: class 0, single, viridis, alpha 0.5, threshold 0.2, width 2000, percentile 99,
@@ -460,14 +524,14 @@ typedef struct th_report_info {
     int level;
     const th_stage *stages; /**< extra stages after the run (render, outputs) @since 0.2 */
     int n_stages;
-    int64_t peak_rss;       /**< bytes, 0 if unknown @since 0.2 */
-    int argc;               /**< run.json: the command line, as given @since 0.2 */
+    int64_t peak_rss; /**< bytes, 0 if unknown @since 0.2 */
+    int argc;         /**< run.json: the command line, as given @since 0.2 */
     char *const *argv;
     const th_render_options *render; /**< report.json: how the heatmap was drawn (the `drawing`
                                           object, each class's colour and whether it was drawn);
                                           NULL = not recorded @since 0.4 */
-    const char *shown_by;     /**< report.json: why these classes were drawn, e.g. "--top 3"
-                                   @since 0.4 */
+    const char *shown_by;            /**< report.json: why these classes were drawn, e.g. "--top 3"
+                                          @since 0.4 */
 } th_report_info;
 
 /** Write report.json (schema 1; see README). Temporary name + rename. @since 0.1 */
@@ -507,14 +571,15 @@ TH_API bool th_render_tiff(th_slide *slide, const th_result *result, const th_mo
 
 /* ---------------------------------------------------------------- viewer */
 
-/** Options for th_viewer_write. Fill with th_viewer_options_init. Strings are borrowed. @since 0.6 */
+/** Options for th_viewer_write. Fill with th_viewer_options_init. Strings are borrowed. @since 0.6
+ */
 typedef struct th_viewer_options {
     const char *assets;        /**< folder holding the page's files: index.html, viewer.js,
                                     viewer.css (installed in the package's data folder) */
     const char *openseadragon; /**< OpenSeadragon's build folder: openseadragon.min.js, images/ */
-    const char *title;         /**< the page's title (e.g. the slide's file name); NULL = "tileheat" */
-    const char *const *links;  /**< files beside the viewer folder the page links to
-                                    (e.g. "heatmap.png"), n_links of them */
+    const char *title; /**< the page's title (e.g. the slide's file name); NULL = "tileheat" */
+    const char *const *links; /**< files beside the viewer folder the page links to
+                                   (e.g. "heatmap.png"), n_links of them */
     int n_links;
     const volatile sig_atomic_t *cancel; /**< optional: stops the writing when non-zero */
 } th_viewer_options;

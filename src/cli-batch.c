@@ -47,7 +47,7 @@ struct batch {
     char model_sha[65];
     int *rows; // the shard's rows, indices into cohort.rows
     int n_rows;
-    int counts[4]; // done, skipped, failed, locked
+    int counts[4];        // done, skipped, failed, locked
     pthread_mutex_t lock; // the next row, the counts, stdout and the progress bar
     int next;             // the next row to take, index into rows
     worker *workers;
@@ -121,7 +121,11 @@ static void options_text(const batch *b, const cohort_row *row, const item *it, 
     }
     if (r->precision != TH_PRECISION_FP32) { // likewise
         n = n < size ? n : size - 1;
-        snprintf(out + n, size - n, ";precision=%s", th_precision_name(r->precision));
+        n += (size_t)snprintf(out + n, size - n, ";precision=%s", th_precision_name(r->precision));
+    }
+    if (r->calibration) { // the ranges the slides run on: the file's bytes
+        n = n < size ? n : size - 1;
+        snprintf(out + n, size - n, ";calibration=%s", th_calibration_get_sha256(r->calibration));
     }
     (void)row;
 }
@@ -149,7 +153,7 @@ static bool make_item(batch *b, const cohort_row *row, item *it, cli_err *e)
     if (!cli_name_shown(b->o, b->model, cls, &it->job.render, e)) {
         return row->line ? cli_prefix(e, "line %d: ", row->line) : false;
     }
-    it->job.shown_by = row->class_name     ? "the cohort's class column"
+    it->job.shown_by = row->class_name    ? "the cohort's class column"
                        : b->o->class_name ? "--class"
                        : b->o->shown      ? "--classes-shown"
                                           : NULL;
@@ -224,8 +228,7 @@ static void fail_item(batch *b, item *it, cli_err *why)
     cli_err_replace(why, it->work, dir); // the slide's folder, not its staging folder
     bool stopped = cli_signal != 0;
     if (!stopped &&
-        !state_write_record(&b->st, it->row->id, record_new(it, "failed", why->msg, seconds),
-                            &e)) {
+        !state_write_record(&b->st, it->row->id, record_new(it, "failed", why->msg, seconds), &e)) {
         // the outcome line still says why the slide failed; the table will show it pending
     }
     if (it->work[0]) {
@@ -401,14 +404,6 @@ static void slurm_threads(cli_opts *o)
     }
 }
 
-static bool probe_slide(const char *path, void *user)
-{
-    (void)user;
-    th_slide *s = th_slide_open(path, NULL);
-    th_slide_close(s);
-    return s != NULL;
-}
-
 // The cohort's ids and slides, for summarize (every shard writes the same file).
 static bool write_rows(batch *b, cli_err *e)
 {
@@ -443,7 +438,7 @@ static bool prepare(batch *b, cli_err *e)
         return false;
     }
     slurm_threads(o);
-    if (!cohort_load(&b->cohort, o->input, o->single, probe_slide, NULL, e) ||
+    if (!cohort_load(&b->cohort, o->input, o->single, cohort_probe_slide, NULL, e) ||
         !(b->model = cli_load_model(o, e))) {
         return false;
     }

@@ -604,6 +604,14 @@ bool cohort_load(cohort *c, const char *path, bool single, cohort_probe_fn probe
     return good;
 }
 
+bool cohort_probe_slide(const char *path, void *user)
+{
+    (void)user;
+    th_slide *s = th_slide_open(path, NULL);
+    th_slide_close(s);
+    return s != NULL;
+}
+
 void cohort_free(cohort *c)
 {
     for (int i = 0; i < c->n; i++) {

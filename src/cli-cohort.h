@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Cohort files for `tileheat batch`: a CSV or TSV with a header, a list of paths, or a directory. */
+/* Cohort files for `tileheat batch`: a CSV or TSV with a header, a list of paths, or a directory.
+ */
 #ifndef TH_CLI_COHORT_H
 #define TH_CLI_COHORT_H
 
@@ -39,6 +40,9 @@ typedef bool (*cohort_probe_fn)(const char *path, void *user);
  */
 bool cohort_load(cohort *c, const char *path, bool single, cohort_probe_fn probe, void *user,
                  cli_err *e);
+
+/** A cohort_probe_fn: the file opens as a slide. */
+bool cohort_probe_slide(const char *path, void *user);
 
 /** Free the rows. Accepts an empty cohort. */
 void cohort_free(cohort *c);

@@ -83,7 +83,13 @@ th_model *cli_load_model(cli_opts *o, cli_err *e)
         cli_fail(e, "%s: %s", o->model_path, th_error_message(err)); // its class_colors
         th_model_free(model);
         model = NULL;
+    } else if (o->calibration_path && !o->calibration &&
+               !(o->calibration = th_calibration_read(o->calibration_path, model, &err))) {
+        cli_fail(e, "--calibration: %s", th_error_message(err)); // the message names the file
+        th_model_free(model);
+        model = NULL;
     }
+    o->run.calibration = model ? o->calibration : NULL;
     th_error_free(err);
     return model;
 }
@@ -104,8 +110,7 @@ static bool find_class(const th_model *model, const char *name, int *c, cli_err 
 }
 
 // --classes-shown A,B: names to indices, in the order given.
-static bool parse_shown(const char *shown, const th_model *model, th_render_options *ro,
-                        cli_err *e)
+static bool parse_shown(const char *shown, const th_model *model, th_render_options *ro, cli_err *e)
 {
     char buf[1024];
     snprintf(buf, sizeof(buf), "%s", shown);
@@ -171,8 +176,9 @@ static bool choose_top(cli_job *j, cli_err *e)
                            "draw with --classes-shown");
     }
     if (ro->n_shown < j->o->top && !j->o->quiet) {
-        fprintf(stderr, "tileheat: note: --top %d: the model has %d non-background classes; "
-                        "drawing %d\n",
+        fprintf(stderr,
+                "tileheat: note: --top %d: the model has %d non-background classes; "
+                "drawing %d\n",
                 j->o->top, ro->n_shown, ro->n_shown);
     }
     return true;
@@ -370,9 +376,9 @@ void cli_job_free(cli_job *j)
 
 // Every file a run may write, the reports last: a commit moves them in this order, and removes
 // those of an earlier run that this one did not write.
-static const char *const outputs[] = {"heatmap.png",   "heatmap.tiff", "tiles.csv",
-                                      "tissue.png",    "tiles.geojson", "cam.npy",
-                                      "probabilities.npy", "viewer", "report.json", "run.json"};
+static const char *const outputs[] = {
+    "heatmap.png", "heatmap.tiff",      "tiles.csv", "tissue.png",  "tiles.geojson",
+    "cam.npy",     "probabilities.npy", "viewer",    "report.json", "run.json"};
 
 bool cli_outset_begin(cli_outset *set, const char *dir, double lock_timeout, cli_err *e)
 {

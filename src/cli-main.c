@@ -83,6 +83,7 @@ int cli_single(cli_opts *o, cli_err *e)
         return EXIT_FAILURE;
     }
     j.model = model;
+    j.run.calibration = o->run.calibration; // read with the model
     cli_lap(&j.tm, "model load");
     cli_progress pst = {.start = cli_now()};
     if (!o->quiet && isatty(STDERR_FILENO)) {
@@ -312,6 +313,7 @@ int main(int argc, char **argv)
                  : o.cmd == CMD_BATCH     ? cli_batch(&o, &e)
                  : o.cmd == CMD_SUMMARIZE ? cli_summarize(&o, &e)
                  : o.cmd == CMD_VIEW      ? cli_view(&o, &e)
+                 : o.cmd == CMD_CALIBRATE ? cli_calibrate(&o, &e)
                                           : cli_single(&o, &e);
     cli_opts_free(&o);
     if (cli_signal) {

@@ -20,6 +20,7 @@
 #define ON_SUMMARIZE (1u << CMD_SUMMARIZE)
 #define ON_CONVERT (1u << CMD_CONVERT)
 #define ON_VIEW (1u << CMD_VIEW)
+#define ON_CALIBRATE (1u << CMD_CALIBRATE)
 #define ON_RUN (ON_SINGLE | ON_MULTI)
 
 typedef enum kind { K_FLAG, K_STR, K_INT, K_DOUBLE, K_FN } kind;
@@ -30,8 +31,8 @@ typedef struct option_def {
     const char *value; // metavariable shown in --help; NULL for a flag
     unsigned on;       // ON_* bits
     kind kind;
-    size_t field;      // offsetof(cli_opts, ...) for K_FLAG, K_STR, K_INT, K_DOUBLE
-    double lo, hi;     // K_INT, K_DOUBLE bounds
+    size_t field;  // offsetof(cli_opts, ...) for K_FLAG, K_STR, K_INT, K_DOUBLE
+    double lo, hi; // K_INT, K_DOUBLE bounds
     bool (*set)(cli_opts *o, const char *arg, cli_err *e); // K_FN
     const char *section;
     const char *help;
@@ -44,7 +45,8 @@ static bool set_engine(cli_opts *o, const char *arg, cli_err *e)
     static const struct {
         const char *name;
         th_engine_kind kind;
-    } engines[] = {{"ref", TH_ENGINE_REF}, {"fast", TH_ENGINE_FAST}, {"winograd", TH_ENGINE_WINOGRAD}};
+    } engines[] = {
+        {"ref", TH_ENGINE_REF}, {"fast", TH_ENGINE_FAST}, {"winograd", TH_ENGINE_WINOGRAD}};
     for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++) {
         if (strcmp(arg, engines[i].name) == 0) {
             o->run.engine = engines[i].kind;
@@ -154,39 +156,40 @@ static const option_def options[] = {
      "normalised strength below which a pixel stays clear, 0-1 (default 0.2)"},
     {"colors", 0, "N=#HEX,...", ON_MULTI, K_STR, F(render.colors), 0, 0, NULL, NULL,
      "class colours, e.g. stroma=#56B4E9,fat=#F0E442 (default: by class)"},
-    {"model", 'm', "FILE", ON_RUN | ON_INFO, K_STR, F(model_path), 0, 0, NULL, NULL,
+    {"model", 'm', "FILE", ON_RUN | ON_INFO | ON_CALIBRATE, K_STR, F(model_path), 0, 0, NULL, NULL,
      "ONNX or Keras (.h5, .keras) model (default: the bundled tissue model)"},
     {"classes", 0, "A,B,...", ON_RUN | ON_INFO | ON_CONVERT, K_STR, F(classes), 0, 0, NULL, NULL,
      "rename the model's classes"},
-    {"preprocess", 0, "MODE", ON_RUN | ON_INFO | ON_CONVERT, K_FN, 0, 0, 0, set_preprocess, NULL,
+    {"preprocess", 0, "MODE", ON_RUN | ON_INFO | ON_CONVERT | ON_CALIBRATE, K_FN, 0, 0, 0,
+     set_preprocess, NULL,
      "input preprocessing: unit (x/255), caffe (BGR, ImageNet mean), tf or torch (default: the "
      "model's)"},
-    {"output", 'o', "DIR", ON_RUN | ON_BATCH | ON_CONVERT, K_STR, F(out_dir), 0, 0, NULL, NULL,
-     "output directory (default: SLIDE-NAME.tileheat; batch: required)"},
-    {"threads", 0, "N", ON_RUN | ON_VIEW, K_INT, F(run.threads), 1, 1024, NULL, NULL,
+    {"output", 'o', "DIR", ON_RUN | ON_BATCH | ON_CONVERT | ON_CALIBRATE, K_STR, F(out_dir), 0, 0,
+     NULL, NULL, "output directory (default: SLIDE-NAME.tileheat; batch: required)"},
+    {"threads", 0, "N", ON_RUN | ON_VIEW | ON_CALIBRATE, K_INT, F(run.threads), 1, 1024, NULL, NULL,
      "worker threads (default: all cores; under Slurm its CPUs per task)"},
-    {"engine", 0, "NAME", ON_RUN, K_FN, 0, 0, 0, set_engine, NULL,
+    {"engine", 0, "NAME", ON_RUN | ON_CALIBRATE, K_FN, 0, 0, 0, set_engine, NULL,
      "winograd (default when built with oneDNN), fast or ref"},
-    {"quiet", 'q', NULL, ON_RUN | ON_SUMMARIZE | ON_CONVERT | ON_VIEW, K_FLAG, F(quiet), 0, 0, NULL, NULL,
-     "no progress bar, no table"},
+    {"quiet", 'q', NULL, ON_RUN | ON_SUMMARIZE | ON_CONVERT | ON_VIEW | ON_CALIBRATE, K_FLAG,
+     F(quiet), 0, 0, NULL, NULL, "no progress bar, no table"},
     {"help", 'h', NULL, ~0u, K_FLAG, 0, 0, 0, NULL, NULL, "this help"},
-    {"dry-run", 0, NULL, ON_BATCH, K_FLAG, F(dry_run), 0, 0, NULL, "Cohorts (batch):",
-     "print what would run, what is done and why; run nothing"},
+    {"dry-run", 0, NULL, ON_BATCH, K_FLAG, F(dry_run), 0, 0, NULL,
+     "Cohorts (batch):", "print what would run, what is done and why; run nothing"},
     {"force", 0, NULL, ON_BATCH, K_FLAG, F(force), 0, 0, NULL, NULL,
      "redo every slide, done or not"},
     {"shard", 0, "I/N", ON_BATCH, K_FN, 0, 0, 0, set_shard, NULL,
      "rows whose position (from 0) is I modulo N (default: Slurm's array task)"},
     {"lock-timeout", 0, "S", ON_BATCH, K_DOUBLE, F(lock_timeout), 1, 1e9, NULL, NULL,
      "take over another worker's slide lock after S seconds (default 86400)"},
-    {"mpp", 0, "X", ON_RUN, K_DOUBLE, F(run.slide_mpp), 0.01, 1000, NULL,
+    {"mpp", 0, "X", ON_RUN | ON_CALIBRATE, K_DOUBLE, F(run.slide_mpp), 0.01, 1000, NULL,
      "Resolution and tiling:", "the slide's µm/px (default: from the slide)"},
-    {"model-mpp", 0, "X", ON_RUN | ON_CONVERT, K_DOUBLE, F(run.model_mpp), 0.01, 1000, NULL, NULL,
-     "the model's µm/px (default: from the model)"},
-    {"mpp-tolerance", 0, "T", ON_RUN, K_DOUBLE, F(run.mpp_tolerance), 0, 0.5, NULL, NULL,
-     "no resampling within this relative difference (0.05)"},
-    {"level", 0, "N", ON_RUN, K_INT, F(run.level), 0, 1000, NULL, NULL,
+    {"model-mpp", 0, "X", ON_RUN | ON_CONVERT | ON_CALIBRATE, K_DOUBLE, F(run.model_mpp), 0.01,
+     1000, NULL, NULL, "the model's µm/px (default: from the model)"},
+    {"mpp-tolerance", 0, "T", ON_RUN | ON_CALIBRATE, K_DOUBLE, F(run.mpp_tolerance), 0, 0.5, NULL,
+     NULL, "no resampling within this relative difference (0.05)"},
+    {"level", 0, "N", ON_RUN | ON_CALIBRATE, K_INT, F(run.level), 0, 1000, NULL, NULL,
      "read this pyramid level as is (default: chosen from µm/px)"},
-    {"tile", 0, "N", ON_RUN, K_INT, F(run.tile), 1, 65536, NULL, NULL,
+    {"tile", 0, "N", ON_RUN | ON_CALIBRATE, K_INT, F(run.tile), 1, 65536, NULL, NULL,
      "tile size, for models with a dynamic input size"},
     {"stride", 0, "N", ON_RUN, K_INT, F(run.stride), 1, 65536, NULL, NULL,
      "step between tiles in model pixels (default: the tile size)"},
@@ -195,14 +198,18 @@ static const option_def options[] = {
      "(every tile on its own, as the original tool)"},
     {"precision", 0, "P", ON_RUN, K_FN, 0, 0, 0, set_precision, NULL,
      "fp32 (default) or int8: int8 convolutions calibrated on 16 of the slide's tiles (fast "
-     "engine; tiles run one by one)"},
+     "engine)"},
+    {"calibration", 0, "FILE", ON_RUN, K_STR, F(calibration_path), 0, 0, NULL, NULL,
+     "int8: the ranges in FILE (from tileheat calibrate) instead of the slide's own"},
+    {"sample", 0, "N", ON_CALIBRATE, K_INT, F(sample), 1, 100000, NULL, NULL,
+     "tiles in the calibration sample, spread evenly over the slides (default 64)"},
     {"edge", 0, "MODE", ON_RUN, K_FN, 0, 0, 0, set_edge, NULL,
      "ignore (default) or pad the partial right/bottom tiles"},
     {"roi", 0, "X,Y,W,H", ON_RUN, K_FN, 0, 0, 0, set_roi, NULL, "run only this level-0 region"},
-    {"min-tissue", 0, "F", ON_RUN, K_DOUBLE, F(run.min_tissue), 0, 1, NULL, NULL,
+    {"min-tissue", 0, "F", ON_RUN | ON_CALIBRATE, K_DOUBLE, F(run.min_tissue), 0, 1, NULL, NULL,
      "skip tiles with less tissue, 0-1; 0 = no tissue detection (0.1)"},
-    {"width", 0, "N", ON_RUN, K_INT, F(render.width), 16, 1000000, NULL, "Drawing and outputs:",
-     "heatmap long side in pixels (default 2000)"},
+    {"width", 0, "N", ON_RUN, K_INT, F(render.width), 16, 1000000, NULL,
+     "Drawing and outputs:", "heatmap long side in pixels (default 2000)"},
     {"alpha", 0, "A", ON_RUN, K_DOUBLE, F(render.alpha), 0, 1, NULL, NULL,
      "overlay opacity, 0-1 (default 0.5)"},
     {"tint-glass", 0, NULL, ON_RUN, K_FLAG, F(render.tint_glass), 0, 0, NULL, NULL,
@@ -226,7 +233,7 @@ static const struct {
     cli_command cmd;
 } commands[] = {{"single", CMD_SINGLE}, {"multi", CMD_MULTI},         {"info", CMD_INFO},
                 {"batch", CMD_BATCH},   {"summarize", CMD_SUMMARIZE}, {"convert", CMD_CONVERT},
-                {"view", CMD_VIEW}};
+                {"view", CMD_VIEW},     {"calibrate", CMD_CALIBRATE}};
 
 // The ON_* bit an option needs: batch options are those of its mode plus its own.
 static bool applies(const cli_opts *o, const option_def *d)
@@ -246,6 +253,8 @@ const char *cli_command_name(const cli_opts *o)
         return "summarize";
     case CMD_VIEW:
         return "view";
+    case CMD_CALIBRATE:
+        return "calibrate";
     case CMD_INFO:
         return "info";
     case CMD_CONVERT:
@@ -272,7 +281,10 @@ void cli_usage_main(FILE *fp)
                 "  convert MODEL -o OUT.onnx\n"
                 "                           write a Keras (.h5, .keras) or ONNX model as one "
                 "ONNX file\n\n"
-                "  view DIR                 write DIR/viewer/ from a finished run's folder\n\n"
+                "  view DIR                 write DIR/viewer/ from a finished run's folder\n"
+                "  calibrate SLIDE|COHORT... -o FILE.json\n"
+                "                           int8 ranges measured once for a cohort "
+                "(--calibration)\n\n"
                 "  tileheat COMMAND --help   options of a command\n"
                 "  tileheat --version        print the version\n\n"
                 "Outputs (in -o DIR, default SLIDE-NAME.tileheat/): heatmap.png, report.json, "
@@ -299,6 +311,13 @@ static void usage_command(const cli_opts *o, FILE *fp)
                     "Write DIR/viewer/ (what --viewer writes) from the output folder of a finished "
                     "run:\nthe slide, model and options come from DIR/run.json and report.json, "
                     "and the slide is run again.\n\n");
+        break;
+    case CMD_CALIBRATE:
+        fprintf(fp, "Usage: tileheat calibrate SLIDE|COHORT... -o FILE.json [OPTION...]\n"
+                    "Measure int8's activation ranges once for a cohort: a sample of tissue "
+                    "tiles, spread evenly\nover the slides (a COHORT is what batch takes), run "
+                    "in float32, then in int8 on those ranges and\ncompared. Runs use FILE with "
+                    "--precision int8 --calibration FILE.\n\n");
         break;
     case CMD_SUMMARIZE:
         fprintf(fp, "Usage: tileheat summarize OUTDIR [OPTION...]\n"
@@ -332,7 +351,10 @@ static void usage_command(const cli_opts *o, FILE *fp)
         bool file = o->cmd == CMD_CONVERT && d->field == F(out_dir); // convert -o: a file
         snprintf(left, sizeof(left), "%c%c%c --%s%s%s", d->short_name ? '-' : ' ',
                  d->short_name ? d->short_name : ' ', d->short_name ? ',' : ' ', d->name,
-                 d->value ? " " : "", file ? "FILE" : d->value ? d->value : "");
+                 d->value ? " " : "",
+                 file       ? "FILE"
+                 : d->value ? d->value
+                            : "");
         fprintf(fp, "  %-25s %s\n", left, file ? "the ONNX file to write (required)" : d->help);
     }
 }
@@ -356,8 +378,8 @@ static bool parse_double(const option_def *d, const char *s, double *out, cli_er
     errno = 0;
     double v = strtod(s, &end);
     if (errno || *end || end == s || !(v >= d->lo && v <= d->hi)) {
-        return cli_fail(e, "--%s: expected a number from %g to %g, got '%s'", d->name, d->lo,
-                        d->hi, s);
+        return cli_fail(e, "--%s: expected a number from %g to %g, got '%s'", d->name, d->lo, d->hi,
+                        s);
     }
     *out = v;
     return true;
@@ -389,9 +411,9 @@ static void getopt_tables(struct option *longs, char *shorts)
     char *p = shorts;
     *p++ = ':';
     for (size_t i = 0; i < N_OPTIONS; i++) {
-        longs[i] = (struct option){options[i].name,
-                                   options[i].value ? required_argument : no_argument, NULL,
-                                   (int)(256 + i)};
+        longs[i] =
+            (struct option){options[i].name, options[i].value ? required_argument : no_argument,
+                            NULL, (int)(256 + i)};
         if (options[i].short_name) {
             *p++ = options[i].short_name;
             if (options[i].value) {
@@ -436,7 +458,10 @@ static int parse_command(cli_opts *o, int argc, char **argv, cli_err *e)
             return 2;
         }
     }
-    cli_fail(e, "unknown command '%s' (single, multi, info, batch, summarize, convert, view)", sub);
+    cli_fail(e,
+             "unknown command '%s' (single, multi, info, batch, summarize, convert, view, "
+             "calibrate)",
+             sub);
     return -1;
 }
 
@@ -446,6 +471,7 @@ static void defaults(cli_opts *o, int argc, char **argv)
     o->cmd = CMD_NONE;
     o->top = 3;
     o->lock_timeout = 86400;
+    o->sample = 64;
     o->argc = argc;
     o->argv = argv;
     th_run_options_init(&o->run);
@@ -455,19 +481,30 @@ static void defaults(cli_opts *o, int argc, char **argv)
 // The positional arguments: one slide (info: at most one), one cohort, one folder.
 static cli_parsed positional(cli_opts *o, int rest, char **args, cli_err *e)
 {
-    const char *what = o->cmd == CMD_BATCH       ? "cohort"
+    const char *what = o->cmd == CMD_BATCH                             ? "cohort"
                        : o->cmd == CMD_SUMMARIZE || o->cmd == CMD_VIEW ? "output folder"
-                       : o->cmd == CMD_CONVERT                        ? "model"
-                                                 : "slide";
+                       : o->cmd == CMD_CONVERT                         ? "model"
+                       : o->cmd == CMD_CALIBRATE                       ? "slide or cohort"
+                                                                       : "slide";
     if (rest == 0 && o->cmd != CMD_INFO) {
         cli_fail(e, "no %s given", what);
         return CLI_USAGE;
     }
-    if (rest > 1) {
+    if (rest > 1 && o->cmd != CMD_CALIBRATE) {
         cli_fail(e, "one %s at a time (got '%s' and '%s')", what, args[0], args[1]);
         return CLI_USAGE;
     }
     o->input = rest ? args[0] : NULL;
+    o->inputs = args;
+    o->n_inputs = rest;
+    if (o->cmd == CMD_CALIBRATE && !o->out_dir) {
+        cli_fail(e, "calibrate needs an output file: -o FILE.json");
+        return CLI_USAGE;
+    }
+    if (o->calibration_path && o->run.precision != TH_PRECISION_INT8) {
+        cli_fail(e, "--calibration needs --precision int8");
+        return CLI_USAGE;
+    }
     if (o->cmd == CMD_BATCH && !o->out_dir) {
         cli_fail(e, "batch needs an output folder: -o OUTDIR");
         return CLI_USAGE;
@@ -483,6 +520,8 @@ void cli_opts_free(cli_opts *o)
 {
     free(o->owned_argv);
     o->owned_argv = NULL;
+    th_calibration_free(o->calibration);
+    o->calibration = NULL;
 }
 
 cli_parsed cli_parse(cli_opts *o, int argc, char **argv, cli_err *e)

@@ -44,6 +44,7 @@ typedef enum cli_command {
     CMD_SUMMARIZE,
     CMD_CONVERT,
     CMD_VIEW,
+    CMD_CALIBRATE,
     CMD_NONE, // not (yet) known
 } cli_command;
 
@@ -53,9 +54,11 @@ enum { EXIT_USAGE = 2, EXIT_SOME_FAILED = 3 };
 /** The command line, parsed. Strings are borrowed from argv. */
 typedef struct cli_opts {
     cli_command cmd;
-    bool single;            // single (or batch single) rather than multi
-    const char *input;      // the slide; batch: the cohort; summarize: the output folder;
-                            // convert: the model
+    bool single;       // single (or batch single) rather than multi
+    const char *input; // the slide; batch: the cohort; summarize: the output folder;
+                       // convert: the model; calibrate: the first of `inputs`
+    char **inputs;     // calibrate: slides and cohorts (n_inputs)
+    int n_inputs;
     const char *model_path; // -m as given, else the bundled model found
     const char *classes;    // --classes: new names for the model's classes
     const char *preprocess; // --preprocess: unit, caffe, tf or torch
@@ -64,15 +67,18 @@ typedef struct cli_opts {
     int top;                // multi: --top
     const char *out_dir;    // -o; NULL = the default (single/multi)
     bool quiet;
-    bool tiff, geojson, raw; // extra outputs
-    bool viewer;             // --viewer: DIR/viewer/ (cli-viewer.c)
+    bool tiff, geojson, raw;      // extra outputs
+    bool viewer;                  // --viewer: DIR/viewer/ (cli-viewer.c)
+    const char *calibration_path; // --calibration FILE (int8 ranges from `tileheat calibrate`)
+    th_calibration *calibration;  // ... read by cli_load_model, freed by cli_opts_free
+    int sample;                   // calibrate: --sample, tiles in all
     // batch
     bool dry_run, force;
-    int shard_i, shard_n;   // --shard I/N; shard_n 0 = not given
-    double lock_timeout;    // seconds after which another worker's lock is taken over
-    int argc;               // the command line as typed, for run.json
+    int shard_i, shard_n; // --shard I/N; shard_n 0 = not given
+    double lock_timeout;  // seconds after which another worker's lock is taken over
+    int argc;             // the command line as typed, for run.json
     char **argv;
-    char **owned_argv;      // the copy getopt_long reorders (freed by cli_opts_free)
+    char **owned_argv; // the copy getopt_long reorders (freed by cli_opts_free)
     th_run_options run;
     th_render_options render;
 } cli_opts;
@@ -106,7 +112,8 @@ typedef struct cli_timings {
 double cli_now(void);
 void cli_lap(cli_timings *tm, const char *name);
 
-/** The model (-m or the bundled one, --classes and --preprocess applied). */
+/** The model (-m or the bundled one, --classes and --preprocess applied), and --calibration's
+ *  file read for it (o->calibration, o->run.calibration). */
 th_model *cli_load_model(cli_opts *o, cli_err *e);
 
 /** The classes named by --class / --classes-shown (checked before any run); false + e if a name
@@ -119,15 +126,15 @@ typedef struct cli_job {
     const cli_opts *o;
     const th_model *model;
     const char *slide_path;
-    const char *out_dir;        // where the files go
-    th_run_options run;         // o->run with the cohort row's mpp and roi
-    th_render_options render;   // o->render with the classes shown
+    const char *out_dir;      // where the files go
+    th_run_options run;       // o->run with the cohort row's mpp and roi
+    th_render_options render; // o->render with the classes shown
     th_slide *slide;
     th_result *result;
     cli_timings tm;
-    const char *shown_by;       // why these classes are drawn (report.json); NULL: the top ones
-    bool viewer_only;           // `tileheat view`: write DIR/viewer and nothing else
-    char top_by[64];            // "--top 3": shown_by when the run's top classes are drawn
+    const char *shown_by; // why these classes are drawn (report.json); NULL: the top ones
+    bool viewer_only;     // `tileheat view`: write DIR/viewer and nothing else
+    char top_by[64];      // "--top 3": shown_by when the run's top classes are drawn
 } cli_job;
 
 /** Open the slide, then run it. */
@@ -161,7 +168,8 @@ typedef struct cli_progress_slide {
 void cli_progress_cohort(double elapsed, int slides_done, int slides_total, int64_t tiles,
                          const cli_progress_slide *current, int n_current);
 
-/* ---------------------------------------------------------------- files and signals (cli-util.c) */
+/* ---------------------------------------------------------------- files and signals (cli-util.c)
+ */
 
 /** The signal (SIGINT, SIGTERM or SIGHUP) that asked the run to stop, or 0; the runs' cancel
  *  flag. */
@@ -183,7 +191,6 @@ bool cli_dir_writable(const char *dir, cli_err *e);
 /** A file's contents, NUL-terminated (caller frees); NULL + e on failure. */
 char *cli_read_file(const char *path, size_t *len, cli_err *e);
 
-
 /* ---------------------------------------------------------------- commands */
 
 int cli_single(cli_opts *o, cli_err *e);    // cli-main.c: single and multi
@@ -191,6 +198,7 @@ int cli_batch(cli_opts *o, cli_err *e);     // cli-batch.c
 int cli_summarize(cli_opts *o, cli_err *e); // cli-summary.c
 int cli_convert(cli_opts *o, cli_err *e);   // cli-main.c
 int cli_view(cli_opts *o, cli_err *e);      // cli-viewer.c
+int cli_calibrate(cli_opts *o, cli_err *e); // cli-calibrate.c
 
 /* ---------------------------------------------------------------- the viewer (cli-viewer.c) */
 

@@ -62,8 +62,8 @@ typedef struct act {
     dnnl_memory_desc_t md;
     int buf;
     int c, h, w;
-    bool nonneg;  // never negative (after a ReLU): an int8 convolution may take it as u8
-    float scale;  // u8 activations: the value times this (255 / the calibrated maximum)
+    bool nonneg; // never negative (after a ReLU): an int8 convolution may take it as u8
+    float scale; // u8 activations: the value times this (255 / the calibrated maximum)
 } act;
 
 static bool check(dnnl_status_t s, const char *what, th_error **err)
@@ -103,21 +103,18 @@ static void serial_end(int saved)
 #endif
 }
 
-static bool md_plain(dnnl_memory_desc_t *md, int c, int h, int w, th_error **err)
-{
-    const dnnl_dims_t dims = {1, c, h, w};
-    return check(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nchw), "memory", err);
-}
-
 // The layout of c channels in blocks of b: plain (nchw) for 1, nhwc for c, else nChw8c or
 // nChw16c; 0 if none.
 static dnnl_format_tag_t block_tag(int b, int c)
 {
-    return b == 1 ? dnnl_nchw : b == c ? dnnl_nhwc : b == 8 ? dnnl_nChw8c : b == 16 ? dnnl_nChw16c
-                                                                                   : 0;
+    return b == 1    ? dnnl_nchw
+           : b == c  ? dnnl_nhwc
+           : b == 8  ? dnnl_nChw8c
+           : b == 16 ? dnnl_nChw16c
+                     : 0;
 }
 
-// The channel block of md if it is one of block_tag's layouts, else 0.
+// The channel block of md (float32 or u8) if it is one of block_tag's layouts, else 0.
 static int md_block(const dnnl_memory_desc_t *md, int c, int h, int w)
 {
     const int blocks[] = {1, 8, 16, c};
@@ -125,7 +122,7 @@ static int md_block(const dnnl_memory_desc_t *md, int c, int h, int w)
     for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {
         dnnl_memory_desc_t want;
         if (block_tag(blocks[i], c) &&
-            dnnl_memory_desc_init_by_tag(&want, 4, dims, dnnl_f32, block_tag(blocks[i], c)) ==
+            dnnl_memory_desc_init_by_tag(&want, 4, dims, md->data_type, block_tag(blocks[i], c)) ==
                 dnnl_success &&
             dnnl_memory_desc_equal(md, &want)) {
             return blocks[i];
@@ -344,8 +341,13 @@ static bool plan_conv(th_engine *e, dnnl_plan *p, int i, const th_layer *l, act 
     if (!finish_step(p, s, pd, err) || !conv_weights(p, s, l, err)) {
         return false;
     }
-    *cur = (act){.md = s->md[ARG_DST], .buf = s->buf[1], .c = l->c_out, .h = oh, .w = ow,
-                 .nonneg = l->relu, .scale = 1};
+    *cur = (act){.md = s->md[ARG_DST],
+                 .buf = s->buf[1],
+                 .c = l->c_out,
+                 .h = oh,
+                 .w = ow,
+                 .nonneg = l->relu,
+                 .scale = 1};
     return true;
 }
 
@@ -361,12 +363,13 @@ static float u8_scale(float max)
 // with a scale per output channel (127 / its largest |weight|), s32 sums, the bias added before
 // the output scale, the fused ReLU after it; u8 output (255 = the calibrated maximum of its
 // output), or float32 for the last convolution (the CAM features).
-static bool plan_conv_int8(th_engine *e, dnnl_plan *p, int i, const th_layer *l, act *cur,
-                           int oh, int ow, bool last, th_error **err)
+static bool plan_conv_int8(th_engine *e, dnnl_plan *p, int i, const th_layer *l, act *cur, int oh,
+                           int ow, bool last, th_error **err)
 {
     const int co = l->c_out;
     const size_t per_oc = (size_t)l->c_in * l->kh * l->kw;
-    float s_in = cur->md.data_type == dnnl_u8 ? cur->scale : u8_scale(e->act_max[i - 1]);
+    float s_in =
+        cur->md.data_type == dnnl_u8 ? cur->scale : u8_scale(i > 0 ? e->act_max[i - 1] : e->in_max);
     float s_out = last ? 1.0f : u8_scale(e->act_max[i]);
     float *oscale = th_malloc(sizeof(float) * co, err);
     int8_t *wq = th_malloc(per_oc * co + 1, err);
@@ -396,26 +399,25 @@ static bool plan_conv_int8(th_engine *e, dnnl_plan *p, int i, const th_layer *l,
     const dnnl_dims_t pad_l = {l->pad_t, l->pad_l}, pad_r = {l->pad_b, l->pad_r};
     dnnl_memory_desc_t src, wei, bias, dst, oihw;
     dnnl_convolution_desc_t cd;
-    ok = ok &&
-         check(dnnl_memory_desc_init_by_tag(&src, 4, src_dims, dnnl_u8, dnnl_format_tag_any),
-               "memory", err) &&
-         check(dnnl_memory_desc_init_by_tag(&wei, 4, wei_dims, dnnl_s8, dnnl_format_tag_any),
-               "memory", err) &&
-         check(dnnl_memory_desc_init_by_tag(&bias, 1, bias_dims, dnnl_f32, dnnl_x), "memory",
-               err) &&
-         check(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, last ? dnnl_f32 : dnnl_u8,
-                                            dnnl_format_tag_any),
-               "memory", err) &&
-         check(dnnl_memory_desc_init_by_tag(&oihw, 4, wei_dims, dnnl_s8, dnnl_oihw), "memory",
-               err) &&
-         check(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
-                                                          dnnl_convolution_direct, &src, &wei,
-                                                          &bias, &dst, strides, dilates, pad_l,
-                                                          pad_r),
-               "convolution", err) &&
-         make_attr(&attr, l->relu, err) &&
-         check(dnnl_primitive_attr_set_output_scales(attr, co, 1 << 1, oscale), "scales", err) &&
-         check(dnnl_primitive_desc_create(&pd, &cd, attr, p->eng, NULL), "int8 convolution", err);
+    ok =
+        ok &&
+        check(dnnl_memory_desc_init_by_tag(&src, 4, src_dims, dnnl_u8, dnnl_format_tag_any),
+              "memory", err) &&
+        check(dnnl_memory_desc_init_by_tag(&wei, 4, wei_dims, dnnl_s8, dnnl_format_tag_any),
+              "memory", err) &&
+        check(dnnl_memory_desc_init_by_tag(&bias, 1, bias_dims, dnnl_f32, dnnl_x), "memory", err) &&
+        check(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, last ? dnnl_f32 : dnnl_u8,
+                                           dnnl_format_tag_any),
+              "memory", err) &&
+        check(dnnl_memory_desc_init_by_tag(&oihw, 4, wei_dims, dnnl_s8, dnnl_oihw), "memory",
+              err) &&
+        check(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                         dnnl_convolution_direct, &src, &wei, &bias,
+                                                         &dst, strides, dilates, pad_l, pad_r),
+              "convolution", err) &&
+        make_attr(&attr, l->relu, err) &&
+        check(dnnl_primitive_attr_set_output_scales(attr, co, 1 << 1, oscale), "scales", err) &&
+        check(dnnl_primitive_desc_create(&pd, &cd, attr, p->eng, NULL), "int8 convolution", err);
     dnnl_primitive_attr_destroy(attr);
     if (ok) {
         const dnnl_memory_desc_t want = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
@@ -443,8 +445,13 @@ static bool plan_conv_int8(th_engine *e, dnnl_plan *p, int i, const th_layer *l,
         return false;
     }
     e->n_int8++;
-    *cur = (act){.md = s->md[ARG_DST], .buf = s->buf[1], .c = co, .h = oh, .w = ow,
-                 .nonneg = l->relu, .scale = s_out};
+    *cur = (act){.md = s->md[ARG_DST],
+                 .buf = s->buf[1],
+                 .c = co,
+                 .h = oh,
+                 .w = ow,
+                 .nonneg = l->relu,
+                 .scale = s_out};
     return true;
 }
 
@@ -466,9 +473,9 @@ static bool plan_pool(dnnl_plan *p, int i, const th_layer *l, act *cur, int oh, 
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     bool ok =
-        check(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, cur->md.data_type,
-                                           dnnl_format_tag_any),
-              "memory", err) &&
+        check(
+            dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, cur->md.data_type, dnnl_format_tag_any),
+            "memory", err) &&
         check(dnnl_pooling_v2_forward_desc_init(&pdesc, dnnl_forward_inference, dnnl_pooling_max,
                                                 &cur->md, &dst, strides, kernel, dilation, pad_l,
                                                 pad_r),
@@ -518,17 +525,23 @@ static bool plan_relu(dnnl_plan *p, int i, act *cur, th_error **err)
 static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
 {
     const th_model *m = e->model;
-    act cur = {.buf = BUF_INPUT, .c = m->in_c, .h = e->tile_h, .w = e->tile_w, .scale = 1};
+    // An int8 part's input is never negative (th_engine_new_part).
+    act cur = {.buf = BUF_INPUT,
+               .c = m->in_c,
+               .h = e->tile_h,
+               .w = e->tile_w,
+               .scale = 1,
+               .nonneg = e->part && e->act_max};
     // int8 for the convolutions before the last pooling; those after it, at the CAM's resolution
     // (cheap, and where int8's error reaches the CAM features and percentages undamped: VGG16's
     // conv5 block moved the percentages 0.9 points more), stay float32. Without pooling, all but
-    // the last convolution.
+    // the last convolution. A part is int8 throughout: its caller chose it.
     int last_conv = -1, last_pool = -1;
     for (int i = 0; i < m->n_layers; i++) {
         last_conv = m->layers[i].kind == TH_LAYER_CONV ? i : last_conv;
         last_pool = m->layers[i].kind == TH_LAYER_MAXPOOL ? i : last_pool;
     }
-    int int8_end = last_pool >= 0 ? last_pool : last_conv;
+    int int8_end = e->part ? m->n_layers : last_pool >= 0 ? last_pool : last_conv;
     const dnnl_dims_t in_dims = {1, cur.c, cur.h, cur.w};
     if (!block_tag(e->in_block, cur.c)) {
         th_error_set(err, "no %d-channel blocked layout", e->in_block);
@@ -546,9 +559,10 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
         bool ok = th_layer_out_size(l, cur.h, cur.w, &oh, &ow); // checked by th_engine_new
         switch (l->kind) {
         case TH_LAYER_CONV:
-            ok = ok && (e->act_max && cur.nonneg && i < int8_end
-                            ? plan_conv_int8(e, p, i, l, &cur, oh, ow, i == last_conv, err)
-                            : plan_conv(e, p, i, l, &cur, oh, ow, err));
+            ok = ok &&
+                 (e->act_max && cur.nonneg && i < int8_end
+                      ? plan_conv_int8(e, p, i, l, &cur, oh, ow, !e->part && i == last_conv, err)
+                      : plan_conv(e, p, i, l, &cur, oh, ow, err));
             break;
         case TH_LAYER_MAXPOOL:
             ok = ok && plan_pool(p, i, l, &cur, oh, ow, err);
@@ -564,18 +578,22 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
     }
     p->out_buf = BUF_FEAT;
     if (e->part && e->out_block == 0) { // the next part takes a blocked output as it is
-        e->out_block = md_block(&cur.md, cur.c, cur.h, cur.w);
-        if (e->out_block > 1 && cur.buf != BUF_INPUT) {
+        int b = md_block(&cur.md, cur.c, cur.h, cur.w);
+        e->out_block = b > 1 && cur.buf != BUF_INPUT ? b : 1;
+        if (e->out_block > 1 && cur.md.data_type == dnnl_f32) {
             p->out_buf = cur.buf;
             return true;
         }
     }
-    e->out_block = 1;
+    // Into float32 in out_block's layout (set: plain, or a part's blocking of u8 features).
     dnnl_memory_desc_t feat;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr = NULL;
     float back = 1.0f / cur.scale; // u8 features (a trunk ending in a pooled int8 layer)
-    bool ok = md_plain(&feat, cur.c, cur.h, cur.w, err) &&
+    const dnnl_dims_t feat_dims = {1, cur.c, cur.h, cur.w};
+    bool ok = check(dnnl_memory_desc_init_by_tag(&feat, 4, feat_dims, dnnl_f32,
+                                                 block_tag(e->out_block, cur.c)),
+                    "memory", err) &&
               check(dnnl_primitive_attr_create(&attr), "attribute", err) &&
               (cur.scale == 1 ||
                check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &back), "scales", err)) &&

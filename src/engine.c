@@ -293,10 +293,12 @@ static bool check_workspace(const th_engine *e, th_error **err)
             widest = i;
         }
     }
-    th_error_set(err, "a %d×%d tile needs %zu MiB of working memory per thread, more than "
-                      "tileheat's limit of %zu MiB (the widest layer: '%s', %d channels)",
+    th_error_set(err,
+                 "a %d×%d tile needs %zu MiB of working memory per thread, more than "
+                 "tileheat's limit of %zu MiB (the widest layer: '%s', %d channels)",
                  e->tile_w, e->tile_h, e->ws_bytes >> 20, MAX_WORKSPACE_BYTES >> 20,
-                 widest >= 0 ? m->layers[widest].name : "?", widest >= 0 ? m->layers[widest].c_out : 0);
+                 widest >= 0 ? m->layers[widest].name : "?",
+                 widest >= 0 ? m->layers[widest].c_out : 0);
     return false;
 }
 
@@ -309,7 +311,7 @@ static bool check_workspace(const th_engine *e, th_error **err)
  */
 static th_engine *engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
                              bool part, int in_block, bool plain_out, const float *act_max,
-                             th_error **err)
+                             float in_max, th_error **err)
 {
     const th_engine_ops *ops = backend(kind, err);
     if (!ops) {
@@ -335,6 +337,7 @@ static th_engine *engine_new(const th_model *model, th_engine_kind kind, int til
         }
         memcpy(copy, act_max, sizeof(float) * model->n_layers);
         e->act_max = copy;
+        e->in_max = in_max;
     }
     if (!check_model(e, err) || !ops->plan(e, err) || !check_workspace(e, err)) {
         th_error_prefix(err, "%s engine: ", ops->name);
@@ -347,14 +350,14 @@ static th_engine *engine_new(const th_model *model, th_engine_kind kind, int til
 th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
                          th_error **err)
 {
-    return engine_new(model, kind, tile_w, tile_h, false, 1, true, NULL, err);
+    return engine_new(model, kind, tile_w, tile_h, false, 1, true, NULL, 0, err);
 }
 
 th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, const float *act_max,
                               th_error **err)
 {
 #ifdef HAVE_DNNL
-    return engine_new(model, TH_ENGINE_FAST, tile_w, tile_h, false, 1, true, act_max, err);
+    return engine_new(model, TH_ENGINE_FAST, tile_w, tile_h, false, 1, true, act_max, 0, err);
 #else
     (void)model, (void)tile_w, (void)tile_h, (void)act_max;
     th_error_set(err, "int8 needs the fast engine, which is not built into this tileheat");
@@ -378,9 +381,14 @@ bool th_engine_calibrate(const th_engine *engine, th_engine_ws *ws, const uint8_
 }
 
 th_engine *th_engine_new_part(const th_model *part, th_engine_kind kind, int in_w, int in_h,
-                              int in_block, bool plain_out, th_error **err)
+                              int in_block, bool plain_out, const float *act_max, float in_max,
+                              th_error **err)
 {
-    return engine_new(part, kind, in_w, in_h, true, in_block, plain_out, NULL, err);
+    if (act_max && kind == TH_ENGINE_REF) {
+        th_error_set(err, "int8 needs the fast engine, not the reference one");
+        return NULL;
+    }
+    return engine_new(part, kind, in_w, in_h, true, in_block, plain_out, act_max, in_max, err);
 }
 
 float *th_engine_input(const th_engine *engine, th_engine_ws *ws)

@@ -39,6 +39,7 @@ struct th_engine {
     int n_winograd;             /* convolutions planned with Winograd (TH_ENGINE_WINOGRAD) */
     const float *act_max;       /* int8 (th_engine_new_int8): (n_layers) each layer's largest
                                    output on the calibration tiles, owned; NULL: float32 */
+    float in_max;               /* an int8 part's input's largest value (it is never negative) */
     int n_int8;                 /* convolutions planned in int8 */
     size_t ws_bytes;            /* one workspace's size, set by the backend's plan */
     void *data;                 /* backend state */
@@ -74,9 +75,13 @@ void th_engine_free(th_engine *engine);
  * channel blocks of in_block (1: plain; a backend without blocked layouts takes only 1). Its
  * output is plain if plain_out, else in the backend's own blocking (out_block), so that the next
  * part can take it as it is. The seam-free runner (stream.c) plans one per group of layers. Run
- * with th_engine_input + th_engine_forward_part. */
+ * with th_engine_input + th_engine_forward_part.
+ * int8 (act_max not NULL; the fast backend only): every convolution of the part in int8 as
+ * th_engine_new_int8 plans them, act_max (part->n_layers) being its layers' largest outputs and
+ * in_max its input's, which must never be negative; input and output stay float32. */
 th_engine *th_engine_new_part(const th_model *part, th_engine_kind kind, int in_w, int in_h,
-                              int in_block, bool plain_out, th_error **err);
+                              int in_block, bool plain_out, const float *act_max, float in_max,
+                              th_error **err);
 
 /* The input tensor of a workspace (in in_block's layout) to fill before th_engine_forward_part. */
 float *th_engine_input(const th_engine *engine, th_engine_ws *ws);

@@ -57,6 +57,12 @@ static void add_tiles(cJSON *root, const th_result *r)
     if (r->int8.tiles > 0) {
         cJSON *c = cJSON_AddObjectToObject(tile, "int8_check");
         cJSON_AddNumberToObject(c, "calibration_tiles", r->int8.tiles);
+        // where the ranges came from: the slide's own sample, or a cohort's calibration file
+        cJSON_AddStringToObject(c, "calibration", r->calibration_file ? "file" : "slide");
+        if (r->calibration_file) {
+            cJSON_AddStringToObject(c, "calibration_file", r->calibration_file);
+            cJSON_AddStringToObject(c, "calibration_sha256", r->calibration_sha256);
+        }
         cJSON_AddNumberToObject(c, "max_percent_difference", round4(r->int8.percent));
         cJSON_AddNumberToObject(c, "top_class_agreement",
                                 round4(1.0 - (double)r->int8.flips / r->int8.tiles));
@@ -189,8 +195,7 @@ static bool add_drawing(cJSON *root, const th_result *r, const th_model *model,
         cJSON_AddStringToObject(o, "name", th_model_get_class_name(model, ro->shown[i]));
         cJSON_AddNumberToObject(o, "scale_low", lo[i]);
         cJSON_AddNumberToObject(o, "scale_high", hi[i]);
-        cJSON_AddStringToObject(o, "scale_basis",
-                                th_scale_basis_name(basis[i]));
+        cJSON_AddStringToObject(o, "scale_basis", th_scale_basis_name(basis[i]));
         cJSON_AddItemToArray(shown, o);
     }
     return true;

@@ -60,6 +60,7 @@ void th_result_free(th_result *result)
     th_free(result->percent);
     th_free(result->argmax_percent);
     th_tissue_free(result->tissue);
+    th_free(result->calibration_file);
     th_free(result);
 }
 

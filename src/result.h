@@ -23,23 +23,26 @@ typedef struct th_int8_check {
 struct th_result {
     th_grid grid;
     int n_classes;
-    int cam_w, cam_h;       /* CAM cells per tile (= feature map width/height) */
-    int64_t n_tiles;        /* tiles run */
-    int64_t n_skipped;      /* grid tiles not run for too little tissue */
-    int32_t *tile_col;      /* (n_tiles) grid column of each tile run, row-major grid order */
-    int32_t *tile_row;      /* (n_tiles) */
-    float *logits;          /* (n_tiles, n_classes) */
-    float *probs;           /* (n_tiles, n_classes) softmax */
-    th_camgrid cams;        /* the slide-wide raw CAM grid, bias left out */
-    double *percent;        /* (n_classes) mean probability × 100 over the tiles run */
-    double *argmax_percent; /* (n_classes) share of tiles run whose top class this is × 100 */
+    int cam_w, cam_h;         /* CAM cells per tile (= feature map width/height) */
+    int64_t n_tiles;          /* tiles run */
+    int64_t n_skipped;        /* grid tiles not run for too little tissue */
+    int32_t *tile_col;        /* (n_tiles) grid column of each tile run, row-major grid order */
+    int32_t *tile_row;        /* (n_tiles) */
+    float *logits;            /* (n_tiles, n_classes) */
+    float *probs;             /* (n_tiles, n_classes) softmax */
+    th_camgrid cams;          /* the slide-wide raw CAM grid, bias left out */
+    double *percent;          /* (n_classes) mean probability × 100 over the tiles run */
+    double *argmax_percent;   /* (n_classes) share of tiles run whose top class this is × 100 */
     struct th_tissue *tissue; /* the tissue mask, or NULL without tissue detection */
-    th_run_options opt;     /* the options of the run (progress pointers not used after it) */
-    int threads;            /* worker threads used */
-    th_cam_mode cam_mode;   /* what the run used (opt.cam is what was asked for) */
-    th_int8_check int8;     /* int8: the calibration sample, and int8 against float32 on it */
-    double trunk_area;      /* model pixels the trunk ran over per pixel of the tiles run (1 in
-                               tile mode; seam-free adds margins, receptive fields, glass) */
+    th_run_options opt;       /* the options of the run (its progress and calibration pointers
+                                 are not used after it) */
+    int threads;              /* worker threads used */
+    th_cam_mode cam_mode;     /* what the run used (opt.cam is what was asked for) */
+    th_int8_check int8;       /* int8: the calibration sample, and int8 against float32 on it */
+    char *calibration_file;   /* int8 on a calibration file's ranges: its path (owned), else NULL */
+    char calibration_sha256[65]; /* ... and its SHA-256 */
+    double trunk_area;           /* model pixels the trunk ran over per pixel of the tiles run (1 in
+                                    tile mode; seam-free adds margins, receptive fields, glass) */
     th_stage stages[TH_MAX_STAGES]; /* wall seconds per stage of the run */
     int n_stages;
     char warnings[TH_MAX_WARNINGS][TH_WARNING_LEN]; /* what the caller should tell the user */
@@ -48,8 +51,8 @@ struct th_result {
 
 /* Allocate a result for a grid with room for n_tiles tiles (arrays zeroed, empty CAM grid).
  * Errors: a stride that is not a whole number of CAM cells, out of memory. */
-th_result *th_result_new(const th_grid *grid, int n_classes, int cam_w, int cam_h,
-                         int64_t n_tiles, th_error **err);
+th_result *th_result_new(const th_grid *grid, int n_classes, int cam_w, int cam_h, int64_t n_tiles,
+                         th_error **err);
 
 /* Record tile t at (col, row) and add its CAM (n_classes, cam_h, cam_w) to the grid (NULL adds
  * zeros). Serial, in tile order. */

@@ -17,6 +17,7 @@
 #include <omp.h>
 #endif
 
+#include "calibrate.h"
 #include "cam.h"
 #include "engine.h"
 #include "kernels.h"
@@ -32,14 +33,6 @@
 #define UNIT_ROWS_MAX 32
 #define UNIT_ROWS_MIN 8
 #define UNIT_MIN 16
-// int8: the activation ranges come from this many of the run's tiles at most, evenly spaced in
-// tile order (the same sample for any thread count).
-#define CALIBRATION_TILES 16
-// The bar int8 must clear against float32 on those tiles (issue 18), or the run warns.
-#define INT8_PERCENT 0.5
-#define INT8_AGREEMENT 0.98
-#define INT8_CORRELATION 0.98
-
 const char *th_precision_name(th_precision precision)
 {
     return precision == TH_PRECISION_INT8 ? "int8" : "fp32";
@@ -60,14 +53,16 @@ void th_run_options_init(th_run_options *opt)
 }
 
 // The tile size: the model's fixed input, or --tile for a model whose input is dynamic.
-static bool tile_size(const th_model *model, const th_run_options *opt, int *w, int *h,
+bool th_run_tile_size(const th_model *model, const th_run_options *opt, int *w, int *h,
                       th_error **err)
 {
     th_model_get_input_size(model, w, h);
     if (*w > 0 && *h > 0) {
         if (opt->tile > 0 && (opt->tile != *w || opt->tile != *h)) {
-            th_error_set(err, "the model's input is %d×%d; --tile only applies to models with a "
-                              "dynamic input size", *w, *h);
+            th_error_set(err,
+                         "the model's input is %d×%d; --tile only applies to models with a "
+                         "dynamic input size",
+                         *w, *h);
             return false;
         }
         return true;
@@ -93,20 +88,20 @@ typedef struct run_ctx {
     const th_model *model;
     th_result *result;
     const th_run_options *opt;
-    bool waves;           // tiles overlap: their CAMs are added in tile order, wave by wave
-    float *wave_cam;      // (WAVE_TILES, n_classes, cam_h, cam_w) CAMs of the current wave
-    int64_t wave_start;   // first tile of the current wave
+    bool waves;         // tiles overlap: their CAMs are added in tile order, wave by wave
+    float *wave_cam;    // (WAVE_TILES, n_classes, cam_h, cam_w) CAMs of the current wave
+    int64_t wave_start; // first tile of the current wave
     int64_t wave_len;
     atomic_bool failed;
     _Atomic(th_error *) first_error; // the first failure, published by compare-and-exchange
     atomic_llong done;
     atomic_flag reporting; // held by the thread calling the progress callback
-    th_engine *int8;      // int8: the engine calibrated for this run (owned), else NULL
-    th_stream *stream;    // seam-free: the plan for this grid's strips (NULL in tile mode)
-    bool stream_owned;    // ... made for this run alone (stream_release frees it)
-    int n_strips;         // ... and the number of strips across the grid
-    double sec[3];        // thread-seconds reading, in inference, computing CAMs (summed after)
-    int64_t trunk_pixels; // seam-free: model pixels run through the trunk (summed after)
+    th_engine *int8;       // int8: the engine calibrated for this run (owned), else NULL
+    th_stream *stream;     // seam-free: the plan for this grid's strips (NULL in tile mode)
+    bool stream_owned;     // ... made for this run alone (stream_release frees it)
+    int n_strips;          // ... and the number of strips across the grid
+    double sec[3];         // thread-seconds reading, in inference, computing CAMs (summed after)
+    int64_t trunk_pixels;  // seam-free: model pixels run through the trunk (summed after)
 } run_ctx;
 
 // Count a tile done and tell the progress callback, from whichever thread is free to: the
@@ -116,8 +111,7 @@ static void tile_done(run_ctx *ctx)
     atomic_fetch_add(&ctx->done, 1);
     if (ctx->opt->progress && !atomic_flag_test_and_set(&ctx->reporting)) {
         // the count read under the flag, so the callback sees it only grow
-        ctx->opt->progress(ctx->opt->progress_user, atomic_load(&ctx->done),
-                           ctx->result->n_tiles);
+        ctx->opt->progress(ctx->opt->progress_user, atomic_load(&ctx->done), ctx->result->n_tiles);
         atomic_flag_clear(&ctx->reporting);
     }
 }
@@ -135,10 +129,10 @@ static void publish_error(run_ctx *ctx, th_error **err)
 // Per-thread scratch, allocated once.
 typedef struct scratch {
     th_engine_ws *ws;
-    uint8_t *rgb;     // (tile_h, tile_w, 3)
-    uint8_t *region;  // resampling source, th_grid_scratch_size bytes (NULL if not resampling)
-    float *feat;      // (feat_c, feat_h, feat_w)
-    float *cam;       // (n_classes, feat_h, feat_w) the tile's CAM when it goes straight to the grid
+    uint8_t *rgb;    // (tile_h, tile_w, 3)
+    uint8_t *region; // resampling source, th_grid_scratch_size bytes (NULL if not resampling)
+    float *feat;     // (feat_c, feat_h, feat_w)
+    float *cam;      // (n_classes, feat_h, feat_w) the tile's CAM when it goes straight to the grid
     double sec[3];
 } scratch;
 
@@ -151,8 +145,9 @@ static bool finite_probs(const th_result *r, th_error **err)
         if (!isfinite(r->probs[i])) {
             int64_t t = i / r->n_classes, x, y, w, h;
             th_grid_tile_rect(&r->grid, r->tile_col[t], r->tile_row[t], &x, &y, &w, &h);
-            th_error_set(err, "tile at %lld,%lld: the model's output is not a number (%g for "
-                              "class %d): its weights overflow on this input",
+            th_error_set(err,
+                         "tile at %lld,%lld: the model's output is not a number (%g for "
+                         "class %d): its weights overflow on this input",
                          (long long)x, (long long)y, r->probs[i], (int)(i % r->n_classes));
             return false;
         }
@@ -226,8 +221,8 @@ static void add_wave(run_ctx *ctx)
     th_error *err = NULL;
     for (int64_t i = 0; i < ctx->wave_len && !atomic_load(&ctx->failed); i++) {
         int64_t t = ctx->wave_start + i;
-        if (!th_camgrid_add(&r->cams, r->tile_col[t], r->tile_row[t],
-                            ctx->wave_cam + i * per_tile, &err)) {
+        if (!th_camgrid_add(&r->cams, r->tile_col[t], r->tile_row[t], ctx->wave_cam + i * per_tile,
+                            &err)) {
             publish_error(ctx, &err);
         }
     }
@@ -327,14 +322,14 @@ struct th_runner {
     const th_model *model; // borrowed
     th_engine_kind kind;
     int tile_w, tile_h;
-    int cam_w, cam_h;      // the trunk's map for one tile: CAM cells per tile
-    bool streamable;       // th_stream_supported for the tile size
-    int threads;           // the threads planning may use (oneDNN's one-off weight reorders)
-    pthread_mutex_t lock;  // guards the plans
-    th_engine *engine;     // tile mode's, or NULL until needed
+    int cam_w, cam_h;     // the trunk's map for one tile: CAM cells per tile
+    bool streamable;      // th_stream_supported for the tile size
+    int threads;          // the threads planning may use (oneDNN's one-off weight reorders)
+    pthread_mutex_t lock; // guards the plans
+    th_engine *engine;    // tile mode's, or NULL until needed
     th_stream *streams[STREAM_PLANS]; // seam-free plans by strip width, NULL until needed
-    double plan_sec;       // the first plan's, recorded as the "engine plan" stage of the first run
-    atomic_llong runs;     // runs started: several may run at once, from different threads
+    double plan_sec;   // the first plan's, recorded as the "engine plan" stage of the first run
+    atomic_llong runs; // runs started: several may run at once, from different threads
 };
 
 // Run fn(rn, arg) with the runner's threads as OpenMP's default (oneDNN plans with them).
@@ -396,7 +391,8 @@ static th_stream *runner_stream(th_runner *rn, int strip_tiles, bool *owned, dou
     if (!s && (s = th_calloc(1, sizeof(*s), err))) {
         int outer = plan_threads_begin(rn);
         double t0 = th_engine_clock();
-        if (!th_stream_plan(s, rn->model, rn->kind, rn->tile_w, rn->tile_h, strip_tiles, err)) {
+        if (!th_stream_plan(s, rn->model, rn->kind, rn->tile_w, rn->tile_h, strip_tiles, NULL,
+                            err)) {
             th_stream_free(s);
             TH_FREE(s);
         }
@@ -429,7 +425,7 @@ th_runner *th_runner_new(const th_model *model, const th_run_options *opt, th_er
     }
     th_runner *rn = th_calloc(1, sizeof(*rn), err);
     int feat_c;
-    if (!rn || !tile_size(model, opt, &rn->tile_w, &rn->tile_h, err)) {
+    if (!rn || !th_run_tile_size(model, opt, &rn->tile_w, &rn->tile_h, err)) {
         th_free(rn);
         return NULL;
     }
@@ -450,8 +446,8 @@ th_runner *th_runner_new(const th_model *model, const th_run_options *opt, th_er
     if (opt->cam == TH_CAM_SEAMLESS && rn->streamable) {
         int n_strips;
         bool owned;
-        ok = runner_stream(rn, th_stream_strips(model, rn->tile_w, INT_MAX / 2, &n_strips),
-                           &owned, &rn->plan_sec, err) != NULL;
+        ok = runner_stream(rn, th_stream_strips(model, rn->tile_w, INT_MAX / 2, &n_strips), &owned,
+                           &rn->plan_sec, err) != NULL;
     } else {
         ok = runner_engine(rn, &rn->plan_sec, err) != NULL;
     }
@@ -484,16 +480,18 @@ void th_runner_free(th_runner *runner)
 static void add_warnings(th_result *r, const th_model *model)
 {
     if (strcmp(r->grid.mpp_source, "assumed") == 0) {
-        th_result_add_warning(r, "no µm/px in the image; taken to be the model's (%g); give --mpp "
-                                 "to set it",
+        th_result_add_warning(r,
+                              "no µm/px in the image; taken to be the model's (%g); give --mpp "
+                              "to set it",
                               r->grid.mpp);
     }
     const char *stain = th_model_get_metadata(model, "stain");
     if (r->tissue && r->tissue->median_luma < DARK_LUMA &&
         !(stain && strcmp(stain, "fluorescence") == 0)) {
-        th_result_add_warning(r, "the slide looks like fluorescence, not brightfield (dark: "
-                                 "median brightness %d of 255), and the model does not declare "
-                                 "stain=fluorescence; its classes may mean nothing here",
+        th_result_add_warning(r,
+                              "the slide looks like fluorescence, not brightfield (dark: "
+                              "median brightness %d of 255), and the model does not declare "
+                              "stain=fluorescence; its classes may mean nothing here",
                               r->tissue->median_luma);
     }
 }
@@ -517,9 +515,7 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
                         char *why, size_t why_len, double *sec, th_error **err)
 {
     why[0] = 0;
-    if (opt->cam == TH_CAM_SEAMLESS && opt->precision == TH_PRECISION_INT8) {
-        snprintf(why, why_len, "int8 runs isolated tiles in this version");
-    } else if (opt->cam == TH_CAM_SEAMLESS) {
+    if (opt->cam == TH_CAM_SEAMLESS) {
         stream_refusal(r, rn->model, why, why_len);
     }
     r->cam_mode = opt->cam == TH_CAM_SEAMLESS && !why[0] ? TH_CAM_SEAMLESS : TH_CAM_TILE;
@@ -530,186 +526,141 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
     return (ctx->stream = runner_stream(rn, width, &ctx->stream_owned, sec, err)) != NULL;
 }
 
-// The sample tiles of an int8 run through `engine`: tile k's logits and CAM into its slots, and
-// (when act_max is not NULL, a float32 engine) each layer's largest output into act_max. Errors
-// in sample order do not matter: the first one found is reported.
-static bool sample_pass(const th_result *r, run_ctx *ctx, const th_engine *engine, int n,
-                        float *act_max, float *logits, float *cams, th_error **err)
+// int8 from the ranges in `cal` (finished): the engine the run uses, the tile engine or the
+// seam-free plan for the run's strips, replacing the float32 one chosen.
+static bool plan_int8(th_runner *rn, th_result *r, run_ctx *ctx, const th_calibration *cal,
+                      th_error **err)
 {
-    const th_model *m = ctx->model;
-    const int nc = r->n_classes;
-    const size_t cells = (size_t)r->cam_w * r->cam_h;
-    _Atomic(th_error *) first = NULL;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(TH_MIN(th_threads(ctx->opt->threads), TH_MAX(n, 1)))
-#endif
-    {
-        th_error *e = NULL;
-        scratch s = {0};
-        float *mine = act_max ? th_calloc(TH_MAX(m->n_layers, 1), sizeof(float), &e) : NULL;
-        bool ok = (mine || !act_max) && scratch_init(&s, engine, &r->grid, 0, &e);
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic)
-#endif
-        for (int k = 0; k < n; k++) {
-            int64_t t = (int64_t)k * r->n_tiles / n;
-            float *lg = logits + (size_t)k * nc;
-            ok = ok &&
-                 th_grid_read_tile(&r->grid, ctx->slide, r->tile_col[t], r->tile_row[t], s.rgb,
-                                   s.region, &e) &&
-                 (act_max ? th_engine_calibrate(engine, s.ws, s.rgb, mine, lg, s.feat, &e)
-                          : th_engine_forward(engine, s.ws, s.rgb, lg, NULL, s.feat, &e));
-            if (ok) {
-                th_cam_compute(s.feat, engine->feat_c, r->cam_h, r->cam_w, m->dense_w, nc,
-                               cams + (size_t)k * nc * cells);
-            }
-        }
-#ifdef _OPENMP
-#pragma omp critical
-#endif
-        {
-            for (int i = 0; mine && i < m->n_layers; i++) {
-                act_max[i] = fmaxf(act_max[i], mine[i]); // a maximum: the same in any order
-            }
-            th_error *expected = NULL;
-            if (e && !atomic_compare_exchange_strong(&first, &expected, e)) {
-                th_error_free(e);
-            }
-        }
-        scratch_free(&s);
-        th_free(mine);
-    }
-    th_error *e = atomic_load(&first);
-    if (e) {
-        th_error_propagate(err, &e);
-        return false;
-    }
-    return true;
-}
-
-// How far int8 is from float32 on the sample (f: float32's logits and CAMs, q: int8's):
-// the largest per-class percentage difference, the share of tiles whose top class agrees, the
-// least CAM correlation (Pearson, over every cell of the sample) of any class.
-static bool int8_check(const th_result *r, int n, const float *lf, const float *lq,
-                       const float *cf, const float *cq, th_int8_check *c, th_error **err)
-{
-    const int nc = r->n_classes;
-    const size_t cells = (size_t)r->cam_w * r->cam_h;
-    float *pf = th_malloc(sizeof(float) * 2 * nc, err), *pq = pf + nc;
-    double *sum = pf ? th_calloc(nc, sizeof(double), err) : NULL;
-    if (!sum) {
-        th_free(pf);
-        return false;
-    }
-    c->flips = 0;
-    for (int k = 0; k < n; k++) {
-        th_kernel_softmax(lf + (size_t)k * nc, nc, pf);
-        th_kernel_softmax(lq + (size_t)k * nc, nc, pq);
-        int bf = 0, bq = 0;
-        for (int j = 0; j < nc; j++) {
-            sum[j] += (double)pq[j] - pf[j];
-            bf = pf[j] > pf[bf] ? j : bf;
-            bq = pq[j] > pq[bq] ? j : bq;
-        }
-        c->flips += bf != bq;
-    }
-    c->tiles = n;
-    c->percent = 0;
-    c->correlation = 1;
-    for (int j = 0; j < nc; j++) {
-        c->percent = fmax(c->percent, fabs(100.0 * sum[j] / TH_MAX(n, 1)));
-        double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0, cnt = (double)n * cells;
-        for (int k = 0; k < n; k++) {
-            const float *x = cf + ((size_t)k * nc + j) * cells, *y = cq + ((size_t)k * nc + j) * cells;
-            for (size_t i = 0; i < cells; i++) {
-                sx += x[i];
-                sy += y[i];
-                sxx += (double)x[i] * x[i];
-                syy += (double)y[i] * y[i];
-                sxy += (double)x[i] * y[i];
-            }
-        }
-        double vx = sxx / cnt - sx / cnt * sx / cnt, vy = syy / cnt - sy / cnt * sy / cnt;
-        double rho = vx > 0 && vy > 0 ? (sxy / cnt - sx / cnt * sy / cnt) / sqrt(vx * vy) : 1;
-        c->correlation = fmin(c->correlation, rho);
-    }
-    th_free(sum);
-    th_free(pf);
-    return true;
-}
-
-// int8: a fixed sample of the run's tiles (CALIBRATION_TILES evenly spaced in tile order)
-// through the float32 engine gives each layer's largest output; the int8 engine is planned on
-// those ranges (ctx->int8, which the run then uses) and run on the same sample, and what it
-// changes there is measured (r->int8) and, past issue 18's bar, said in a warning.
-static bool calibrate(th_runner *rn, th_result *r, run_ctx *ctx, th_error **err)
-{
-    const th_model *m = rn->model;
-    const int nc = r->n_classes;
-    const size_t cells = (size_t)r->cam_w * r->cam_h;
-    int n = (int)TH_MIN(r->n_tiles, (int64_t)CALIBRATION_TILES);
-    float *act_max = th_calloc(TH_MAX(m->n_layers, 1), sizeof(float), err);
-    float *lg = act_max ? th_malloc(sizeof(float) * 2 * n * nc + 1, err) : NULL;
-    float *cam = lg ? th_malloc(sizeof(float) * 2 * n * nc * cells + 1, err) : NULL;
-    bool ok = cam && sample_pass(r, ctx, ctx->engine, n, act_max, lg, cam, err);
-    if (ok) {
-        int outer = plan_threads_begin(rn);
-        ctx->int8 = th_engine_new_int8(m, rn->tile_w, rn->tile_h, act_max, err);
-        plan_threads_end(outer);
-        ok = ctx->int8 &&
-             sample_pass(r, ctx, ctx->int8, n, NULL, lg + (size_t)n * nc, cam + (size_t)n * nc * cells,
-                         err);
-    }
-    ok = ok && int8_check(r, n, lg, lg + (size_t)n * nc, cam, cam + (size_t)n * nc * cells,
-                          &r->int8, err);
-    if (ok) {
+    int outer = plan_threads_begin(rn);
+    bool ok = true;
+    if (r->cam_mode == TH_CAM_TILE) {
+        ok = ctx->int8 ||
+             (ctx->int8 = th_engine_new_int8(rn->model, rn->tile_w, rn->tile_h, cal->act_max, err));
         ctx->engine = ctx->int8;
-        const th_int8_check *c = &r->int8;
-        // One flip in a small sample is a tile on a class boundary, not a trend: the agreement
-        // bar allows it.
-        int allowed = TH_MAX(1, (int)floor((1 - INT8_AGREEMENT) * c->tiles));
-        if (c->percent > INT8_PERCENT || c->correlation < INT8_CORRELATION ||
-            c->flips > allowed) {
-            th_result_add_warning(r, "int8 is further from float32 than it should be on the %d "
-                                     "calibration tiles (percentages by up to %.2f points, the "
-                                     "top class the same on %.0f %%, CAM correlation %.3f): use "
-                                     "--precision fp32",
-                                  c->tiles, c->percent,
-                                  100.0 * (c->tiles - c->flips) / c->tiles, c->correlation);
+    } else {
+        th_stream *s = th_calloc(1, sizeof(*s), err);
+        ok = s &&
+             th_stream_plan(s, rn->model, rn->kind == TH_ENGINE_REF ? TH_ENGINE_FAST : rn->kind,
+                            rn->tile_w, rn->tile_h, ctx->stream->strip_tiles, cal->act_max, err);
+        if (ok) {
+            stream_release(ctx->stream, ctx->stream_owned);
+            ctx->stream = s;
+            ctx->stream_owned = true;
+        } else if (s) {
+            stream_release(s, true);
         }
     }
-    th_free(cam);
-    th_free(lg);
-    th_free(act_max);
-    if (!ok) {
-        th_error_prefix(err, "int8 calibration: ");
-    }
+    plan_threads_end(outer);
     return ok;
 }
 
-// The grid, the CAM mode and what it runs on (into ctx), the tissue mask, and a result with the
-// tiles to run listed.
+// int8: the activation ranges of opt->calibration, or else measured on a fixed sample of the
+// run's tiles (TH_CALIBRATION_TILES evenly spaced in tile order) through the float32 tile engine,
+// int8 measured against float32 on it (r->int8) and, past issue 18's bar, said in a warning;
+// then the run's int8 engine.
+static bool calibrate(th_runner *rn, th_result *r, run_ctx *ctx, th_error **err)
+{
+    const th_calibration *given = ctx->opt->calibration;
+    th_calibration *own = NULL;
+    if (!given) {
+        double sec;
+        const th_engine *fp32 = runner_engine(rn, &sec, err);
+        own = fp32 ? th_calibration_alloc(rn->model, rn->kind, rn->threads, rn->tile_w, rn->tile_h,
+                                          TH_CALIBRATION_TILES, err)
+                   : NULL;
+        bool ok =
+            own && th_calibration_add_tiles(own, r, ctx->slide, TH_CALIBRATION_TILES, NULL, err) &&
+            th_calibration_measure(own, fp32, r->cam_mode == TH_CAM_TILE ? &ctx->int8 : NULL, err);
+        if (!ok) {
+            th_calibration_free(own);
+            return false;
+        }
+    } else if (given->tile_w != rn->tile_w || given->tile_h != rn->tile_h) {
+        th_error_set(err, "%s: made on %d×%d tiles, the run's are %d×%d",
+                     given->path ? given->path : "the calibration", given->tile_w, given->tile_h,
+                     rn->tile_w, rn->tile_h);
+        return false;
+    }
+    const th_calibration *cal = own ? own : given;
+    r->int8 = cal->check;
+    if (given && !(r->calibration_file = th_strdup(given->path ? given->path : "", err))) {
+        return false;
+    }
+    memcpy(r->calibration_sha256, cal->sha256, sizeof(cal->sha256));
+    if (cal->warning[0]) {
+        th_result_add_warning(r, "%s", cal->warning);
+    }
+    bool ok = plan_int8(rn, r, ctx, cal, err);
+    th_calibration_free(own);
+    return ok;
+}
+
+// The grid and an empty result on it (tiles_w×tile_h tiles of cam_w×cam_h cells).
+static th_result *plan_grid(const th_model *model, th_slide *slide, const th_run_options *opt,
+                            int tile_w, int tile_h, int cam_w, int cam_h, th_error **err)
+{
+    th_grid grid;
+    if (!th_grid_plan(&grid, slide, th_model_get_mpp(model), tile_w, tile_h, opt, err)) {
+        return NULL;
+    }
+    th_result *r =
+        th_result_new(&grid, model->n_classes, cam_w, cam_h, (int64_t)grid.cols * grid.rows, err);
+    if (r) {
+        r->opt = *opt;
+        r->opt.calibration = NULL; // borrowed for the run only (r->calibration_file says which)
+    }
+    return r;
+}
+
+// The tissue mask and the tiles to run.
+static bool plan_tissue(th_result *r, th_slide *slide, const th_run_options *opt, th_error **err)
+{
+    double t0 = th_engine_clock();
+    if (opt->min_tissue > 0) {
+        r->tissue = th_tissue_detect(slide, r->grid.mpp, opt->threads, err);
+        if (!r->tissue) {
+            th_error_prefix(err, "tissue detection: ");
+            return false;
+        }
+    }
+    plan_tiles(r, r->tissue, opt->min_tissue);
+    th_result_add_stage(r, "tissue", th_engine_clock() - t0);
+    return true;
+}
+
+th_result *th_run_plan_tiles(th_slide *slide, const th_model *model, const th_run_options *opt,
+                             th_error **err)
+{
+    int tile_w, tile_h, feat_c, cam_w, cam_h;
+    if (!th_run_tile_size(model, opt, &tile_w, &tile_h, err) ||
+        !th_model_trunk_shape(model, tile_h, tile_w, &feat_c, &cam_h, &cam_w, err)) {
+        return NULL;
+    }
+    th_result *r = plan_grid(model, slide, opt, tile_w, tile_h, cam_w, cam_h, err);
+    if (r && !plan_tissue(r, slide, opt, err)) {
+        th_result_free(r);
+        r = NULL;
+    }
+    return r;
+}
+
+// The grid, the CAM mode and what it runs on (into ctx), the tissue mask, int8's calibration,
+// and a result with the tiles to run listed.
 static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt, run_ctx *ctx,
                        th_error **err)
 {
-    th_grid grid;
     int tile_w, tile_h;
-    if (!tile_size(rn->model, opt, &tile_w, &tile_h, err)) {
+    if (!th_run_tile_size(rn->model, opt, &tile_w, &tile_h, err)) {
         return NULL;
     }
     if (opt->engine != rn->kind || tile_w != rn->tile_w || tile_h != rn->tile_h) {
         th_error_set(err, "the run's engine or tile size is not the one the runner was made for");
         return NULL;
     }
-    if (!th_grid_plan(&grid, slide, th_model_get_mpp(rn->model), tile_w, tile_h, opt, err)) {
-        return NULL;
-    }
-    th_result *r = th_result_new(&grid, rn->model->n_classes, rn->cam_w, rn->cam_h,
-                                 (int64_t)grid.cols * grid.rows, err);
+    th_result *r = plan_grid(rn->model, slide, opt, tile_w, tile_h, rn->cam_w, rn->cam_h, err);
     if (!r) {
         return NULL;
     }
-    r->opt = *opt;
     char why[160];
     double sec = 0;
     if (!choose_mode(rn, r, opt, ctx, why, sizeof(why), &sec, err)) {
@@ -719,19 +670,12 @@ static th_result *plan(th_runner *rn, th_slide *slide, const th_run_options *opt
     // The runner's first plan counts in its first run; what this run planned, in this one.
     th_result_add_stage(r, "engine plan",
                         (atomic_fetch_add(&rn->runs, 1) == 0 ? rn->plan_sec : 0) + sec);
-    double t0 = th_engine_clock();
-    if (opt->min_tissue > 0) {
-        r->tissue = th_tissue_detect(slide, grid.mpp, opt->threads, err);
-        if (!r->tissue) {
-            th_error_prefix(err, "tissue detection: ");
-            th_result_free(r);
-            return NULL;
-        }
+    if (!plan_tissue(r, slide, opt, err)) {
+        th_result_free(r);
+        return NULL;
     }
-    plan_tiles(r, r->tissue, opt->min_tissue);
-    th_result_add_stage(r, "tissue", th_engine_clock() - t0);
     if (opt->precision == TH_PRECISION_INT8 && r->n_tiles > 0) {
-        t0 = th_engine_clock();
+        double t0 = th_engine_clock();
         if (!calibrate(rn, r, ctx, err)) {
             th_result_free(r);
             return NULL;
@@ -898,8 +842,8 @@ th_result *th_runner_run(th_runner *runner, th_slide *slide, const th_run_option
     }
     ctx.waves = !th_camgrid_disjoint(&result->cams);
     if (ctx.waves) {
-        ctx.wave_cam = th_malloc(sizeof(float) * WAVE_TILES * result->n_classes * result->cam_w *
-                                     result->cam_h, err);
+        ctx.wave_cam = th_malloc(
+            sizeof(float) * WAVE_TILES * result->n_classes * result->cam_w * result->cam_h, err);
         if (!ctx.wave_cam) {
             goto fail;
         }
@@ -955,8 +899,7 @@ fail:
     return NULL;
 }
 
-th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *opt,
-                  th_error **err)
+th_result *th_run(th_slide *slide, const th_model *model, const th_run_options *opt, th_error **err)
 {
     th_runner *runner = th_runner_new(model, opt, err);
     if (!runner) {

@@ -26,9 +26,9 @@
 static bool conv_ok(const th_layer *l)
 {
     int ext_h = (l->kh - 1) * l->dh, ext_w = (l->kw - 1) * l->dw;
-    return l->sh == 1 && l->sw == 1 && ext_h % 2 == 0 && ext_w % 2 == 0 &&
-           l->pad_t == ext_h / 2 && l->pad_b == ext_h / 2 && l->pad_l == ext_w / 2 &&
-           l->pad_r == ext_w / 2 && l->pad_t == l->pad_l;
+    return l->sh == 1 && l->sw == 1 && ext_h % 2 == 0 && ext_w % 2 == 0 && l->pad_t == ext_h / 2 &&
+           l->pad_b == ext_h / 2 && l->pad_l == ext_w / 2 && l->pad_r == ext_w / 2 &&
+           l->pad_t == l->pad_l;
 }
 
 static bool pool_ok(const th_layer *l)
@@ -52,8 +52,9 @@ bool th_stream_supported(const th_model *model, int tile_w, int tile_h, char *wh
     for (int i = 0; i < model->n_layers; i++) {
         const th_layer *l = &model->layers[i];
         if (l->kind == TH_LAYER_CONV && !conv_ok(l)) {
-            snprintf(why, why_len, "%s '%s' is not a stride-1 convolution padded the same on "
-                                   "every side",
+            snprintf(why, why_len,
+                     "%s '%s' is not a stride-1 convolution padded the same on "
+                     "every side",
                      th_model_unit_word(model), l->name);
             return false;
         }
@@ -155,9 +156,34 @@ static double ws_estimate(const th_stream *s)
     return floats * sizeof(float) + (double)s->width * (READ_ROWS + 64) * 3;
 }
 
-static bool plan_engines(th_stream *s, th_engine_kind kind, th_error **err)
+// int8 (act_max): which groups th_engine_new_int8 would run in int8, the rule of its plan: a
+// convolution before the last pooling (or, without pooling, any but the last) whose input is
+// never negative.
+static void int8_groups(th_stream *s, const float *act_max)
 {
     const th_model *m = s->model;
+    int last_conv = -1, last_pool = -1;
+    for (int i = 0; i < m->n_layers; i++) {
+        last_conv = m->layers[i].kind == TH_LAYER_CONV ? i : last_conv;
+        last_pool = m->layers[i].kind == TH_LAYER_MAXPOOL ? i : last_pool;
+    }
+    int end = last_pool >= 0 ? last_pool : last_conv;
+    bool nonneg = false; // the image
+    for (int g = 0, i = 0; g < s->n_groups; g++) {
+        th_stream_group *gr = &s->groups[g];
+        gr->int8 =
+            act_max && nonneg && m->layers[gr->first].kind == TH_LAYER_CONV && gr->first < end;
+        for (i = gr->first; i < gr->first + gr->n_layers; i++) {
+            const th_layer *l = &m->layers[i];
+            nonneg = l->kind == TH_LAYER_CONV ? l->relu : l->kind == TH_LAYER_RELU || nonneg;
+        }
+    }
+}
+
+static bool plan_engines(th_stream *s, th_engine_kind kind, const float *act_max, th_error **err)
+{
+    const th_model *m = s->model;
+    int8_groups(s, act_max);
     for (int g = 0; g < s->n_groups; g++) {
         th_stream_group *gr = &s->groups[g];
         gr->layers = th_malloc(sizeof(th_layer) * gr->n_layers, err);
@@ -173,8 +199,9 @@ static bool plan_engines(th_stream *s, th_engine_kind kind, th_error **err)
         gr->part.in_c = gr->c_in;
         gr->part.feat_c = gr->c_out;
         int in_block = g > 0 ? s->groups[g - 1].engine->out_block : 1;
-        gr->engine = th_engine_new_part(&gr->part, kind, gr->w_in, gr->rows_new + 2 * gr->pad,
-                                        in_block, g == s->n_groups - 1, err);
+        gr->engine = th_engine_new_part(
+            &gr->part, kind, gr->w_in, gr->rows_new + 2 * gr->pad, in_block, g == s->n_groups - 1,
+            gr->int8 ? act_max + gr->first : NULL, gr->int8 ? act_max[gr->first - 1] : 0, err);
         if (!gr->engine) {
             return false;
         }
@@ -192,15 +219,16 @@ static bool plan_engines(th_stream *s, th_engine_kind kind, th_error **err)
 int th_stream_strips(const th_model *model, int tile_w, int cols, int *n_strips)
 {
     int margin = strip_margin(model);
-    int want = TH_CLAMP((2 * margin * 100 + MARGIN_PERCENT * tile_w - 1) / (MARGIN_PERCENT * tile_w),
-                        1, MAX_STRIP_TILES);
+    int want =
+        TH_CLAMP((2 * margin * 100 + MARGIN_PERCENT * tile_w - 1) / (MARGIN_PERCENT * tile_w), 1,
+                 MAX_STRIP_TILES);
     cols = TH_MAX(cols, 1);
     *n_strips = (cols + want - 1) / want;
     return (cols + *n_strips - 1) / *n_strips;
 }
 
 bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, int tile_w,
-                    int tile_h, int strip_tiles, th_error **err)
+                    int tile_h, int strip_tiles, const float *act_max, th_error **err)
 {
     memset(s, 0, sizeof(*s));
     s->model = model;
@@ -220,7 +248,7 @@ bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, in
             break;
         }
     }
-    return plan_engines(s, kind, err);
+    return plan_engines(s, kind, act_max, err);
 }
 
 void th_stream_free(th_stream *s)
@@ -312,20 +340,20 @@ bool th_stream_units(int cols, int n_strips, const int *tile_col, const int *til
 /* ---------------------------------------------------------------- running a unit */
 
 struct th_stream_ws {
-    th_engine_ws **ws;  // (n_groups)
-    uint8_t *band;      // (band_cap, width, 3) pixels of rows [band_y, band_y + band_n)
+    th_engine_ws **ws; // (n_groups)
+    uint8_t *band;     // (band_cap, width, 3) pixels of rows [band_y, band_y + band_n)
     int band_cap;
     int64_t band_y;
     int band_n;
-    uint8_t *scratch;   // resampling source for a read
-    double *sums;       // (strip_tiles, feat_c) the current row of tiles' feature sums so far
-    float *cams;        // (strip_tiles, n_classes, cam_h, cam_w) their CAMs so far
-    float *means;       // (feat_c) a finished tile's feature means
+    uint8_t *scratch; // resampling source for a read
+    double *sums;     // (strip_tiles, feat_c) the current row of tiles' feature sums so far
+    float *cams;      // (strip_tiles, n_classes, cam_h, cam_w) their CAMs so far
+    float *means;     // (feat_c) a finished tile's feature means
     int n_groups;
-    int *fill;          // (n_groups) rows in group g >= 1's window
-    int64_t *wanted;    // (n_groups) input rows group g >= 1 still needs for the unit's last cell
-    double read_sec;    // seconds spent reading the slide
-    int64_t pixels;     // model pixels group 0 took in (new rows × strip width)
+    int *fill;       // (n_groups) rows in group g >= 1's window
+    int64_t *wanted; // (n_groups) input rows group g >= 1 still needs for the unit's last cell
+    double read_sec; // seconds spent reading the slide
+    int64_t pixels;  // model pixels group 0 took in (new rows × strip width)
 };
 
 double th_stream_ws_read_seconds(const th_stream_ws *ws)
@@ -348,16 +376,16 @@ th_stream_ws *th_stream_ws_new(const th_stream *s, const th_grid *grid, th_error
     const th_stream_group *g0 = &s->groups[0];
     w->band_cap = g0->rows_new + 2 * g0->pad + READ_ROWS;
     size_t scratch = th_grid_rect_scratch_size(grid, s->width, w->band_cap);
-    bool ok = (w->ws = th_calloc(TH_MAX(s->n_groups, 1), sizeof(*w->ws), err)) &&
-              (w->fill = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int), err)) &&
-              (w->wanted = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int64_t), err)) &&
-              (w->band = th_malloc((size_t)w->band_cap * s->width * 3, err)) &&
-              (!scratch || (w->scratch = th_malloc(scratch, err))) &&
-              (w->sums = th_malloc(sizeof(double) * s->strip_tiles * s->feat_c, err)) &&
-              (w->cams = th_malloc(sizeof(float) * s->strip_tiles * s->model->n_classes *
-                                       s->cam_h * s->cam_w,
-                                   err)) &&
-              (w->means = th_malloc(sizeof(float) * s->feat_c, err));
+    bool ok =
+        (w->ws = th_calloc(TH_MAX(s->n_groups, 1), sizeof(*w->ws), err)) &&
+        (w->fill = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int), err)) &&
+        (w->wanted = th_calloc(TH_MAX(s->n_groups, 1), sizeof(int64_t), err)) &&
+        (w->band = th_malloc((size_t)w->band_cap * s->width * 3, err)) &&
+        (!scratch || (w->scratch = th_malloc(scratch, err))) &&
+        (w->sums = th_malloc(sizeof(double) * s->strip_tiles * s->feat_c, err)) &&
+        (w->cams = th_malloc(
+             sizeof(float) * s->strip_tiles * s->model->n_classes * s->cam_h * s->cam_w, err)) &&
+        (w->means = th_malloc(sizeof(float) * s->feat_c, err));
     for (int g = 0; ok && g < s->n_groups; g++) {
         ok = (w->ws[g] = th_engine_ws_new(s->groups[g].engine, err)) != NULL;
     }
@@ -418,7 +446,7 @@ static bool band_rows(const th_stream *s, th_stream_ws *w, th_slide *slide, cons
 // Where a unit's cell rows go: the row of tiles being filled, and the rows still wanted.
 typedef struct sink {
     const th_stream_unit *unit;
-    int64_t next, last;        // the next cell row out of the last group; the last one wanted
+    int64_t next, last; // the next cell row out of the last group; the last one wanted
     th_stream_tile_fn tile_fn;
     void *user;
 } sink;
@@ -527,9 +555,9 @@ static bool push_rows(const th_stream *s, th_stream_ws *w, sink *k, int g, const
     return true;
 }
 
-bool th_stream_run_unit(const th_stream *s, th_stream_ws *w, th_slide *slide,
-                        const th_grid *grid, const th_stream_unit *unit, th_stream_tile_fn tile_fn,
-                        void *user, const volatile sig_atomic_t *cancel, th_error **err)
+bool th_stream_run_unit(const th_stream *s, th_stream_ws *w, th_slide *slide, const th_grid *grid,
+                        const th_stream_unit *unit, th_stream_tile_fn tile_fn, void *user,
+                        const volatile sig_atomic_t *cancel, th_error **err)
 {
     const int G = s->n_groups;
     const th_stream_group *g0 = &s->groups[0];

@@ -19,28 +19,29 @@
 #include "tiler.h"
 
 typedef struct th_stream_group {
-    int first, n_layers;   /* its model layers: [first, first + n_layers) */
-    int pad;               /* rows its convolution reads above and below a row (0: none) */
-    int pool;              /* its input rows per output row (the product of its pools' strides) */
-    int c_in, c_out;       /* channels in and out */
-    int w_in, w_out;       /* columns in and out */
+    int first, n_layers;    /* its model layers: [first, first + n_layers) */
+    int pad;                /* rows its convolution reads above and below a row (0: none) */
+    int pool;               /* its input rows per output row (the product of its pools' strides) */
+    int c_in, c_out;        /* channels in and out */
+    int w_in, w_out;        /* columns in and out */
     int rows_new, rows_out; /* rows a run takes (after the 2·pad carried) and gives */
-    th_model part;         /* the engine's model: `layers`, no head */
-    th_layer *layers;      /* (n_layers) copies without vertical padding (weights borrowed) */
+    th_model part;          /* the engine's model: `layers`, no head */
+    th_layer *layers;       /* (n_layers) copies without vertical padding (weights borrowed) */
     th_engine *engine;
+    bool int8; /* its convolution runs in int8 */
 } th_stream_group;
 
 typedef struct th_stream {
     const th_model *model; /* borrowed */
     int n_groups;
     th_stream_group *groups;
-    int tile_w, tile_h;    /* model pixels */
-    int cam_w, cam_h;      /* cells per tile */
-    int cell;              /* model pixels per cell (tile_w / cam_w) */
-    int margin;            /* model pixels of context left and right of a strip */
-    int step_rows;         /* rows every group gives a run (the last group's are cell rows) */
-    int strip_tiles;       /* tiles across a strip at most (the engines' width) */
-    int width;             /* model pixels across a strip: strip_tiles·tile_w + 2·margin */
+    int tile_w, tile_h; /* model pixels */
+    int cam_w, cam_h;   /* cells per tile */
+    int cell;           /* model pixels per cell (tile_w / cam_w) */
+    int margin;         /* model pixels of context left and right of a strip */
+    int step_rows;      /* rows every group gives a run (the last group's are cell rows) */
+    int strip_tiles;    /* tiles across a strip at most (the engines' width) */
+    int width;          /* model pixels across a strip: strip_tiles·tile_w + 2·margin */
     int feat_c;
 } th_stream;
 
@@ -56,9 +57,11 @@ bool th_stream_supported(const th_model *model, int tile_w, int tile_h, char *wh
 int th_stream_strips(const th_model *model, int tile_w, int cols, int *n_strips);
 
 /* Plan strips of strip_tiles tiles (tiles are the stride apart; th_stream_supported must hold):
- * groups, engines and margin. Read-only afterwards: threads share it, each with a th_stream_ws. */
+ * groups, engines and margin. Read-only afterwards: threads share it, each with a th_stream_ws.
+ * int8: act_max (the model's n_layers largest outputs, as th_engine_new_int8 takes them) makes
+ * the groups whose convolution th_engine_new_int8 would run in int8 int8 parts; NULL: float32. */
 bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, int tile_w,
-                    int tile_h, int strip_tiles, th_error **err);
+                    int tile_h, int strip_tiles, const float *act_max, th_error **err);
 void th_stream_free(th_stream *s);
 
 /* One unit of work: tiles [col0, col0 + cols) × [row0, row1] of the grid, run as one strip. */
@@ -93,8 +96,8 @@ typedef bool (*th_stream_tile_fn)(void *user, int col, int row, const float *mea
 
 /* Run one unit: read its strip from the slide, push it through the trunk and hand every tile's
  * feature means and CAM to tile_fn. Reads `cancel` before each step (fails with "cancelled"). */
-bool th_stream_run_unit(const th_stream *s, th_stream_ws *ws, th_slide *slide,
-                        const th_grid *grid, const th_stream_unit *unit, th_stream_tile_fn tile_fn,
-                        void *user, const volatile sig_atomic_t *cancel, th_error **err);
+bool th_stream_run_unit(const th_stream *s, th_stream_ws *ws, th_slide *slide, const th_grid *grid,
+                        const th_stream_unit *unit, th_stream_tile_fn tile_fn, void *user,
+                        const volatile sig_atomic_t *cancel, th_error **err);
 
 #endif

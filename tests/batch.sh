@@ -208,6 +208,21 @@ check '[ $? -eq 2 ] && grep -q -- "--shard: expected I/N" "$TMP/e"' "--shard 3/3
 "$TH" batch single "$TMP/c/cls.csv" -o "$TMP/x" --top 2 2>"$TMP/e"
 check '[ $? -eq 2 ] && grep -q "does not apply to .batch single." "$TMP/e"' "multi's options do not apply to batch single"
 
+# ---- int8 over a cohort on one calibration file: calibrated once, every slide on its ranges
+"$TH" calibrate "$TMP/c/cohort.csv" -o "$TMP/cal.json" --sample 8 >"$TMP/calout" 2>"$TMP/e"
+check '[ $? -eq 0 ] && grep -q "from 6 tiles of 3 slides" "$TMP/calout" && [ "$(wc -l <"$TMP/e")" -eq 1 ] && grep -q "broken.svs.*(not in the sample)" "$TMP/e"' \
+  "calibrate on a cohort: 2 tiles from each of its slides, the one that does not open left out with a warning"
+"$TH" batch multi "$TMP/c/cohort.csv" -o "$TMP/i8" $OPTS --precision int8 --calibration "$TMP/cal.json" >"$TMP/i8log" 2>/dev/null
+"$TH" multi $OPTS --precision int8 --calibration "$TMP/cal.json" -o "$TMP/ref/i8" "$TMP/c/cmu.svs"
+sha=$(sha256sum "$TMP/cal.json" | cut -d" " -f1)
+check '[ "$(outcome "$TMP/i8log" a)$(outcome "$TMP/i8log" c)" = donedone ] && grep -q "\"calibration_sha256\":[[:space:]]*\"$sha\"" "$TMP/i8/a/report.json" && same_outputs "$TMP/i8/a" "$TMP/ref/i8"' \
+  "batch --calibration: every slide on the file's ranges (report.json names its SHA-256), the bytes of a single run on it"
+"$TH" batch multi "$TMP/c/cohort.csv" -o "$TMP/i8" $OPTS --precision int8 --calibration "$TMP/cal.json" --dry-run >"$TMP/dry"
+check 'grep -q "^a	skip	done" "$TMP/dry"' "... a rerun on the same file skips them"
+"$TH" calibrate "$TMP/c/cmu.svs" -o "$TMP/cal.json" --sample 4 -q
+"$TH" batch multi "$TMP/c/cohort.csv" -o "$TMP/i8" $OPTS --precision int8 --calibration "$TMP/cal.json" --dry-run >"$TMP/dry"
+check 'grep -q "^a	run	options changed" "$TMP/dry"' "... and a new calibration in the file redoes them"
+
 # ---- single runs: the default folder is not another slide's; a failed run leaves no folder
 mkdir -p "$TMP/cwd/other"
 ln -s "$PYR" "$TMP/cwd/other/CMU-1-Small-Region.tiff"
