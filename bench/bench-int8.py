@@ -6,19 +6,24 @@ int8's percentages are from float32's.
 
   /usr/bin/python3 bench/bench-int8.py [--build build] [--data ../shared/data] [--repeat 2]
                                        [--threads 1,2] [--cache DIR] [--cases vgg16-cmu,vgg16-demo]
+                                       [--isa AVX2]
 
-Cases (each `tileheat multi SLIDE -q -o DIR --threads T -m MODEL`, float32 with the defaults, i.e.
-seam-free Winograd, against `--precision int8`):
+Cases (each `tileheat multi SLIDE -q -o DIR --threads T -m MODEL`):
   vgg16-cmu    VGG16-GAP (bench/gen-vgg16-gap.py) on CMU-1-Small-Region.svs, --min-tissue 0
   vgg16-demo   VGG16-GAP on the 16 000² synthetic slide (tissue mask on: 2598 tiles)
   small-cmu    the bundled model on CMU-1-Small-Region.svs, --min-tissue 0
-The slide and the model are made once into --cache (BUILD/bench-cache). The two precisions run
-alternately --repeat times per thread count; the best wall time of each counts. Target (issue
-18): int8 at least 2x the float32 default end to end on VGG16-GAP, 1 and 2 threads.
+Variants of each: fp32 (the defaults: seam-free, Winograd); int8 (--precision int8, seam-free,
+calibrated on 16 of the slide's tiles); int8-tile (--cam tile); int8-file (--calibration FILE, made
+once beforehand by `tileheat calibrate SLIDE`, as a cohort's runs use it). The slide and the model
+are made once into --cache (BUILD/bench-cache). The variants run in turn --repeat times per thread
+count; the best wall time of each counts. --isa caps oneDNN's instruction set
+(ONEDNN_MAX_CPU_ISA, e.g. AVX2 or AVX512_CORE: a machine without VNNI) for every run. Target
+(issue 18): int8 at least 2x the float32 default end to end on VGG16-GAP, 1 and 2 threads.
 """
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -43,7 +48,10 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--cache", default=None)
     ap.add_argument("--cases", default="vgg16-cmu,vgg16-demo")
+    ap.add_argument("--isa", default=None)
     args = ap.parse_args()
+    if args.isa:
+        os.environ["ONEDNN_MAX_CPU_ISA"] = args.isa
     build = os.path.abspath(args.build)
     tileheat, env = benchlib.tileheat_command(build)
     os.environ.update(env)
@@ -66,37 +74,50 @@ def main():
         benchlib.ensure_vgg16(vgg)
     print(benchlib.machine_line())
     flags = open("/proc/cpuinfo").read()
-    print("int8 units: %s" % ", ".join(f for f in ("avx512_vnni", "avx_vnni", "amx_int8")
-                                       if f in flags) or "none (oneDNN falls back)")
+    print("int8 units: %s%s" % (", ".join(f for f in ("avx512_vnni", "avx_vnni", "amx_int8")
+                                         if f in flags) or "none (oneDNN falls back)",
+                                "; oneDNN capped at " + args.isa if args.isa else ""))
     threads = [int(t) for t in args.threads.split(",")]
-    print("best of %d, precisions alternating" % args.repeat)
+    print("best of %d, variants in turn" % args.repeat)
     tmp = tempfile.mkdtemp(prefix="bench-int8-")
+    variants = ("fp32", "int8", "int8-tile", "int8-file")
     rows = []
     for name in wanted:
         slide, extra, gop = cases[name]
+        cal = os.path.join(tmp, name + "-calibration.json")
+        subprocess.check_call([tileheat, "calibrate", slide, "-o", cal, "-q"] +
+                            [a for a in extra if a != "--min-tissue" and a != "0"])
+        more = {"fp32": [], "int8": ["--precision", "int8"],
+                "int8-tile": ["--precision", "int8", "--cam", "tile"],
+                "int8-file": ["--precision", "int8", "--calibration", cal]}
         for t in threads:
             best = {}
             for i in range(args.repeat):
-                for prec in ("fp32", "int8"):
-                    more = ["--precision", "int8"] if prec == "int8" else []
-                    r = run(tileheat, slide, extra + more, os.path.join(tmp, name + prec), t)
-                    print("  %-10s %d thr %-4s run %d: wall %.2f s, tiles %.2f s, calibration "
-                          "%.2f s, %d tiles" % (name, t, prec, i + 1, r[0], r[1], r[2], r[3]),
+                for v in variants:
+                    r = run(tileheat, slide, extra + more[v], os.path.join(tmp, name + v), t)
+                    print("  %-10s %d thr %-9s run %d: wall %.2f s, tiles %.2f s, calibration "
+                          "%.2f s, %d tiles" % (name, t, v, i + 1, r[0], r[1], r[2], r[3]),
                           flush=True)
-                    if prec not in best or r[0] < best[prec][0]:
-                        best[prec] = r
-            f, q = best["fp32"], best["int8"]
-            diff = max(abs(f[4][c] - q[4][c]) for c in f[4])
-            n = f[3]
-            rows.append((name, t, f[0], q[0], f[0] / q[0], n / f[1], n / q[1],
-                         n * gop / q[1], diff, q[5]))
+                    if v not in best or r[0] < best[v][0]:
+                        best[v] = r
+            f = best["fp32"]
+            for v in variants[1:]:
+                q = best[v]
+                diff = max(abs(f[4][c] - q[4][c]) for c in f[4])
+                n = f[3]
+                c = q[5] or {}
+                check = "%d tiles: %.3f points, top class %.0f %%, CAM r %.4f" % (
+                    c.get("calibration_tiles", 0), c.get("max_percent_difference", 0),
+                    100 * c.get("top_class_agreement", 0), c.get("min_cam_correlation", 0))
+                rows.append((name, t, v, f[0], q[0], f[0] / q[0], n / f[1], n / q[1],
+                             n * gop / q[1], diff, check))
     shutil.rmtree(tmp)
     print()
-    print("%-10s %3s %9s %9s %7s %10s %10s %12s %8s  %s" % (
-        "case", "thr", "fp32 s", "int8 s", "speedup", "fp32 t/s", "int8 t/s", "int8 GOP/s",
-        "Δ% vs def", "int8_check (vs fp32 tiles)"))
+    print("%-10s %3s %-9s %8s %8s %7s %9s %9s %10s %8s  %s" % (
+        "case", "thr", "variant", "fp32 s", "int8 s", "speedup", "fp32 t/s", "int8 t/s",
+        "int8 GOP/s", "Δ% fp32", "int8_check (on the calibration sample)"))
     for r in rows:
-        print("%-10s %3d %9.2f %9.2f %6.2fx %10.1f %10.1f %12.0f %8.3f  %s" % r)
+        print("%-10s %3d %-9s %8.2f %8.2f %6.2fx %9.1f %9.1f %10.0f %8.3f  %s" % r)
     print("target: int8 end to end >= 2x the float32 default on VGG16-GAP")
 
 

@@ -368,8 +368,7 @@ static bool plan_conv_int8(th_engine *e, dnnl_plan *p, int i, const th_layer *l,
 {
     const int co = l->c_out;
     const size_t per_oc = (size_t)l->c_in * l->kh * l->kw;
-    float s_in =
-        cur->md.data_type == dnnl_u8 ? cur->scale : u8_scale(i > 0 ? e->act_max[i - 1] : e->in_max);
+    float s_in = cur->md.data_type == dnnl_u8 ? cur->scale : u8_scale(e->act_max[i - 1]);
     float s_out = last ? 1.0f : u8_scale(e->act_max[i]);
     float *oscale = th_malloc(sizeof(float) * co, err);
     int8_t *wq = th_malloc(per_oc * co + 1, err);
@@ -525,13 +524,14 @@ static bool plan_relu(dnnl_plan *p, int i, act *cur, th_error **err)
 static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
 {
     const th_model *m = e->model;
-    // An int8 part's input is never negative (th_engine_new_part).
+    // A part's u8 input (th_engine_new_part) is never negative.
+    const bool u8_in = e->part && e->in_scale > 0;
     act cur = {.buf = BUF_INPUT,
                .c = m->in_c,
                .h = e->tile_h,
                .w = e->tile_w,
-               .scale = 1,
-               .nonneg = e->part && e->act_max};
+               .scale = u8_in ? e->in_scale : 1,
+               .nonneg = u8_in};
     // int8 for the convolutions before the last pooling; those after it, at the CAM's resolution
     // (cheap, and where int8's error reaches the CAM features and percentages undamped: VGG16's
     // conv5 block moved the percentages 0.9 points more), stay float32. Without pooling, all but
@@ -547,7 +547,7 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
         th_error_set(err, "no %d-channel blocked layout", e->in_block);
         return false;
     }
-    if (!check(dnnl_memory_desc_init_by_tag(&cur.md, 4, in_dims, dnnl_f32,
+    if (!check(dnnl_memory_desc_init_by_tag(&cur.md, 4, in_dims, u8_in ? dnnl_u8 : dnnl_f32,
                                             block_tag(e->in_block, cur.c)),
                "memory", err)) {
         return false;
@@ -576,27 +576,31 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
             return false;
         }
     }
+    // The output: float32, or u8 for a part asked for it (its own u8 scale if its last layer is
+    // u8, else 255 at out_max).
+    const bool u8_out = e->part && e->out_max > 0, u8_cur = cur.md.data_type == dnnl_u8;
+    e->out_scale = !u8_out ? 1 : u8_cur ? cur.scale : u8_scale(e->out_max);
     p->out_buf = BUF_FEAT;
     if (e->part && e->out_block == 0) { // the next part takes a blocked output as it is
         int b = md_block(&cur.md, cur.c, cur.h, cur.w);
         e->out_block = b > 1 && cur.buf != BUF_INPUT ? b : 1;
-        if (e->out_block > 1 && cur.md.data_type == dnnl_f32) {
+        if (e->out_block > 1 && u8_cur == u8_out) {
             p->out_buf = cur.buf;
             return true;
         }
     }
-    // Into float32 in out_block's layout (set: plain, or a part's blocking of u8 features).
+    // Into out_block's layout (set: plain, or a part's blocking), converting the type.
     dnnl_memory_desc_t feat;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr = NULL;
-    float back = 1.0f / cur.scale; // u8 features (a trunk ending in a pooled int8 layer)
+    float scale = u8_cur == u8_out ? 1 : u8_cur ? 1.0f / cur.scale : e->out_scale;
     const dnnl_dims_t feat_dims = {1, cur.c, cur.h, cur.w};
-    bool ok = check(dnnl_memory_desc_init_by_tag(&feat, 4, feat_dims, dnnl_f32,
+    bool ok = check(dnnl_memory_desc_init_by_tag(&feat, 4, feat_dims, u8_out ? dnnl_u8 : dnnl_f32,
                                                  block_tag(e->out_block, cur.c)),
                     "memory", err) &&
               check(dnnl_primitive_attr_create(&attr), "attribute", err) &&
-              (cur.scale == 1 ||
-               check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &back), "scales", err)) &&
+              (scale == 1 ||
+               check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale), "scales", err)) &&
               check(dnnl_reorder_primitive_desc_create(&pd, &cur.md, p->eng, &feat, p->eng, attr),
                     "reorder", err);
     dnnl_primitive_attr_destroy(attr);
@@ -798,19 +802,19 @@ static bool fast_forward(const th_engine *e, th_engine_ws *base, const uint8_t *
     return forward_tile(e, base, rgb, logits, feat, NULL, err);
 }
 
-static float *fast_input(const th_engine *e, th_engine_ws *base)
+static void *fast_input(const th_engine *e, th_engine_ws *base)
 {
     const dnnl_plan *p = e->data;
-    return (float *)((char *)base->mem + p->off[BUF_INPUT]);
+    return (char *)base->mem + p->off[BUF_INPUT];
 }
 
-static const float *fast_part(const th_engine *e, th_engine_ws *base, th_error **err)
+static const void *fast_part(const th_engine *e, th_engine_ws *base, th_error **err)
 {
     const dnnl_plan *p = e->data;
     int saved = serial_begin();
     bool ok = run_steps(p, (dnnl_ws *)base, NULL, err);
     serial_end(saved);
-    return ok ? (const float *)((char *)base->mem + p->off[p->out_buf]) : NULL;
+    return ok ? (const void *)((char *)base->mem + p->off[p->out_buf]) : NULL;
 }
 
 bool th_engine_dnnl_calibrate(const th_engine *e, th_engine_ws *base, const uint8_t *rgb,

@@ -188,13 +188,13 @@ static bool ref_forward(const th_engine *e, th_engine_ws *ws, const uint8_t *rgb
     return true;
 }
 
-static float *ref_input(const th_engine *e, th_engine_ws *ws)
+static void *ref_input(const th_engine *e, th_engine_ws *ws)
 {
     const ref_plan *p = e->data;
     return ws->mem + p->off_input;
 }
 
-static const float *ref_part(const th_engine *e, th_engine_ws *ws, th_error **err)
+static const void *ref_part(const th_engine *e, th_engine_ws *ws, th_error **err)
 {
     (void)err;
     return ref_trunk(e->model, e->data, ws, e->tile_h, e->tile_w);
@@ -311,7 +311,7 @@ static bool check_workspace(const th_engine *e, th_error **err)
  */
 static th_engine *engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
                              bool part, int in_block, bool plain_out, const float *act_max,
-                             float in_max, th_error **err)
+                             const th_part_quant *q, th_error **err)
 {
     const th_engine_ops *ops = backend(kind, err);
     if (!ops) {
@@ -337,8 +337,10 @@ static th_engine *engine_new(const th_model *model, th_engine_kind kind, int til
         }
         memcpy(copy, act_max, sizeof(float) * model->n_layers);
         e->act_max = copy;
-        e->in_max = in_max;
     }
+    e->in_scale = q ? q->in_scale : 0;
+    e->out_max = q ? q->out_max : 0;
+    e->out_scale = 1;
     if (!check_model(e, err) || !ops->plan(e, err) || !check_workspace(e, err)) {
         th_error_prefix(err, "%s engine: ", ops->name);
         th_engine_free(e);
@@ -350,14 +352,14 @@ static th_engine *engine_new(const th_model *model, th_engine_kind kind, int til
 th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
                          th_error **err)
 {
-    return engine_new(model, kind, tile_w, tile_h, false, 1, true, NULL, 0, err);
+    return engine_new(model, kind, tile_w, tile_h, false, 1, true, NULL, NULL, err);
 }
 
 th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, const float *act_max,
                               th_error **err)
 {
 #ifdef HAVE_DNNL
-    return engine_new(model, TH_ENGINE_FAST, tile_w, tile_h, false, 1, true, act_max, 0, err);
+    return engine_new(model, TH_ENGINE_FAST, tile_w, tile_h, false, 1, true, act_max, NULL, err);
 #else
     (void)model, (void)tile_w, (void)tile_h, (void)act_max;
     th_error_set(err, "int8 needs the fast engine, which is not built into this tileheat");
@@ -381,22 +383,26 @@ bool th_engine_calibrate(const th_engine *engine, th_engine_ws *ws, const uint8_
 }
 
 th_engine *th_engine_new_part(const th_model *part, th_engine_kind kind, int in_w, int in_h,
-                              int in_block, bool plain_out, const float *act_max, float in_max,
-                              th_error **err)
+                              int in_block, bool plain_out, const th_part_quant *q, th_error **err)
 {
-    if (act_max && kind == TH_ENGINE_REF) {
+    if (q && (q->act_max || q->in_scale > 0 || q->out_max > 0) && kind == TH_ENGINE_REF) {
         th_error_set(err, "int8 needs the fast engine, not the reference one");
         return NULL;
     }
-    return engine_new(part, kind, in_w, in_h, true, in_block, plain_out, act_max, in_max, err);
+    if (q && q->act_max && !(q->in_scale > 0)) {
+        th_error_set(err, "an int8 part takes u8 input");
+        return NULL;
+    }
+    return engine_new(part, kind, in_w, in_h, true, in_block, plain_out, q ? q->act_max : NULL, q,
+                      err);
 }
 
-float *th_engine_input(const th_engine *engine, th_engine_ws *ws)
+void *th_engine_input(const th_engine *engine, th_engine_ws *ws)
 {
     return engine->ops->input(engine, ws);
 }
 
-const float *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, th_error **err)
+const void *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, th_error **err)
 {
     if (ws->engine != engine) {
         th_error_set(err, "the workspace belongs to another engine");

@@ -20,11 +20,11 @@ typedef struct th_engine_ops {
     void (*ws_free)(th_engine_ws *ws);
     bool (*forward)(const th_engine *e, th_engine_ws *ws, const uint8_t *rgb, float *logits,
                     float *feat, th_error **err);
-    /* The workspace's input tensor (in_c, tile_h, tile_w), plain float. */
-    float *(*input)(const th_engine *e, th_engine_ws *ws);
-    /* The trunk alone from the input tensor as it is; returns the last map in the workspace,
-     * plain (feat_c, feat_h, feat_w). */
-    const float *(*trunk)(const th_engine *e, th_engine_ws *ws, th_error **err);
+    /* The workspace's input tensor (in_c, tile_h, tile_w), plain float (a part: in its layout). */
+    void *(*input)(const th_engine *e, th_engine_ws *ws);
+    /* The trunk alone from the input tensor as it is; returns the last map in the workspace
+     * (feat_c, feat_h, feat_w) in out_block's layout. */
+    const void *(*trunk)(const th_engine *e, th_engine_ws *ws, th_error **err);
 } th_engine_ops;
 
 struct th_engine {
@@ -39,7 +39,10 @@ struct th_engine {
     int n_winograd;             /* convolutions planned with Winograd (TH_ENGINE_WINOGRAD) */
     const float *act_max;       /* int8 (th_engine_new_int8): (n_layers) each layer's largest
                                    output on the calibration tiles, owned; NULL: float32 */
-    float in_max;               /* an int8 part's input's largest value (it is never negative) */
+    float in_scale;             /* a part's u8 input: its value times this; 0: float32 input */
+    float out_max;              /* a part's u8 output asked for: the largest value it quantises
+                                   (unless its last layer is u8 already); 0: float32 output */
+    float out_scale;            /* set by the plan: a u8 output's value times this; 1: float32 */
     int n_int8;                 /* convolutions planned in int8 */
     size_t ws_bytes;            /* one workspace's size, set by the backend's plan */
     void *data;                 /* backend state */
@@ -75,20 +78,27 @@ void th_engine_free(th_engine *engine);
  * channel blocks of in_block (1: plain; a backend without blocked layouts takes only 1). Its
  * output is plain if plain_out, else in the backend's own blocking (out_block), so that the next
  * part can take it as it is. The seam-free runner (stream.c) plans one per group of layers. Run
- * with th_engine_input + th_engine_forward_part.
- * int8 (act_max not NULL; the fast backend only): every convolution of the part in int8 as
- * th_engine_new_int8 plans them, act_max (part->n_layers) being its layers' largest outputs and
- * in_max its input's, which must never be negative; input and output stay float32. */
+ * with th_engine_input + th_engine_forward_part. q (the fast backend only; NULL: float32 in and
+ * out) quantises it: see th_part_quant. */
+typedef struct th_part_quant {
+    const float *act_max; /* (part->n_layers) its layers' largest outputs: every convolution in
+                             int8 as th_engine_new_int8 plans them (the input must be u8); NULL:
+                             float32 convolutions */
+    float in_scale;       /* > 0: the input is u8, the value times in_scale (the part before's
+                             out_scale) */
+    float out_max;        /* > 0: the output is u8 (its int8 layer's, or 255 at out_max) */
+} th_part_quant;
 th_engine *th_engine_new_part(const th_model *part, th_engine_kind kind, int in_w, int in_h,
-                              int in_block, bool plain_out, const float *act_max, float in_max,
-                              th_error **err);
+                              int in_block, bool plain_out, const th_part_quant *q, th_error **err);
 
-/* The input tensor of a workspace (in in_block's layout) to fill before th_engine_forward_part. */
-float *th_engine_input(const th_engine *engine, th_engine_ws *ws);
+/* The input tensor of a workspace (in in_block's layout; u8 if the part takes u8, else float)
+ * to fill before th_engine_forward_part. */
+void *th_engine_input(const th_engine *engine, th_engine_ws *ws);
 
 /* The layers on the workspace's input as it is: returns the output (feat_c, feat_h, feat_w) in
- * out_block's layout, inside the workspace (valid until its next use), or NULL with *err set. */
-const float *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, th_error **err);
+ * out_block's layout (u8 if out_max was given, else float), inside the workspace (valid until its
+ * next use), or NULL with *err set. */
+const void *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, th_error **err);
 
 /* int8 inference (the fast backend only): the convolutions before the last pooling whose input
  * is never negative (after a ReLU) take u8 activations and s8 weights (a symmetric scale per

@@ -59,6 +59,8 @@ static void add_tiles(cJSON *root, const th_result *r)
         cJSON_AddNumberToObject(c, "calibration_tiles", r->int8.tiles);
         // where the ranges came from: the slide's own sample, or a cohort's calibration file
         cJSON_AddStringToObject(c, "calibration", r->calibration_file ? "file" : "slide");
+        // the check runs the sample's tiles one by one, whatever the run's CAM mode
+        cJSON_AddStringToObject(c, "measured_on", "isolated tiles");
         if (r->calibration_file) {
             cJSON_AddStringToObject(c, "calibration_file", r->calibration_file);
             cJSON_AddStringToObject(c, "calibration_sha256", r->calibration_sha256);

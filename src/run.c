@@ -441,9 +441,12 @@ th_runner *th_runner_new(const th_model *model, const th_run_options *opt, th_er
     char why[160];
     rn->streamable = th_stream_supported(model, rn->tile_w, rn->tile_h, why, sizeof(why));
     pthread_mutex_init(&rn->lock, NULL);
-    // What the options ask for, planned now: a seam-free plan for wide grids, or the engine.
-    bool ok;
-    if (opt->cam == TH_CAM_SEAMLESS && rn->streamable) {
+    // What the options ask for, planned now: a seam-free plan for wide grids, or the engine (int8:
+    // the float32 one its calibration runs, unless it has its ranges; its own is per run).
+    bool ok = true;
+    if (opt->precision == TH_PRECISION_INT8) {
+        ok = opt->calibration || runner_engine(rn, &rn->plan_sec, err) != NULL;
+    } else if (opt->cam == TH_CAM_SEAMLESS && rn->streamable) {
         int n_strips;
         bool owned;
         ok = runner_stream(rn, th_stream_strips(model, rn->tile_w, INT_MAX / 2, &n_strips), &owned,
@@ -519,6 +522,11 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
         stream_refusal(r, rn->model, why, why_len);
     }
     r->cam_mode = opt->cam == TH_CAM_SEAMLESS && !why[0] ? TH_CAM_SEAMLESS : TH_CAM_TILE;
+    if (opt->precision == TH_PRECISION_INT8) {
+        // planned on the calibration's ranges (plan_int8)
+        th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &ctx->n_strips);
+        return true;
+    }
     if (r->cam_mode == TH_CAM_TILE) {
         return (ctx->engine = runner_engine(rn, sec, err)) != NULL;
     }
@@ -526,8 +534,8 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
     return (ctx->stream = runner_stream(rn, width, &ctx->stream_owned, sec, err)) != NULL;
 }
 
-// int8 from the ranges in `cal` (finished): the engine the run uses, the tile engine or the
-// seam-free plan for the run's strips, replacing the float32 one chosen.
+// int8 from the ranges in `cal` (finished): what the run uses, the tile engine or the seam-free
+// plan for the run's strips.
 static bool plan_int8(th_runner *rn, th_result *r, run_ctx *ctx, const th_calibration *cal,
                       th_error **err)
 {
@@ -538,12 +546,13 @@ static bool plan_int8(th_runner *rn, th_result *r, run_ctx *ctx, const th_calibr
              (ctx->int8 = th_engine_new_int8(rn->model, rn->tile_w, rn->tile_h, cal->act_max, err));
         ctx->engine = ctx->int8;
     } else {
+        int n_strips;
+        int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &n_strips);
         th_stream *s = th_calloc(1, sizeof(*s), err);
-        ok = s &&
-             th_stream_plan(s, rn->model, rn->kind == TH_ENGINE_REF ? TH_ENGINE_FAST : rn->kind,
-                            rn->tile_w, rn->tile_h, ctx->stream->strip_tiles, cal->act_max, err);
+        ok =
+            s && th_stream_plan(s, rn->model, rn->kind == TH_ENGINE_REF ? TH_ENGINE_FAST : rn->kind,
+                                rn->tile_w, rn->tile_h, width, cal->act_max, err);
         if (ok) {
-            stream_release(ctx->stream, ctx->stream_owned);
             ctx->stream = s;
             ctx->stream_owned = true;
         } else if (s) {
@@ -792,6 +801,9 @@ static int cmp_unit_size(const void *a, const void *b)
 static bool run_stream(run_ctx *ctx, th_error **err)
 {
     th_result *r = ctx->result;
+    if (r->n_tiles == 0) {
+        return true; // nothing planned to run them on (int8 plans after its calibration)
+    }
     th_stream_unit *units = NULL;
     int64_t n_units = 0;
     for (int rows = UNIT_ROWS_MAX;; rows /= 2) {

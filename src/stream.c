@@ -142,23 +142,26 @@ static void shape_groups(th_stream *s, int tiles, int rows)
 }
 
 // What a thread's buffers come to, roughly: each group's window, two activations of its widest
-// layer and its output; the band of pixels; the features of a row of tiles.
+// layer and its output (a byte a value where it is u8, else a float); the band of pixels; the
+// features of a row of tiles.
 static double ws_estimate(const th_stream *s)
 {
-    double floats = 0;
+    double bytes = 0;
     for (int g = 0; g < s->n_groups; g++) {
         const th_stream_group *gr = &s->groups[g];
         double in = (double)gr->c_in * (gr->rows_new + 2 * gr->pad) * gr->w_in;
         double act = (double)gr->c_out * gr->rows_new * gr->w_in;
-        floats += in + 2 * act + (double)gr->c_out * gr->rows_out * gr->w_out;
+        double out = (double)gr->c_out * gr->rows_out * gr->w_out;
+        bytes += (in + 2 * act) * (gr->int8 ? 1 : sizeof(float)) +
+                 out * (gr->u8_out ? 1 : sizeof(float));
     }
-    floats += (double)s->strip_tiles * s->feat_c * s->cam_h * s->cam_w;
-    return floats * sizeof(float) + (double)s->width * (READ_ROWS + 64) * 3;
+    bytes += (double)s->strip_tiles * s->feat_c * s->cam_h * s->cam_w * sizeof(float);
+    return bytes + (double)s->width * (READ_ROWS + 64) * 3;
 }
 
 // int8 (act_max): which groups th_engine_new_int8 would run in int8, the rule of its plan: a
 // convolution before the last pooling (or, without pooling, any but the last) whose input is
-// never negative.
+// never negative. The rows between such a group and the one before it go in u8.
 static void int8_groups(th_stream *s, const float *act_max)
 {
     const th_model *m = s->model;
@@ -173,6 +176,10 @@ static void int8_groups(th_stream *s, const float *act_max)
         th_stream_group *gr = &s->groups[g];
         gr->int8 =
             act_max && nonneg && m->layers[gr->first].kind == TH_LAYER_CONV && gr->first < end;
+        gr->u8_out = false;
+        if (g > 0) {
+            s->groups[g - 1].u8_out = gr->int8;
+        }
         for (i = gr->first; i < gr->first + gr->n_layers; i++) {
             const th_layer *l = &m->layers[i];
             nonneg = l->kind == TH_LAYER_CONV ? l->relu : l->kind == TH_LAYER_RELU || nonneg;
@@ -183,7 +190,6 @@ static void int8_groups(th_stream *s, const float *act_max)
 static bool plan_engines(th_stream *s, th_engine_kind kind, const float *act_max, th_error **err)
 {
     const th_model *m = s->model;
-    int8_groups(s, act_max);
     for (int g = 0; g < s->n_groups; g++) {
         th_stream_group *gr = &s->groups[g];
         gr->layers = th_malloc(sizeof(th_layer) * gr->n_layers, err);
@@ -198,10 +204,13 @@ static bool plan_engines(th_stream *s, th_engine_kind kind, const float *act_max
         gr->part.layers = gr->layers;
         gr->part.in_c = gr->c_in;
         gr->part.feat_c = gr->c_out;
-        int in_block = g > 0 ? s->groups[g - 1].engine->out_block : 1;
-        gr->engine = th_engine_new_part(
-            &gr->part, kind, gr->w_in, gr->rows_new + 2 * gr->pad, in_block, g == s->n_groups - 1,
-            gr->int8 ? act_max + gr->first : NULL, gr->int8 ? act_max[gr->first - 1] : 0, err);
+        const th_engine *before = g > 0 ? s->groups[g - 1].engine : NULL;
+        const th_part_quant q = {.act_max = gr->int8 ? act_max + gr->first : NULL,
+                                 .in_scale = gr->int8 ? before->out_scale : 0,
+                                 .out_max = gr->u8_out ? act_max[gr->first + gr->n_layers - 1] : 0};
+        gr->engine =
+            th_engine_new_part(&gr->part, kind, gr->w_in, gr->rows_new + 2 * gr->pad,
+                               before ? before->out_block : 1, g == s->n_groups - 1, &q, err);
         if (!gr->engine) {
             return false;
         }
@@ -241,6 +250,7 @@ bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, in
     s->cam_w = tile_w / s->cell;
     s->cam_h = tile_h / s->cell;
     s->margin = strip_margin(model);
+    int8_groups(s, act_max);
     // STEP_ROWS a run, fewer if the memory budget says so.
     for (int rows = TH_MIN(STEP_ROWS, s->cam_h);; rows /= 2) {
         shape_groups(s, strip_tiles, rows);
@@ -514,19 +524,21 @@ static bool emit_rows(const th_stream *s, th_stream_ws *w, sink *k, const float 
  * last row the unit needs of it, it runs at once on what it has (the rest of its window zero), so
  * that the groups before it compute no rows past the unit's receptive field.
  */
-static bool push_rows(const th_stream *s, th_stream_ws *w, sink *k, int g, const float *rows_in,
+static bool push_rows(const th_stream *s, th_stream_ws *w, sink *k, int g, const void *rows_in,
                       int rows, th_error **err)
 {
     const th_stream_group *gr = &s->groups[g];
     int b = gr->engine->in_block, blocks = (gr->c_in + b - 1) / b;
     int cap = gr->rows_new + 2 * gr->pad, carry = 2 * gr->pad;
-    size_t row = (size_t)gr->w_in * b, plane = (size_t)cap * row;
-    float *in = th_engine_input(gr->engine, w->ws[g]);
+    // in bytes: a row of a channel block, and a block's plane of the window
+    size_t row = (size_t)gr->w_in * b * (gr->int8 ? 1 : sizeof(float)), plane = (size_t)cap * row;
+    char *in = th_engine_input(gr->engine, w->ws[g]);
+    const char *from = rows_in;
     for (int done = 0; done < rows;) {
         int n = TH_MIN(rows - done, cap - w->fill[g]);
         for (int c = 0; c < blocks; c++) {
-            memcpy(in + c * plane + w->fill[g] * row, rows_in + (c * (size_t)rows + done) * row,
-                   sizeof(float) * n * row);
+            memcpy(in + c * plane + w->fill[g] * row, from + (c * (size_t)rows + done) * row,
+                   n * row);
         }
         done += n;
         w->fill[g] += n;
@@ -536,9 +548,9 @@ static bool push_rows(const th_stream *s, th_stream_ws *w, sink *k, int g, const
             break;
         }
         for (int c = 0; c < blocks && w->fill[g] < cap; c++) {
-            memset(in + c * plane + w->fill[g] * row, 0, sizeof(float) * (cap - w->fill[g]) * row);
+            memset(in + c * plane + w->fill[g] * row, 0, (cap - w->fill[g]) * row);
         }
-        const float *out = th_engine_forward_part(gr->engine, w->ws[g], err);
+        const void *out = th_engine_forward_part(gr->engine, w->ws[g], err);
         if (!out || !(g + 1 < s->n_groups ? push_rows(s, w, k, g + 1, out, gr->rows_out, err)
                                           : emit_rows(s, w, k, out, err))) {
             return false;
@@ -547,8 +559,7 @@ static bool push_rows(const th_stream *s, th_stream_ws *w, sink *k, int g, const
             break; // the rest of the rows are past what the unit needs
         }
         for (int c = 0; c < blocks && carry; c++) {
-            memmove(in + c * plane, in + c * plane + gr->rows_new * row,
-                    sizeof(float) * carry * row);
+            memmove(in + c * plane, in + c * plane + gr->rows_new * row, carry * row);
         }
         w->fill[g] = carry;
     }
@@ -590,7 +601,7 @@ bool th_stream_run_unit(const th_stream *s, th_stream_ws *w, th_slide *slide, co
         th_kernel_input(w->band + (size_t)(y - w->band_y) * s->width * 3, n0, s->width, s->model,
                         th_engine_input(g0->engine, w->ws[0]));
         w->pixels += (int64_t)g0->rows_new * s->width;
-        const float *out = th_engine_forward_part(g0->engine, w->ws[0], err);
+        const void *out = th_engine_forward_part(g0->engine, w->ws[0], err);
         if (!out || !(G > 1 ? push_rows(s, w, &k, 1, out, g0->rows_out, err)
                             : emit_rows(s, w, &k, out, err))) {
             return false;

@@ -28,7 +28,8 @@ typedef struct th_stream_group {
     th_model part;          /* the engine's model: `layers`, no head */
     th_layer *layers;       /* (n_layers) copies without vertical padding (weights borrowed) */
     th_engine *engine;
-    bool int8; /* its convolution runs in int8 */
+    bool int8;   /* its convolution runs in int8, on u8 rows */
+    bool u8_out; /* its rows go on in u8 (the next group is int8) */
 } th_stream_group;
 
 typedef struct th_stream {
@@ -59,7 +60,8 @@ int th_stream_strips(const th_model *model, int tile_w, int cols, int *n_strips)
 /* Plan strips of strip_tiles tiles (tiles are the stride apart; th_stream_supported must hold):
  * groups, engines and margin. Read-only afterwards: threads share it, each with a th_stream_ws.
  * int8: act_max (the model's n_layers largest outputs, as th_engine_new_int8 takes them) makes
- * the groups whose convolution th_engine_new_int8 would run in int8 int8 parts; NULL: float32. */
+ * the groups whose convolution th_engine_new_int8 would run in int8 int8 parts, the rows into
+ * them u8; NULL: float32. */
 bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, int tile_w,
                     int tile_h, int strip_tiles, const float *act_max, th_error **err);
 void th_stream_free(th_stream *s);
