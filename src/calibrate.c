@@ -62,6 +62,7 @@ void th_calibration_free(th_calibration *cal)
     th_free(cal->slide_tiles);
     th_free(cal->rgb);
     th_free(cal->act_max);
+    th_free(cal->act_mean);
     th_free(cal->path);
     th_free(cal);
 }
@@ -121,11 +122,12 @@ bool th_calibration_add_tiles(th_calibration *cal, const th_result *r, th_slide 
 }
 
 // The sample through `engine`: tile k's logits and CAM into its slots and (when act_max is not
-// NULL, a float32 engine) each layer's largest output into act_max. The first error found is
-// reported.
+// NULL, a float32 engine) each layer's largest output into act_max and its channel means, tile
+// k's, into tile_means' slot k. The first error found is reported.
 static bool sample_pass(const th_calibration *cal, const th_engine *engine, float *act_max,
-                        float *logits, float *cams, th_error **err)
+                        float *tile_means, float *logits, float *cams, th_error **err)
 {
+    const size_t per_tile = th_model_act_offset(cal->model, cal->model->n_layers);
     const th_model *m = cal->model;
     const int nc = m->n_classes;
     const size_t cells = (size_t)engine->feat_w * engine->feat_h;
@@ -146,8 +148,10 @@ static bool sample_pass(const th_calibration *cal, const th_engine *engine, floa
         for (int k = 0; k < cal->n; k++) {
             const uint8_t *rgb = cal->rgb + (size_t)k * tile;
             float *lg = logits + (size_t)k * nc;
-            ok = ok && (act_max ? th_engine_calibrate(engine, ws, rgb, mine, lg, feat, &e)
-                                : th_engine_forward(engine, ws, rgb, lg, NULL, feat, &e));
+            ok = ok &&
+                 (act_max ? th_engine_calibrate(engine, ws, rgb, mine,
+                                                tile_means + (size_t)k * per_tile, lg, feat, &e)
+                          : th_engine_forward(engine, ws, rgb, lg, NULL, feat, &e));
             if (ok) {
                 th_cam_compute(feat, engine->feat_c, engine->feat_h, engine->feat_w, m->dense_w, nc,
                                cams + (size_t)k * nc * cells);
@@ -234,7 +238,8 @@ static th_engine *new_int8(const th_calibration *cal, th_error **err)
     int outer = omp_get_max_threads();
     omp_set_num_threads(cal->threads > 0 ? cal->threads : outer);
 #endif
-    th_engine *e = th_engine_new_int8(cal->model, cal->tile_w, cal->tile_h, cal->act_max, err);
+    th_engine *e =
+        th_engine_new_int8(cal->model, cal->tile_w, cal->tile_h, cal->act_max, cal->act_mean, err);
 #ifdef _OPENMP
     omp_set_num_threads(outer);
 #endif
@@ -247,16 +252,28 @@ bool th_calibration_measure(th_calibration *cal, const th_engine *fp32, th_engin
     const th_model *m = cal->model;
     const int n = cal->n, nc = m->n_classes;
     const size_t cells = (size_t)fp32->feat_w * fp32->feat_h;
+    const size_t per_tile = th_model_act_offset(m, m->n_layers);
     th_free(cal->act_max);
+    th_free(cal->act_mean);
     cal->act_max = th_calloc(TH_MAX(m->n_layers, 1), sizeof(float), err);
-    float *lg = cal->act_max ? th_malloc(sizeof(float) * 2 * n * nc + 1, err) : NULL;
+    cal->act_mean = cal->act_max ? th_calloc(per_tile + 1, sizeof(float), err) : NULL;
+    float *tile_means = cal->act_mean ? th_malloc(sizeof(float) * n * per_tile + 1, err) : NULL;
+    float *lg = tile_means ? th_malloc(sizeof(float) * 2 * n * nc + 1, err) : NULL;
     float *cam = lg ? th_malloc(sizeof(float) * 2 * n * nc * cells + 1, err) : NULL;
     th_engine *q = NULL;
-    bool ok = cam && sample_pass(cal, fp32, cal->act_max, lg, cam, err) &&
-              (q = new_int8(cal, err)) != NULL &&
-              sample_pass(cal, q, NULL, lg + (size_t)n * nc, cam + (size_t)n * nc * cells, err) &&
-              int8_check(n, nc, cells, lg, lg + (size_t)n * nc, cam, cam + (size_t)n * nc * cells,
-                         &cal->check, err);
+    bool ok = cam && sample_pass(cal, fp32, cal->act_max, tile_means, lg, cam, err);
+    for (size_t j = 0; ok && j < per_tile; j++) { // the tiles' means in tile order: any threads
+        double sum = 0;
+        for (int k = 0; k < n; k++) {
+            sum += tile_means[(size_t)k * per_tile + j];
+        }
+        cal->act_mean[j] = (float)(sum / n);
+    }
+    th_free(tile_means);
+    ok = ok && (q = new_int8(cal, err)) != NULL &&
+         sample_pass(cal, q, NULL, NULL, lg + (size_t)n * nc, cam + (size_t)n * nc * cells, err) &&
+         int8_check(n, nc, cells, lg, lg + (size_t)n * nc, cam, cam + (size_t)n * nc * cells,
+                    &cal->check, err);
     th_calibration_short(cal);
     if (ok && int8) {
         *int8 = q;
@@ -267,6 +284,7 @@ bool th_calibration_measure(th_calibration *cal, const th_engine *fp32, th_engin
     th_free(lg);
     if (!ok) {
         TH_FREE(cal->act_max);
+        TH_FREE(cal->act_mean);
         th_error_prefix(err, "int8 calibration: ");
     }
     return ok;
@@ -407,6 +425,12 @@ bool th_calibration_write(const th_calibration *cal, const char *path, th_error 
         cJSON *l = cJSON_CreateObject();
         cJSON_AddStringToObject(l, "name", m->layers[i].name);
         cJSON_AddNumberToObject(l, "max", cal->act_max[i]); // a float: %.17g gives it back
+        cJSON *mean = cJSON_AddArrayToObject(l, "mean");    // per channel; null: not measured
+        const float *mv = cal->act_mean + th_model_act_offset(m, i);
+        for (int c = 0; c < m->layers[i].c_out; c++) {
+            cJSON_AddItemToArray(mean,
+                                 isfinite(mv[c]) ? cJSON_CreateNumber(mv[c]) : cJSON_CreateNull());
+        }
         cJSON_AddItemToArray(layers, l);
     }
     cJSON *check = cJSON_AddObjectToObject(root, "int8_check");
@@ -490,6 +514,22 @@ static bool parse_file(th_calibration *cal, const cJSON *root, char *why, size_t
             return false;
         }
         cal->act_max[i] = (float)mx;
+        const cJSON *mean = cJSON_GetObjectItemCaseSensitive(l, "mean");
+        if (!cJSON_IsArray(mean) || cJSON_GetArraySize(mean) != m->layers[i].c_out) {
+            snprintf(why, len, "layer '%s': its \"mean\" is not a list of its %d channels",
+                     m->layers[i].name, m->layers[i].c_out);
+            return false;
+        }
+        float *mv = cal->act_mean + th_model_act_offset(m, i);
+        for (int c = 0; c < m->layers[i].c_out; c++) {
+            const cJSON *v = cJSON_GetArrayItem(mean, c);
+            if (!cJSON_IsNumber(v) && !cJSON_IsNull(v)) {
+                snprintf(why, len, "layer '%s': a \"mean\" that is not a number",
+                         m->layers[i].name);
+                return false;
+            }
+            mv[c] = cJSON_IsNumber(v) ? (float)v->valuedouble : NAN;
+        }
     }
     double tiles = number(check, "tiles"), pct = number(check, "max_percent_difference");
     double agree = number(check, "top_class_agreement"),
@@ -521,6 +561,8 @@ th_calibration *th_calibration_read(const char *path, const th_model *model, th_
     char why[200] = "not JSON";
     bool ok = cal && (cal->model = model) &&
               (cal->act_max = th_calloc(TH_MAX(model->n_layers, 1), sizeof(float), err)) &&
+              (cal->act_mean = th_calloc(th_model_act_offset(model, model->n_layers) + 1,
+                                         sizeof(float), err)) &&
               (cal->path = th_strdup(path, err)) && th_sha256_file(path, cal->sha256, err);
     if (ok && !(root && parse_file(cal, root, why, sizeof(why)))) {
         th_error_set(err, "%s: %s", path, why);

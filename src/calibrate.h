@@ -24,6 +24,7 @@ struct th_calibration {
     char **slide_names;  /* (n_slides) where the sample came from (the file records it) */
     int *slide_tiles;    /* (n_slides) tiles each gave */
     float *act_max;      /* (n_layers) each layer's largest output; NULL before finishing */
+    float *act_mean;     /* (th_model_act_offset(n_layers)) each layer's channel means */
     th_int8_check check; /* int8 against float32 on the sample */
     char *path;          /* the file it was read from, or NULL */
     char sha256[65];     /* ... and that file's SHA-256 in hex ("" if none) */

@@ -293,10 +293,10 @@ static inline __attribute__((always_inline)) void for_each_cell(const th_camgrid
 typedef struct radix {
     int64_t n, positive; // cells; cells > 0
     float max;
-    int64_t hi[HI_BINS];    // positive values per high half
-    uint32_t want[2];       // high halves holding the wanted ranks
-    int64_t *lo[2];         // (LO_BINS) values of bin want[i] per low half; lo[1] is NULL when
-                            // want[1] == want[0] (lo[0] serves both)
+    int64_t hi[HI_BINS]; // positive values per high half
+    uint32_t want[2];    // high halves holding the wanted ranks
+    int64_t *lo[2];      // (LO_BINS) values of bin want[i] per low half; lo[1] is NULL when
+                         // want[1] == want[0] (lo[0] serves both)
 } radix;
 
 static uint32_t float_bits(float v)

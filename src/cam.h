@@ -27,11 +27,11 @@ typedef struct th_camgrid {
                                    (means after finish), then the number of tiles added */
     float *base;                /* the mapping: chunk i at base + i · chunk_floats */
     size_t map_bytes;
-    int fd;                     /* the backing temporary file, or -1 for anonymous memory */
-    uint8_t *used;              /* (chunks_y · chunks_x) 1 once a tile touched the chunk */
-    atomic_llong touched;       /* bytes touched since pages were last dropped (file only) */
-    double x0, y0;              /* level-0 corner of cell (0, 0) */
-    double cell_w0, cell_h0;    /* level-0 size of a cell */
+    int fd;                  /* the backing temporary file, or -1 for anonymous memory */
+    uint8_t *used;           /* (chunks_y · chunks_x) 1 once a tile touched the chunk */
+    atomic_llong touched;    /* bytes touched since pages were last dropped (file only) */
+    double x0, y0;           /* level-0 corner of cell (0, 0) */
+    double cell_w0, cell_h0; /* level-0 size of a cell */
 } th_camgrid;
 
 /* Mapping size above which the grid lives in a temporary file ($TMPDIR, else /tmp). Tests set it
@@ -55,7 +55,8 @@ bool th_camgrid_add(th_camgrid *cg, int col, int row, const float *cam, th_error
 void th_camgrid_finish(th_camgrid *cg);
 
 /* Note that `bytes` of the grid were read or written: with a file behind the grid, every
- * th_camgrid_budget/64 bytes its pages are dropped from the process (thread-safe; the data stays). */
+ * th_camgrid_budget/64 bytes its pages are dropped from the process (thread-safe; the data stays).
+ */
 void th_camgrid_touch(const th_camgrid *cg, size_t bytes);
 
 /* Row gy (< gh) of class cls's raw CAM into out (gw): NAN where no tile ran. */
@@ -86,9 +87,8 @@ const char *th_scale_basis_name(th_scale_basis basis);
  * TH_NORM_PERCENTILE: lo = 0, hi = that percentile of the values clipped at 0 (the maximum if
  * that is 0; 1 if all ≤ 0). TH_NORM_RAW: lo, hi = smallest and largest raw value over the
  * classes in `classes`. *basis (may be NULL) says which. */
-bool th_cam_range(const th_result *result, th_norm norm, double percentile,
-                  const int *classes, int n_classes, float *lo, float *hi, th_scale_basis *basis,
-                  th_error **err);
+bool th_cam_range(const th_result *result, th_norm norm, double percentile, const int *classes,
+                  int n_classes, float *lo, float *hi, th_scale_basis *basis, th_error **err);
 
 /* Bilinear sample of the raw CAM of class cls at level-0 point (x, y) (pixel centres at +0.5),
  * interpolating between cell centres across tile borders; cells where no tile ran are left out

@@ -61,8 +61,9 @@ static bool prepare_out_dir(cli_opts *o, char *dir, size_t size, char *created, 
     } else {
         default_out_dir(o->input, dir, size);
         if (previous_slide(dir, prev, sizeof(prev)) && !same_file(prev, o->input)) {
-            return cli_fail(e, "%s: holds the run of another slide (%s); give -o to write there or "
-                               "elsewhere",
+            return cli_fail(e,
+                            "%s: holds the run of another slide (%s); give -o to write there or "
+                            "elsewhere",
                             dir, prev);
         }
     }
@@ -318,7 +319,9 @@ int main(int argc, char **argv)
     cli_opts_free(&o);
     if (cli_signal) {
         fprintf(stderr, "tileheat: stopped by %s\n",
-                cli_signal == SIGINT ? "SIGINT" : cli_signal == SIGHUP ? "SIGHUP" : "SIGTERM");
+                cli_signal == SIGINT   ? "SIGINT"
+                : cli_signal == SIGHUP ? "SIGHUP"
+                                       : "SIGTERM");
         return 128 + cli_signal;
     }
     if (status == EXIT_USAGE) {

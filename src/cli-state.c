@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* A batch's bookkeeping in OUTDIR/.tileheat (the layout is in cli-state.h): per-slide locks that many
- * workers on one machine or a shared file system can take with O_EXCL, staging folders renamed
+/* A batch's bookkeeping in OUTDIR/.tileheat (the layout is in cli-state.h): per-slide locks that
+ * many workers on one machine or a shared file system can take with O_EXCL, staging folders renamed
  * into place once every file is fsynced, and completion records written last. A worker killed at
  * any moment leaves no record for the slide it was on, so the next run redoes exactly that one,
  * and the folder it staged is removed by whoever takes the slide next. */
@@ -96,8 +96,8 @@ bool state_is_done(const batch_state *st, const char *id, const slide_key *k, ch
     char dir[4096];
     struct stat s;
     snprintf(dir, sizeof(dir), "%s/%s", st->outdir, id);
-    const char *reason = !rec                                           ? "not run yet"
-                         : strcmp(str_item(rec, "status"), "done") != 0 ? NULL
+    const char *reason = !rec                                            ? "not run yet"
+                         : strcmp(str_item(rec, "status"), "done") != 0  ? NULL
                          : strcmp(str_item(key, "model"), k->model) != 0 ? "the model changed"
                          : strcmp(str_item(key, "slide"), k->slide) != 0 ||
                                  num_item(key, "size") != (double)k->size ||
@@ -105,7 +105,7 @@ bool state_is_done(const batch_state *st, const char *id, const slide_key *k, ch
                              ? "the slide changed"
                          : strcmp(str_item(key, "options"), k->options) != 0 ? "options changed"
                          : stat(dir, &s) != 0 || !S_ISDIR(s.st_mode) ? "its output folder is gone"
-                                                                      : "";
+                                                                     : "";
     if (!reason) {
         snprintf(why, size, "failed before: %s", str_item(rec, "error"));
     } else {
@@ -201,9 +201,8 @@ static void take_over(const char *path, const lock_info *judged)
     if (rename(path, mine) != 0) {
         return; // someone else took it first
     }
-    if (read_lock(mine, &moved) &&
-        (moved.pid != judged->pid || moved.started != judged->started ||
-         strcmp(moved.host, judged->host) != 0)) {
+    if (read_lock(mine, &moved) && (moved.pid != judged->pid || moved.started != judged->started ||
+                                    strcmp(moved.host, judged->host) != 0)) {
         if (link(mine, path) != 0) {
             // a third worker has locked it meanwhile: theirs stands, and the one we moved
             // belonged to a worker that will find its lock gone only when it unlocks
@@ -212,8 +211,7 @@ static void take_over(const char *path, const lock_info *judged)
     unlink(mine);
 }
 
-lock_result state_lock(const batch_state *st, const char *id, char *holder, size_t size,
-                       cli_err *e)
+lock_result state_lock(const batch_state *st, const char *id, char *holder, size_t size, cli_err *e)
 {
     char path[4096];
     path_of(st, "locks", id, ".lock", path, sizeof(path));

@@ -28,9 +28,9 @@ typedef struct batch_state {
 
 /** What a completion record must match for its slide to count as done. */
 typedef struct slide_key {
-    char model[65];     // the model file's SHA-256
-    char slide[4096];   // the slide's path
-    int64_t size;       // the slide file's size and modification time (ns since the epoch)
+    char model[65];   // the model file's SHA-256
+    char slide[4096]; // the slide's path
+    int64_t size;     // the slide file's size and modification time (ns since the epoch)
     int64_t mtime_ns;
     char options[2048]; // the options that change results, as text
 } slide_key;
@@ -106,7 +106,7 @@ typedef struct cli_outset {
     char staging[4200]; // where the run writes; "" once removed
     char lock[4200];
     bool locked;
-    batch_state st;     // for the lock: host, timeout
+    batch_state st; // for the lock: host, timeout
 } cli_outset;
 
 bool cli_outset_begin(cli_outset *set, const char *dir, double lock_timeout, cli_err *e);

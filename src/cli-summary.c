@@ -172,8 +172,7 @@ static cJSON *gather(const batch_state *st, const cJSON *rows, int counts[3])
         if (!rec) {
             rec = cJSON_CreateObject();
             cJSON_AddStringToObject(rec, "id", id);
-            cJSON_AddStringToObject(rec, "slide",
-                                    str_or(cJSON_GetObjectItem(row, "slide"), ""));
+            cJSON_AddStringToObject(rec, "slide", str_or(cJSON_GetObjectItem(row, "slide"), ""));
             cJSON_AddStringToObject(rec, "status", "pending");
         }
         cJSON_DeleteItemFromObject(rec, "key");

@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 #include "cli.h"
 
 bool cli_fail(cli_err *e, const char *fmt, ...)

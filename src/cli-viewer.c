@@ -48,10 +48,11 @@ bool cli_viewer_find(const char **assets, const char **osd, cli_err *e)
                         page[0]);
     }
     if (!*osd) {
-        return cli_fail(e,
-                        "--viewer: OpenSeadragon is not installed (expected %s/openseadragon.min.js;"
-                        " run tools/install-deps.sh, then configure and make install again)",
-                        libs[0]);
+        return cli_fail(
+            e,
+            "--viewer: OpenSeadragon is not installed (expected %s/openseadragon.min.js;"
+            " run tools/install-deps.sh, then configure and make install again)",
+            libs[0]);
     }
     return true;
 }
@@ -186,8 +187,8 @@ int cli_view(cli_opts *o, cli_err *e)
     th_model *model = NULL;
     th_runner *runner = NULL;
     cli_job j = {0};
-    cJSON *run = read_json(dir, "run.json", e), *report = run ? read_json(dir, "report.json", e)
-                                                             : NULL;
+    cJSON *run = read_json(dir, "run.json", e),
+          *report = run ? read_json(dir, "report.json", e) : NULL;
     const char *assets, *osd;
     if (!report || !cli_viewer_find(&assets, &osd, e) ||
         !run_options(&r, run, report, argv, shown, sizeof(shown), e)) {
@@ -205,15 +206,21 @@ int cli_view(cli_opts *o, cli_err *e)
         goto out;
     }
     if (want && want[0] && th_model_get_sha256(model, sha, &err) && strcmp(sha, want) != 0) {
-        cli_fail(e, "%s: the model %s is not the one the run used (SHA-256 %.12s..., run.json says "
-                    "%.12s...)",
+        cli_fail(e,
+                 "%s: the model %s is not the one the run used (SHA-256 %.12s..., run.json says "
+                 "%.12s...)",
                  dir, r.model_path, sha, want);
         goto out;
     }
     th_error_free(err);
     err = NULL;
-    j = (cli_job){.o = &r, .model = model, .slide_path = r.input, .out_dir = dir,
-                  .run = r.run, .render = r.render, .viewer_only = true};
+    j = (cli_job){.o = &r,
+                  .model = model,
+                  .slide_path = r.input,
+                  .out_dir = dir,
+                  .run = r.run,
+                  .render = r.render,
+                  .viewer_only = true};
     j.run.cancel = &cli_signal;
     if (!cli_name_shown(&r, model, r.class_name, &j.render, e) || !cli_job_open(&j, e)) {
         goto out;

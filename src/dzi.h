@@ -39,7 +39,7 @@ typedef struct th_dzi_scratch {
     bool png_ready;
     unsigned char *jpeg; /* (jpeg_cap) bytes: where libjpeg encodes a tile */
     unsigned long jpeg_cap;
-    unsigned char *out;     /* the tile encoded: jpeg, or libjpeg's own buffer if it outgrew it */
+    unsigned char *out; /* the tile encoded: jpeg, or libjpeg's own buffer if it outgrew it */
     unsigned long out_len;
 } th_dzi_scratch;
 

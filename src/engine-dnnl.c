@@ -370,6 +370,13 @@ static bool plan_conv_int8(th_engine *e, dnnl_plan *p, int i, const th_layer *l,
     const size_t per_oc = (size_t)l->c_in * l->kh * l->kw;
     float s_in = cur->md.data_type == dnnl_u8 ? cur->scale : u8_scale(e->act_max[i - 1]);
     float s_out = last ? 1.0f : u8_scale(e->act_max[i]);
+    // its input's channel means (a part's first layer: the part's input's), if all are known
+    const float *in_mean = e->part       ? (i == 0 ? e->in_mean : NULL)
+                           : e->act_mean ? e->act_mean + th_model_act_offset(e->model, i - 1)
+                                         : NULL;
+    for (int c = 0; in_mean && c < l->c_in; c++) {
+        in_mean = isfinite(in_mean[c]) ? in_mean : NULL;
+    }
     float *oscale = th_malloc(sizeof(float) * co, err);
     int8_t *wq = th_malloc(per_oc * co + 1, err);
     bool ok = oscale && wq;
@@ -385,10 +392,14 @@ static bool plan_conv_int8(th_engine *e, dnnl_plan *p, int i, const th_layer *l,
             mx = fmaxf(mx, fabsf(w[k]));
         }
         float s_w = mx > 0 ? 127.0f / mx : 1.0f;
+        double shift = 0; // what the rounded weights add on average: their error times in_mean
         for (size_t k = 0; k < per_oc; k++) {
             wq[o * per_oc + k] = (int8_t)lrintf(fminf(fmaxf(w[k] * s_w, -127.0f), 127.0f));
+            shift += in_mean ? ((double)wq[o * per_oc + k] / s_w - w[k]) *
+                                   in_mean[k / ((size_t)l->kh * l->kw)]
+                             : 0;
         }
-        bias_q[o] = l->bias[o] * s_in * s_w;
+        bias_q[o] = (float)(l->bias[o] - shift) * s_in * s_w;
         oscale[o] = s_out / (s_in * s_w);
     }
     const dnnl_dims_t src_dims = {1, l->c_in, cur->h, cur->w};
@@ -729,8 +740,16 @@ static th_engine_ws *fast_ws_new(const th_engine *e, th_error **err)
     return &ws->base;
 }
 
-// The largest float of step s's output (calibration; the padding of blocked layouts is zero).
-static float step_max(const dnnl_plan *p, const dnnl_ws *ws, const step *s)
+// Calibration: what run_steps measures of each layer's output (layer i's main step).
+typedef struct stats {
+    const th_model *model;
+    float *max;  // (n_layers) raised to each layer's largest value
+    float *mean; // (th_model_act_offset(n_layers)) each layer's channel means, or NULL
+} stats;
+
+// The largest float of step s's output and (into mean, c floats) its channel means, NaN where its
+// layout is not one of block_tag's (the padding of blocked layouts is zero).
+static float step_stats(const dnnl_plan *p, const dnnl_ws *ws, const step *s, int c, float *mean)
 {
     const float *v = (const float *)((const char *)ws->base.mem + p->off[s->buf[1]]);
     size_t n = dnnl_memory_desc_get_size(&s->md[ARG_DST]) / sizeof(float);
@@ -738,11 +757,24 @@ static float step_max(const dnnl_plan *p, const dnnl_ws *ws, const step *s)
     for (size_t k = 0; k < n; k++) {
         mx = fmaxf(mx, v[k]);
     }
+    if (!mean) {
+        return mx;
+    }
+    const dnnl_dims_t *dims = &s->md[ARG_DST].dims;
+    const int h = (int)(*dims)[2], w = (int)(*dims)[3], b = md_block(&s->md[ARG_DST], c, h, w);
+    for (int ch = 0; ch < c; ch++) {
+        double sum = 0; // [c/b][h][w][b]: channel ch is block ch / b, lane ch % b
+        const float *x = v + (size_t)(ch / TH_MAX(b, 1)) * h * w * b + ch % TH_MAX(b, 1);
+        for (size_t k = 0; b > 0 && k < (size_t)h * w; k++) {
+            sum += x[k * b];
+        }
+        mean[ch] = b > 0 ? (float)(sum / ((double)h * w)) : NAN;
+    }
     return mx;
 }
 
-// Every step in order; act_max (if not NULL) raised to each layer's largest output.
-static bool run_steps(const dnnl_plan *p, dnnl_ws *ws, float *act_max, th_error **err)
+// Every step in order; what st (if not NULL) measures, after each layer's main step.
+static bool run_steps(const dnnl_plan *p, dnnl_ws *ws, const stats *st, th_error **err)
 {
     for (int i = 0; i < p->n_steps; i++) {
         const double t0 = ws->base.layer_sec ? th_engine_clock() : 0;
@@ -760,20 +792,22 @@ static bool run_steps(const dnnl_plan *p, dnnl_ws *ws, float *act_max, th_error 
         if (ws->base.layer_sec && p->steps[i].layer >= 0) {
             ws->base.layer_sec[p->steps[i].layer] += th_engine_clock() - t0;
         }
-        if (act_max && p->steps[i].main) {
+        if (st && p->steps[i].main) {
             if (!check(dnnl_stream_wait(ws->stream), "stream", err)) {
                 return false;
             }
-            float *m = &act_max[p->steps[i].layer];
-            *m = fmaxf(*m, step_max(p, ws, &p->steps[i]));
+            const int l = p->steps[i].layer;
+            float *mean = st->mean ? st->mean + th_model_act_offset(st->model, l) : NULL;
+            float mx = step_stats(p, ws, &p->steps[i], st->model->layers[l].c_out, mean);
+            st->max[l] = fmaxf(st->max[l], mx);
         }
     }
     return check(dnnl_stream_wait(ws->stream), "stream", err);
 }
 
-// One tile: normalise, the trunk (act_max as in run_steps), GAP and the dense layer.
+// One tile: normalise, the trunk (st as in run_steps), GAP and the dense layer.
 static bool forward_tile(const th_engine *e, th_engine_ws *base, const uint8_t *rgb, float *logits,
-                         float *feat, float *act_max, th_error **err)
+                         float *feat, const stats *st, th_error **err)
 {
     const th_model *m = e->model;
     const dnnl_plan *p = e->data;
@@ -783,7 +817,7 @@ static bool forward_tile(const th_engine *e, th_engine_ws *base, const uint8_t *
 
     th_kernel_input(rgb, e->tile_h, e->tile_w, m, (float *)(mem + p->off[BUF_INPUT]));
     int saved = serial_begin();
-    bool ok = run_steps(p, (dnnl_ws *)base, act_max, err);
+    bool ok = run_steps(p, (dnnl_ws *)base, st, err);
     serial_end(saved);
     if (!ok) {
         return false;
@@ -818,9 +852,11 @@ static const void *fast_part(const th_engine *e, th_engine_ws *base, th_error **
 }
 
 bool th_engine_dnnl_calibrate(const th_engine *e, th_engine_ws *base, const uint8_t *rgb,
-                              float *act_max, float *logits, float *feat, th_error **err)
+                              float *act_max, float *act_mean, float *logits, float *feat,
+                              th_error **err)
 {
-    return forward_tile(e, base, rgb, logits, feat, act_max, err);
+    const stats st = {.model = e->model, .max = act_max, .mean = act_mean};
+    return forward_tile(e, base, rgb, logits, feat, &st, err);
 }
 
 const th_engine_ops th_engine_dnnl_ops = {

@@ -311,7 +311,7 @@ static bool check_workspace(const th_engine *e, th_error **err)
  */
 static th_engine *engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
                              bool part, int in_block, bool plain_out, const float *act_max,
-                             const th_part_quant *q, th_error **err)
+                             const float *act_mean, const th_part_quant *q, th_error **err)
 {
     const th_engine_ops *ops = backend(kind, err);
     if (!ops) {
@@ -329,14 +329,15 @@ static th_engine *engine_new(const th_model *model, th_engine_kind kind, int til
     e->model = model;
     e->tile_w = tile_w;
     e->tile_h = tile_h;
-    if (act_max) {
-        float *copy = th_malloc(sizeof(float) * TH_MAX(model->n_layers, 1), err);
-        if (!copy) {
-            th_free(e);
-            return NULL;
-        }
-        memcpy(copy, act_max, sizeof(float) * model->n_layers);
-        e->act_max = copy;
+    // int8: the engine's own copies of the calibration it is planned on
+    const float *in_mean = q ? q->in_mean : NULL;
+    if ((act_max && !(e->act_max = th_memdup(act_max, sizeof(float) * model->n_layers, err))) ||
+        (act_mean &&
+         !(e->act_mean = th_memdup(
+               act_mean, sizeof(float) * th_model_act_offset(model, model->n_layers), err))) ||
+        (in_mean && !(e->in_mean = th_memdup(in_mean, sizeof(float) * model->in_c, err)))) {
+        th_engine_free(e);
+        return NULL;
     }
     e->in_scale = q ? q->in_scale : 0;
     e->out_max = q ? q->out_max : 0;
@@ -352,30 +353,32 @@ static th_engine *engine_new(const th_model *model, th_engine_kind kind, int til
 th_engine *th_engine_new(const th_model *model, th_engine_kind kind, int tile_w, int tile_h,
                          th_error **err)
 {
-    return engine_new(model, kind, tile_w, tile_h, false, 1, true, NULL, NULL, err);
+    return engine_new(model, kind, tile_w, tile_h, false, 1, true, NULL, NULL, NULL, err);
 }
 
 th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, const float *act_max,
-                              th_error **err)
+                              const float *act_mean, th_error **err)
 {
 #ifdef HAVE_DNNL
-    return engine_new(model, TH_ENGINE_FAST, tile_w, tile_h, false, 1, true, act_max, NULL, err);
+    return engine_new(model, TH_ENGINE_FAST, tile_w, tile_h, false, 1, true, act_max, act_mean,
+                      NULL, err);
 #else
-    (void)model, (void)tile_w, (void)tile_h, (void)act_max;
+    (void)model, (void)tile_w, (void)tile_h, (void)act_max, (void)act_mean;
     th_error_set(err, "int8 needs the fast engine, which is not built into this tileheat");
     return NULL;
 #endif
 }
 
 bool th_engine_calibrate(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb,
-                         float *act_max, float *logits, float *feat, th_error **err)
+                         float *act_max, float *act_mean, float *logits, float *feat,
+                         th_error **err)
 {
 #ifdef HAVE_DNNL
     if (engine->ops == &th_engine_dnnl_ops && !engine->act_max && !engine->part) {
-        return th_engine_dnnl_calibrate(engine, ws, rgb, act_max, logits, feat, err);
+        return th_engine_dnnl_calibrate(engine, ws, rgb, act_max, act_mean, logits, feat, err);
     }
 #else
-    (void)ws, (void)rgb, (void)act_max, (void)logits, (void)feat;
+    (void)ws, (void)rgb, (void)act_max, (void)act_mean, (void)logits, (void)feat;
 #endif
     th_error_set(err, "calibration needs a float32 engine of the fast backend, not %s",
                  engine->ops->name);
@@ -393,8 +396,8 @@ th_engine *th_engine_new_part(const th_model *part, th_engine_kind kind, int in_
         th_error_set(err, "an int8 part takes u8 input");
         return NULL;
     }
-    return engine_new(part, kind, in_w, in_h, true, in_block, plain_out, q ? q->act_max : NULL, q,
-                      err);
+    return engine_new(part, kind, in_w, in_h, true, in_block, plain_out, q ? q->act_max : NULL,
+                      NULL, q, err);
 }
 
 void *th_engine_input(const th_engine *engine, th_engine_ws *ws)
@@ -417,6 +420,8 @@ void th_engine_free(th_engine *engine)
     if (engine) {
         engine->ops->free(engine);
         th_free((void *)engine->act_max);
+        th_free((void *)engine->act_mean);
+        th_free((void *)engine->in_mean);
         th_free(engine);
     }
 }

@@ -39,6 +39,9 @@ struct th_engine {
     int n_winograd;             /* convolutions planned with Winograd (TH_ENGINE_WINOGRAD) */
     const float *act_max;       /* int8 (th_engine_new_int8): (n_layers) each layer's largest
                                    output on the calibration tiles, owned; NULL: float32 */
+    const float *act_mean;      /* int8: (th_model_act_offset(n_layers)) each layer's output's
+                                   channel means there, owned; NULL: none */
+    const float *in_mean;       /* an int8 part: (in_c) its input's channel means, owned; NULL */
     float in_scale;             /* a part's u8 input: its value times this; 0: float32 input */
     float out_max;              /* a part's u8 output asked for: the largest value it quantises
                                    (unless its last layer is u8 already); 0: float32 output */
@@ -62,7 +65,8 @@ struct th_engine_ws {
 #ifdef HAVE_DNNL
 extern const th_engine_ops th_engine_dnnl_ops; /* engine-dnnl.c: the fast backend on oneDNN */
 bool th_engine_dnnl_calibrate(const th_engine *e, th_engine_ws *ws, const uint8_t *rgb,
-                              float *act_max, float *logits, float *feat, th_error **err);
+                              float *act_max, float *act_mean, float *logits, float *feat,
+                              th_error **err);
 #endif
 
 /* Monotonic wall clock in seconds (layer profiles). */
@@ -87,6 +91,7 @@ typedef struct th_part_quant {
     float in_scale;       /* > 0: the input is u8, the value times in_scale (the part before's
                              out_scale) */
     float out_max;        /* > 0: the output is u8 (its int8 layer's, or 255 at out_max) */
+    const float *in_mean; /* (in_c) the input's channel means (bias correction); NULL: none */
 } th_part_quant;
 th_engine *th_engine_new_part(const th_model *part, th_engine_kind kind, int in_w, int in_h,
                               int in_block, bool plain_out, const th_part_quant *q, th_error **err);
@@ -105,14 +110,18 @@ const void *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, th
  * output channel), sum in s32 and give u8 activations on; the first convolution (its input is the
  * normalised image) and those after the last pooling (at the CAM's resolution) stay float32.
  * act_max (n_layers) is each layer's largest output over calibration tiles (th_engine_calibrate):
- * u8 value 255 is that maximum. */
+ * u8 value 255 is that maximum. act_mean (th_model_act_offset(n_layers), or NULL) holds each
+ * layer's channel means there: a convolution's bias then takes away what rounding its weights
+ * adds on average (the weights' rounding error times its input's means). */
 th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, const float *act_max,
-                              th_error **err);
+                              const float *act_mean, th_error **err);
 
 /* Calibration: run one tile through a float32 fast engine as th_engine_forward does (logits,
- * and feat if not NULL) and raise act_max[i] (n_layers) to layer i's largest output on it. */
+ * and feat if not NULL), raise act_max[i] (n_layers) to layer i's largest output on it and, if
+ * act_mean is not NULL, write each layer's channel means on it there (th_model_act_offset). */
 bool th_engine_calibrate(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb,
-                         float *act_max, float *logits, float *feat, th_error **err);
+                         float *act_max, float *act_mean, float *logits, float *feat,
+                         th_error **err);
 
 /* Per-thread workspace: allocate once per thread, outside the tile loop. */
 th_engine_ws *th_engine_ws_new(const th_engine *engine, th_error **err);

@@ -130,8 +130,8 @@ static bool check_probs(const th_result *r, th_error **err)
     return true;
 }
 
-static bool write_geojson(const th_result *r, const th_model *model,
-                          const th_render_options *opt, const char *path, th_error **err)
+static bool write_geojson(const th_result *r, const th_model *model, const th_render_options *opt,
+                          const char *path, th_error **err)
 {
     int nc = th_result_get_class_count(r);
     if (model && th_model_get_class_count(model) != nc) {
@@ -163,8 +163,8 @@ static bool write_geojson(const th_result *r, const th_model *model,
     return th_outfile_commit(&out, err);
 }
 
-bool th_export_geojson(const th_result *result, const th_model *model,
-                       const th_render_options *opt, const char *path, th_error **err)
+bool th_export_geojson(const th_result *result, const th_model *model, const th_render_options *opt,
+                       const char *path, th_error **err)
 {
     if (!write_geojson(result, model, opt, path, err)) {
         th_error_prefix(err, "%s: ", path);

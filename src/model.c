@@ -52,6 +52,15 @@ const char *th_model_unit_word(const th_model *model)
     return model->format == TH_MODEL_ONNX ? "node" : "layer";
 }
 
+size_t th_model_act_offset(const th_model *model, int i)
+{
+    size_t n = 0;
+    for (int j = 0; j < i && j < model->n_layers; j++) {
+        n += (size_t)model->layers[j].c_out;
+    }
+    return n;
+}
+
 bool th_model_trunk_shape(const th_model *model, int in_h, int in_w, int *c, int *h, int *w,
                           th_error **err)
 {

@@ -12,7 +12,7 @@
 
 typedef enum th_layer_kind {
     TH_LAYER_CONV = 0,
-    TH_LAYER_RELU,    /* a Relu that could not be fused into the conv before it */
+    TH_LAYER_RELU, /* a Relu that could not be fused into the conv before it */
     TH_LAYER_MAXPOOL,
 } th_layer_kind;
 
@@ -42,35 +42,39 @@ typedef enum th_model_format {
 struct th_model {
     th_model_format format;
     int n_layers;
-    th_layer *layers;        /* (n_layers) trunk in execution order */
-    int in_c;                /* always 3 (RGB) */
-    int in_w, in_h;          /* fixed input size from the file or `input_size`; 0 if dynamic */
-    bool input_nhwc;         /* graph input was NHWC, followed by a Transpose (informational) */
-    bool input_dynamic;      /* the file gives no fixed H, W (in_w, in_h come from input_size) */
-    int feat_c;              /* channels of the feature map that feeds GAP (= dense inputs) */
+    th_layer *layers;   /* (n_layers) trunk in execution order */
+    int in_c;           /* always 3 (RGB) */
+    int in_w, in_h;     /* fixed input size from the file or `input_size`; 0 if dynamic */
+    bool input_nhwc;    /* graph input was NHWC, followed by a Transpose (informational) */
+    bool input_dynamic; /* the file gives no fixed H, W (in_w, in_h come from input_size) */
+    int feat_c;         /* channels of the feature map that feeds GAP (= dense inputs) */
     int n_classes;
-    const float *dense_w;    /* (n_classes, feat_c) row-major, owned */
-    const float *dense_b;    /* (n_classes), owned */
-    bool graph_softmax;      /* the graph ended with Softmax (tileheat applies it exactly once) */
-    float input_scale;       /* x = (pixel * input_scale - input_mean[c]) / input_std[c], c RGB */
-    float input_mean[3];     /* in RGB order, whatever the network's channel order */
+    const float *dense_w; /* (n_classes, feat_c) row-major, owned */
+    const float *dense_b; /* (n_classes), owned */
+    bool graph_softmax;   /* the graph ended with Softmax (tileheat applies it exactly once) */
+    float input_scale;    /* x = (pixel * input_scale - input_mean[c]) / input_std[c], c RGB */
+    float input_mean[3];  /* in RGB order, whatever the network's channel order */
     float input_std[3];
-    bool input_bgr;          /* the network takes BGR: the first conv's input channels (or the
-                                dense columns, with no conv) were swapped at load to take RGB */
-    double mpp;              /* µm/px the model was trained at; 0 if unknown */
-    char **class_names;      /* (n_classes) owned strings */
-    bool *background;        /* (n_classes) from `background_classes` */
+    bool input_bgr;     /* the network takes BGR: the first conv's input channels (or the
+                           dense columns, with no conv) were swapped at load to take RGB */
+    double mpp;         /* µm/px the model was trained at; 0 if unknown */
+    char **class_names; /* (n_classes) owned strings */
+    bool *background;   /* (n_classes) from `background_classes` */
     int n_meta;
     char meta_file[64]; /* the sidecar JSON's name (Keras), "" if the keys are the file's */
     char *meta_key[TH_MODEL_META_MAX]; /* metadata_props (Keras: the sidecar JSON), owned */
     char *meta_value[TH_MODEL_META_MAX];
-    char *path;              /* the file it was loaded from, owned; NULL from memory */
+    char *path;               /* the file it was loaded from, owned; NULL from memory */
     pthread_mutex_t sha_lock; /* guards sha256, which is filled on first use */
-    char sha256[65];         /* the file's SHA-256 in hex; "" until th_model_get_sha256 */
+    char sha256[65];          /* the file's SHA-256 in hex; "" until th_model_get_sha256 */
 };
 
 /* What the model's file calls a layer, in messages: "node" (ONNX) or "layer" (Keras). */
 const char *th_model_unit_word(const th_model *model);
+
+/* Per-channel values of every layer's output, layer after layer (int8's calibrated means): where
+ * layer i's c_out start, and (i = n_layers) how many in all. */
+size_t th_model_act_offset(const th_model *model, int i);
 
 /* Output size of one layer for an h×w input; false if the output would be empty. */
 bool th_layer_out_size(const th_layer *layer, int in_h, int in_w, int *out_h, int *out_w);

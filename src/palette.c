@@ -147,7 +147,7 @@ static bool option_colors(const char *s, const th_model *model, int n_classes, i
 }
 
 bool th_class_color(const th_render_options *opt, const th_model *model, int c, uint8_t rgb[3],
-                        bool *clear, th_error **err)
+                    bool *clear, th_error **err)
 {
     int n_classes = model ? th_model_get_class_count(model) : INT_MAX;
     if (c < 0 || c >= n_classes) {

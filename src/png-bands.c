@@ -216,8 +216,7 @@ static bool write_header(png_ctx *ctx, FILE *fp, int width, int height, int chan
                  channels == 1   ? PNG_COLOR_TYPE_GRAY
                  : channels == 4 ? PNG_COLOR_TYPE_RGB_ALPHA
                                  : PNG_COLOR_TYPE_RGB,
-                 PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_text text = {.compression = PNG_TEXT_COMPRESSION_NONE,
                      .key = (png_charp) "Software",
                      .text = (png_charp) "tileheat " PACKAGE_VERSION};

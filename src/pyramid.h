@@ -34,8 +34,8 @@ void th_pyramid_tile_rect(const th_pyramid *p, int k, int64_t col, int64_t row, 
 
 /* Work on the tiles [col, col + n_cols) × [row, row + n_rows) of level k; `worker` (0 ..
  * threads-1) names the calling thread's scratch. */
-typedef bool (*th_pyr_unit_fn)(void *user, int worker, int k, int64_t col, int64_t row,
-                               int n_cols, int n_rows, th_error **err);
+typedef bool (*th_pyr_unit_fn)(void *user, int worker, int k, int64_t col, int64_t row, int n_cols,
+                               int n_rows, th_error **err);
 
 /* Call fn on every unit of unit×unit tiles of every level (finest first), from `threads`
  * threads (≤ 0: OpenMP's default), dynamically scheduled; each unit is one thread's, so what a

@@ -7,7 +7,6 @@
  * raw JPEG tiles are appended to the output as reduced-resolution pages. */
 #include <config.h>
 
-
 #include <inttypes.h>
 #include <tiffio.h>
 

@@ -2,9 +2,10 @@
 /* Heatmap rendering: colormaps, the CAM overlay (shared with render-tiff.c; class colours come
  * from palette.c, glass stays clear by the tissue mask) and the streaming PNG writer (its legend
  * panel is in font.c). The image is produced in bands of rows: each band's slide pixels are read
- * through a view of the best pyramid level (th_view: area averages), blended with the CAMs, filtered and deflated
- * into an IDAT chunk (png-bands.c), so memory stays O(output width × band height) whatever the
- * slide size. Bands are rendered and compressed in parallel and written in order. */
+ * through a view of the best pyramid level (th_view: area averages), blended with the CAMs,
+ * filtered and deflated into an IDAT chunk (png-bands.c), so memory stays O(output width × band
+ * height) whatever the slide size. Bands are rendered and compressed in parallel and written in
+ * order. */
 #include <config.h>
 
 #include <errno.h>
@@ -625,8 +626,8 @@ void th_overlay_layers_row(const th_overlay *ov, th_overlay_cache *c, const th_o
 typedef struct worker {
     uint8_t *scratch; // the level region a chunk covers (th_view_scratch_size)
     uint8_t *chunk;   // (BAND_ROWS, chunk_cols, 3) a chunk of the band's thumbnail
-    uint8_t *band;   // (BAND_ROWS, image_w, 3) RGB rows of the band
-    th_png_band png; // the band filtered and deflated into its IDAT chunk
+    uint8_t *band;    // (BAND_ROWS, image_w, 3) RGB rows of the band
+    th_png_band png;  // the band filtered and deflated into its IDAT chunk
     th_overlay_cache cache;
     th_error *err; // this band's failure, handed over in band order
 } worker;
@@ -640,7 +641,7 @@ typedef struct render {
     th_panel pn;
     // source geometry
     int level;
-    double ds; // downsample of `level`
+    double ds;             // downsample of `level`
     double sx, sy;         // level-0 pixels per output pixel
     th_view view;          // the thumbnail: area averages of `level`
     int chunk_cols;        // thumbnail columns read at a time
@@ -708,8 +709,8 @@ static bool prepare(render *r, th_slide *slide, const th_result *res, const th_m
     // Read the coarsest level that still has at least one pixel per output pixel.
     r->level = r->L.level = th_slide_coarsest_level(slide, TH_MIN(r->sx, r->sy));
     r->ds = th_slide_get_level_downsample(slide, r->level);
-    r->view = (th_view){.level = r->level, .downsample = r->ds, .sx = r->sx, .sy = r->sy,
-                        .resample = true};
+    r->view = (th_view){
+        .level = r->level, .downsample = r->ds, .sx = r->sx, .sy = r->sy, .resample = true};
     return true;
 }
 
@@ -799,13 +800,14 @@ static bool read_thumbnail(const render *r, worker *wk, int oy0, int oy1, th_err
         int cw = TH_MIN(r->chunk_cols, tw - ox0);
         if (!th_view_read(&r->view, r->slide, ox0, oy0, cw, rows, wk->chunk, NULL, wk->scratch,
                           err)) {
-            th_error_prefix(err, "reading the slide at %lld,%lld: ",
-                            (long long)llround(ox0 * r->sx), (long long)llround(oy0 * r->sy));
+            th_error_prefix(err,
+                            "reading the slide at %lld,%lld: ", (long long)llround(ox0 * r->sx),
+                            (long long)llround(oy0 * r->sy));
             return false;
         }
         for (int j = 0; j < rows; j++) {
-            memcpy(wk->band + ((size_t)j * r->L.image_w + ox0) * 3,
-                   wk->chunk + (size_t)j * cw * 3, (size_t)cw * 3);
+            memcpy(wk->band + ((size_t)j * r->L.image_w + ox0) * 3, wk->chunk + (size_t)j * cw * 3,
+                   (size_t)cw * 3);
         }
     }
     return true;

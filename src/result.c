@@ -7,8 +7,8 @@
 #include "result.h"
 #include "tissue.h"
 
-th_result *th_result_new(const th_grid *grid, int n_classes, int cam_w, int cam_h,
-                         int64_t n_tiles, th_error **err)
+th_result *th_result_new(const th_grid *grid, int n_classes, int cam_w, int cam_h, int64_t n_tiles,
+                         th_error **err)
 {
     th_result *r = th_calloc(1, sizeof(*r), err);
     if (!r) {
@@ -64,8 +64,7 @@ void th_result_free(th_result *result)
     th_free(result);
 }
 
-bool th_result_add_tile(th_result *r, int64_t t, int col, int row, const float *cam,
-                        th_error **err)
+bool th_result_add_tile(th_result *r, int64_t t, int col, int row, const float *cam, th_error **err)
 {
     r->tile_col[t] = col;
     r->tile_row[t] = row;

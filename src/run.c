@@ -391,7 +391,7 @@ static th_stream *runner_stream(th_runner *rn, int strip_tiles, bool *owned, dou
     if (!s && (s = th_calloc(1, sizeof(*s), err))) {
         int outer = plan_threads_begin(rn);
         double t0 = th_engine_clock();
-        if (!th_stream_plan(s, rn->model, rn->kind, rn->tile_w, rn->tile_h, strip_tiles, NULL,
+        if (!th_stream_plan(s, rn->model, rn->kind, rn->tile_w, rn->tile_h, strip_tiles, NULL, NULL,
                             err)) {
             th_stream_free(s);
             TH_FREE(s);
@@ -542,8 +542,8 @@ static bool plan_int8(th_runner *rn, th_result *r, run_ctx *ctx, const th_calibr
     int outer = plan_threads_begin(rn);
     bool ok = true;
     if (r->cam_mode == TH_CAM_TILE) {
-        ok = ctx->int8 ||
-             (ctx->int8 = th_engine_new_int8(rn->model, rn->tile_w, rn->tile_h, cal->act_max, err));
+        ok = ctx->int8 || (ctx->int8 = th_engine_new_int8(rn->model, rn->tile_w, rn->tile_h,
+                                                          cal->act_max, cal->act_mean, err));
         ctx->engine = ctx->int8;
     } else {
         int n_strips;
@@ -551,7 +551,7 @@ static bool plan_int8(th_runner *rn, th_result *r, run_ctx *ctx, const th_calibr
         th_stream *s = th_calloc(1, sizeof(*s), err);
         ok =
             s && th_stream_plan(s, rn->model, rn->kind == TH_ENGINE_REF ? TH_ENGINE_FAST : rn->kind,
-                                rn->tile_w, rn->tile_h, width, cal->act_max, err);
+                                rn->tile_w, rn->tile_h, width, cal->act_max, cal->act_mean, err);
         if (ok) {
             ctx->stream = s;
             ctx->stream_owned = true;

@@ -68,8 +68,8 @@ struct th_tiff_src {
     int64_t *cache_tag; // (slots) block index held or being decoded by each slot, -1 if none
     bool *cache_busy;   // (slots) its block is being decoded into it
     int64_t slots;
-    bool cache_whole;           // asked for: a small slide (TH_SMALL_SLIDE_BYTES)
-    bool holds_all;             // one slot per block: the whole level stays cached
+    bool cache_whole;  // asked for: a small slide (TH_SMALL_SLIDE_BYTES)
+    bool holds_all;    // one slot per block: the whole level stays cached
     size_t slot_bytes; // block_h * block_w * 3
 };
 typedef th_tiff_src tiff_src;
@@ -318,8 +318,9 @@ static bool plan_blocks(tiff_src *t, tiff_handle *h, th_error **err)
     } else {
         uint32_t rps = 0;
         if ((uint64_t)t->img_w * 3 > BLOCK_MAX_BYTES) { // one decoded row must fit in a block
-            th_error_set(err, "TIFF rows of %u px are wider than tileheat reads from a stripped "
-                              "TIFF (%zu px)",
+            th_error_set(err,
+                         "TIFF rows of %u px are wider than tileheat reads from a stripped "
+                         "TIFF (%zu px)",
                          (unsigned)t->img_w, BLOCK_MAX_BYTES / 3);
             return false;
         }

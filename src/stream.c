@@ -187,7 +187,8 @@ static void int8_groups(th_stream *s, const float *act_max)
     }
 }
 
-static bool plan_engines(th_stream *s, th_engine_kind kind, const float *act_max, th_error **err)
+static bool plan_engines(th_stream *s, th_engine_kind kind, const float *act_max,
+                         const float *act_mean, th_error **err)
 {
     const th_model *m = s->model;
     for (int g = 0; g < s->n_groups; g++) {
@@ -207,7 +208,10 @@ static bool plan_engines(th_stream *s, th_engine_kind kind, const float *act_max
         const th_engine *before = g > 0 ? s->groups[g - 1].engine : NULL;
         const th_part_quant q = {.act_max = gr->int8 ? act_max + gr->first : NULL,
                                  .in_scale = gr->int8 ? before->out_scale : 0,
-                                 .out_max = gr->u8_out ? act_max[gr->first + gr->n_layers - 1] : 0};
+                                 .out_max = gr->u8_out ? act_max[gr->first + gr->n_layers - 1] : 0,
+                                 .in_mean = gr->int8 && act_mean
+                                                ? act_mean + th_model_act_offset(m, gr->first - 1)
+                                                : NULL};
         gr->engine =
             th_engine_new_part(&gr->part, kind, gr->w_in, gr->rows_new + 2 * gr->pad,
                                before ? before->out_block : 1, g == s->n_groups - 1, &q, err);
@@ -237,7 +241,8 @@ int th_stream_strips(const th_model *model, int tile_w, int cols, int *n_strips)
 }
 
 bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, int tile_w,
-                    int tile_h, int strip_tiles, const float *act_max, th_error **err)
+                    int tile_h, int strip_tiles, const float *act_max, const float *act_mean,
+                    th_error **err)
 {
     memset(s, 0, sizeof(*s));
     s->model = model;
@@ -258,7 +263,7 @@ bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, in
             break;
         }
     }
-    return plan_engines(s, kind, act_max, err);
+    return plan_engines(s, kind, act_max, act_mean, err);
 }
 
 void th_stream_free(th_stream *s)

@@ -61,9 +61,11 @@ int th_stream_strips(const th_model *model, int tile_w, int cols, int *n_strips)
  * groups, engines and margin. Read-only afterwards: threads share it, each with a th_stream_ws.
  * int8: act_max (the model's n_layers largest outputs, as th_engine_new_int8 takes them) makes
  * the groups whose convolution th_engine_new_int8 would run in int8 int8 parts, the rows into
- * them u8; NULL: float32. */
+ * them u8, their biases corrected with act_mean (or NULL) as th_engine_new_int8 does; NULL:
+ * float32. */
 bool th_stream_plan(th_stream *s, const th_model *model, th_engine_kind kind, int tile_w,
-                    int tile_h, int strip_tiles, const float *act_max, th_error **err);
+                    int tile_h, int strip_tiles, const float *act_max, const float *act_mean,
+                    th_error **err);
 void th_stream_free(th_stream *s);
 
 /* One unit of work: tiles [col0, col0 + cols) × [row0, row1] of the grid, run as one strip. */

@@ -67,6 +67,8 @@ int th_thread_num(void);
 
 void *th_realloc(void *p, size_t size, th_error **err);
 char *th_strdup(const char *s, th_error **err);
+/* n bytes of p in a new allocation. */
+void *th_memdup(const void *p, size_t n, th_error **err);
 char *th_strdup_printf(th_error **err, const char *fmt, ...) TH_PRINTF(2, 3);
 void th_free(void *p);
 /* n*size without overflow; false (and an error) if it would overflow. */

@@ -74,9 +74,8 @@ static bool choose_area(th_grid *g, const th_slide *slide, const th_run_options 
         return true;
     }
     // compared without sums: x + w may not fit in 64 bits
-    if (opt->roi_x < 0 || opt->roi_y < 0 || opt->roi_w <= 0 || opt->roi_h <= 0 ||
-        opt->roi_x > w0 || opt->roi_y > h0 || opt->roi_w > w0 - opt->roi_x ||
-        opt->roi_h > h0 - opt->roi_y) {
+    if (opt->roi_x < 0 || opt->roi_y < 0 || opt->roi_w <= 0 || opt->roi_h <= 0 || opt->roi_x > w0 ||
+        opt->roi_y > h0 || opt->roi_w > w0 - opt->roi_x || opt->roi_h > h0 - opt->roi_y) {
         th_error_set(err, "region %lld,%lld,%lld,%lld is not inside the slide (%lld×%lld)",
                      (long long)opt->roi_x, (long long)opt->roi_y, (long long)opt->roi_w,
                      (long long)opt->roi_h, (long long)w0, (long long)h0);
@@ -141,8 +140,9 @@ bool th_grid_plan(th_grid *grid, const th_slide *slide, double model_mpp, int ti
         return false;
     }
     if (cols > TH_MAX_GRID_TILES / rows) { // per-tile arrays are sized by the grid
-        th_error_set(err, "the grid would have %lld × %lld tiles, more than tileheat's limit of "
-                          "%lld: give a larger --stride or a --roi",
+        th_error_set(err,
+                     "the grid would have %lld × %lld tiles, more than tileheat's limit of "
+                     "%lld: give a larger --stride or a --roi",
                      (long long)cols, (long long)rows, (long long)TH_MAX_GRID_TILES);
         return false;
     }
@@ -175,8 +175,12 @@ void th_grid_tile_rect(const th_grid *grid, int col, int row, int64_t *x, int64_
 // pixels a model pixel.
 static th_view grid_view(const th_grid *g)
 {
-    return (th_view){.level = g->level, .downsample = g->downsample, .x0 = (double)g->x0,
-                     .y0 = (double)g->y0, .sx = g->scale, .sy = g->scale,
+    return (th_view){.level = g->level,
+                     .downsample = g->downsample,
+                     .x0 = (double)g->x0,
+                     .y0 = (double)g->y0,
+                     .sx = g->scale,
+                     .sy = g->scale,
                      .resample = g->resample};
 }
 
@@ -283,8 +287,8 @@ static inline void add_weighted(double acc[3], double *wsum, double wt, const ui
     *wsum += wt;
 }
 
-void th_resample_area(const uint8_t *src, int64_t sw, int64_t sh, double sx0, double sy0,
-                      double rx, double ry, uint8_t *dst, float *dstf, int dw, int dh)
+void th_resample_area(const uint8_t *src, int64_t sw, int64_t sh, double sx0, double sy0, double rx,
+                      double ry, uint8_t *dst, float *dstf, int dw, int dh)
 {
     for (int j = 0; j < dh; j++) {
         double ya = sy0 + j * ry, yb = ya + ry;

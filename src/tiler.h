@@ -12,19 +12,19 @@
 #define TH_MAX_GRID_TILES ((int64_t)1 << 24)
 
 typedef struct th_grid {
-    int level;               /* level the tiles are read from */
-    double downsample;       /* of that level */
-    double scale;            /* level-0 pixels per model pixel */
-    bool resample;           /* read regions of `level` are resampled to the tile size */
-    int tile_w, tile_h;      /* tile size in model pixels (= model input) */
-    int stride_x, stride_y;  /* step from one tile to the next, model pixels */
-    int cols, rows;          /* tiles across and down */
-    int64_t x0, y0;          /* level-0 corner of the tiled area (the ROI's, else 0,0) */
-    int64_t area_w, area_h;  /* level-0 size of the tiled area */
+    int level;                /* level the tiles are read from */
+    double downsample;        /* of that level */
+    double scale;             /* level-0 pixels per model pixel */
+    bool resample;            /* read regions of `level` are resampled to the tile size */
+    int tile_w, tile_h;       /* tile size in model pixels (= model input) */
+    int stride_x, stride_y;   /* step from one tile to the next, model pixels */
+    int cols, rows;           /* tiles across and down */
+    int64_t x0, y0;           /* level-0 corner of the tiled area (the ROI's, else 0,0) */
+    int64_t area_w, area_h;   /* level-0 size of the tiled area */
     int64_t slide_w, slide_h; /* level-0 size of the slide */
-    bool edge_pad;           /* partial tiles at the right/bottom are in the grid */
-    double mpp;              /* µm per level-0 pixel used, 0 if none */
-    char mpp_source[16];     /* where mpp came from: "--mpp", "openslide", ... "none" */
+    bool edge_pad;            /* partial tiles at the right/bottom are in the grid */
+    double mpp;               /* µm per level-0 pixel used, 0 if none */
+    char mpp_source[16];      /* where mpp came from: "--mpp", "openslide", ... "none" */
     int64_t level_w, level_h; /* size of `level` */
 } th_grid;
 
@@ -87,7 +87,7 @@ size_t th_view_scratch_size(const th_view *v, int w, int h);
  * [sx0 + i·rx, sx0 + (i+1)·rx) × [sy0 + j·ry, sy0 + (j+1)·ry), weighted by overlap (a box filter
  * that also serves r < 1), rounded into dst, or unrounded into dstf when dst is NULL. src
  * (sh, sw, 3), dst (dh, dw, 3); boxes are clamped to the source. */
-void th_resample_area(const uint8_t *src, int64_t sw, int64_t sh, double sx0, double sy0,
-                      double rx, double ry, uint8_t *dst, float *dstf, int dw, int dh);
+void th_resample_area(const uint8_t *src, int64_t sw, int64_t sh, double sx0, double sy0, double rx,
+                      double ry, uint8_t *dst, float *dstf, int dw, int dh);
 
 #endif

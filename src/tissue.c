@@ -38,11 +38,11 @@
  * 0.984 and 0.984 without hole filling, and 0.988 and 0.986 without the ink and dark rules (the
  * references count CMU's green margin ink as tissue).
  */
-#define MASK_UM 8.0           // µm per mask pixel
-#define UNKNOWN_MPP 0.5       // µm per level-0 pixel assumed when the slide does not say (20×)
-#define MASK_MAX_SIDE 8192    // mask pixels along the long side, at most
-#define BAND_BYTES (4 << 20)  // RGB bytes a thread reads at a time
-#define SAT_FLOOR 13          // the threshold is clamped to [13, 26] / 255 = [0.05, 0.10]
+#define MASK_UM 8.0          // µm per mask pixel
+#define UNKNOWN_MPP 0.5      // µm per level-0 pixel assumed when the slide does not say (20×)
+#define MASK_MAX_SIDE 8192   // mask pixels along the long side, at most
+#define BAND_BYTES (4 << 20) // RGB bytes a thread reads at a time
+#define SAT_FLOOR 13         // the threshold is clamped to [13, 26] / 255 = [0.05, 0.10]
 #define SAT_CEIL 26
 #define PEN_MARGIN 10.0 // green above red by this much (0-255) is ink
 #define DARK_MAX 40.0   // a brightest channel under this (0-255) is not stained tissue

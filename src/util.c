@@ -128,6 +128,15 @@ char *th_strdup(const char *s, th_error **err)
     return d;
 }
 
+void *th_memdup(const void *p, size_t n, th_error **err)
+{
+    void *d = th_malloc(n ? n : 1, err);
+    if (d && n) {
+        memcpy(d, p, n);
+    }
+    return d;
+}
+
 char *th_strdup_printf(th_error **err, const char *fmt, ...)
 {
     va_list ap, ap2;

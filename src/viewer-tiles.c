@@ -12,9 +12,9 @@
 
 #include "viewer.h"
 
-#define SLIDE_UNIT 2           // slide tiles per side of a unit: one read serves unit² tiles
-#define READ_MAX_PX (1 << 20)  // slide pixels read at a time when shrinking (3 MB of RGB)
-#define GLASS_THUMB 512        // long side of the thumbnail the glass colour is measured on
+#define SLIDE_UNIT 2          // slide tiles per side of a unit: one read serves unit² tiles
+#define READ_MAX_PX (1 << 20) // slide pixels read at a time when shrinking (3 MB of RGB)
+#define GLASS_THUMB 512       // long side of the thumbnail the glass colour is measured on
 
 /* ---------------------------------------------------------------- glass */
 
@@ -53,8 +53,8 @@ bool th_viewer_read_scaled(th_slide *slide, th_viewer_reader *rd, double scale, 
     int64_t lw, lh;
     th_slide_get_level_dimensions(slide, l, &lw, &lh);
     if (r == 1) {
-        return th_slide_read_region(slide, out, llround((double)x * ds), llround((double)y * ds),
-                                    l, w, h, err);
+        return th_slide_read_region(slide, out, llround((double)x * ds), llround((double)y * ds), l,
+                                    w, h, err);
     }
     memset(rd->sum, 0, (size_t)w * h * 4 * sizeof(uint64_t));
     int64_t lx0 = (int64_t)floor((double)x * r), lx1 = (int64_t)ceil((double)(x + w) * r);
@@ -190,8 +190,8 @@ static bool slide_unit(void *user, int worker, int k, int64_t col, int64_t row, 
     th_pyramid_tile_rect(p, k, col + n_cols - 1, row + n_rows - 1, &lx, &ly, &lw, &lh);
     uw = lx + lw - ux;
     uh = ly + lh - uy;
-    if (!all_glass && !th_viewer_read_scaled(v->slide_handle, &wk->rd, s, ux, uy, (int)uw,
-                                             (int)uh, wk->unit, err)) {
+    if (!all_glass && !th_viewer_read_scaled(v->slide_handle, &wk->rd, s, ux, uy, (int)uw, (int)uh,
+                                             wk->unit, err)) {
         th_error_prefix(err, "reading the slide at level-0 %.0f,%.0f: ", ux * s, uy * s);
         return false;
     }
@@ -256,8 +256,8 @@ static bool layer_unit(void *user, int worker, int k, int64_t col, int64_t row, 
     int64_t x, y, w, h;
     th_pyramid_tile_rect(p, k, col, row, &x, &y, &w, &h);
     size_t plane = (size_t)w * h * 4;
-    bool clear = v->ov.glass && th_viewer_is_glass(v->ov.glass, x * s, y * s, (x + w) * s,
-                                                   (y + h) * s);
+    bool clear =
+        v->ov.glass && th_viewer_is_glass(v->ov.glass, x * s, y * s, (x + w) * s, (y + h) * s);
     if (!clear) {
         memset(wk->layers, 0, plane * v->n_layers);
         th_overlay_plan_axis(&v->ov, false, s, x, w, wk->cols);

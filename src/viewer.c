@@ -17,7 +17,7 @@
 
 #include "viewer.h"
 
-#define CHUNK_ROWS 32 // grid rows of tiles per data/tiles-N.js: the page loads them as needed
+#define CHUNK_ROWS 32  // grid rows of tiles per data/tiles-N.js: the page loads them as needed
 #define LAYER_FACTOR 2 // layer pixels per CAM cell, along each axis
 
 static const char *const page_files[] = {"index.html", "viewer.js", "viewer.css"};

@@ -36,15 +36,15 @@ typedef struct th_viewer {
     char *tmp;               /* the folder being written, renamed to the viewer folder at the end */
     int threads;
     const volatile sig_atomic_t *cancel;
-    th_dzi slide;            /* slide_files/ */
-    bool has_glass;          /* glass tiles are shared (a mask, and glass on the thumbnail) */
-    uint8_t glass_rgb[3];    /* their colour */
+    th_dzi slide;         /* slide_files/ */
+    bool has_glass;       /* glass tiles are shared (a mask, and glass on the thumbnail) */
+    uint8_t glass_rgb[3]; /* their colour */
     th_dzi_shared glass_tile, clear_tile;
-    int n_layers;            /* multi: one per class shown; single: 1 */
-    double layer_scale;      /* level-0 px per pixel of the layers' finest level */
+    int n_layers;               /* multi: one per class shown; single: 1 */
+    double layer_scale;         /* level-0 px per pixel of the layers' finest level */
     th_dzi layer[TH_MAX_SHOWN]; /* layer0_files/ ... */
     int n_workers;
-    th_viewer_worker *wk;    /* (n_workers) */
+    th_viewer_worker *wk; /* (n_workers) */
 } th_viewer;
 
 bool th_viewer_is_glass(const th_tissue *t, double x0, double y0, double x1, double y1);

@@ -170,14 +170,14 @@ static void check_model(const char *src_rel, const char *name, bar seamless)
         ones[i] = 1;
     }
     th_error *err = NULL;
-    th_engine *e = th_engine_new_int8(m, tw, th, ones, &err);
+    th_engine *e = th_engine_new_int8(m, tw, th, ones, NULL, &err);
     int want = int8_convs_expected(m);
     ok(e && e->n_int8 == want && want > 0, "%s: the int8 plan quantises %d convolutions (%d)", name,
        e ? e->n_int8 : -1, want);
     th_engine_free(e);
     th_stream st;
     int got = -1;
-    if (th_stream_plan(&st, m, TH_ENGINE_WINOGRAD, tw, th, 3, ones, &err)) {
+    if (th_stream_plan(&st, m, TH_ENGINE_WINOGRAD, tw, th, 3, ones, NULL, &err)) {
         got = 0;
         for (int g = 0; g < st.n_groups; g++) {
             got += st.groups[g].int8 && st.groups[g].engine->n_int8 == 1;
@@ -219,9 +219,17 @@ static void check_calibration_file(const th_model *m)
     for (int i = 0; same && i < m->n_layers; i++) {
         same = back->act_max[i] == cal->act_max[i];
     }
-    ok(same && back->check.tiles == 16 && back->check.flips == cal->check.flips &&
+    size_t n_means = th_model_act_offset(m, m->n_layers), measured = 0;
+    for (size_t j = 0; same && j < n_means; j++) {
+        float a = back->act_mean[j], b = cal->act_mean[j];
+        same = a == b || (isnan(a) && isnan(b));
+        measured += !isnan(b);
+    }
+    ok(same && measured == n_means && back->check.tiles == 16 &&
+           back->check.flips == cal->check.flips &&
            fabs(back->check.percent - cal->check.percent) < 1e-12,
-       "the file gives back every layer's range and the check exactly");
+       "the file gives back every layer's range, its %zu channel means and the check exactly",
+       n_means);
     th_result *own = th_run(slide, m, &opt, NULL);
     opt.calibration = back;
     th_result *filed = th_run(slide, m, &opt, NULL);
@@ -297,13 +305,13 @@ int main(void)
 #else
     plan(0);
     slide = tu_open_slide("slides/CMU-1-Small-Region.svs");
-    // Seam-free, two of the generated models miss issue 18's bar (the calibration's check runs
-    // isolated tiles and does not see it): seam-bn's top class flips on 11 of 117 tiles, all of
-    // them near-ties (float32's two best within 0.7 %; 23 tiles seam-free are within 1 %, 4 in
-    // tile mode), and seam-vgg16's percentages move 0.82 points (0.47 in tile mode).
+    // Seam-free, seam-bn misses issue 18's agreement bar by a tile (the calibration's check runs
+    // isolated tiles and does not see it): its top class flips on 3 of 117 tiles, all near-ties
+    // (float32's two best within 0.4 points; 23 tiles seam-free are within 1 point, 4 in tile
+    // mode). Before the bias correction: 11 flips, and seam-vgg16's percentages 0.82 points off.
     check_model("models/default.onnx", "default", issue_bar);
-    check_model("tests/data/models/seam-bn.onnx", "seam-bn", (bar){0.5, 0.90, 0.98});
-    check_model("tests/data/models/seam-vgg16.onnx", "seam-vgg16", (bar){0.9, 0.98, 0.98});
+    check_model("tests/data/models/seam-bn.onnx", "seam-bn", (bar){0.5, 0.97, 0.98});
+    check_model("tests/data/models/seam-vgg16.onnx", "seam-vgg16", issue_bar);
 
     th_model *m = tu_load_model("models/default.onnx");
     th_error *err = NULL;
