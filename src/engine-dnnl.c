@@ -755,21 +755,37 @@ static float step_stats(const dnnl_plan *p, const dnnl_ws *ws, const step *s, in
     size_t n = dnnl_memory_desc_get_size(&s->md[ARG_DST]) / sizeof(float);
     float mx = 0;
     for (size_t k = 0; k < n; k++) {
-        mx = fmaxf(mx, v[k]);
+        mx = v[k] > mx ? v[k] : mx; // (fmaxf is a call here)
     }
     if (!mean) {
         return mx;
     }
     const dnnl_dims_t *dims = &s->md[ARG_DST].dims;
     const int h = (int)(*dims)[2], w = (int)(*dims)[3], b = md_block(&s->md[ARG_DST], c, h, w);
-    for (int ch = 0; ch < c; ch++) {
-        double sum = 0; // [c/b][h][w][b]: channel ch is block ch / b, lane ch % b
-        const float *x = v + (size_t)(ch / TH_MAX(b, 1)) * h * w * b + ch % TH_MAX(b, 1);
-        for (size_t k = 0; b > 0 && k < (size_t)h * w; k++) {
-            sum += x[k * b];
+    if (b == 0) {
+        for (int ch = 0; ch < c; ch++) {
+            mean[ch] = NAN;
         }
-        mean[ch] = b > 0 ? (float)(sum / ((double)h * w)) : NAN;
+        return mx;
     }
+    // [c/b][h][w][b]: channel ch is lane ch % b of block ch / b; each channel summed over its
+    // places in order, a block's lanes side by side (one pass over the memory)
+    const size_t hw = (size_t)h * w;
+    double *sum = th_calloc((size_t)c, sizeof(double), NULL);
+    for (int cb = 0; sum && cb * b < c; cb++) {
+        const int lanes = TH_MIN(b, c - cb * b);
+        const float *x = v + (size_t)cb * hw * b;
+        double *acc = sum + (size_t)cb * b;
+        for (size_t k = 0; k < hw; k++) {
+            for (int j = 0; j < lanes; j++) {
+                acc[j] += x[k * b + j];
+            }
+        }
+    }
+    for (int ch = 0; ch < c; ch++) {
+        mean[ch] = sum ? (float)(sum[ch] / (double)hw) : NAN; // NaN: not measured
+    }
+    th_free(sum);
     return mx;
 }
 
