@@ -67,6 +67,26 @@ void th_calibration_free(th_calibration *cal)
     th_free(cal);
 }
 
+// A thread's error (or NULL) kept if it is the first one; the others are freed.
+static void keep_first(_Atomic(th_error *) *first, th_error *e)
+{
+    th_error *expected = NULL;
+    if (e && !atomic_compare_exchange_strong(first, &expected, e)) {
+        th_error_free(e);
+    }
+}
+
+// After the threads: false with the first error, if any.
+static bool take_first(_Atomic(th_error *) *first, th_error **err)
+{
+    th_error *e = atomic_load(first);
+    if (e) {
+        th_error_propagate(err, &e);
+        return false;
+    }
+    return true;
+}
+
 bool th_calibration_add_tiles(th_calibration *cal, const th_result *r, th_slide *slide, int k,
                               const char *name, th_error **err)
 {
@@ -106,15 +126,10 @@ bool th_calibration_add_tiles(th_calibration *cal, const th_result *r, th_slide 
             ok = ok && th_grid_read_tile(g, slide, r->tile_col[t], r->tile_row[t],
                                          cal->rgb + (size_t)(cal->n + i) * tile, scratch, &e);
         }
-        th_error *expected = NULL;
-        if (e && !atomic_compare_exchange_strong(&first, &expected, e)) {
-            th_error_free(e);
-        }
+        keep_first(&first, e);
         th_free(scratch);
     }
-    th_error *e = atomic_load(&first);
-    if (e) {
-        th_error_propagate(err, &e);
+    if (!take_first(&first, err)) {
         return false;
     }
     cal->n += n;
@@ -164,21 +179,13 @@ static bool sample_pass(const th_calibration *cal, const th_engine *engine, floa
             for (int i = 0; mine && i < m->n_layers; i++) {
                 act_max[i] = fmaxf(act_max[i], mine[i]); // a maximum: the same in any order
             }
-            th_error *expected = NULL;
-            if (e && !atomic_compare_exchange_strong(&first, &expected, e)) {
-                th_error_free(e);
-            }
+            keep_first(&first, e);
         }
         th_free(mine);
         th_free(feat);
         th_engine_ws_free(ws);
     }
-    th_error *e = atomic_load(&first);
-    if (e) {
-        th_error_propagate(err, &e);
-        return false;
-    }
-    return true;
+    return take_first(&first, err);
 }
 
 // How far int8 is from float32 on the sample (f: float32's logits and CAMs, q: int8's): the
