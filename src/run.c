@@ -512,8 +512,9 @@ static void stream_refusal(const th_result *r, const th_model *model, char *why,
 }
 
 // The CAM mode of the run (r->cam_mode: tile mode, with why[] saying why, where seam-free
-// cannot run) and what it runs on: ctx->engine, or ctx->stream for the grid's strips. *sec gets
-// the planning this run did (0 when the runner had it).
+// cannot run) and what it runs on: ctx->engine, or ctx->stream for the grid's strips (int8: none
+// yet; plan_int8 plans them once calibrated). *sec gets the planning this run did (0 when the
+// runner had it).
 static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, run_ctx *ctx,
                         char *why, size_t why_len, double *sec, th_error **err)
 {
@@ -522,15 +523,13 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
         stream_refusal(r, rn->model, why, why_len);
     }
     r->cam_mode = opt->cam == TH_CAM_SEAMLESS && !why[0] ? TH_CAM_SEAMLESS : TH_CAM_TILE;
+    int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &ctx->n_strips);
     if (opt->precision == TH_PRECISION_INT8) {
-        // planned on the calibration's ranges (plan_int8)
-        th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &ctx->n_strips);
         return true;
     }
     if (r->cam_mode == TH_CAM_TILE) {
         return (ctx->engine = runner_engine(rn, sec, err)) != NULL;
     }
-    int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &ctx->n_strips);
     return (ctx->stream = runner_stream(rn, width, &ctx->stream_owned, sec, err)) != NULL;
 }
 
@@ -546,8 +545,7 @@ static bool plan_int8(th_runner *rn, th_result *r, run_ctx *ctx, const th_calibr
                                                           cal->act_max, cal->act_mean, err));
         ctx->engine = ctx->int8;
     } else {
-        int n_strips;
-        int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &n_strips);
+        int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &ctx->n_strips);
         th_stream *s = th_calloc(1, sizeof(*s), err);
         ok =
             s && th_stream_plan(s, rn->model, rn->kind == TH_ENGINE_REF ? TH_ENGINE_FAST : rn->kind,
@@ -604,7 +602,7 @@ static bool calibrate(th_runner *rn, th_result *r, run_ctx *ctx, th_error **err)
     return ok;
 }
 
-// The grid and an empty result on it (tiles_w×tile_h tiles of cam_w×cam_h cells).
+// The grid and an empty result on it (tile_w×tile_h tiles of cam_w×cam_h cells).
 static th_result *plan_grid(const th_model *model, th_slide *slide, const th_run_options *opt,
                             int tile_w, int tile_h, int cam_w, int cam_h, th_error **err)
 {
