@@ -123,13 +123,7 @@ static th_result *run(th_slide *slide, const th_model *m)
     opt.roi_w = opt.roi_h = 640;
     opt.slide_mpp = opt.model_mpp = 0.5;
     opt.threads = 1;
-    th_error *err = NULL;
-    th_result *r = th_run(slide, m, &opt, &err);
-    if (!r) {
-        diag("run: %s", th_error_message(err));
-    }
-    th_error_free(err);
-    return r;
+    return tu_run(slide, m, &opt);
 }
 
 // The Keras model and its ONNX twin: the same outputs tile by tile, and the same percentages

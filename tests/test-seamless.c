@@ -33,13 +33,7 @@ static th_result *run(const th_model *m, th_cam_mode cam, int threads, th_engine
     opt.threads = threads;
     opt.engine = engine;
     opt.stride = stride;
-    th_error *err = NULL;
-    th_result *r = th_run(slide, m, &opt, &err);
-    if (!r) {
-        diag("run: %s", th_error_message(err));
-        th_error_free(err);
-    }
-    return r;
+    return tu_run(slide, m, &opt);
 }
 
 // Seam ratio of class c: mean |Δ| between neighbouring cells across tile borders / inside.

@@ -856,6 +856,17 @@ bool tu_same_bytes(const char *a, const char *b)
     return same;
 }
 
+th_result *tu_run(th_slide *slide, const th_model *model, const th_run_options *opt)
+{
+    th_error *err = NULL;
+    th_result *r = th_run(slide, model, opt, &err);
+    if (!r) {
+        diag("run: %s", th_error_message(err));
+        th_error_free(err);
+    }
+    return r;
+}
+
 th_result *tu_run_default(th_slide *slide, const th_model *model, double min_tissue)
 {
     th_run_options ro;

@@ -208,6 +208,8 @@ int tu_swatch_y(const tu_image *img, const struct th_render_layout *L, uint32_t 
 th_result *tu_make_cmu_result(th_slide *slide, int n_classes);
 /* Whether two results have the same tile probabilities and CAM grids, byte for byte. */
 bool tu_same_result(const th_result *a, const th_result *b);
+/* th_run, with a diag() saying why when it fails (NULL). */
+th_result *tu_run(th_slide *slide, const struct th_model *model, const th_run_options *opt);
 /* The bundled model run on CMU (min_tissue 0: no mask; 0.1: a tissue mask in the result). */
 th_result *tu_run_default(th_slide *slide, const th_model *model, double min_tissue);
 /* th_render_heatmap into TMPDIR/name, read back into *img; the layout into *L if not NULL
