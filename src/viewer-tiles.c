@@ -4,7 +4,8 @@
  * resolution. Both are walked with th_pyramid_walk: units of tiles, one thread each; memory is
  * a few tile-sized buffers per thread whatever the slide's size. Tiles the tissue mask calls
  * glass are not read: they are one flat tile of the glass colour (and, in the layers, one clear
- * tile), written once and hard-linked. */
+ * tile), written once as shared/glass.jpg (shared/clear.png); the pyramid only marks them, and
+ * the page maps them to that file. */
 #include <config.h>
 
 #include <inttypes.h>
@@ -198,9 +199,7 @@ static bool slide_unit(void *user, int worker, int k, int64_t col, int64_t row, 
     for (int j = 0; j < n_rows; j++) {
         for (int i = 0; i < n_cols; i++) {
             if (glass[j][i]) {
-                if (!th_dzi_put_shared(&v->slide, k, col + i, row + j, &v->glass_tile, err)) {
-                    return false;
-                }
+                th_dzi_put_shared(&v->slide, k, col + i, row + j);
                 continue;
             }
             int64_t x, y, w, h;
@@ -233,9 +232,7 @@ bool th_viewer_write_slide(th_viewer *v, th_error **err)
         for (size_t i = 0; i < (size_t)side * side; i++) {
             memcpy(px + i * 3, v->glass_rgb, 3);
         }
-        char *path = th_strdup_printf(err, "%s/shared-glass.jpg", v->tmp);
-        bool ok = path && th_viewer_shared(&v->glass_tile, path, false, px, side, err);
-        th_free(path);
+        bool ok = th_viewer_shared(v, "glass.jpg", px, side, err);
         th_free(px);
         if (!ok) {
             return false;
@@ -274,10 +271,9 @@ static bool layer_unit(void *user, int worker, int k, int64_t col, int64_t row, 
         for (size_t q = 3; !clear && empty && q < plane; q += 4) {
             empty = px[q] == 0;
         }
-        bool ok = clear || empty
-                      ? th_dzi_put_shared(&v->layer[i], k, col, row, &v->clear_tile, err)
-                      : th_dzi_put(&v->layer[i], &wk->enc, k, col, row, px, (int)w, (int)h, err);
-        if (!ok) {
+        if (clear || empty) {
+            th_dzi_put_shared(&v->layer[i], k, col, row);
+        } else if (!th_dzi_put(&v->layer[i], &wk->enc, k, col, row, px, (int)w, (int)h, err)) {
             return false;
         }
     }
@@ -288,9 +284,7 @@ bool th_viewer_write_layers(th_viewer *v, th_error **err)
 {
     int side = TH_DZI_TILE + 2 * TH_DZI_OVERLAP;
     uint8_t *px = th_calloc((size_t)side * side, 4, err);
-    char *path = px ? th_strdup_printf(err, "%s/shared-clear.png", v->tmp) : NULL;
-    bool ok = path && th_viewer_shared(&v->clear_tile, path, true, px, side, err);
-    th_free(path);
+    bool ok = px && th_viewer_shared(v, "clear.png", px, side, err);
     th_free(px);
     return ok && th_pyramid_walk(&v->layer[0].pyr, v->threads, 1, layer_unit, v, v->cancel, err);
 }

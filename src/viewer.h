@@ -39,7 +39,6 @@ typedef struct th_viewer {
     th_dzi slide;            /* slide_files/ */
     bool has_glass;          /* glass tiles are shared (a mask, and glass on the thumbnail) */
     uint8_t glass_rgb[3];    /* their colour */
-    th_dzi_shared glass_tile, clear_tile;
     int n_layers;            /* multi: one per class shown; single: 1 */
     double layer_scale;      /* level-0 px per pixel of the layers' finest level */
     th_dzi layer[TH_MAX_SHOWN]; /* layer0_files/ ... */
@@ -52,8 +51,8 @@ bool th_viewer_read_scaled(th_slide *slide, th_viewer_reader *rd, double scale, 
                            int64_t y, int w, int h, uint8_t *out, th_error **err);
 bool th_viewer_reader_init(th_viewer_reader *rd, int max_w, int max_h, th_error **err);
 void th_viewer_reader_free(th_viewer_reader *rd);
-/* A shared tile written into the viewer's folder (viewer.c). */
-bool th_viewer_shared(th_dzi_shared *sh, const char *path, bool png, const uint8_t *px, int side,
+/* A shared tile (side×side, RGB for .jpg, RGBA for .png) written as shared/NAME (viewer.c). */
+bool th_viewer_shared(const th_viewer *v, const char *name, const uint8_t *px, int side,
                       th_error **err);
 
 /* viewer-tiles.c: the slide's pyramid, the layers' pyramids. */
