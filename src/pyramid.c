@@ -48,35 +48,20 @@ static int64_t units_across(const th_pyr_level *l, int unit)
     return (l->cols + unit - 1) / unit;
 }
 
-static int64_t units_of(const th_pyr_level *l, int unit)
+// The units of level k, in parallel; false if one failed (the first failure is in *published).
+static bool walk_level(const th_pyramid *p, int k, int threads, int unit, th_pyr_unit_fn fn,
+                       void *user, const volatile sig_atomic_t *cancel, th_error *_Atomic *published)
 {
-    return units_across(l, unit) * ((l->rows + unit - 1) / unit);
-}
-
-bool th_pyramid_walk(const th_pyramid *p, int threads, int unit, th_pyr_unit_fn fn, void *user,
-                     const volatile sig_atomic_t *cancel, th_error **err)
-{
-    int64_t first[TH_PYR_MAX_LEVELS + 1]; // index of each level's first unit
-    first[0] = 0;
-    for (int k = 0; k < p->n; k++) {
-        first[k + 1] = first[k] + units_of(&p->lv[k], unit);
-    }
-    int64_t n = first[p->n];
+    const th_pyr_level *l = &p->lv[k];
+    int64_t across = units_across(l, unit), n = across * ((l->rows + unit - 1) / unit);
     _Atomic bool failed = false;
-    th_error *_Atomic published = NULL;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(th_threads(threads)) schedule(dynamic, 1)
 #endif
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t u = 0; u < n; u++) {
         if (failed || (cancel && *cancel)) {
             continue;
         }
-        int k = 0;
-        while (i >= first[k + 1]) {
-            k++;
-        }
-        const th_pyr_level *l = &p->lv[k];
-        int64_t u = i - first[k], across = units_across(l, unit);
         int64_t col = (u % across) * unit, row = (u / across) * unit;
         int nc = (int)TH_MIN((int64_t)unit, l->cols - col);
         int nr = (int)TH_MIN((int64_t)unit, l->rows - row);
@@ -84,9 +69,25 @@ bool th_pyramid_walk(const th_pyramid *p, int threads, int unit, th_pyr_unit_fn 
         if (!fn(user, th_thread_num(), k, col, row, nc, nr, &e)) {
             th_error *expected = NULL;
             failed = true;
-            if (!atomic_compare_exchange_strong(&published, &expected, e)) {
+            if (!atomic_compare_exchange_strong(published, &expected, e)) {
                 th_error_free(e); // another unit failed first
             }
+        }
+    }
+    return !failed;
+}
+
+bool th_pyramid_walk(const th_pyramid *p, int threads, int unit, th_pyr_unit_fn fn,
+                     th_pyr_level_fn done, void *user, const volatile sig_atomic_t *cancel,
+                     th_error **err)
+{
+    th_error *_Atomic published = NULL;
+    for (int k = 0; k < p->n && !(cancel && *cancel); k++) {
+        if (!walk_level(p, k, threads, unit, fn, user, cancel, &published)) {
+            break;
+        }
+        if (done) {
+            done(user, k);
         }
     }
     th_error *e = published;

@@ -40,12 +40,18 @@ void th_pyramid_tile_rect(const th_pyramid *p, int k, int64_t col, int64_t row, 
 typedef bool (*th_pyr_unit_fn)(void *user, int worker, int k, int64_t col, int64_t row,
                                int n_cols, int n_rows, th_error **err);
 
-/* Call fn on every unit of unit×unit tiles of every level (finest first), from `threads`
- * threads (≤ 0: OpenMP's default), dynamically scheduled; each unit is one thread's, so what a
- * unit writes does not depend on the thread count. The first failure stops the units not yet
- * started and is returned. `cancel` (may be NULL) stops the walk when it turns non-zero. */
-bool th_pyramid_walk(const th_pyramid *p, int threads, int unit, th_pyr_unit_fn fn, void *user,
-                     const volatile sig_atomic_t *cancel, th_error **err);
+/* Level k is finished: every unit of it has returned. */
+typedef void (*th_pyr_level_fn)(void *user, int k);
+
+/* Call fn on every unit of unit×unit tiles of every level, level by level (finest first), from
+ * `threads` threads (≤ 0: OpenMP's default), dynamically scheduled; each unit is one thread's,
+ * so what a unit writes does not depend on the thread count. After each level, done (may be
+ * NULL) is called from the calling thread, with no unit running: a source can drop what only
+ * that level needed. The first failure stops the units not yet started and is returned.
+ * `cancel` (may be NULL) stops the walk when it turns non-zero. */
+bool th_pyramid_walk(const th_pyramid *p, int threads, int unit, th_pyr_unit_fn fn,
+                     th_pyr_level_fn done, void *user, const volatile sig_atomic_t *cancel,
+                     th_error **err);
 
 /* ---- Reduced levels from the rows of level 0 as they arrive (in order, top to bottom; the
  * columns of a band of rows may come in pieces). Level k ≥ 1 is the 2×2 mean of level k-1 (each

@@ -218,6 +218,19 @@ static bool slide_unit(void *user, int worker, int k, int64_t col, int64_t row, 
     return true;
 }
 
+/* Level k of the pyramid is written: the slide level it was read from gives back its cache of
+ * decoded tiles unless the next level reads it too (each slide level's cache is up to 16 MB, and
+ * the walk reads every level once, finest first). */
+static void slide_level_done(void *user, int k)
+{
+    th_viewer *v = user;
+    const th_pyramid *p = &v->slide.pyr;
+    int l = th_slide_coarsest_level(v->slide_handle, p->lv[k].scale);
+    if (k + 1 == p->n || th_slide_coarsest_level(v->slide_handle, p->lv[k + 1].scale) != l) {
+        th_slide_release_level(v->slide_handle, l);
+    }
+}
+
 bool th_viewer_write_slide(th_viewer *v, th_error **err)
 {
     if (!glass_colour(v, err)) {
@@ -238,7 +251,8 @@ bool th_viewer_write_slide(th_viewer *v, th_error **err)
             return false;
         }
     }
-    return th_pyramid_walk(&v->slide.pyr, v->threads, SLIDE_UNIT, slide_unit, v, v->cancel, err);
+    return th_pyramid_walk(&v->slide.pyr, v->threads, SLIDE_UNIT, slide_unit, slide_level_done, v,
+                           v->cancel, err);
 }
 
 /* ---------------------------------------------------------------- the heatmap layers */
@@ -286,5 +300,6 @@ bool th_viewer_write_layers(th_viewer *v, th_error **err)
     uint8_t *px = th_calloc((size_t)side * side, 4, err);
     bool ok = px && th_viewer_shared(v, "clear.png", px, side, err);
     th_free(px);
-    return ok && th_pyramid_walk(&v->layer[0].pyr, v->threads, 1, layer_unit, v, v->cancel, err);
+    return ok && th_pyramid_walk(&v->layer[0].pyr, v->threads, 1, layer_unit, NULL, v, v->cancel,
+                                 err);
 }
