@@ -13,7 +13,6 @@
 
 #include "viewer.h"
 
-#define SLIDE_UNIT 2           // slide tiles per side of a unit: one read serves unit² tiles
 #define READ_MAX_PX (1 << 20)  // slide pixels read at a time when shrinking (3 MB of RGB)
 #define GLASS_THUMB 512        // long side of the thumbnail the glass colour is measured on
 
@@ -46,6 +45,12 @@ bool th_viewer_is_glass(const th_tissue *t, double x0, double y0, double x1, dou
  * out ((h, w, 3)): straight from a level of that downsample, or else a box filter of the
  * coarsest level not coarser than it (each level pixel counts for the output pixel holding its
  * centre), read in pieces of at most READ_MAX_PX. Pixels past the slide are white. */
+// Whether th_viewer_read_scaled reads `scale` straight from a slide level (no box filter).
+bool th_viewer_reads_directly(th_slide *slide, double scale)
+{
+    return scale == th_slide_get_level_downsample(slide, th_slide_coarsest_level(slide, scale));
+}
+
 bool th_viewer_read_scaled(th_slide *slide, th_viewer_reader *rd, double scale, int64_t x,
                            int64_t y, int w, int h, uint8_t *out, th_error **err)
 {
@@ -168,6 +173,56 @@ static bool glass_colour(th_viewer *v, th_error **err)
 
 /* ---------------------------------------------------------------- the slide pyramid */
 
+// The slide under tiles (c0, r0) .. (c1, r1) of level k: the rectangle from the first's corner
+// to the last's far corner, in level-k pixels.
+static void span_rect(const th_pyramid *p, int k, int64_t c0, int64_t r0, int64_t c1, int64_t r1,
+                      int64_t rect[4])
+{
+    int64_t x, y, w, h;
+    th_pyramid_tile_rect(p, k, c0, r0, &rect[0], &rect[1], &w, &h);
+    th_pyramid_tile_rect(p, k, c1, r1, &x, &y, &w, &h);
+    rect[2] = x + w - rect[0];
+    rect[3] = y + h - rect[1];
+}
+
+/* Read the slide under tiles (c0, r0) .. (c1, r1) of level k into wk->unit and write those of
+ * them that are not glass. */
+static bool read_and_put(th_viewer *v, th_viewer_worker *wk, int k, int64_t c0, int64_t r0,
+                         int64_t c1, int64_t r1, bool glass[TH_VIEWER_UNIT][TH_VIEWER_UNIT],
+                         int64_t col, int64_t row, th_error **err)
+{
+    const th_pyramid *p = &v->slide.pyr;
+    double s = p->lv[k].scale;
+    int64_t u[4]; // x, y, w, h
+    span_rect(p, k, c0, r0, c1, r1, u);
+    if (!th_viewer_read_scaled(v->slide_handle, &wk->rd, s, u[0], u[1], (int)u[2], (int)u[3],
+                               wk->unit, err)) {
+        th_error_prefix(err, "reading the slide at level-0 %.0f,%.0f: ", u[0] * s, u[1] * s);
+        return false;
+    }
+    for (int64_t r = r0; r <= r1; r++) {
+        for (int64_t c = c0; c <= c1; c++) {
+            if (glass[r - row][c - col]) {
+                continue;
+            }
+            int64_t x, y, w, h;
+            th_pyramid_tile_rect(p, k, c, r, &x, &y, &w, &h);
+            for (int64_t j = 0; j < h; j++) {
+                memcpy(wk->tile + (size_t)j * w * 3,
+                       wk->unit + ((size_t)(y - u[1] + j) * u[2] + (size_t)(x - u[0])) * 3,
+                       (size_t)w * 3);
+            }
+            if (!th_dzi_put(&v->slide, &wk->enc, k, c, r, wk->tile, (int)w, (int)h, err)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* A unit of the slide's pyramid: its glass tiles marked shared, the others read and written:
+ * in one read over the ones not glass where the slide has this level's scale, else in blocks
+ * of TH_VIEWER_BOX² tiles (the box filter's buffers). */
 static bool slide_unit(void *user, int worker, int k, int64_t col, int64_t row, int n_cols,
                        int n_rows, th_error **err)
 {
@@ -175,42 +230,40 @@ static bool slide_unit(void *user, int worker, int k, int64_t col, int64_t row, 
     th_viewer_worker *wk = &v->wk[worker];
     const th_pyramid *p = &v->slide.pyr;
     double s = p->lv[k].scale;
-    bool glass[SLIDE_UNIT][SLIDE_UNIT], all_glass = true;
+    bool glass[TH_VIEWER_UNIT][TH_VIEWER_UNIT];
+    int64_t c0 = INT64_MAX, r0 = INT64_MAX, c1 = -1, r1 = -1; // the tiles not glass
     for (int j = 0; j < n_rows; j++) {
         for (int i = 0; i < n_cols; i++) {
             int64_t x, y, w, h;
             th_pyramid_tile_rect(p, k, col + i, row + j, &x, &y, &w, &h);
             glass[j][i] = v->has_glass &&
                           th_viewer_is_glass(v->tissue, x * s, y * s, (x + w) * s, (y + h) * s);
-            all_glass = all_glass && glass[j][i];
-        }
-    }
-    // the unit's region: its first tile's corner to its last tile's far corner
-    int64_t ux, uy, uw, uh, lx, ly, lw, lh;
-    th_pyramid_tile_rect(p, k, col, row, &ux, &uy, &uw, &uh);
-    th_pyramid_tile_rect(p, k, col + n_cols - 1, row + n_rows - 1, &lx, &ly, &lw, &lh);
-    uw = lx + lw - ux;
-    uh = ly + lh - uy;
-    if (!all_glass && !th_viewer_read_scaled(v->slide_handle, &wk->rd, s, ux, uy, (int)uw,
-                                             (int)uh, wk->unit, err)) {
-        th_error_prefix(err, "reading the slide at level-0 %.0f,%.0f: ", ux * s, uy * s);
-        return false;
-    }
-    for (int j = 0; j < n_rows; j++) {
-        for (int i = 0; i < n_cols; i++) {
             if (glass[j][i]) {
                 th_dzi_put_shared(&v->slide, k, col + i, row + j);
-                continue;
+            } else {
+                c0 = TH_MIN(c0, col + i);
+                r0 = TH_MIN(r0, row + j);
+                c1 = TH_MAX(c1, col + i);
+                r1 = TH_MAX(r1, row + j);
             }
-            int64_t x, y, w, h;
-            th_pyramid_tile_rect(p, k, col + i, row + j, &x, &y, &w, &h);
-            for (int64_t r = 0; r < h; r++) {
-                memcpy(wk->tile + (size_t)r * w * 3,
-                       wk->unit + ((size_t)(y - uy + r) * uw + (size_t)(x - ux)) * 3,
-                       (size_t)w * 3);
+        }
+    }
+    if (c1 < 0) {
+        return true; // all glass
+    }
+    if (th_viewer_reads_directly(v->slide_handle, s)) {
+        return read_and_put(v, wk, k, c0, r0, c1, r1, glass, col, row, err);
+    }
+    for (int64_t by = r0; by <= r1; by += TH_VIEWER_BOX) {
+        for (int64_t bx = c0; bx <= c1; bx += TH_VIEWER_BOX) {
+            int64_t ex = TH_MIN(bx + TH_VIEWER_BOX - 1, c1), ey = TH_MIN(by + TH_VIEWER_BOX - 1, r1);
+            bool any = false;
+            for (int64_t r = by; r <= ey; r++) {
+                for (int64_t c = bx; c <= ex; c++) {
+                    any = any || !glass[r - row][c - col];
+                }
             }
-            if (!th_dzi_put(&v->slide, &wk->enc, k, col + i, row + j, wk->tile, (int)w, (int)h,
-                            err)) {
+            if (any && !read_and_put(v, wk, k, bx, by, ex, ey, glass, col, row, err)) {
                 return false;
             }
         }
@@ -251,8 +304,8 @@ bool th_viewer_write_slide(th_viewer *v, th_error **err)
             return false;
         }
     }
-    return th_pyramid_walk(&v->slide.pyr, v->threads, SLIDE_UNIT, slide_unit, slide_level_done, v,
-                           v->cancel, err);
+    return th_pyramid_walk(&v->slide.pyr, v->threads, TH_VIEWER_UNIT, slide_unit,
+                           slide_level_done, v, v->cancel, err);
 }
 
 /* ---------------------------------------------------------------- the heatmap layers */

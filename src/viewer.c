@@ -333,7 +333,7 @@ static bool setup(th_viewer *v, th_slide *slide, const th_result *res, const th_
         }
     }
     int side = TH_DZI_TILE + 2 * TH_DZI_OVERLAP;
-    int unit = 2 * TH_DZI_TILE + 2 * TH_DZI_OVERLAP; // SLIDE_UNIT tiles of viewer-tiles.c
+    int unit = TH_VIEWER_SIDE(TH_VIEWER_UNIT), box = TH_VIEWER_SIDE(TH_VIEWER_BOX);
     v->n_workers = th_threads(opt->threads);
     v->wk = th_calloc((size_t)v->n_workers, sizeof(*v->wk), err);
     for (int i = 0; v->wk && i < v->n_workers; i++) {
@@ -343,7 +343,7 @@ static bool setup(th_viewer *v, th_slide *slide, const th_result *res, const th_
         wk->layers = wk->tile ? th_malloc((size_t)side * side * 4 * v->n_layers, err) : NULL;
         wk->cols = wk->layers ? th_malloc(side * sizeof(*wk->cols), err) : NULL;
         if (!wk->cols || !th_overlay_cache_init(&wk->cache, &v->ov, err) ||
-            !th_viewer_reader_init(&wk->rd, TH_MAX(unit, 514), TH_MAX(unit, 514), err)) {
+            !th_viewer_reader_init(&wk->rd, box, box, err)) {
             return false;
         }
     }
