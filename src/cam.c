@@ -215,7 +215,8 @@ void th_camgrid_read_span(const th_camgrid *cg, int cls, int64_t gy, int64_t gx0
     for (int64_t cx = gx0 / cg->chunk_w; cx * cg->chunk_w < gx1; cx++) {
         const float *ch = chunk_at(cg, (gy / cg->chunk_h) * cg->chunks_x + cx);
         int64_t first = cx * cg->chunk_w;
-        int i0 = (int)(TH_MAX(gx0, first) - first), n = (int)(TH_MIN(gx1, first + cg->chunk_w) - first);
+        int i0 = (int)(TH_MAX(gx0, first) - first),
+            n = (int)(TH_MIN(gx1, first + cg->chunk_w) - first);
         for (int i = i0; i < n; i++) {
             bool has = ch && ch[cg->n_classes * cells + off + i] != 0;
             out[first + i] = has ? ch[cls * cells + off + i] : NAN;

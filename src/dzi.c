@@ -225,8 +225,7 @@ bool th_dzi_is_shared(const th_dzi *d, int k, int64_t col, int64_t row)
     return d->shared[d->first[k] + row * d->pyr.lv[k].cols + col] != 0;
 }
 
-bool th_dzi_write_image(const char *path, bool png, const uint8_t *px, int w, int h,
-                        th_error **err)
+bool th_dzi_write_image(const char *path, bool png, const uint8_t *px, int w, int h, th_error **err)
 {
     th_dzi_scratch s = {0};
     bool ok = false;

@@ -50,7 +50,8 @@ static int64_t units_across(const th_pyr_level *l, int unit)
 
 // The units of level k, in parallel; false if one failed (the first failure is in *published).
 static bool walk_level(const th_pyramid *p, int k, int threads, int unit, th_pyr_unit_fn fn,
-                       void *user, const volatile sig_atomic_t *cancel, th_error *_Atomic *published)
+                       void *user, const volatile sig_atomic_t *cancel,
+                       th_error *_Atomic *published)
 {
     const th_pyr_level *l = &p->lv[k];
     int64_t across = units_across(l, unit), n = across * ((l->rows + unit - 1) / unit);
@@ -104,8 +105,8 @@ bool th_pyramid_walk(const th_pyramid *p, int threads, int unit, th_pyr_unit_fn 
 
 /* ---------------------------------------------------------------- the strip reducer */
 
-bool th_pyr_reducer_init(th_pyr_reducer *r, const th_pyramid *p, th_pyr_strip_fn emit,
-                         void *user, th_error **err)
+bool th_pyr_reducer_init(th_pyr_reducer *r, const th_pyramid *p, th_pyr_strip_fn emit, void *user,
+                         th_error **err)
 {
     memset(r, 0, sizeof(*r));
     r->p = p;
@@ -146,8 +147,8 @@ static void reduce_row(const uint8_t *a, const uint8_t *b, int64_t wa, uint8_t *
 
 // The 2×2 means of h rows × wa columns of level k-1 (src, (h, wa, 3)) at (x, y), both even,
 // into level k's strip.
-static void reduce_into(th_pyr_reducer *r, int k, const uint8_t *src, int64_t wa, int h,
-                        int64_t x, int64_t y)
+static void reduce_into(th_pyr_reducer *r, int k, const uint8_t *src, int64_t wa, int h, int64_t x,
+                        int64_t y)
 {
     int64_t w = r->p->lv[k].w;
     for (int j = 0; 2 * j < h; j++) {

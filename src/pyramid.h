@@ -65,14 +65,14 @@ typedef bool (*th_pyr_strip_fn)(void *user, int k, const uint8_t *rgb, int64_t y
 
 typedef struct th_pyr_reducer {
     const th_pyramid *p;
-    uint8_t *strip[TH_PYR_MAX_LEVELS]; /* levels ≥ 1: (p->tile, lv[k].w, 3) rows y0 .. y0 + tile - 1 */
+    uint8_t *strip[TH_PYR_MAX_LEVELS]; /* k ≥ 1: (tile, lv[k].w, 3) rows y0[k] .. + tile - 1 */
     int64_t y0[TH_PYR_MAX_LEVELS];
     th_pyr_strip_fn emit;
     void *user;
 } th_pyr_reducer;
 
-bool th_pyr_reducer_init(th_pyr_reducer *r, const th_pyramid *p, th_pyr_strip_fn emit,
-                         void *user, th_error **err);
+bool th_pyr_reducer_init(th_pyr_reducer *r, const th_pyramid *p, th_pyr_strip_fn emit, void *user,
+                         th_error **err);
 void th_pyr_reducer_free(th_pyr_reducer *r);
 
 /* Level-0 pixels rgb ((h, w, 3)) at (x, y), x even, y a multiple of p->tile: reduced into

@@ -152,8 +152,7 @@ static bool encode_tiles(tctx *t, level *l, const uint8_t *buf, int64_t stride, 
 }
 
 // A strip of reduced level k is complete (pyramid.c's reducer): its tiles.
-static bool emit_strip(void *user, int k, const uint8_t *rgb, int64_t y0, int rows,
-                       th_error **err)
+static bool emit_strip(void *user, int k, const uint8_t *rgb, int64_t y0, int rows, th_error **err)
 {
     tctx *t = user;
     level *l = &t->lv[k];

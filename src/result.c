@@ -207,13 +207,14 @@ void th_result_read_cam_row(const th_result *result, int c, int64_t gy, float *o
     th_result_read_cam_span(result, c, gy, 0, result->cams.gw, out);
 }
 
-void th_result_read_cam_span(const th_result *result, int c, int64_t gy, int64_t gx0,
-                             int64_t gx1, float *out)
+void th_result_read_cam_span(const th_result *result, int c, int64_t gy, int64_t gx0, int64_t gx1,
+                             float *out)
 {
     const th_camgrid *cg = &result->cams;
     th_camgrid_read_span(cg, c, gy, gx0, gx1, out);
     // A row of cells makes a page of the class plane and one of the counts resident per chunk.
-    int64_t chunks = (TH_MIN(gx1, cg->gw) + cg->chunk_w - 1) / cg->chunk_w - TH_MAX(gx0, 0) / cg->chunk_w;
+    int64_t chunks =
+        (TH_MIN(gx1, cg->gw) + cg->chunk_w - 1) / cg->chunk_w - TH_MAX(gx0, 0) / cg->chunk_w;
     th_camgrid_touch(cg, (size_t)TH_MAX(chunks, 0) * 2 * 4096);
 }
 

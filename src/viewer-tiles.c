@@ -256,7 +256,8 @@ static bool slide_unit(void *user, int worker, int k, int64_t col, int64_t row, 
     }
     for (int64_t by = r0; by <= r1; by += TH_VIEWER_BOX) {
         for (int64_t bx = c0; bx <= c1; bx += TH_VIEWER_BOX) {
-            int64_t ex = TH_MIN(bx + TH_VIEWER_BOX - 1, c1), ey = TH_MIN(by + TH_VIEWER_BOX - 1, r1);
+            int64_t ex = TH_MIN(bx + TH_VIEWER_BOX - 1, c1),
+                    ey = TH_MIN(by + TH_VIEWER_BOX - 1, r1);
             bool any = false;
             for (int64_t r = by; r <= ey; r++) {
                 for (int64_t c = bx; c <= ex; c++) {
@@ -304,8 +305,8 @@ bool th_viewer_write_slide(th_viewer *v, th_error **err)
             return false;
         }
     }
-    return th_pyramid_walk(&v->slide.pyr, v->threads, TH_VIEWER_UNIT, slide_unit,
-                           slide_level_done, v, v->cancel, err);
+    return th_pyramid_walk(&v->slide.pyr, v->threads, TH_VIEWER_UNIT, slide_unit, slide_level_done,
+                           v, v->cancel, err);
 }
 
 /* ---------------------------------------------------------------- the heatmap layers */
@@ -353,6 +354,6 @@ bool th_viewer_write_layers(th_viewer *v, th_error **err)
     uint8_t *px = th_calloc((size_t)side * side, 4, err);
     bool ok = px && th_viewer_shared(v, "clear.png", px, side, err);
     th_free(px);
-    return ok && th_pyramid_walk(&v->layer[0].pyr, v->threads, 1, layer_unit, NULL, v, v->cancel,
-                                 err);
+    return ok &&
+           th_pyramid_walk(&v->layer[0].pyr, v->threads, 1, layer_unit, NULL, v, v->cancel, err);
 }

@@ -186,7 +186,8 @@ static bool write_config(th_viewer *v, const th_model *model, const th_render_op
     const char *source = NULL;
     double mpp = th_result_get_mpp(r, &source);
     cJSON_AddNumberToObject(root, "mpp", mpp > 0 && strcmp(source, "assumed") != 0 ? mpp : 0);
-    cJSON_AddItemToObject(root, "slide", dzi_json(&v->slide, "slide_files/", 1, "shared/glass.jpg"));
+    cJSON_AddItemToObject(root, "slide",
+                          dzi_json(&v->slide, "slide_files/", 1, "shared/glass.jpg"));
     cJSON_AddNumberToObject(root, "alpha", opt->alpha);
     cJSON *classes = cJSON_AddArrayToObject(root, "classes");
     for (int c = 0; c < r->n_classes; c++) {

@@ -17,7 +17,7 @@
  * (the box filter's sums are (h, w, 4) uint64 per block). */
 #define TH_VIEWER_UNIT 4
 #define TH_VIEWER_BOX 2
-#define TH_VIEWER_SIDE(tiles) ((tiles) * TH_DZI_TILE + 2 * TH_DZI_OVERLAP)
+#define TH_VIEWER_SIDE(tiles) ((tiles)*TH_DZI_TILE + 2 * TH_DZI_OVERLAP)
 
 /* Reading the slide at any scale (th_viewer_read_scaled): one thread's buffers. */
 typedef struct th_viewer_reader {
