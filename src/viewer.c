@@ -167,7 +167,10 @@ static cJSON *dzi_json(const th_dzi *d, const char *url, double scale, const cha
     cJSON_AddNumberToObject(o, "overlap", TH_DZI_OVERLAP);
     cJSON_AddNumberToObject(o, "levels", d->pyr.n);
     cJSON_AddNumberToObject(o, "scale", scale); // level-0 px per pixel
-    cJSON_AddStringToObject(o, "shared", shared);
+    // the shared tile's file; NULL when no tile is shared (no glass)
+    if (shared) {
+        cJSON_AddStringToObject(o, "shared", shared);
+    }
     cJSON_AddItemToObject(o, "sharedRuns", shared_runs(d));
     return o;
 }
@@ -186,8 +189,8 @@ static bool write_config(th_viewer *v, const th_model *model, const th_render_op
     const char *source = NULL;
     double mpp = th_result_get_mpp(r, &source);
     cJSON_AddNumberToObject(root, "mpp", mpp > 0 && strcmp(source, "assumed") != 0 ? mpp : 0);
-    cJSON_AddItemToObject(root, "slide",
-                          dzi_json(&v->slide, "slide_files/", 1, "shared/glass.jpg"));
+    const char *glass = v->has_glass ? "shared/glass.jpg" : NULL;
+    cJSON_AddItemToObject(root, "slide", dzi_json(&v->slide, "slide_files/", 1, glass));
     cJSON_AddNumberToObject(root, "alpha", opt->alpha);
     cJSON *classes = cJSON_AddArrayToObject(root, "classes");
     for (int c = 0; c < r->n_classes; c++) {
