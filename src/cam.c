@@ -205,19 +205,28 @@ void th_camgrid_finish(th_camgrid *cg)
     }
 }
 
-void th_camgrid_read_row(const th_camgrid *cg, int cls, int64_t gy, float *out)
+void th_camgrid_read_span(const th_camgrid *cg, int cls, int64_t gy, int64_t gx0, int64_t gx1,
+                          float *out)
 {
     size_t cells = chunk_cells(cg);
     size_t off = (size_t)(gy % cg->chunk_h) * cg->chunk_w; // the row inside its chunks
-    for (int64_t cx = 0; cx < cg->chunks_x; cx++) {
+    gx0 = TH_MAX(gx0, 0);
+    gx1 = TH_MIN(gx1, cg->gw);
+    for (int64_t cx = gx0 / cg->chunk_w; cx * cg->chunk_w < gx1; cx++) {
         const float *ch = chunk_at(cg, (gy / cg->chunk_h) * cg->chunks_x + cx);
-        int64_t gx0 = cx * cg->chunk_w;
-        int n = (int)TH_MIN((int64_t)cg->chunk_w, cg->gw - gx0);
-        for (int i = 0; i < n; i++) {
+        int64_t first = cx * cg->chunk_w;
+        int i0 = (int)(TH_MAX(gx0, first) - first),
+            n = (int)(TH_MIN(gx1, first + cg->chunk_w) - first);
+        for (int i = i0; i < n; i++) {
             bool has = ch && ch[cg->n_classes * cells + off + i] != 0;
-            out[gx0 + i] = has ? ch[cls * cells + off + i] : NAN;
+            out[first + i] = has ? ch[cls * cells + off + i] : NAN;
         }
     }
+}
+
+void th_camgrid_read_row(const th_camgrid *cg, int cls, int64_t gy, float *out)
+{
+    th_camgrid_read_span(cg, cls, gy, 0, cg->gw, out);
 }
 
 bool th_camgrid_get(const th_camgrid *cg, int cls, int64_t gx, int64_t gy, float *v)

@@ -61,6 +61,9 @@ void th_camgrid_touch(const th_camgrid *cg, size_t bytes);
 
 /* Row gy (< gh) of class cls's raw CAM into out (gw): NAN where no tile ran. */
 void th_camgrid_read_row(const th_camgrid *cg, int cls, int64_t gy, float *out);
+/* Cells [gx0, gx1) of that row (clipped to the grid) into out[gx0 .. gx1), the rest untouched. */
+void th_camgrid_read_span(const th_camgrid *cg, int cls, int64_t gy, int64_t gx0, int64_t gx1,
+                          float *out);
 
 /* Raw CAM of class cls at cell (gx, gy); false where no tile ran (or outside the grid). */
 bool th_camgrid_get(const th_camgrid *cg, int cls, int64_t gx, int64_t gy, float *v);

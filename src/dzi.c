@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Deep Zoom layout (dzi.h): the .dzi descriptor, level folders, JPEG and PNG tiles, shared tiles
- * as hard links. */
+/* Deep Zoom layout (dzi.h): the .dzi descriptor, level folders, JPEG and PNG tiles, and which
+ * tiles are the shared image (no file). */
 #include <config.h>
 
 #include <errno.h>
@@ -20,7 +20,13 @@ bool th_dzi_open(th_dzi *d, const char *dir, const char *name, int64_t w, int64_
     memset(d, 0, sizeof(*d));
     d->png = png;
     th_pyramid_plan(&d->pyr, w, h, TH_DZI_TILE, TH_DZI_OVERLAP, 1);
-    d->files = th_strdup_printf(err, "%s/%s_files", dir, name);
+    int64_t n = 0;
+    for (int k = 0; k < d->pyr.n; k++) {
+        d->first[k] = n;
+        n += d->pyr.lv[k].cols * d->pyr.lv[k].rows;
+    }
+    d->shared = th_calloc((size_t)n, 1, err);
+    d->files = d->shared ? th_strdup_printf(err, "%s/%s_files", dir, name) : NULL;
     if (!d->files) {
         return false;
     }
@@ -57,6 +63,7 @@ bool th_dzi_open(th_dzi *d, const char *dir, const char *name, int64_t w, int64_
 void th_dzi_close(th_dzi *d)
 {
     TH_FREE(d->files);
+    TH_FREE(d->shared);
 }
 
 void th_dzi_scratch_free(th_dzi_scratch *s)
@@ -208,55 +215,26 @@ bool th_dzi_put(const th_dzi *d, th_dzi_scratch *s, int k, int64_t col, int64_t 
     return ok;
 }
 
-bool th_dzi_put_shared(const th_dzi *d, int k, int64_t col, int64_t row, const th_dzi_shared *sh,
-                       th_error **err)
+void th_dzi_put_shared(th_dzi *d, int k, int64_t col, int64_t row)
 {
-    char path[4200];
-    tile_path(d, k, col, row, path, sizeof(path));
-    th_dzi_shared *m = (th_dzi_shared *)sh; // the link target moves on; the tile stays the same
-    pthread_mutex_lock(&m->lock);
-    bool ok = link(m->path, path) == 0;
-    if (!ok) {
-        // no hard links here, or the file has all it can take: a copy, which links go to next
-        int why = errno;
-        ok = write_bytes(path, sh->bytes, sh->len, err);
-        if (ok && why == EMLINK) {
-            snprintf(m->path, sizeof(m->path), "%s", path);
-        }
-    }
-    pthread_mutex_unlock(&m->lock);
-    return ok;
+    d->shared[d->first[k] + row * d->pyr.lv[k].cols + col] = 1;
 }
 
-bool th_dzi_shared_make(th_dzi_shared *sh, const char *path, bool png, const uint8_t *px, int w,
-                        int h, th_error **err)
+bool th_dzi_is_shared(const th_dzi *d, int k, int64_t col, int64_t row)
 {
-    memset(sh, 0, sizeof(*sh));
+    return d->shared[d->first[k] + row * d->pyr.lv[k].cols + col] != 0;
+}
+
+bool th_dzi_write_image(const char *path, bool png, const uint8_t *px, int w, int h, th_error **err)
+{
     th_dzi_scratch s = {0};
     bool ok = false;
-    if (pthread_mutex_init(&sh->lock, NULL) != 0) {
-        th_error_set(err, "cannot create a mutex");
-        return false;
-    }
-    sh->locked = true;
-    snprintf(sh->path, sizeof(sh->path), "%s", path);
     if (png) {
         ok = write_png(&s, path, px, w, h, err);
     } else {
         ok = encode_jpeg(&s, px, w, h, err) && write_bytes(path, s.out, s.out_len, err);
         release_out(&s);
     }
-    sh->bytes = ok ? th_read_file(path, &sh->len, err) : NULL;
-    ok = sh->bytes != NULL;
     th_dzi_scratch_free(&s);
     return ok;
-}
-
-void th_dzi_shared_free(th_dzi_shared *sh)
-{
-    if (sh->locked) {
-        pthread_mutex_destroy(&sh->lock);
-        sh->locked = false;
-    }
-    TH_FREE(sh->bytes);
 }

@@ -2,12 +2,10 @@
 /* The Deep Zoom layout of a pyramid (pyramid.h): NAME.dzi, and NAME_files/L/C_R.jpg or .png with
  * L counted from the 1-pixel top level, as OpenSeadragon, libvips' dzsave and OpenSlide's
  * deepzoom write it. Tiles are encoded here (JPEG through libjpeg, PNG with alpha through
- * png-bands.c); a tile that is one of a few shared images (glass, nothing drawn) is a hard link
- * to that image's file, so it is written once. */
+ * png-bands.c). A tile that is the pyramid's one shared image (glass, nothing drawn) gets no
+ * file: it is only marked, and the page maps it to that image's one file (th_dzi_is_shared). */
 #ifndef TH_DZI_H
 #define TH_DZI_H
-
-#include <pthread.h>
 
 #include "png-bands.h"
 #include "pyramid.h"
@@ -20,18 +18,11 @@ typedef struct th_dzi {
     th_pyramid pyr; /* lv[0] is the full size: Deep Zoom level pyr.n - 1 */
     char *files;    /* "DIR/NAME_files" */
     bool png;       /* PNG tiles with alpha, else JPEG */
+    uint8_t *shared; /* (tiles of all levels) 1: the tile is the shared image and has no file;
+                        level k's (rows, cols) row-major from first[k]. One byte a tile, so
+                        threads mark their own tiles without locking. */
+    int64_t first[TH_PYR_MAX_LEVELS];
 } th_dzi;
-
-/* A shared tile: the file its links go to, and its bytes for file systems without hard links.
- * A file takes at most so many links (ext4: 65 000), so when one is full the next tile is written
- * as a copy and becomes the file the following links go to. */
-typedef struct th_dzi_shared {
-    pthread_mutex_t lock; /* over path */
-    bool locked;          /* lock was initialised */
-    char path[4200];      /* the file links are made to */
-    uint8_t *bytes;
-    size_t len;
-} th_dzi_shared;
 
 /* One thread's encoder state: a PNG band for the largest tile, libjpeg's output buffer. */
 typedef struct th_dzi_scratch {
@@ -53,14 +44,13 @@ void th_dzi_close(th_dzi *d);
 bool th_dzi_put(const th_dzi *d, th_dzi_scratch *s, int k, int64_t col, int64_t row,
                 const uint8_t *px, int w, int h, th_error **err);
 
-/* Tile (col, row) of level k is the shared tile: a hard link to it (a copy where links fail). */
-bool th_dzi_put_shared(const th_dzi *d, int k, int64_t col, int64_t row, const th_dzi_shared *sh,
-                       th_error **err);
+/* Tile (col, row) of level k is the shared image: no file is written. */
+void th_dzi_put_shared(th_dzi *d, int k, int64_t col, int64_t row);
+bool th_dzi_is_shared(const th_dzi *d, int k, int64_t col, int64_t row);
 
-/* Encode a shared tile (w×h, as th_dzi_put) into `path`. */
-bool th_dzi_shared_make(th_dzi_shared *sh, const char *path, bool png, const uint8_t *px, int w,
-                        int h, th_error **err);
-void th_dzi_shared_free(th_dzi_shared *sh);
+/* Encode w×h pixels (as th_dzi_put) into the file `path`: a pyramid's shared image. */
+bool th_dzi_write_image(const char *path, bool png, const uint8_t *px, int w, int h,
+                        th_error **err);
 
 void th_dzi_scratch_free(th_dzi_scratch *s);
 

@@ -2,21 +2,22 @@
 /* th_render_tiff: the slide blended with the CAM overlay at level-0 resolution, written as a tiled
  * pyramidal BigTIFF (256×256 JPEG tiles) that OpenSlide opens as generic-tiff. Level 0 streams in
  * strips of 256 rows cut into chunks of columns: threads read and overlay chunks in parallel, and
- * each chunk is then encoded in order. Each reduced level is the 2×2 mean of the level above,
- * built as its rows arrive and written to a temporary TIFF next to the output; at the end their
- * raw JPEG tiles are appended to the output as reduced-resolution pages. */
+ * each chunk is then encoded in order. The levels are pyramid.c's plan, and each reduced level
+ * the 2×2 mean of the level above, built by pyramid.c's strip reducer as level 0's rows arrive
+ * and written to a temporary TIFF next to the output; at the end their raw JPEG tiles are
+ * appended to the output as reduced-resolution pages. */
 #include <config.h>
 
 #include <inttypes.h>
 #include <tiffio.h>
 
+#include "pyramid.h"
 #include "render.h"
 #include "slide.h"
 
 #define TILE 256        // tile side; also the rows of a strip
 #define CHUNK_COLS 1024 // level-0 columns read and overlaid at a time
 #define TOP_MAX 1024    // halve until the long side is at most this
-#define MAX_LEVELS 32   // 2^31 px: more than TIFF's 32-bit sizes allow
 #define JPEG_QUALITY 90
 // YCbCr 4:4:4: the overlay's information is its colour, and 4:2:0 chroma subsampling smears it
 // (on H&E at quality 90, mean error 3.9 instead of 1.2, for 1.25 to 1.5 times the size)
@@ -30,11 +31,9 @@ typedef struct tiff_file {
 } tiff_file;
 
 typedef struct level {
-    int64_t w, h;
+    int64_t w, h;        // pyr.lv[k]'s
     double res_x, res_y; // pixels per centimetre, 0 if the slide's µm/px is unknown
-    uint8_t *strip;      // levels ≥ 1: (TILE, w, 3) rows y0 .. y0 + TILE - 1, being filled
-    int64_t y0;
-    tiff_file out; // level 0: the output; the others: a temporary TIFF each
+    tiff_file out;       // level 0: the output; the others: a temporary TIFF each
 } level;
 
 // One thread's scratch for overlaying chunks of level 0.
@@ -48,8 +47,10 @@ typedef struct tworker {
 typedef struct tctx {
     th_slide *slide;
     th_overlay ov;
+    th_pyramid pyr;     // the levels' plan: tiles of TILE, no overlap
+    th_pyr_reducer red; // levels ≥ 1 from level 0's rows
     int n_levels;
-    level lv[MAX_LEVELS];
+    level lv[TH_PYR_MAX_LEVELS];
     uint8_t *tile; // (TILE, TILE, 3) the tile being encoded (one thread at a time)
     int64_t n_strips, n_chunks;
     int n_workers;
@@ -149,54 +150,12 @@ static bool encode_tiles(tctx *t, level *l, const uint8_t *buf, int64_t stride, 
     return true;
 }
 
-// Row of 2×2 means: a and b (b NULL at an odd bottom edge) are rows of wa pixels; out has
-// (wa + 1) / 2. Each output pixel is the rounded mean of the 1, 2 or 4 pixels it covers.
-static void reduce_row(const uint8_t *a, const uint8_t *b, int64_t wa, uint8_t *out)
+// A strip of reduced level k is complete (pyramid.c's reducer): its tiles.
+static bool emit_strip(void *user, int k, const uint8_t *rgb, int64_t y0, int rows, th_error **err)
 {
-    for (int64_t i = 0; 2 * i < wa; i++) {
-        int64_t x0 = 2 * i, x1 = TH_MIN(x0 + 1, wa - 1);
-        unsigned n = (x1 > x0 ? 2 : 1) * (b ? 2 : 1);
-        for (int ch = 0; ch < 3; ch++) {
-            unsigned s = a[x0 * 3 + ch] + (x1 > x0 ? a[x1 * 3 + ch] : 0);
-            if (b) {
-                s += b[x0 * 3 + ch] + (x1 > x0 ? b[x1 * 3 + ch] : 0);
-            }
-            out[i * 3 + ch] = (uint8_t)((s + n / 2) / n);
-        }
-    }
-}
-
-/* Add the 2×2 means of h rows × wa columns of level k-1 (src, (h, wa, 3)), whose first pixel is
- * at (x, y), both even, to level k's strip. */
-static void reduce_into(level *l, const uint8_t *src, int64_t wa, int h, int64_t x, int64_t y)
-{
-    for (int j = 0; 2 * j < h; j++) {
-        const uint8_t *a = src + (size_t)(2 * j) * wa * 3;
-        const uint8_t *b = 2 * j + 1 < h ? a + (size_t)wa * 3 : NULL;
-        reduce_row(a, b, wa, l->strip + ((size_t)(y / 2 + j - l->y0) * l->w + x / 2) * 3);
-    }
-}
-
-/* Rows y .. y+h-1 of level k-1 (y a multiple of TILE) are complete in level k: once level k's
- * strip is full, write it, reduce it into level k+1, and so on down the pyramid. */
-static bool rows_done(tctx *t, int k, int64_t y, int h, th_error **err)
-{
-    if (k >= t->n_levels) {
-        return true;
-    }
+    tctx *t = user;
     level *l = &t->lv[k];
-    int64_t end = y / 2 + (h + 1) / 2; // level-k rows complete so far
-    if (end - l->y0 < TILE && end < l->h) {
-        return true; // the strip's second half comes with the next strip above
-    }
-    int rows = (int)(end - l->y0);
-    bool ok = encode_tiles(t, l, l->strip, l->w, 0, l->w, l->y0, rows, err);
-    if (ok && k + 1 < t->n_levels) {
-        reduce_into(&t->lv[k + 1], l->strip, l->w, rows, 0, l->y0);
-        ok = rows_done(t, k + 1, l->y0, rows, err);
-    }
-    l->y0 += TILE;
-    return ok;
+    return encode_tiles(t, l, rgb, l->w, 0, l->w, y0, rows, err);
 }
 
 // Chunk c of level-0 strip s, overlaid in rgb ((h, cw, 3)): its tiles, and its share of level 1.
@@ -211,8 +170,8 @@ static bool write_chunk(tctx *t, const uint8_t *rgb, int64_t s, int64_t c, th_er
     if (t->n_levels == 1) {
         return true;
     }
-    reduce_into(&t->lv[1], rgb, cw, h, x0, y0);
-    return c + 1 < t->n_chunks || rows_done(t, 1, y0, h, err);
+    th_pyr_reducer_add(&t->red, rgb, cw, h, x0, y0);
+    return c + 1 < t->n_chunks || th_pyr_reducer_rows_done(&t->red, y0, h, err);
 }
 
 /* ---------------------------------------------------------------- overlaying (all threads) */
@@ -329,11 +288,19 @@ out:
     return ok;
 }
 
-// Level sizes (halving until the long side is at most TOP_MAX) and resolution in pixels/cm.
+// Level sizes (pyramid.c's plan: halving until the long side is at most TOP_MAX) and
+// resolution in pixels/cm.
 static void plan_levels(tctx *t, const th_result *res)
 {
+    int64_t w0, h0;
+    th_slide_get_level_dimensions(t->slide, 0, &w0, &h0);
+    th_pyramid_plan(&t->pyr, w0, h0, TILE, 0, TOP_MAX);
+    t->n_levels = t->pyr.n;
+    for (int k = 0; k < t->n_levels; k++) {
+        t->lv[k].w = t->pyr.lv[k].w;
+        t->lv[k].h = t->pyr.lv[k].h;
+    }
     level *l = t->lv;
-    th_slide_get_level_dimensions(t->slide, 0, &l->w, &l->h);
     const char *source = NULL;
     double mpp = th_result_get_mpp(res, &source), mx = 0, my = 0;
     if (mpp > 0 && strcmp(source, "assumed") != 0) {
@@ -343,15 +310,9 @@ static void plan_levels(tctx *t, const th_result *res)
     }
     l->res_x = mx > 0 ? 1e4 / mx : 0;
     l->res_y = my > 0 ? 1e4 / my : 0;
-    t->n_levels = 1;
-    while (TH_MAX(l->w, l->h) > TOP_MAX && t->n_levels < MAX_LEVELS) {
-        level *next = l + 1;
-        next->w = (l->w + 1) / 2;
-        next->h = (l->h + 1) / 2;
-        next->res_x = t->lv[0].res_x * (double)next->w / (double)t->lv[0].w;
-        next->res_y = t->lv[0].res_y * (double)next->h / (double)t->lv[0].h;
-        l = next;
-        t->n_levels++;
+    for (int k = 1; k < t->n_levels; k++) {
+        t->lv[k].res_x = l->res_x * (double)t->lv[k].w / (double)l->w;
+        t->lv[k].res_y = l->res_y * (double)t->lv[k].h / (double)l->h;
     }
     t->n_strips = (t->lv[0].h + TILE - 1) / TILE;
     t->n_chunks = (t->lv[0].w + CHUNK_COLS - 1) / CHUNK_COLS;
@@ -375,6 +336,9 @@ static bool setup(tctx *t, const char *path, int threads, th_error **err)
             return false;
         }
     }
+    if (!th_pyr_reducer_init(&t->red, &t->pyr, emit_strip, t, err)) {
+        return false;
+    }
     if (!tiff_create(&t->lv[0].out, path, err) || !set_tags(t->lv[0].out.tif, t->lv, false, true)) {
         return t->lv[0].out.tif ? tiff_fail(&t->lv[0].out, "writing the tags", err) : false;
     }
@@ -385,9 +349,8 @@ static bool setup(tctx *t, const char *path, int threads, th_error **err)
         char *tmp = th_strdup_printf(err, "%s%s", path, name);
         bool ok = tmp && tiff_create(&l->out, tmp, err);
         th_free(tmp);
-        l->strip = ok ? th_malloc((size_t)l->w * 3 * TILE, err) : NULL;
-        if (!l->strip || !set_tags(l->out.tif, l, true, true)) {
-            return l->strip ? tiff_fail(&l->out, "writing the tags", err) : false;
+        if (!ok || !set_tags(l->out.tif, l, true, true)) {
+            return ok ? tiff_fail(&l->out, "writing the tags", err) : false;
         }
     }
     return true;
@@ -397,8 +360,8 @@ static void teardown(tctx *t)
 {
     for (int k = 0; k < t->n_levels; k++) {
         tiff_discard(&t->lv[k].out);
-        TH_FREE(t->lv[k].strip);
     }
+    th_pyr_reducer_free(&t->red);
     for (int i = 0; t->wk && i < t->n_workers; i++) {
         TH_FREE(t->wk[i].rgb);
         TH_FREE(t->wk[i].cols);

@@ -17,6 +17,7 @@
 #include "png-bands.h"
 #include "slide.h"
 #include "render.h"
+#include "result.h"
 #include "tiler.h"
 #include "tissue.h"
 
@@ -386,17 +387,24 @@ void th_overlay_cache_free(th_overlay_cache *c)
     TH_FREE(c->v[1]);
 }
 
-// Grid row gy of every class shown, (n, gw): from the cache, else read over the slot used least
-// recently.
-static const float *cam_rows(const th_overlay *ov, th_overlay_cache *c, int64_t gy)
+// Grid row gy of every class shown, (n, gw), valid over the columns [lo, hi): from the cache,
+// else read over the slot used least recently.
+static const float *cam_rows(const th_overlay *ov, th_overlay_cache *c, int64_t gy, int64_t lo,
+                             int64_t hi)
 {
-    int slot = c->row[0] == gy ? 0 : c->row[1] == gy ? 1 : -1;
+    int slot = -1;
+    for (int s = 0; s < 2 && slot < 0; s++) {
+        slot = c->row[s] == gy && c->lo[s] <= lo && hi <= c->hi[s] ? s : -1;
+    }
     if (slot < 0) {
         slot = 1 - c->last;
         for (int i = 0; i < ov->n; i++) {
-            th_result_read_cam_row(ov->res, ov->cls[i], gy, c->v[slot] + (size_t)i * ov->gw);
+            th_result_read_cam_span(ov->res, ov->cls[i], gy, lo, hi,
+                                    c->v[slot] + (size_t)i * ov->gw);
         }
         c->row[slot] = gy;
+        c->lo[slot] = lo;
+        c->hi[slot] = hi;
     }
     c->last = slot;
     return c->v[slot];
@@ -530,7 +538,18 @@ overlay_walk(const th_overlay *ov, th_overlay_cache *c, const th_overlay_axis *r
         return; // the row lies outside the grid: nothing drawn
     }
     const th_tissue *glass = ov->glass;
-    const float *r0 = cam_rows(ov, c, row->c0), *r1 = cam_rows(ov, c, row->c1);
+    // the grid columns the row samples: cols run left to right, -1 outside the grid
+    int64_t lo = ov->gw, hi = 0;
+    for (int64_t x = 0; x < n; x++) {
+        if (cols[x].c0 >= 0) {
+            lo = TH_MIN(lo, cols[x].c0);
+            hi = TH_MAX(hi, cols[x].c1 + 1);
+        }
+    }
+    if (lo >= hi) {
+        return; // the row lies left or right of the grid
+    }
+    const float *r0 = cam_rows(ov, c, row->c0, lo, hi), *r1 = cam_rows(ov, c, row->c1, lo, hi);
     const float *own_row = row->own == row->c0 ? r0 : r1;
     quad q = {.c0 = -1, .c1 = -1};
     for (int64_t x = 0; x < n; x++) {

@@ -75,11 +75,13 @@ typedef struct th_overlay_axis {
 void th_overlay_plan_axis(const th_overlay *ov, bool rows, double s, int64_t first, int64_t n,
                           th_overlay_axis *out);
 
-/* Per-thread scratch of th_overlay_row: two cached rows of the CAM grid. */
+/* Per-thread scratch of th_overlay_row: two cached rows of the CAM grid, each read only over
+ * the columns the output row needs (a viewer tile needs a few hundred of a row's thousands). */
 typedef struct th_overlay_cache {
-    int64_t row[2]; /* grid row held by each slot, -1 = none */
-    int last;       /* slot used most recently */
-    float *v[2];    /* each (n shown, gw) raw CAM, NaN where no tile ran */
+    int64_t row[2];       /* grid row held by each slot, -1 = none */
+    int64_t lo[2], hi[2]; /* its columns read: [lo, hi) */
+    int last;             /* slot used most recently */
+    float *v[2];          /* each (n shown, gw) raw CAM, NaN where no tile ran; valid in [lo, hi) */
 } th_overlay_cache;
 
 bool th_overlay_cache_init(th_overlay_cache *c, const th_overlay *ov, th_error **err);

@@ -204,10 +204,18 @@ void th_result_get_cam_grid(const th_result *result, int64_t *gw, int64_t *gh, d
 
 void th_result_read_cam_row(const th_result *result, int c, int64_t gy, float *out)
 {
+    th_result_read_cam_span(result, c, gy, 0, result->cams.gw, out);
+}
+
+void th_result_read_cam_span(const th_result *result, int c, int64_t gy, int64_t gx0, int64_t gx1,
+                             float *out)
+{
     const th_camgrid *cg = &result->cams;
-    th_camgrid_read_row(cg, c, gy, out);
+    th_camgrid_read_span(cg, c, gy, gx0, gx1, out);
     // A row of cells makes a page of the class plane and one of the counts resident per chunk.
-    th_camgrid_touch(cg, (size_t)cg->chunks_x * 2 * 4096);
+    int64_t chunks =
+        (TH_MIN(gx1, cg->gw) + cg->chunk_w - 1) / cg->chunk_w - TH_MAX(gx0, 0) / cg->chunk_w;
+    th_camgrid_touch(cg, (size_t)TH_MAX(chunks, 0) * 2 * 4096);
 }
 
 double th_result_get_mpp(const th_result *result, const char **source)

@@ -63,6 +63,11 @@ bool th_result_add_tile(th_result *result, int64_t t, int col, int row, const fl
  * order). */
 void th_result_summarize(th_result *result);
 
+/* th_result_read_cam_row over the cells [gx0, gx1) of the row only (out[gx0 .. gx1)): a tile of
+ * the viewer's layers needs a few hundred cells of rows that span the whole slide. */
+void th_result_read_cam_span(const th_result *result, int c, int64_t gy, int64_t gx0, int64_t gx1,
+                             float *out);
+
 /* Append a warning (printf-style; dropped beyond TH_MAX_WARNINGS). */
 void th_result_add_warning(th_result *result, const char *fmt, ...) TH_PRINTF(2, 3);
 

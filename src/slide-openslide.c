@@ -138,9 +138,16 @@ static void attach_fast(th_slide *slide, os_slide *os, const char *path, const c
     }
 }
 
+static void os_release(th_slide *slide, int level)
+{
+    os_slide *os = slide->data;
+    th_tiff_src_release(os->fast[level]);
+}
+
 static const th_slide_ops os_ops = {
     .read_region = os_read_region,
     .close = os_close,
+    .release = os_release,
 };
 
 // A positive, finite numeric property, or 0 if absent or malformed.

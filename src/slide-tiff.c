@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <tiffio.h>
 
 #include "slide.h"
@@ -633,6 +634,20 @@ bool th_tiff_src_read(th_tiff_src *t, uint8_t *dest, int64_t x, int64_t y, int64
     return true;
 }
 
+void th_tiff_src_release(th_tiff_src *t)
+{
+    if (!t || !t->cache) {
+        return;
+    }
+    pthread_mutex_lock(&t->cache_lock);
+    for (int64_t i = 0; i < t->slots; i++) {
+        t->cache_tag[i] = -1;
+    }
+    pthread_mutex_unlock(&t->cache_lock);
+    // th_malloc_huge's block is page-aligned: its pages go back and read as zeros when touched
+    madvise(t->cache, (size_t)t->slots * t->slot_bytes, MADV_DONTNEED);
+}
+
 void th_tiff_src_close(th_tiff_src *t)
 {
     if (!t) {
@@ -755,9 +770,15 @@ static void tiff_close(th_slide *slide)
     slide->data = NULL;
 }
 
+static void tiff_release(th_slide *slide, int level)
+{
+    th_tiff_src_release(slide->data);
+}
+
 static const th_slide_ops tiff_ops = {
     .read_region = tiff_read_region,
     .close = tiff_close,
+    .release = tiff_release,
 };
 
 bool th_slide_tiff_open(th_slide *slide, const char *path, th_error **err)

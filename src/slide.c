@@ -176,6 +176,13 @@ bool th_slide_get_mpp(const th_slide *slide, double *mpp_x, double *mpp_y)
     return ok;
 }
 
+void th_slide_release_level(th_slide *slide, int level)
+{
+    if (slide && slide->ops && slide->ops->release && level >= 0 && level < slide->level_count) {
+        slide->ops->release(slide, level);
+    }
+}
+
 static bool check_region(const th_slide *slide, const uint8_t *dest, int64_t x, int64_t y,
                          int level, int64_t w, int64_t h, th_error **err)
 {

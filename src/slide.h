@@ -12,6 +12,8 @@ typedef struct th_slide_ops {
     bool (*read_region)(th_slide *slide, uint8_t *dest, int64_t x, int64_t y, int level, int64_t w,
                         int64_t h, th_error **err);
     void (*close)(th_slide *slide); /* frees slide->data only */
+    /* Optional: give back the memory of level's decoded-block cache (th_slide_release_level). */
+    void (*release)(th_slide *slide, int level);
 } th_slide_ops;
 
 #define TH_SLIDE_MAX_LEVELS 32
@@ -49,6 +51,13 @@ th_tiff_src *th_tiff_src_open(const char *path, int dir, bool cache_whole, th_er
 bool th_tiff_src_read(th_tiff_src *src, uint8_t *dest, int64_t x, int64_t y, int64_t w, int64_t h,
                       th_error **err);
 void th_tiff_src_close(th_tiff_src *src);
+/* Empty the block cache and give its pages back to the system; not while src is being read. */
+void th_tiff_src_release(th_tiff_src *src);
+
+/* A reader that is done with `level` (the viewer, level by level): its backend's cache of
+ * decoded blocks is emptied and its memory given back; later reads decode again. Not while the
+ * slide is being read. */
+void th_slide_release_level(th_slide *slide, int level);
 
 /* TIFFOpenExt with per-handle handlers, the one way tileheat opens TIFFs: nothing is printed,
  * warnings are dropped, and the first error message since msg was last emptied is kept in msg

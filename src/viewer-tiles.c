@@ -4,7 +4,8 @@
  * resolution. Both are walked with th_pyramid_walk: units of tiles, one thread each; memory is
  * a few tile-sized buffers per thread whatever the slide's size. Tiles the tissue mask calls
  * glass are not read: they are one flat tile of the glass colour (and, in the layers, one clear
- * tile), written once and hard-linked. */
+ * tile), written once as shared/glass.jpg (shared/clear.png); the pyramid only marks them, and
+ * the page maps them to that file. */
 #include <config.h>
 
 #include <inttypes.h>
@@ -12,9 +13,8 @@
 
 #include "viewer.h"
 
-#define SLIDE_UNIT 2          // slide tiles per side of a unit: one read serves unit² tiles
-#define READ_MAX_PX (1 << 20) // slide pixels read at a time when shrinking (3 MB of RGB)
-#define GLASS_THUMB 512       // long side of the thumbnail the glass colour is measured on
+#define READ_MAX_PX (1 << 20)  // slide pixels read at a time when shrinking (3 MB of RGB)
+#define GLASS_THUMB 512        // long side of the thumbnail the glass colour is measured on
 
 /* ---------------------------------------------------------------- glass */
 
@@ -45,6 +45,12 @@ bool th_viewer_is_glass(const th_tissue *t, double x0, double y0, double x1, dou
  * out ((h, w, 3)): straight from a level of that downsample, or else a box filter of the
  * coarsest level not coarser than it (each level pixel counts for the output pixel holding its
  * centre), read in pieces of at most READ_MAX_PX. Pixels past the slide are white. */
+// Whether th_viewer_read_scaled reads `scale` straight from a slide level (no box filter).
+bool th_viewer_reads_directly(th_slide *slide, double scale)
+{
+    return scale == th_slide_get_level_downsample(slide, th_slide_coarsest_level(slide, scale));
+}
+
 bool th_viewer_read_scaled(th_slide *slide, th_viewer_reader *rd, double scale, int64_t x,
                            int64_t y, int w, int h, uint8_t *out, th_error **err)
 {
@@ -53,8 +59,8 @@ bool th_viewer_read_scaled(th_slide *slide, th_viewer_reader *rd, double scale, 
     int64_t lw, lh;
     th_slide_get_level_dimensions(slide, l, &lw, &lh);
     if (r == 1) {
-        return th_slide_read_region(slide, out, llround((double)x * ds), llround((double)y * ds), l,
-                                    w, h, err);
+        return th_slide_read_region(slide, out, llround((double)x * ds), llround((double)y * ds),
+                                    l, w, h, err);
     }
     memset(rd->sum, 0, (size_t)w * h * 4 * sizeof(uint64_t));
     int64_t lx0 = (int64_t)floor((double)x * r), lx1 = (int64_t)ceil((double)(x + w) * r);
@@ -167,6 +173,56 @@ static bool glass_colour(th_viewer *v, th_error **err)
 
 /* ---------------------------------------------------------------- the slide pyramid */
 
+// The slide under tiles (c0, r0) .. (c1, r1) of level k: the rectangle from the first's corner
+// to the last's far corner, in level-k pixels.
+static void span_rect(const th_pyramid *p, int k, int64_t c0, int64_t r0, int64_t c1, int64_t r1,
+                      int64_t rect[4])
+{
+    int64_t x, y, w, h;
+    th_pyramid_tile_rect(p, k, c0, r0, &rect[0], &rect[1], &w, &h);
+    th_pyramid_tile_rect(p, k, c1, r1, &x, &y, &w, &h);
+    rect[2] = x + w - rect[0];
+    rect[3] = y + h - rect[1];
+}
+
+/* Read the slide under tiles (c0, r0) .. (c1, r1) of level k into wk->unit and write those of
+ * them that are not glass. */
+static bool read_and_put(th_viewer *v, th_viewer_worker *wk, int k, int64_t c0, int64_t r0,
+                         int64_t c1, int64_t r1, bool glass[TH_VIEWER_UNIT][TH_VIEWER_UNIT],
+                         int64_t col, int64_t row, th_error **err)
+{
+    const th_pyramid *p = &v->slide.pyr;
+    double s = p->lv[k].scale;
+    int64_t u[4]; // x, y, w, h
+    span_rect(p, k, c0, r0, c1, r1, u);
+    if (!th_viewer_read_scaled(v->slide_handle, &wk->rd, s, u[0], u[1], (int)u[2], (int)u[3],
+                               wk->unit, err)) {
+        th_error_prefix(err, "reading the slide at level-0 %.0f,%.0f: ", u[0] * s, u[1] * s);
+        return false;
+    }
+    for (int64_t r = r0; r <= r1; r++) {
+        for (int64_t c = c0; c <= c1; c++) {
+            if (glass[r - row][c - col]) {
+                continue;
+            }
+            int64_t x, y, w, h;
+            th_pyramid_tile_rect(p, k, c, r, &x, &y, &w, &h);
+            for (int64_t j = 0; j < h; j++) {
+                memcpy(wk->tile + (size_t)j * w * 3,
+                       wk->unit + ((size_t)(y - u[1] + j) * u[2] + (size_t)(x - u[0])) * 3,
+                       (size_t)w * 3);
+            }
+            if (!th_dzi_put(&v->slide, &wk->enc, k, c, r, wk->tile, (int)w, (int)h, err)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* A unit of the slide's pyramid: its glass tiles marked shared, the others read and written:
+ * in one read over the ones not glass where the slide has this level's scale, else in blocks
+ * of TH_VIEWER_BOX² tiles (the box filter's buffers). */
 static bool slide_unit(void *user, int worker, int k, int64_t col, int64_t row, int n_cols,
                        int n_rows, th_error **err)
 {
@@ -174,49 +230,59 @@ static bool slide_unit(void *user, int worker, int k, int64_t col, int64_t row, 
     th_viewer_worker *wk = &v->wk[worker];
     const th_pyramid *p = &v->slide.pyr;
     double s = p->lv[k].scale;
-    bool glass[SLIDE_UNIT][SLIDE_UNIT], all_glass = true;
+    bool glass[TH_VIEWER_UNIT][TH_VIEWER_UNIT];
+    int64_t c0 = INT64_MAX, r0 = INT64_MAX, c1 = -1, r1 = -1; // the tiles not glass
     for (int j = 0; j < n_rows; j++) {
         for (int i = 0; i < n_cols; i++) {
             int64_t x, y, w, h;
             th_pyramid_tile_rect(p, k, col + i, row + j, &x, &y, &w, &h);
             glass[j][i] = v->has_glass &&
                           th_viewer_is_glass(v->tissue, x * s, y * s, (x + w) * s, (y + h) * s);
-            all_glass = all_glass && glass[j][i];
+            if (glass[j][i]) {
+                th_dzi_put_shared(&v->slide, k, col + i, row + j);
+            } else {
+                c0 = TH_MIN(c0, col + i);
+                r0 = TH_MIN(r0, row + j);
+                c1 = TH_MAX(c1, col + i);
+                r1 = TH_MAX(r1, row + j);
+            }
         }
     }
-    // the unit's region: its first tile's corner to its last tile's far corner
-    int64_t ux, uy, uw, uh, lx, ly, lw, lh;
-    th_pyramid_tile_rect(p, k, col, row, &ux, &uy, &uw, &uh);
-    th_pyramid_tile_rect(p, k, col + n_cols - 1, row + n_rows - 1, &lx, &ly, &lw, &lh);
-    uw = lx + lw - ux;
-    uh = ly + lh - uy;
-    if (!all_glass && !th_viewer_read_scaled(v->slide_handle, &wk->rd, s, ux, uy, (int)uw, (int)uh,
-                                             wk->unit, err)) {
-        th_error_prefix(err, "reading the slide at level-0 %.0f,%.0f: ", ux * s, uy * s);
-        return false;
+    if (c1 < 0) {
+        return true; // all glass
     }
-    for (int j = 0; j < n_rows; j++) {
-        for (int i = 0; i < n_cols; i++) {
-            if (glass[j][i]) {
-                if (!th_dzi_put_shared(&v->slide, k, col + i, row + j, &v->glass_tile, err)) {
-                    return false;
+    if (th_viewer_reads_directly(v->slide_handle, s)) {
+        return read_and_put(v, wk, k, c0, r0, c1, r1, glass, col, row, err);
+    }
+    for (int64_t by = r0; by <= r1; by += TH_VIEWER_BOX) {
+        for (int64_t bx = c0; bx <= c1; bx += TH_VIEWER_BOX) {
+            int64_t ex = TH_MIN(bx + TH_VIEWER_BOX - 1, c1),
+                    ey = TH_MIN(by + TH_VIEWER_BOX - 1, r1);
+            bool any = false;
+            for (int64_t r = by; r <= ey; r++) {
+                for (int64_t c = bx; c <= ex; c++) {
+                    any = any || !glass[r - row][c - col];
                 }
-                continue;
             }
-            int64_t x, y, w, h;
-            th_pyramid_tile_rect(p, k, col + i, row + j, &x, &y, &w, &h);
-            for (int64_t r = 0; r < h; r++) {
-                memcpy(wk->tile + (size_t)r * w * 3,
-                       wk->unit + ((size_t)(y - uy + r) * uw + (size_t)(x - ux)) * 3,
-                       (size_t)w * 3);
-            }
-            if (!th_dzi_put(&v->slide, &wk->enc, k, col + i, row + j, wk->tile, (int)w, (int)h,
-                            err)) {
+            if (any && !read_and_put(v, wk, k, bx, by, ex, ey, glass, col, row, err)) {
                 return false;
             }
         }
     }
     return true;
+}
+
+/* Level k of the pyramid is written: the slide level it was read from gives back its cache of
+ * decoded tiles unless the next level reads it too (each slide level's cache is up to 16 MB, and
+ * the walk reads every level once, finest first). */
+static void slide_level_done(void *user, int k)
+{
+    th_viewer *v = user;
+    const th_pyramid *p = &v->slide.pyr;
+    int l = th_slide_coarsest_level(v->slide_handle, p->lv[k].scale);
+    if (k + 1 == p->n || th_slide_coarsest_level(v->slide_handle, p->lv[k + 1].scale) != l) {
+        th_slide_release_level(v->slide_handle, l);
+    }
 }
 
 bool th_viewer_write_slide(th_viewer *v, th_error **err)
@@ -233,15 +299,14 @@ bool th_viewer_write_slide(th_viewer *v, th_error **err)
         for (size_t i = 0; i < (size_t)side * side; i++) {
             memcpy(px + i * 3, v->glass_rgb, 3);
         }
-        char *path = th_strdup_printf(err, "%s/shared-glass.jpg", v->tmp);
-        bool ok = path && th_viewer_shared(&v->glass_tile, path, false, px, side, err);
-        th_free(path);
+        bool ok = th_viewer_shared(v, "glass.jpg", px, side, err);
         th_free(px);
         if (!ok) {
             return false;
         }
     }
-    return th_pyramid_walk(&v->slide.pyr, v->threads, SLIDE_UNIT, slide_unit, v, v->cancel, err);
+    return th_pyramid_walk(&v->slide.pyr, v->threads, TH_VIEWER_UNIT, slide_unit, slide_level_done,
+                           v, v->cancel, err);
 }
 
 /* ---------------------------------------------------------------- the heatmap layers */
@@ -256,8 +321,8 @@ static bool layer_unit(void *user, int worker, int k, int64_t col, int64_t row, 
     int64_t x, y, w, h;
     th_pyramid_tile_rect(p, k, col, row, &x, &y, &w, &h);
     size_t plane = (size_t)w * h * 4;
-    bool clear =
-        v->ov.glass && th_viewer_is_glass(v->ov.glass, x * s, y * s, (x + w) * s, (y + h) * s);
+    bool clear = v->ov.glass && th_viewer_is_glass(v->ov.glass, x * s, y * s, (x + w) * s,
+                                                   (y + h) * s);
     if (!clear) {
         memset(wk->layers, 0, plane * v->n_layers);
         th_overlay_plan_axis(&v->ov, false, s, x, w, wk->cols);
@@ -274,10 +339,9 @@ static bool layer_unit(void *user, int worker, int k, int64_t col, int64_t row, 
         for (size_t q = 3; !clear && empty && q < plane; q += 4) {
             empty = px[q] == 0;
         }
-        bool ok = clear || empty
-                      ? th_dzi_put_shared(&v->layer[i], k, col, row, &v->clear_tile, err)
-                      : th_dzi_put(&v->layer[i], &wk->enc, k, col, row, px, (int)w, (int)h, err);
-        if (!ok) {
+        if (clear || empty) {
+            th_dzi_put_shared(&v->layer[i], k, col, row);
+        } else if (!th_dzi_put(&v->layer[i], &wk->enc, k, col, row, px, (int)w, (int)h, err)) {
             return false;
         }
     }
@@ -288,9 +352,8 @@ bool th_viewer_write_layers(th_viewer *v, th_error **err)
 {
     int side = TH_DZI_TILE + 2 * TH_DZI_OVERLAP;
     uint8_t *px = th_calloc((size_t)side * side, 4, err);
-    char *path = px ? th_strdup_printf(err, "%s/shared-clear.png", v->tmp) : NULL;
-    bool ok = path && th_viewer_shared(&v->clear_tile, path, true, px, side, err);
-    th_free(path);
+    bool ok = px && th_viewer_shared(v, "clear.png", px, side, err);
     th_free(px);
-    return ok && th_pyramid_walk(&v->layer[0].pyr, v->threads, 1, layer_unit, v, v->cancel, err);
+    return ok &&
+           th_pyramid_walk(&v->layer[0].pyr, v->threads, 1, layer_unit, NULL, v, v->cancel, err);
 }

@@ -96,10 +96,17 @@ static bool copy_openseadragon(const char *osd, const char *dir, th_error **err)
     return ok;
 }
 
-bool th_viewer_shared(th_dzi_shared *sh, const char *path, bool png, const uint8_t *px, int side,
+bool th_viewer_shared(const th_viewer *v, const char *name, const uint8_t *px, int side,
                       th_error **err)
 {
-    return th_dzi_shared_make(sh, path, png, px, side, side, err);
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/shared", v->tmp);
+    if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+        th_error_set(err, "%s: cannot create: %s", path, strerror(errno));
+        return false;
+    }
+    snprintf(path, sizeof(path), "%s/shared/%s", v->tmp, name);
+    return th_dzi_write_image(path, strstr(name, ".png") != NULL, px, side, side, err);
 }
 
 /* ---------------------------------------------------------------- the page's data */
@@ -119,7 +126,37 @@ static const char *class_name(const th_model *model, int c, char *buf, size_t si
     return name;
 }
 
-static cJSON *dzi_json(const th_dzi *d, const char *url, double scale)
+/* Which tiles of each Deep Zoom level (0, the 1-pixel top, first) are the shared image: run
+ * lengths over the level's tiles in row-major order, alternating tiles with a file of their own
+ * and shared tiles, own first; [] when none is shared. */
+static cJSON *shared_runs(const th_dzi *d)
+{
+    cJSON *levels = cJSON_CreateArray();
+    for (int k = d->pyr.n - 1; k >= 0; k--) {
+        cJSON *runs = cJSON_CreateArray();
+        int64_t n = d->pyr.lv[k].cols * d->pyr.lv[k].rows, run = 0;
+        const uint8_t *sh = d->shared + d->first[k];
+        bool any = false, cur = false; // cur: whether the run being counted is of shared tiles
+        for (int64_t i = 0; i <= n; i++) {
+            if (i == n || (sh[i] != 0) != cur) {
+                if (i < n || any) {
+                    cJSON_AddItemToArray(runs, cJSON_CreateNumber((double)run));
+                }
+                any = true;
+                cur = !cur;
+                run = 0;
+            }
+            run++;
+        }
+        if (cJSON_GetArraySize(runs) == 1) {
+            cJSON_DeleteItemFromArray(runs, 0); // none shared
+        }
+        cJSON_AddItemToArray(levels, runs);
+    }
+    return levels;
+}
+
+static cJSON *dzi_json(const th_dzi *d, const char *url, double scale, const char *shared)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "url", url);
@@ -130,6 +167,11 @@ static cJSON *dzi_json(const th_dzi *d, const char *url, double scale)
     cJSON_AddNumberToObject(o, "overlap", TH_DZI_OVERLAP);
     cJSON_AddNumberToObject(o, "levels", d->pyr.n);
     cJSON_AddNumberToObject(o, "scale", scale); // level-0 px per pixel
+    // the shared tile's file; NULL when no tile is shared (no glass)
+    if (shared) {
+        cJSON_AddStringToObject(o, "shared", shared);
+    }
+    cJSON_AddItemToObject(o, "sharedRuns", shared_runs(d));
     return o;
 }
 
@@ -147,7 +189,8 @@ static bool write_config(th_viewer *v, const th_model *model, const th_render_op
     const char *source = NULL;
     double mpp = th_result_get_mpp(r, &source);
     cJSON_AddNumberToObject(root, "mpp", mpp > 0 && strcmp(source, "assumed") != 0 ? mpp : 0);
-    cJSON_AddItemToObject(root, "slide", dzi_json(&v->slide, "slide_files/", 1));
+    const char *glass = v->has_glass ? "shared/glass.jpg" : NULL;
+    cJSON_AddItemToObject(root, "slide", dzi_json(&v->slide, "slide_files/", 1, glass));
     cJSON_AddNumberToObject(root, "alpha", opt->alpha);
     cJSON *classes = cJSON_AddArrayToObject(root, "classes");
     for (int c = 0; c < r->n_classes; c++) {
@@ -167,7 +210,7 @@ static bool write_config(th_viewer *v, const th_model *model, const th_render_op
         int c = v->ov.cls[i];
         char url[32];
         snprintf(url, sizeof(url), "layer%d_files/", i);
-        cJSON *o = dzi_json(&v->layer[i], url, v->layer_scale);
+        cJSON *o = dzi_json(&v->layer[i], url, v->layer_scale, "shared/clear.png");
         cJSON_AddNumberToObject(o, "class", c);
         if (v->ov.multi) {
             hex(col, v->ov.rgb[i]);
@@ -294,7 +337,7 @@ static bool setup(th_viewer *v, th_slide *slide, const th_result *res, const th_
         }
     }
     int side = TH_DZI_TILE + 2 * TH_DZI_OVERLAP;
-    int unit = 2 * TH_DZI_TILE + 2 * TH_DZI_OVERLAP; // SLIDE_UNIT tiles of viewer-tiles.c
+    int unit = TH_VIEWER_SIDE(TH_VIEWER_UNIT), box = TH_VIEWER_SIDE(TH_VIEWER_BOX);
     v->n_workers = th_threads(opt->threads);
     v->wk = th_calloc((size_t)v->n_workers, sizeof(*v->wk), err);
     for (int i = 0; v->wk && i < v->n_workers; i++) {
@@ -304,7 +347,7 @@ static bool setup(th_viewer *v, th_slide *slide, const th_result *res, const th_
         wk->layers = wk->tile ? th_malloc((size_t)side * side * 4 * v->n_layers, err) : NULL;
         wk->cols = wk->layers ? th_malloc(side * sizeof(*wk->cols), err) : NULL;
         if (!wk->cols || !th_overlay_cache_init(&wk->cache, &v->ov, err) ||
-            !th_viewer_reader_init(&wk->rd, TH_MAX(unit, 514), TH_MAX(unit, 514), err)) {
+            !th_viewer_reader_init(&wk->rd, box, box, err)) {
             return false;
         }
     }
@@ -328,8 +371,6 @@ static void teardown(th_viewer *v)
     for (int i = 0; i < v->n_layers; i++) {
         th_dzi_close(&v->layer[i]);
     }
-    th_dzi_shared_free(&v->glass_tile);
-    th_dzi_shared_free(&v->clear_tile);
 }
 
 // The page's own files (index.html, viewer.js, viewer.css) and OpenSeadragon.
@@ -359,7 +400,11 @@ static bool thumbnail(const th_viewer *v, th_error **err)
         k++;
     }
     char from[4200], to[4200];
-    snprintf(from, sizeof(from), "%s/%d/0_0.jpg", v->slide.files, p->n - 1 - k);
+    if (th_dzi_is_shared(&v->slide, k, 0, 0)) {
+        snprintf(from, sizeof(from), "%s/shared/glass.jpg", v->tmp);
+    } else {
+        snprintf(from, sizeof(from), "%s/%d/0_0.jpg", v->slide.files, p->n - 1 - k);
+    }
     snprintf(to, sizeof(to), "%s/thumbnail.jpg", v->tmp);
     return link(from, to) == 0 || copy_file(from, to, err);
 }
@@ -416,15 +461,7 @@ bool th_viewer_write(th_slide *slide, const th_result *result, const th_model *m
          th_viewer_write_slide(v, err) && th_viewer_write_layers(v, err) &&
          write_tiles(v, chunks, err) &&
          write_config(v, model, opt, vopt, chunks, rows / CHUNK_ROWS + 1, err);
-    if (ok) {
-        // the links keep the shared tiles' bytes; their first names go
-        char path[4200];
-        snprintf(path, sizeof(path), "%s/shared-glass.jpg", v->tmp);
-        unlink(path);
-        snprintf(path, sizeof(path), "%s/shared-clear.png", v->tmp);
-        unlink(path);
-        ok = thumbnail(v, err) && commit(v, dir, err);
-    }
+    ok = ok && thumbnail(v, err) && commit(v, dir, err);
 out:
     if (v) {
         teardown(v);

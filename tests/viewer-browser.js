@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The viewer in a real browser (run by tests/viewer.sh): Debian's chromium, headless, driven by
 // puppeteer-core. Opens VIEWER/index.html over file:// with chromium's default file-access rules,
-// waits for the tiles, and prints TAP: no console errors, no failed requests, every layer
+// waits for the tiles, and prints TAP: every tile URL is a file (glass and clear tiles the one
+// shared file), no console errors, no failed or missing-file requests, every layer
 // toggles, zooming to the deepest level loads level-0 tiles of the region in view, the tile
 // under the pointer shows its probabilities, and the screenshot's colours match heatmap.png's
 // where the heatmap is drawn. Screenshots go to OUTDIR.
@@ -88,6 +89,33 @@ async function main() {
     const cfg = await page.evaluate(() => window.tileheatViewer.config);
     ok(requests.every((u) => u.startsWith('file://')), 'every request is a file of the folder',
         requests.filter((u) => !u.startsWith('file://')).join('\n'));
+
+    // every tile of every level of every pyramid: its URL is a file of the folder, and a tile
+    // config.js marks as shared (glass, nothing drawn) is the pyramid's one shared file
+    const urls = await page.evaluate(() => {
+        const v = window.tileheatViewer.viewer, out = [];
+        for (let i = 0; i < v.world.getItemCount(); i++) {
+            const src = v.world.getItemAt(i).source, d = i ? window.tileheatConfig.layers[i - 1] : window.tileheatConfig.slide;
+            const own = [], shared = [];
+            for (let level = 0; level < d.levels; level++) {
+                const n = src.getNumTiles(level), runs = d.sharedRuns[level];
+                let t = 0;
+                runs.forEach((r, k) => { for (let j = 0; j < r; j++, t++) { if (k % 2) { shared.push([level, t % n.x, Math.floor(t / n.x)]); } } });
+                for (let y = 0; y < n.y; y++) { for (let x = 0; x < n.x; x++) { own.push(src.getTileUrl(level, x, y)); } }
+            }
+            out.push({ shared: d.shared, urls: own, sharedUrls: shared.map((s) => src.getTileUrl(s[0], s[1], s[2])) });
+        }
+        return out;
+    });
+    const missing = [], wrong = [];
+    let nShared = 0;
+    urls.forEach((p) => {
+        p.urls.forEach((u) => { if (!fs.existsSync(path.join(viewerDir, u))) { missing.push(u); } });
+        p.sharedUrls.forEach((u) => { nShared++; if (u !== p.shared) { wrong.push(u); } });
+    });
+    ok(missing.length === 0 && wrong.length === 0 && nShared > 0 && urls[0].sharedUrls.length > 0,
+        'every tile URL is a file of the folder; ' + nShared + ' glass or clear tiles are the shared file',
+        'missing: ' + missing.slice(0, 10).join(' ') + '; shared tiles with their own URL: ' + wrong.slice(0, 10).join(' '));
 
     // every layer toggles: its image goes clear and the view changes, then it comes back
     for (let i = 0; i < cfg.layers.length; i++) {
@@ -203,6 +231,9 @@ async function main() {
 
     ok(errors.length === 0, 'no console errors', errors.join('\n'));
     ok(failures.length === 0, 'no failed requests', failures.join('\n'));
+    const absent = requests.filter((u) => u.startsWith('file://') && !fs.existsSync(decodeURIComponent(new URL(u).pathname)));
+    ok(absent.length === 0 && requests.some((u) => u.endsWith('/shared/glass.jpg')),
+        'no request for a missing file (no 404), and glass tiles were loaded from shared/glass.jpg', absent.join('\n'));
     await browser.close();
     plan();
     process.exit(failed ? 1 : 0);

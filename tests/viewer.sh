@@ -1,11 +1,12 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # The viewer (TAP): `multi --viewer` and `single --viewer` on CMU-1-Small-Region write a complete
-# viewer folder (page, OpenSeadragon, pyramids, data), the same bytes for 1 and 2 threads, glass
-# tiles hard-linked to one tile, no temporary folder left; `tileheat view DIR` writes the same
+# viewer folder (page, OpenSeadragon, pyramids, data), the same bytes for 1 and 2 threads, no
+# file for a glass or clear tile (config.js maps them to one shared file), no temporary folder left; `tileheat view DIR` writes the same
 # folder afterwards; `batch --viewer` writes the cohort page. Then tests/viewer-browser.js opens
 # the viewers in Debian's chromium (headless, through puppeteer-core) over file://: tiles load,
-# no console errors or failed requests, layers toggle, the deepest level loads, the colours
+# every tile's URL is a file of the folder (glass and clear tiles the shared one), no console
+# errors or failed requests, layers toggle, the deepest level loads, the colours
 # match heatmap.png. Screenshots: tests/viewer-shots/ in the build folder.
 # Skipped (TAP) without OpenSeadragon; the browser part without chromium, node or puppeteer-core
 # (tools/install-deps.sh installs them).
@@ -30,15 +31,21 @@ fi
 V="$T/multi/viewer"
 check '[ -s "$V/index.html" ] && [ -s "$V/viewer.js" ] && [ -s "$V/config.js" ] &&
   [ -s "$V/openseadragon/openseadragon.min.js" ] && [ -s "$V/openseadragon/images/home_rest.png" ] &&
-  [ -s "$V/slide.dzi" ] && [ -s "$V/slide_files/0/0_0.jpg" ] && [ -s "$V/layer2_files/0/0_0.png" ] &&
+  [ -s "$V/slide.dzi" ] && [ -s "$V/slide_files/0/0_0.jpg" ] && [ -s "$V/layer2_files/10/1_1.png" ] &&
   [ -s "$V/thumbnail.jpg" ] && [ -s "$V/data/tiles-0.js" ] && [ ! -e "$V/layer3_files" ]' \
   "multi --viewer: page, OpenSeadragon, the slide, one layer per class shown (3), the data"
 top=$(ls "$V/slide_files" | sort -n | tail -n 1)
-check '[ "$top" = 12 ] && [ -s "$V/slide_files/12/8_11.jpg" ] && [ ! -e "$V/slide_files/12/9_0.jpg" ]' \
-  "the slide's Deep Zoom levels: 13 (2220×2967 down to 1 px), 9×12 tiles of 256 px at level 0"
-check '[ "$(find "$V/slide_files" -type f -links +10 | wc -l)" -gt 10 ] &&
-  [ "$(find "$V/layer0_files" -type f -links +1 | wc -l)" -gt 1 ]' \
-  "glass tiles and clear layer tiles are hard links to one tile each"
+# level 12's run lengths in config.js (own, shared, own, ...): its own tiles and the shared ones
+runs=$(sed 's/.*"slide":{[^}]*"sharedRuns":\[//; s/\]\]}.*//; s/.*\[//' "$V/config.js")
+own=$(echo "$runs" | awk -F, '{ for (i = 1; i <= NF; i += 2) s += $i; print s }')
+all=$(echo "$runs" | awk -F, '{ for (i = 1; i <= NF; i++) s += $i; print s }')
+check '[ "$top" = 12 ] && [ -s "$V/slide_files/12/4_5.jpg" ] && [ ! -e "$V/slide_files/12/9_0.jpg" ] &&
+  [ "$all" = 108 ] && [ "$(ls "$V/slide_files/12" | wc -l)" = "$own" ] && [ "$own" -lt 108 ]' \
+  "the slide's Deep Zoom levels: 13 (2220×2967 down to 1 px), 9×12 tiles of 256 px at level 0 ($own with a file)"
+check '[ -s "$V/shared/glass.jpg" ] && [ -s "$V/shared/clear.png" ] &&
+  [ "$(find "$V" -type f -links +1 ! -name thumbnail.jpg ! -path "*/slide_files/*/0_0.jpg" | wc -l)" = 0 ] && [ "$(ls "$V/layer0_files/10" | wc -l)" -lt 9 ] &&
+  grep -q "\"shared\":\"shared/glass.jpg\",\"sharedRuns\":\[\[\]," "$V/config.js"' \
+  "glass tiles and clear layer tiles have no file: config.js maps them to shared/glass.jpg, shared/clear.png"
 check '! ls -a "$T/multi" | grep -q -e "^\.tileheat-run" -e "^viewer\." && ! grep -q "'\''" "$V/config.js" &&
   grep -q "\"links\":\[\"heatmap.png\",\"report.json\",\"tiles.csv\",\"tiles.geojson\"\]" "$V/config.js"' \
   "no temporary folder left; the page links heatmap.png, report.json, tiles.csv, tiles.geojson"
@@ -50,7 +57,7 @@ rm -rf "$T/multi1/viewer"
 "$TH" view "$T/multi1" -q 2>"$T/err"
 check 'diff -r "$V" "$T/multi1/viewer" >/dev/null' "tileheat view DIR writes what --viewer wrote"
 "$TH" single "$CMU" --class stroma --colormap magma --viewer --threads 2 -q -o "$T/single" 2>"$T/err"
-check '[ -s "$T/single/viewer/layer0_files/0/0_0.png" ] && [ ! -e "$T/single/viewer/layer1_files" ] &&
+check '[ -s "$T/single/viewer/layer0_files/10/1_1.png" ] && [ ! -e "$T/single/viewer/layer1_files" ] &&
   grep -q "\"colormap\":\"magma\"" "$T/single/viewer/config.js"' "single --viewer: one layer, its colour map"
 echo "{}" >"$T/single/run.json"
 "$TH" view "$T/single" -q 2>"$T/err"

@@ -20,16 +20,29 @@
         return e;
     }
 
-    // The Deep Zoom descriptor, inline.
+    // A Deep Zoom pyramid described inline. Tiles that are the pyramid's one shared image (glass,
+    // nothing drawn) have no file of their own: d.sharedRuns says which (per level, run lengths
+    // over its tiles in row-major order, alternating own and shared, own first), and they load
+    // d.shared, once for all of them (OpenSeadragon caches tiles by URL).
     function source(d) {
-        return {
-            Image: {
-                xmlns: 'http://schemas.microsoft.com/deepzoom/2008',
-                Url: d.url, Format: d.format, Overlap: String(d.overlap),
-                TileSize: String(d.tileSize),
-                Size: { Width: String(d.width), Height: String(d.height) }
+        var ts = new OpenSeadragon.DziTileSource({
+            width: d.width, height: d.height, tileSize: d.tileSize, tileOverlap: d.overlap,
+            tilesUrl: d.url, fileFormat: d.format
+        });
+        var shared = d.sharedRuns.map(function (runs, level) {
+            if (!runs.length) { return null; }
+            var bits = new Uint8Array(runs.reduce(function (a, b) { return a + b; }, 0));
+            for (var i = 0, at = 0; i < runs.length; at += runs[i], i++) {
+                if (i % 2) { bits.fill(1, at, at + runs[i]); }
             }
+            return bits;
+        });
+        ts.getTileUrl = function (level, x, y) {
+            var bits = shared[level];
+            if (bits && bits[y * this.getNumTiles(level).x + x]) { return d.shared; }
+            return OpenSeadragon.DziTileSource.prototype.getTileUrl.call(this, level, x, y);
         };
+        return ts;
     }
 
     var items = [{ tileSource: source(cfg.slide), x: 0, y: 0, width: 1 }];
