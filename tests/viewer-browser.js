@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
-// The viewer in a real browser (run by tests/viewer.sh): Debian's chromium, headless, driven by
-// puppeteer-core. Opens VIEWER/index.html over file:// with chromium's default file-access rules,
+// The viewer in a real browser (run by tests/viewer.sh): Debian's chromium or firefox-esr
+// (told apart by the executable's name), headless, driven by puppeteer-core (CDP for chromium,
+// WebDriver BiDi for Firefox). Opens VIEWER/index.html over file:// with the browser's default
+// file-access rules,
 // waits for the tiles, and prints TAP: every tile URL is a file (glass and clear tiles the one
 // shared file), no console errors, no failed or missing-file requests, every layer
 // toggles, zooming to the deepest level loads level-0 tiles of the region in view, the tile
 // under the pointer shows its probabilities, and the screenshot's colours match heatmap.png's
 // where the heatmap is drawn. Screenshots go to OUTDIR.
-//   node viewer-browser.js CHROMIUM VIEWER_DIR HEATMAP_PNG OUTDIR [FIRST]
+//   node viewer-browser.js BROWSER VIEWER_DIR HEATMAP_PNG OUTDIR [FIRST]
 // With FIRST the tests are numbered from FIRST + 1 and no plan is printed (tests/viewer.sh's).
 'use strict';
 const fs = require('fs');
@@ -15,13 +17,14 @@ const zlib = require('zlib');
 const puppeteer = require('puppeteer-core');
 
 const [chromium, viewerDir, heatmapPng, outDir, firstArg] = process.argv.slice(2);
+const firefox = /firefox/.test(path.basename(chromium)), who = firefox ? 'firefox' : 'chromium';
 const first = Number(firstArg || 0);
 let n = first, failed = 0;
 function plan() { if (firstArg === undefined) { console.log('1..' + n); } }
 function ok(cond, name, diag) {
     n++;
     if (!cond) { failed++; }
-    console.log((cond ? 'ok ' : 'not ok ') + n + ' - ' + name);
+    console.log((cond ? 'ok ' : 'not ok ') + n + ' - ' + who + ': ' + name);
     if (!cond && diag) { console.log('# ' + String(diag).split('\n').join('\n# ')); }
 }
 
@@ -66,17 +69,20 @@ function decodePng(buf) {
 }
 
 async function main() {
-    const browser = await puppeteer.launch({
+    const browser = await puppeteer.launch(Object.assign({
         executablePath: chromium, headless: true,
-        args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
         defaultViewport: { width: 1280, height: 860 }, protocolTimeout: 60000
-    });
+    }, firefox ? { browser: 'firefox' } : { args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] }));
     const page = await browser.newPage();
     const errors = [], failures = [], requests = [];
     page.on('console', (m) => { if (m.type() === 'error') { errors.push(m.text()); } });
     page.on('pageerror', (e) => errors.push(String(e)));
     page.on('requestfailed', (r) => failures.push(r.url() + ': ' + (r.failure() || {}).errorText));
     page.on('request', (r) => requests.push(r.url()));
+    // what the page loaded: the browser's requests, then the tiles OpenSeadragon says it loaded
+    // (Firefox reports no file:// request to puppeteer; chromium reports both)
+    const seen = async () => requests.concat(await page.evaluate(() =>
+        window.tileheatViewer ? window.tileheatViewer.loaded.slice() : []));
     const url = 'file://' + path.resolve(viewerDir, 'index.html');
     const ready = () => page.waitForFunction(
         () => window.tileheatViewer && window.tileheatViewer.ready(), { timeout: 60000, polling: 100 });
@@ -87,8 +93,9 @@ async function main() {
     const home = await view.screenshot({ path: path.join(outDir, 'viewer-home.png') });
     await page.screenshot({ path: path.join(outDir, 'viewer-page.png') });
     const cfg = await page.evaluate(() => window.tileheatViewer.config);
-    ok(requests.every((u) => u.startsWith('file://')), 'every request is a file of the folder',
-        requests.filter((u) => !u.startsWith('file://')).join('\n'));
+    // a data: URL (Firefox loads a built-in font as one) goes nowhere
+    const outside = (await seen()).filter((u) => !u.startsWith('file://') && !u.startsWith('data:'));
+    ok(outside.length === 0, 'every request is a file of the folder', outside.join('\n'));
 
     // every tile of every level of every pyramid: its URL is a file of the folder, and a tile
     // config.js marks as shared (glass, nothing drawn) is the pyramid's one shared file
@@ -210,7 +217,7 @@ async function main() {
         'the tile under the pointer shows its probabilities', info);
 
     // zoom to the deepest level over that tile: level-0 tiles of that region are loaded
-    const before = requests.length;
+    const before = (await seen()).length;
     await page.evaluate((x, y) => {
         const v = window.tileheatViewer.viewer, it = v.world.getItemAt(0);
         v.viewport.panTo(it.imageToViewportCoordinates(new OpenSeadragon.Point(x, y)), true);
@@ -221,7 +228,7 @@ async function main() {
     await new Promise((r) => setTimeout(r, 300));
     await view.screenshot({ path: path.join(outDir, 'viewer-deep.png') });
     const top = cfg.slide.levels - 1, re = new RegExp('/slide_files/' + top + '/(\\d+)_(\\d+)\\.jpg$');
-    const deep = requests.slice(before).map((u) => u.match(re)).filter(Boolean)
+    const deep = (await seen()).slice(before).map((u) => u.match(re)).filter(Boolean)
         .map((m) => [Number(m[1]), Number(m[2])]);
     const cx = Math.floor(px / 256), cy = Math.floor(py / 256);
     const near = deep.every((t) => Math.abs(t[0] - cx) <= 4 && Math.abs(t[1] - cy) <= 4);
@@ -230,9 +237,11 @@ async function main() {
         'wanted ' + cx + '_' + cy + ' at level ' + top + '; loaded ' + JSON.stringify(deep));
 
     ok(errors.length === 0, 'no console errors', errors.join('\n'));
-    ok(failures.length === 0, 'no failed requests', failures.join('\n'));
-    const absent = requests.filter((u) => u.startsWith('file://') && !fs.existsSync(decodeURIComponent(new URL(u).pathname)));
-    ok(absent.length === 0 && requests.some((u) => u.endsWith('/shared/glass.jpg')),
+    const failedTiles = await page.evaluate(() => window.tileheatViewer.failed.slice());
+    ok(failures.length + failedTiles.length === 0, 'no failed requests', failures.concat(failedTiles).join('\n'));
+    const all = await seen();
+    const absent = all.filter((u) => u.startsWith('file://') && !fs.existsSync(decodeURIComponent(new URL(u).pathname)));
+    ok(absent.length === 0 && all.some((u) => u.endsWith('/shared/glass.jpg')),
         'no request for a missing file (no 404), and glass tiles were loaded from shared/glass.jpg', absent.join('\n'));
     await browser.close();
     plan();

@@ -4,12 +4,13 @@
 # viewer folder (page, OpenSeadragon, pyramids, data), the same bytes for 1 and 2 threads, no
 # file for a glass or clear tile (config.js maps them to one shared file), no temporary folder left; `tileheat view DIR` writes the same
 # folder afterwards; `batch --viewer` writes the cohort page. Then tests/viewer-browser.js opens
-# the viewers in Debian's chromium (headless, through puppeteer-core) over file://: tiles load,
+# the viewers in Debian's chromium and firefox-esr (headless, through puppeteer-core) over
+# file://: tiles load,
 # every tile's URL is a file of the folder (glass and clear tiles the shared one), no console
 # errors or failed requests, layers toggle, the deepest level loads, the colours
-# match heatmap.png. Screenshots: tests/viewer-shots/ in the build folder.
-# Skipped (TAP) without OpenSeadragon; the browser part without chromium, node or puppeteer-core
-# (tools/install-deps.sh installs them).
+# match heatmap.png. Screenshots: tests/viewer-shots/BROWSER/ in the build folder.
+# Skipped (TAP) without OpenSeadragon; the browser part without chromium, node or puppeteer-core,
+# Firefox's without firefox-esr (tools/install-deps.sh installs them).
 set -u
 . "${TH_SRCDIR:-.}/tests/tap.sh"
 CMU="$DATA/slides/CMU-1-Small-Region.svs"
@@ -74,7 +75,8 @@ check '[ -s "$T/batch/index.html" ] && [ -s "$T/batch/index_files/cohort.js" ] &
   diff -r "$T/batch/a/viewer" "$T/batch/b/viewer" >/dev/null && diff -r -x config.js "$V" "$T/batch/a/viewer" >/dev/null' \
   "batch --viewer: each slide's viewer (as multi's, but the links) and the cohort page, OUTDIR/index.html"
 
-# the browser
+# the browsers: chromium, and Firefox where it is installed (tools/install-deps.sh installs both)
+FIREFOX=${TH_FIREFOX:-/usr/bin/firefox-esr}
 why=""
 if [ ! -x "$CHROMIUM" ]; then
   why="chromium is not installed (tools/install-deps.sh installs Debian's)"
@@ -89,17 +91,27 @@ if [ -n "$why" ]; then
   tap_end
   exit
 fi
-mkdir -p "$SHOTS/multi" "$SHOTS/single"
-for kind in multi single; do
-  NODE_PATH="$NODE_MODULES" timeout 240 node "$SRC/tests/viewer-browser.js" "$CHROMIUM" \
-    "$T/$kind/viewer" "$T/$kind/heatmap.png" "$SHOTS/$kind" "$n" >"$T/browser.tap" 2>&1
-  cat "$T/browser.tap"
-  got=$(grep -c -e '^ok ' -e '^not ok ' "$T/browser.tap")
-  bad=$(grep -c '^not ok ' "$T/browser.tap")
-  n=$((n + got))
-  failed=$((failed + bad))
-  if [ "$got" -eq 0 ]; then
-    not_ok "the browser test of the $kind viewer ran"
-  fi
+browsers="$CHROMIUM"
+if [ -x "$FIREFOX" ]; then
+  browsers="$CHROMIUM $FIREFOX"
+else
+  n=$((n + 1))
+  echo "ok $n # SKIP Firefox: $FIREFOX is not installed (tools/install-deps.sh installs firefox-esr)"
+fi
+for browser in $browsers; do
+  name=$(basename "$browser")
+  for kind in multi single; do
+    mkdir -p "$SHOTS/$name/$kind"
+    NODE_PATH="$NODE_MODULES" timeout 240 node "$SRC/tests/viewer-browser.js" "$browser" \
+      "$T/$kind/viewer" "$T/$kind/heatmap.png" "$SHOTS/$name/$kind" "$n" >"$T/browser.tap" 2>&1
+    cat "$T/browser.tap"
+    got=$(grep -c -e '^ok ' -e '^not ok ' "$T/browser.tap")
+    bad=$(grep -c '^not ok ' "$T/browser.tap")
+    n=$((n + got))
+    failed=$((failed + bad))
+    if [ "$got" -eq 0 ]; then
+      not_ok "the browser test of the $kind viewer ran in $name"
+    fi
+  done
 done
 tap_end

@@ -2,7 +2,7 @@
 # Debian 12 packages tileheat needs to build, test, and (for the Python helpers) regenerate
 # reference data and the default model. The Slurm and munge packages let make check run
 # tests/slurm.sh on a throwaway single-node cluster (tools/slurm-local.sh); their services are
-# not started by the install. Chromium (Debian's) runs the viewer's browser test; the viewer's
+# not started by the install. Chromium and firefox-esr (Debian's) run the viewer's browser test; the viewer's
 # npm packages (third_party/package.json: OpenSeadragon, puppeteer-core) go into
 # third_party/node_modules, which is not committed, where configure finds OpenSeadragon.
 # TH_PYTHON_DEPS=1 adds the Python helpers' packages, TH_FUZZ_DEPS=1
@@ -11,7 +11,7 @@
 set -euo pipefail
 BUILD="build-essential autoconf automake libtool pkg-config libopenslide-dev libtiff-dev libpng-dev zlib1g-dev
  libprotobuf-c-dev protobuf-c-compiler libcjson-dev libdnnl-dev nettle-dev libhdf5-dev libzip-dev
- libjpeg-dev slurmctld slurmd slurm-client munge chromium"
+ libjpeg-dev slurmctld slurmd slurm-client munge chromium firefox-esr"
 command -v npm >/dev/null 2>&1 || BUILD="$BUILD npm" # the machine's Node.js may bring its own
 PYTHON="python3-torch python3-onnx python3-openslide python3-skimage python3-numpy python3-h5py"
 FUZZ="clang libclang-rt-14-dev"

@@ -217,9 +217,21 @@
 
     /* ------------------------------------------------------------ for tests and scripts */
 
+    // the tiles OpenSeadragon loaded and failed to load, as their URLs (a browser's own record of
+    // file:// loads differs: Firefox reports none to a test driver)
+    var loaded = [], failed = [];
+    function tileUrl(e) {
+        var t = e.tile;
+        return new URL(t.getUrl ? t.getUrl() : t.url, document.baseURI).href;
+    }
+    viewer.addHandler('tile-loaded', function (e) { loaded.push(tileUrl(e)); });
+    viewer.addHandler('tile-load-failed', function (e) { failed.push(tileUrl(e) + ': ' + e.message); });
+
     window.tileheatViewer = {
         viewer: viewer,
         config: cfg,
+        loaded: loaded,
+        failed: failed,
         // every image of the world added and all the tiles its view needs drawn
         ready: function () {
             var n = viewer.world.getItemCount();
