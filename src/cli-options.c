@@ -505,6 +505,10 @@ static cli_parsed positional(cli_opts *o, int rest, char **args, cli_err *e)
         cli_fail(e, "--calibration needs --precision int8");
         return CLI_USAGE;
     }
+    if (o->run.precision == TH_PRECISION_INT8 && o->run.engine == TH_ENGINE_REF) {
+        cli_fail(e, "--precision int8 needs the fast engine (--engine fast or winograd), not ref");
+        return CLI_USAGE;
+    }
     if (o->cmd == CMD_BATCH && !o->out_dir) {
         cli_fail(e, "batch needs an output folder: -o OUTDIR");
         return CLI_USAGE;
