@@ -543,16 +543,12 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
                .w = e->tile_w,
                .scale = u8_in ? e->in_scale : 1,
                .nonneg = u8_in};
-    // int8 for the convolutions before the last pooling; those after it, at the CAM's resolution
-    // (cheap, and where int8's error reaches the CAM features and percentages undamped: VGG16's
-    // conv5 block moved the percentages 0.9 points more), stay float32. Without pooling, all but
-    // the last convolution. A part is int8 throughout: its caller chose it.
-    int last_conv = -1, last_pool = -1;
+    // int8: the convolutions th_engine_int8_layer names; a part's all (its caller chose them).
+    // The last convolution's output (the CAM features) is float32.
+    int last_conv = -1;
     for (int i = 0; i < m->n_layers; i++) {
         last_conv = m->layers[i].kind == TH_LAYER_CONV ? i : last_conv;
-        last_pool = m->layers[i].kind == TH_LAYER_MAXPOOL ? i : last_pool;
     }
-    int int8_end = e->part ? m->n_layers : last_pool >= 0 ? last_pool : last_conv;
     const dnnl_dims_t in_dims = {1, cur.c, cur.h, cur.w};
     if (!block_tag(e->in_block, cur.c)) {
         th_error_set(err, "no %d-channel blocked layout", e->in_block);
@@ -571,7 +567,7 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
         switch (l->kind) {
         case TH_LAYER_CONV:
             ok = ok &&
-                 (e->act_max && cur.nonneg && i < int8_end
+                 (e->act_max && (e->part ? cur.nonneg : th_engine_int8_layer(m, i))
                       ? plan_conv_int8(e, p, i, l, &cur, oh, ow, !e->part && i == last_conv, err)
                       : plan_conv(e, p, i, l, &cur, oh, ow, err));
             break;

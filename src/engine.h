@@ -116,6 +116,13 @@ const void *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, th
 th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, const float *act_max,
                               const float *act_mean, th_error **err);
 
+/* Whether th_engine_new_int8 runs layer i of `model` in int8: a convolution before the last
+ * pooling (without pooling, any but the last) whose input is never negative (it follows a ReLU).
+ * The first convolution takes the normalised image; those after the last pooling run at the
+ * CAM's resolution, are cheap, and are where int8's error reaches the CAM undamped (VGG16's conv5
+ * block moved the percentages 0.9 points more). The seam-free plan quantises the same ones. */
+bool th_engine_int8_layer(const th_model *model, int i);
+
 /* Calibration: run one tile through a float32 fast engine as th_engine_forward does (logits,
  * and feat if not NULL), raise act_max[i] (n_layers) to layer i's largest output on it and, if
  * act_mean is not NULL, write each layer's channel means on it there (th_model_act_offset). */

@@ -159,30 +159,16 @@ static double ws_estimate(const th_stream *s)
     return bytes + (double)s->width * (READ_ROWS + 64) * 3;
 }
 
-// int8 (act_max): which groups th_engine_new_int8 would run in int8, the rule of its plan: a
-// convolution before the last pooling (or, without pooling, any but the last) whose input is
-// never negative. The rows between such a group and the one before it go in u8.
+// int8 (act_max): the groups whose convolution th_engine_new_int8 would run in int8
+// (th_engine_int8_layer). The rows between such a group and the one before it go in u8.
 static void int8_groups(th_stream *s, const float *act_max)
 {
-    const th_model *m = s->model;
-    int last_conv = -1, last_pool = -1;
-    for (int i = 0; i < m->n_layers; i++) {
-        last_conv = m->layers[i].kind == TH_LAYER_CONV ? i : last_conv;
-        last_pool = m->layers[i].kind == TH_LAYER_MAXPOOL ? i : last_pool;
-    }
-    int end = last_pool >= 0 ? last_pool : last_conv;
-    bool nonneg = false; // the image
-    for (int g = 0, i = 0; g < s->n_groups; g++) {
+    for (int g = 0; g < s->n_groups; g++) {
         th_stream_group *gr = &s->groups[g];
-        gr->int8 =
-            act_max && nonneg && m->layers[gr->first].kind == TH_LAYER_CONV && gr->first < end;
+        gr->int8 = act_max && th_engine_int8_layer(s->model, gr->first);
         gr->u8_out = false;
         if (g > 0) {
             s->groups[g - 1].u8_out = gr->int8;
-        }
-        for (i = gr->first; i < gr->first + gr->n_layers; i++) {
-            const th_layer *l = &m->layers[i];
-            nonneg = l->kind == TH_LAYER_CONV ? l->relu : l->kind == TH_LAYER_RELU || nonneg;
         }
     }
 }
