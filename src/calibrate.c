@@ -9,9 +9,6 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "calibrate.h"
 #include "cam.h"
@@ -241,15 +238,10 @@ static bool int8_check(int n, int nc, size_t cells, const float *lf, const float
 // Planning under the calibration's threads (weight reorders), then back to the caller's.
 static th_engine *new_int8(const th_calibration *cal, th_error **err)
 {
-#ifdef _OPENMP
-    int outer = omp_get_max_threads();
-    omp_set_num_threads(cal->threads > 0 ? cal->threads : outer);
-#endif
+    int outer = th_plan_threads_begin(cal->threads);
     th_engine *e =
         th_engine_new_int8(cal->model, cal->tile_w, cal->tile_h, cal->act_max, cal->act_mean, err);
-#ifdef _OPENMP
-    omp_set_num_threads(outer);
-#endif
+    th_plan_threads_end(outer);
     return e;
 }
 
@@ -361,14 +353,9 @@ bool th_calibration_finish(th_calibration *cal, th_error **err)
         th_error_set(err, "int8 calibration: no tissue tiles in the slides");
         return false;
     }
-#ifdef _OPENMP
-    int outer = omp_get_max_threads();
-    omp_set_num_threads(cal->threads > 0 ? cal->threads : outer);
-#endif
+    int outer = th_plan_threads_begin(cal->threads);
     th_engine *fp32 = th_engine_new(cal->model, cal->kind, cal->tile_w, cal->tile_h, err);
-#ifdef _OPENMP
-    omp_set_num_threads(outer);
-#endif
+    th_plan_threads_end(outer);
     bool ok = fp32 && th_calibration_measure(cal, fp32, NULL, err);
     th_engine_free(fp32);
     return ok;

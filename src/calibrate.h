@@ -16,10 +16,10 @@
 struct th_calibration {
     const th_model *model; /* borrowed */
     th_engine_kind kind;   /* the float32 engine of the sample pass (fast or Winograd) */
-    int threads;
-    int tile_w, tile_h; /* the sample's tiles, model pixels */
-    int n, cap;         /* tiles held, room for */
-    uint8_t *rgb;       /* (cap, tile_h, tile_w, 3) the sample's pixels */
+    int threads;           /* for the sample passes and the int8 plan (0: OpenMP's default) */
+    int tile_w, tile_h;    /* the sample's tiles, model pixels */
+    int n, cap;            /* tiles held, room for */
+    uint8_t *rgb;          /* (cap, tile_h, tile_w, 3) the sample's pixels */
     int n_slides;
     char **slide_names;  /* (n_slides) where the sample came from (the file records it) */
     int *slide_tiles;    /* (n_slides) tiles each gave */

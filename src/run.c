@@ -332,39 +332,17 @@ struct th_runner {
     atomic_llong runs; // runs started: several may run at once, from different threads
 };
 
-// Run fn(rn, arg) with the runner's threads as OpenMP's default (oneDNN plans with them).
-static int plan_threads_begin(const th_runner *rn)
-{
-#ifdef _OPENMP
-    int outer = omp_get_max_threads();
-    omp_set_num_threads(rn->threads > 0 ? rn->threads : outer);
-    return outer;
-#else
-    (void)rn;
-    return 0;
-#endif
-}
-
-static void plan_threads_end(int outer)
-{
-#ifdef _OPENMP
-    omp_set_num_threads(outer);
-#else
-    (void)outer;
-#endif
-}
-
 // The tile mode's engine, planned on first use; *sec gets the planning time (0 if it was made).
 static const th_engine *runner_engine(th_runner *rn, double *sec, th_error **err)
 {
     pthread_mutex_lock(&rn->lock);
     *sec = 0;
     if (!rn->engine) {
-        int outer = plan_threads_begin(rn);
+        int outer = th_plan_threads_begin(rn->threads);
         double t0 = th_engine_clock();
         rn->engine = th_engine_new(rn->model, rn->kind, rn->tile_w, rn->tile_h, err);
         *sec = th_engine_clock() - t0;
-        plan_threads_end(outer);
+        th_plan_threads_end(outer);
     }
     const th_engine *e = rn->engine;
     pthread_mutex_unlock(&rn->lock);
@@ -389,7 +367,7 @@ static th_stream *runner_stream(th_runner *rn, int strip_tiles, bool *owned, dou
         }
     }
     if (!s && (s = th_calloc(1, sizeof(*s), err))) {
-        int outer = plan_threads_begin(rn);
+        int outer = th_plan_threads_begin(rn->threads);
         double t0 = th_engine_clock();
         if (!th_stream_plan(s, rn->model, rn->kind, rn->tile_w, rn->tile_h, strip_tiles, NULL, NULL,
                             err)) {
@@ -397,7 +375,7 @@ static th_stream *runner_stream(th_runner *rn, int strip_tiles, bool *owned, dou
             TH_FREE(s);
         }
         *sec = th_engine_clock() - t0;
-        plan_threads_end(outer);
+        th_plan_threads_end(outer);
         if (s && slot >= 0) {
             rn->streams[slot] = s;
         } else {
@@ -538,7 +516,7 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
 static bool plan_int8(th_runner *rn, th_result *r, run_ctx *ctx, const th_calibration *cal,
                       th_error **err)
 {
-    int outer = plan_threads_begin(rn);
+    int outer = th_plan_threads_begin(rn->threads);
     bool ok = true;
     if (r->cam_mode == TH_CAM_TILE) {
         ok = ctx->int8 || (ctx->int8 = th_engine_new_int8(rn->model, rn->tile_w, rn->tile_h,
@@ -557,7 +535,7 @@ static bool plan_int8(th_runner *rn, th_result *r, run_ctx *ctx, const th_calibr
             stream_release(s, true);
         }
     }
-    plan_threads_end(outer);
+    th_plan_threads_end(outer);
     return ok;
 }
 
@@ -572,8 +550,8 @@ static bool calibrate(th_runner *rn, th_result *r, run_ctx *ctx, th_error **err)
     if (!given) {
         double sec;
         const th_engine *fp32 = runner_engine(rn, &sec, err);
-        own = fp32 ? th_calibration_alloc(rn->model, rn->kind, rn->threads, rn->tile_w, rn->tile_h,
-                                          TH_CALIBRATION_TILES, err)
+        own = fp32 ? th_calibration_alloc(rn->model, rn->kind, ctx->opt->threads, rn->tile_w,
+                                          rn->tile_h, TH_CALIBRATION_TILES, err)
                    : NULL;
         bool ok =
             own && th_calibration_add_tiles(own, r, ctx->slide, TH_CALIBRATION_TILES, NULL, err) &&

@@ -63,6 +63,10 @@ void *th_malloc_huge(size_t size, th_error **err);
 /* Threads for a parallel region: wanted if > 0, else omp_get_max_threads(); 1 without OpenMP.
  * And the calling thread's number inside one (0 without OpenMP). */
 int th_threads(int wanted);
+/* Planning (oneDNN sizes its kernels and runs weight reorders with OpenMP's default threads):
+ * make `threads` (0: as it is) the default until th_plan_threads_end(the returned value). */
+int th_plan_threads_begin(int threads);
+void th_plan_threads_end(int outer);
 int th_thread_num(void);
 
 void *th_realloc(void *p, size_t size, th_error **err);

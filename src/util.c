@@ -27,6 +27,27 @@ int th_threads(int wanted)
 #endif
 }
 
+int th_plan_threads_begin(int threads)
+{
+#ifdef _OPENMP
+    int outer = omp_get_max_threads();
+    omp_set_num_threads(threads > 0 ? threads : outer);
+    return outer;
+#else
+    (void)threads;
+    return 0;
+#endif
+}
+
+void th_plan_threads_end(int outer)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(outer);
+#else
+    (void)outer;
+#endif
+}
+
 int th_thread_num(void)
 {
 #ifdef _OPENMP
