@@ -33,12 +33,7 @@ static th_slide *slide;
 static th_run_options options(th_precision precision, th_cam_mode cam, int threads,
                               th_engine_kind engine)
 {
-    th_run_options opt;
-    th_run_options_init(&opt);
-    opt.min_tissue = 0;
-    opt.cam = cam;
-    opt.threads = threads;
-    opt.engine = engine;
+    th_run_options opt = tu_options(cam, threads, engine);
     opt.precision = precision;
     return opt;
 }

@@ -26,12 +26,7 @@ static th_slide *slide;
 static th_result *run(const th_model *m, th_cam_mode cam, int threads, th_engine_kind engine,
                       int stride)
 {
-    th_run_options opt;
-    th_run_options_init(&opt);
-    opt.min_tissue = 0;
-    opt.cam = cam;
-    opt.threads = threads;
-    opt.engine = engine;
+    th_run_options opt = tu_options(cam, threads, engine);
     opt.stride = stride;
     return tu_run(slide, m, &opt);
 }

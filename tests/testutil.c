@@ -856,6 +856,17 @@ bool tu_same_bytes(const char *a, const char *b)
     return same;
 }
 
+th_run_options tu_options(th_cam_mode cam, int threads, th_engine_kind engine)
+{
+    th_run_options opt;
+    th_run_options_init(&opt);
+    opt.min_tissue = 0;
+    opt.cam = cam;
+    opt.threads = threads;
+    opt.engine = engine;
+    return opt;
+}
+
 th_result *tu_run(th_slide *slide, const th_model *model, const th_run_options *opt)
 {
     th_error *err = NULL;

@@ -208,6 +208,8 @@ int tu_swatch_y(const tu_image *img, const struct th_render_layout *L, uint32_t 
 th_result *tu_make_cmu_result(th_slide *slide, int n_classes);
 /* Whether two results have the same tile probabilities and CAM grids, byte for byte. */
 bool tu_same_result(const th_result *a, const th_result *b);
+/* Run options for every tile (no tissue detection) in CAM mode `cam` on `engine`. */
+th_run_options tu_options(th_cam_mode cam, int threads, th_engine_kind engine);
 /* th_run, with a diag() saying why when it fails (NULL). */
 th_result *tu_run(th_slide *slide, const struct th_model *model, const th_run_options *opt);
 /* The bundled model run on CMU (min_tissue 0: no mask; 0.1: a tissue mask in the result). */
