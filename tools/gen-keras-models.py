@@ -434,6 +434,27 @@ def k2_init(name, cfg=None):
     return {"class_name": name, "config": cfg if cfg is not None else {}}
 
 
+def conv_config(L, init):
+    """A Conv2D's config, the same in Keras 2 and 3 but for how an initializer is written."""
+    return {"filters": L["filters"], "kernel_size": list(L["kernel_size"]),
+            "strides": list(L["strides"]), "padding": L["padding"],
+            "data_format": L["data_format"], "dilation_rate": list(L["dilation_rate"]),
+            "groups": 1, "activation": L["activation"], "use_bias": L["use_bias"],
+            "kernel_initializer": init("GlorotUniform", {"seed": None}),
+            "bias_initializer": init("Zeros"), "kernel_regularizer": None,
+            "bias_regularizer": None, "activity_regularizer": None,
+            "kernel_constraint": None, "bias_constraint": None}
+
+
+def dense_config(L, init):
+    """A Dense layer's config, likewise."""
+    return {"units": L["units"], "activation": L["activation"], "use_bias": L["use_bias"],
+            "kernel_initializer": init("GlorotUniform", {"seed": None}),
+            "bias_initializer": init("Zeros"), "kernel_regularizer": None,
+            "bias_regularizer": None, "activity_regularizer": None,
+            "kernel_constraint": None, "bias_constraint": None}
+
+
 def k2_layer_config(L, first_shape=None):
     """Layer.get_config() as tf.keras 2.x returns it under use_legacy_config."""
     cls = L["cls"]
@@ -445,14 +466,7 @@ def k2_layer_config(L, first_shape=None):
         return {"batch_input_shape": [None] + list(L["shape"]), "dtype": "float32",
                 "sparse": False, "ragged": False, "name": L["name"]}
     if cls in ("Conv2D", "Conv2DTranspose"):
-        cfg = {"filters": L["filters"], "kernel_size": list(L["kernel_size"]),
-               "strides": list(L["strides"]), "padding": L["padding"],
-               "data_format": L["data_format"], "dilation_rate": list(L["dilation_rate"]),
-               "groups": 1, "activation": L["activation"], "use_bias": L["use_bias"],
-               "kernel_initializer": k2_init("GlorotUniform", {"seed": None}),
-               "bias_initializer": k2_init("Zeros"), "kernel_regularizer": None,
-               "bias_regularizer": None, "activity_regularizer": None,
-               "kernel_constraint": None, "bias_constraint": None}
+        cfg = conv_config(L, k2_init)
         if cls == "Conv2DTranspose":
             del cfg["groups"]
             cfg["output_padding"] = None
@@ -479,11 +493,7 @@ def k2_layer_config(L, first_shape=None):
     elif cls == "Flatten":
         cfg = {"data_format": "channels_last"}
     elif cls == "Dense":
-        cfg = {"units": L["units"], "activation": L["activation"], "use_bias": L["use_bias"],
-               "kernel_initializer": k2_init("GlorotUniform", {"seed": None}),
-               "bias_initializer": k2_init("Zeros"), "kernel_regularizer": None,
-               "bias_regularizer": None, "activity_regularizer": None,
-               "kernel_constraint": None, "bias_constraint": None}
+        cfg = dense_config(L, k2_init)
     elif cls == "Add":
         cfg = {}
     else:
@@ -664,14 +674,7 @@ def k3_layer(L):
         return k3_obj("keras.layers", cls, cfg)
     base = {"name": L.get("k3_name", L["name"]), "trainable": True, "dtype": K3_DTYPE}
     if cls == "Conv2D":
-        cfg = {"filters": L["filters"], "kernel_size": list(L["kernel_size"]),
-               "strides": list(L["strides"]), "padding": L["padding"],
-               "data_format": L["data_format"], "dilation_rate": list(L["dilation_rate"]),
-               "groups": 1, "activation": L["activation"], "use_bias": L["use_bias"],
-               "kernel_initializer": k3_init("GlorotUniform", {"seed": None}),
-               "bias_initializer": k3_init("Zeros"), "kernel_regularizer": None,
-               "bias_regularizer": None, "activity_regularizer": None,
-               "kernel_constraint": None, "bias_constraint": None}
+        cfg = conv_config(L, k3_init)
     elif cls == "BatchNormalization":
         cfg = {"axis": -1, "momentum": L["momentum"], "epsilon": L["epsilon"],
                "center": L["center"], "scale": L["scale"],
@@ -696,11 +699,7 @@ def k3_layer(L):
     elif cls == "Flatten":
         cfg = {"data_format": "channels_last"}
     elif cls == "Dense":
-        cfg = {"units": L["units"], "activation": L["activation"], "use_bias": L["use_bias"],
-               "kernel_initializer": k3_init("GlorotUniform", {"seed": None}),
-               "bias_initializer": k3_init("Zeros"), "kernel_regularizer": None,
-               "bias_regularizer": None, "activity_regularizer": None,
-               "kernel_constraint": None, "bias_constraint": None}
+        cfg = dense_config(L, k3_init)
     else:
         raise ValueError(cls)
     return k3_obj("keras.layers", cls, dict(base, **cfg),
@@ -1333,12 +1332,7 @@ def main():
     for idx, model in enumerate((vgg19_gap(), seq_bn(), functional())):
         written += build_model(model, slide, idx)
     written += broken_models()
-    total = 0
-    for p in written:
-        size = os.path.getsize(p)
-        total += size
-        print("wrote %-40s %6d bytes" % (os.path.relpath(p, REPO), size))
-    print("total %d bytes" % total)
+    reffile.print_written(written, REPO)
 
 
 if __name__ == "__main__":

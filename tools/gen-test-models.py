@@ -610,12 +610,7 @@ def main():
         written += build(spec, slide, idx)
     written += broken_models()
     written += cli_model()
-    total = 0
-    for p in written:
-        size = os.path.getsize(p)
-        total += size
-        print("wrote %-40s %6d bytes" % (os.path.relpath(p, REPO), size))
-    print("total %d bytes" % total)
+    reffile.print_written(written, REPO)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 """The body of a .ref file, the format tileheat's reference tests read (tests/testutil.c,
 tu_ref_load): after the head lines a model's generator writes, "meta k=v" lines, the layers, the
 tiles, one "block <name> <count>" line per float32 block, a line "data", then the blocks as
-little-endian float32 in that order. tools/gen-test-models.py documents the keys."""
+little-endian float32 in that order. tools/gen-test-models.py documents the keys. Also the
+generators' report of the files they wrote."""
+import os
+
 import numpy as np
 
 
@@ -27,3 +30,13 @@ def write(path, lines, meta, layers, spots, blocks):
     with open(path, "wb") as f:
         f.write(("\n".join(lines) + "\n").encode())
         f.write(payload)
+
+
+def print_written(paths, repo):
+    """One line per file written (its path in the repository, its size), then the total."""
+    total = 0
+    for p in paths:
+        size = os.path.getsize(p)
+        total += size
+        print("wrote %-40s %6d bytes" % (os.path.relpath(p, repo), size))
+    print("total %d bytes" % total)
