@@ -568,7 +568,7 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
         case TH_LAYER_CONV:
             ok = ok &&
                  (e->act_max && (e->part ? cur.nonneg : th_engine_int8_layer(m, i))
-                      ? plan_conv_int8(e, p, i, l, &cur, oh, ow, !e->part && i == last_conv, err)
+                      ? plan_conv_int8(e, p, i, l, &cur, oh, ow, i == last_conv && !(e->out_max > 0), err)
                       : plan_conv(e, p, i, l, &cur, oh, ow, err));
             break;
         case TH_LAYER_MAXPOOL:
@@ -748,38 +748,48 @@ typedef struct stats {
 static float step_stats(const dnnl_plan *p, const dnnl_ws *ws, const step *s, int c, float *mean)
 {
     const float *v = (const float *)((const char *)ws->base.mem + p->off[s->buf[1]]);
-    size_t n = dnnl_memory_desc_get_size(&s->md[ARG_DST]) / sizeof(float);
-    float mx = 0;
-    for (size_t k = 0; k < n; k++) {
-        mx = v[k] > mx ? v[k] : mx; // (fmaxf is a call here)
-    }
-    if (!mean) {
-        return mx;
-    }
     const dnnl_dims_t *dims = &s->md[ARG_DST].dims;
-    const int h = (int)(*dims)[2], w = (int)(*dims)[3], b = md_block(&s->md[ARG_DST], c, h, w);
-    if (b == 0) {
-        for (int ch = 0; ch < c; ch++) {
-            mean[ch] = NAN;
-        }
-        return mx;
-    }
-    // [c/b][h][w][b]: channel ch is lane ch % b of block ch / b; each channel summed over its
-    // places in order, a block's lanes side by side (one pass over the memory)
-    const size_t hw = (size_t)h * w;
-    double *sum = th_calloc((size_t)c, sizeof(double), NULL);
+    const size_t hw = (size_t)(*dims)[2] * (*dims)[3];
+    const int b = mean ? md_block(&s->md[ARG_DST], c, (int)(*dims)[2], (int)(*dims)[3]) : 0;
+    // [c/b][h][w][b]: channel ch is lane ch % b of block ch / b. One pass over the memory: each
+    // lane summed in float over runs of 64 places, the runs in double, in order.
+    double *sum = b ? th_malloc(sizeof(double) * b + sizeof(float) * 2 * b, NULL) : NULL;
+    float *part = sum ? (float *)(sum + b) : NULL, *lane_max = sum ? part + b : NULL, mx = 0;
     for (int cb = 0; sum && cb * b < c; cb++) {
-        const int lanes = TH_MIN(b, c - cb * b);
         const float *x = v + (size_t)cb * hw * b;
-        double *acc = sum + (size_t)cb * b;
-        for (size_t k = 0; k < hw; k++) {
-            for (int j = 0; j < lanes; j++) {
-                acc[j] += x[k * b + j];
+        for (int j = 0; j < b; j++) {
+            sum[j] = lane_max[j] = 0;
+        }
+        for (size_t k0 = 0; k0 < hw; k0 += 64) {
+            for (int j = 0; j < b; j++) {
+                part[j] = 0;
+            }
+            for (size_t k = k0; k < TH_MIN(hw, k0 + 64); k++) {
+                for (int j = 0; j < b; j++) {
+                    const float y = x[k * b + j];
+                    part[j] += y;
+                    lane_max[j] = y > lane_max[j] ? y : lane_max[j]; // (fmaxf is a call here)
+                }
+            }
+            for (int j = 0; j < b; j++) {
+                sum[j] += part[j];
+            }
+        }
+        for (int j = 0; j < b; j++) {
+            mx = lane_max[j] > mx ? lane_max[j] : mx;
+            if (cb * b + j < c) {
+                mean[cb * b + j] = (float)(sum[j] / (double)hw);
             }
         }
     }
-    for (int ch = 0; ch < c; ch++) {
-        mean[ch] = sum ? (float)(sum[ch] / (double)hw) : NAN; // NaN: not measured
+    if (!sum) { // not blocked (or no memory): the largest value alone
+        size_t n = dnnl_memory_desc_get_size(&s->md[ARG_DST]) / sizeof(float);
+        for (size_t k = 0; k < n; k++) {
+            mx = v[k] > mx ? v[k] : mx;
+        }
+        for (int ch = 0; mean && ch < c; ch++) {
+            mean[ch] = NAN; // not measured
+        }
     }
     th_free(sum);
     return mx;

@@ -371,18 +371,12 @@ th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, con
 
 bool th_engine_int8_layer(const th_model *model, int i)
 {
-    int last_conv = -1, last_pool = -1;
     bool nonneg = false; // layer i's input: the image, or what the layers before it give
-    for (int j = 0; j < model->n_layers; j++) {
+    for (int j = 0; j < i && j < model->n_layers; j++) {
         const th_layer *l = &model->layers[j];
-        last_conv = l->kind == TH_LAYER_CONV ? j : last_conv;
-        last_pool = l->kind == TH_LAYER_MAXPOOL ? j : last_pool;
-        if (j < i) {
-            nonneg = l->kind == TH_LAYER_CONV ? l->relu : l->kind == TH_LAYER_RELU || nonneg;
-        }
+        nonneg = l->kind == TH_LAYER_CONV ? l->relu : l->kind == TH_LAYER_RELU || nonneg;
     }
-    int end = last_pool >= 0 ? last_pool : last_conv;
-    return i >= 0 && i < end && model->layers[i].kind == TH_LAYER_CONV && nonneg;
+    return i >= 0 && i < model->n_layers && model->layers[i].kind == TH_LAYER_CONV && nonneg;
 }
 
 bool th_engine_calibrate(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb,
