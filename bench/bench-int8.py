@@ -19,8 +19,8 @@ are made once into --cache (BUILD/bench-cache). The variants run in turn --repea
 count; the best wall time of each counts. --isa caps oneDNN's instruction set
 (ONEDNN_MAX_CPU_ISA, e.g. AVX2 or AVX512_CORE: a machine without VNNI) for every run. Target
 (issue 18): int8 at least 2x the float32 default end to end on VGG16-GAP, 1 and 2 threads.
-`int8 GOP/s` counts VGG16's 30.7 GOP a tile over the tile phase (its first convolution and conv5
-block run in float32) and `%peak` is that over the AVX-512 VNNI peak bench-engine --int8-peak
+`int8 GOP/s` counts VGG16's 30.7 GOP a tile over the tile phase (its first convolution, 0.6 % of
+them, runs in float32) and `%peak` is that over the AVX-512 VNNI peak bench-engine --int8-peak
 measures first (oneDNN's AMX kernels, where the CPU has AMX, can pass it).
 """
 import argparse

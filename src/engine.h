@@ -105,10 +105,10 @@ void *th_engine_input(const th_engine *engine, th_engine_ws *ws);
  * next use), or NULL with *err set. */
 const void *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, th_error **err);
 
-/* int8 inference (the fast backend only): the convolutions before the last pooling whose input
- * is never negative (after a ReLU) take u8 activations and s8 weights (a symmetric scale per
- * output channel), sum in s32 and give u8 activations on; the first convolution (its input is the
- * normalised image) and those after the last pooling (at the CAM's resolution) stay float32.
+/* int8 inference (the fast backend only): the convolutions whose input is never negative (after
+ * a ReLU) take u8 activations and s8 weights (a symmetric scale per output channel), sum in s32
+ * and give u8 activations on; the first convolution (its input is the normalised image) stays
+ * float32, and the last one gives float32 (the CAM features).
  * act_max (n_layers) is each layer's largest output over calibration tiles (th_engine_calibrate):
  * u8 value 255 is that maximum. act_mean (th_model_act_offset(n_layers), or NULL) holds each
  * layer's channel means there: a convolution's bias then takes away what rounding its weights
@@ -116,11 +116,9 @@ const void *th_engine_forward_part(const th_engine *engine, th_engine_ws *ws, th
 th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, const float *act_max,
                               const float *act_mean, th_error **err);
 
-/* Whether th_engine_new_int8 runs layer i of `model` in int8: a convolution before the last
- * pooling (without pooling, any but the last) whose input is never negative (it follows a ReLU).
- * The first convolution takes the normalised image; those after the last pooling run at the
- * CAM's resolution, are cheap, and are where int8's error reaches the CAM undamped (VGG16's conv5
- * block moved the percentages 0.9 points more). The seam-free plan quantises the same ones. */
+/* Whether th_engine_new_int8 runs layer i of `model` in int8: a convolution whose input is never
+ * negative (it follows a ReLU), so not the first one, which takes the normalised image. The
+ * seam-free plan quantises the same ones. */
 bool th_engine_int8_layer(const th_model *model, int i);
 
 /* Calibration: run one tile through a float32 fast engine as th_engine_forward does (logits,

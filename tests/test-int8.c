@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* int8 inference (--precision int8) against float32 on the real CMU-1-Small-Region slide, every
- * full tile run, with the bundled model and two generated ones (BatchNorm; VGG16's layer
- * pattern), seam-free and in tile mode:
+ * full tile run, with the bundled model, the same trained with BatchNorm (tissue-bn), and two
+ * generated ones with random weights (BatchNorm; VGG16's layer pattern), seam-free and in tile
+ * mode:
  *   - the int8 engine really quantises (every convolution whose input is never negative is
  *     int8) and its outputs differ from float32's;
  *   - per-class percentages within 0.5 points of float32 in the same CAM mode, the tiles' top
@@ -297,11 +298,13 @@ int main(void)
 #else
     plan(0);
     slide = tu_open_slide("slides/CMU-1-Small-Region.svs");
-    // Seam-free, seam-bn misses issue 18's agreement bar by a tile (the calibration's check runs
-    // isolated tiles and does not see it): its top class flips on 3 of 117 tiles, all near-ties
-    // (float32's two best within 0.4 points; 23 tiles seam-free are within 1 point, 4 in tile
-    // mode). Before the bias correction: 11 flips, and seam-vgg16's percentages 0.82 points off.
+    // The BatchNorm model of issue 18's bar is tissue-bn (trained, as the bundled model, with
+    // BatchNorm). seam-bn (random weights) is a harder case: its classes 0 and 2 are near-ties on
+    // most of the slide (23 of 117 tiles within 1 point), and seam-free its top class flips on 3
+    // tiles, all within 0.4 points (97.4 %; the check's 16 isolated tiles see one). Its bar guards
+    // against that growing. Before the bias correction: 11 flips.
     check_model("models/default.onnx", "default", issue_bar);
+    check_model("tests/data/models/tissue-bn.onnx", "tissue-bn", issue_bar);
     check_model("tests/data/models/seam-bn.onnx", "seam-bn", (bar){0.5, 0.97, 0.98});
     check_model("tests/data/models/seam-vgg16.onnx", "seam-vgg16", issue_bar);
 

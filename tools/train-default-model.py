@@ -186,14 +186,15 @@ def make_patches(ii, y0, y1, width, size, stride):
 class TissueNet(nn.Module):
     """VGG-style trunk -> global average pooling -> one dense layer (-> softmax if asked)."""
 
-    def __init__(self, cfg, n_classes, softmax=False):
+    def __init__(self, cfg, n_classes, softmax=False, batchnorm=False):
         super().__init__()
         layers, c = [], 3
         for v in cfg:
             if v == "M":
                 layers.append(nn.MaxPool2d(2))
             else:
-                layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=True)]
+                layers += [nn.Conv2d(c, v, 3, padding=1)] + \
+                    ([nn.BatchNorm2d(v)] if batchnorm else []) + [nn.ReLU(inplace=True)]
                 c = v
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(c, n_classes)
@@ -474,19 +475,22 @@ def load_metadata_tool():
     return mod
 
 
-def export(net, out_path, meta):
-    model = TissueNet(CFG, len(CLASSES), softmax=True)
+def export(net, out_path, meta, batchnorm):
+    model = TissueNet(CFG, len(CLASSES), softmax=True, batchnorm=batchnorm)
     model.load_state_dict(net.state_dict())
     model.eval()
     tmp = out_path + ".tmp"
     with torch.no_grad():
+        # With BatchNorm, PRESERVE keeps its nodes (EVAL would fold them into the convolutions).
         torch.onnx.export(model, torch.zeros(1, 3, TILE, TILE), tmp, opset_version=13,
                           input_names=["input"], output_names=["probabilities"],
-                          do_constant_folding=True)
+                          do_constant_folding=not batchnorm,
+                          training=torch.onnx.TrainingMode.PRESERVE if batchnorm
+                          else torch.onnx.TrainingMode.EVAL)
     proto = onnx.load(tmp)
     os.unlink(tmp)
     onnx.checker.check_model(proto)
-    proto.graph.name = "tileheat-default"
+    proto.graph.name = "tileheat-tissue-bn" if batchnorm else "tileheat-default"
     proto.producer_name = "tileheat tools/train-default-model.py (torch %s)" % torch.__version__
     load_metadata_tool().set_metadata(proto, list(meta.items()))
     load_metadata_tool().save_atomic(proto, out_path)
@@ -509,6 +513,9 @@ def parse_args():
     ap.add_argument("--out", default=os.path.join(REPO, "models", "default.onnx"))
     ap.add_argument("--report", default=os.path.join(REPO, "models", "default-model.json"))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--batchnorm", action="store_true",
+                    help="BatchNormalization after every convolution (the int8 tests' trained "
+                         "BatchNorm model, tests/data/models/tissue-bn.onnx)")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--patches", type=lambda t: [int(v) for v in t.split(",")],
@@ -570,7 +577,7 @@ def main():
     std = torch.tensor(np.round(sub.std(0), 3), dtype=torch.float32)
 
     # 2. Train.
-    net = TissueNet(CFG, len(CLASSES))
+    net = TissueNet(CFG, len(CLASSES), batchnorm=args.batchnorm)
     n_params = sum(p.numel() for p in net.parameters())
     log("model %s -> GAP -> dense(%d); %d parameters; %.3f GFLOP per %dx%d tile; "
         "receptive field %d px" % (CFG, len(CLASSES), n_params, conv_flops(CFG, TILE) / 1e9,
@@ -604,16 +611,17 @@ def main():
                   "deconvolution, brightness/saturation thresholds, morphology); "
                   "TCGA-CR-7395-01A-01-TS1.svs "
                   "(TCGA open access) used only as a check; tools/train-default-model.py --seed "
-                  "%d" % args.seed,
+                  "%d%s" % (args.seed, " --batchnorm" if args.batchnorm else ""),
         "created_by": "tileheat tools/train-default-model.py",
         "license": "MIT (weights, as tileheat); training slide CMU-1-Small-Region is freely "
                    "distributable OpenSlide test data, TCGA data is open access",
-        "architecture": "conv3x3+relu %s, maxpool 2x2 at M, global average pooling, dense %d, "
-                        "softmax" % (",".join(str(v) for v in CFG), len(CLASSES)),
+        "architecture": "conv3x3+%srelu %s, maxpool 2x2 at M, global average pooling, dense "
+                        "%d, softmax" % ("batchnorm+" if args.batchnorm else "",
+                                         ",".join(str(v) for v in CFG), len(CLASSES)),
         "output": "softmax probabilities",
     }
     t = time.time()
-    ops = export(net, args.out, meta)
+    ops = export(net, args.out, meta, args.batchnorm)
     timings["export_s"] = round(time.time() - t, 1)
     timings["total_s"] = round(time.time() - t_start, 1)
     size = os.path.getsize(args.out)
