@@ -362,14 +362,15 @@ static float u8_scale(float max)
 // The convolution in int8: u8 input (the activation quantised first if it is float), s8 weights
 // with a scale per output channel (127 / its largest |weight|), s32 sums, the bias added before
 // the output scale, the fused ReLU after it; u8 output (255 = the calibrated maximum of its
-// output), or float32 for the last convolution (the CAM features).
+// output), or float32 (float_out: the CAM features, a part's float output, or an output that can
+// be negative).
 static bool plan_conv_int8(th_engine *e, dnnl_plan *p, int i, const th_layer *l, act *cur, int oh,
-                           int ow, bool last, th_error **err)
+                           int ow, bool float_out, th_error **err)
 {
     const int co = l->c_out;
     const size_t per_oc = (size_t)l->c_in * l->kh * l->kw;
     float s_in = cur->md.data_type == dnnl_u8 ? cur->scale : u8_scale(e->act_max[i - 1]);
-    float s_out = last ? 1.0f : u8_scale(e->act_max[i]);
+    float s_out = float_out ? 1.0f : u8_scale(e->act_max[i]);
     // its input's channel means (a part's first layer: the part's input's), if all are known
     const float *in_mean = e->part       ? (i == 0 ? e->in_mean : NULL)
                            : e->act_mean ? e->act_mean + th_model_act_offset(e->model, i - 1)
@@ -416,7 +417,7 @@ static bool plan_conv_int8(th_engine *e, dnnl_plan *p, int i, const th_layer *l,
         check(dnnl_memory_desc_init_by_tag(&wei, 4, wei_dims, dnnl_s8, dnnl_format_tag_any),
               "memory", err) &&
         check(dnnl_memory_desc_init_by_tag(&bias, 1, bias_dims, dnnl_f32, dnnl_x), "memory", err) &&
-        check(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, last ? dnnl_f32 : dnnl_u8,
+        check(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, float_out ? dnnl_f32 : dnnl_u8,
                                            dnnl_format_tag_any),
               "memory", err) &&
         check(dnnl_memory_desc_init_by_tag(&oihw, 4, wei_dims, dnnl_s8, dnnl_oihw), "memory",
@@ -544,7 +545,7 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
                .scale = u8_in ? e->in_scale : 1,
                .nonneg = u8_in};
     // int8: the convolutions th_engine_int8_layer names; a part's all (its caller chose them).
-    // The last convolution's output (the CAM features) is float32.
+    // The last convolution's output (the CAM features), and any without a ReLU, are float32.
     int last_conv = -1;
     for (int i = 0; i < m->n_layers; i++) {
         last_conv = m->layers[i].kind == TH_LAYER_CONV ? i : last_conv;
@@ -568,7 +569,8 @@ static bool plan_steps(th_engine *e, dnnl_plan *p, th_error **err)
         case TH_LAYER_CONV:
             ok = ok &&
                  (e->act_max && (e->part ? cur.nonneg : th_engine_int8_layer(m, i))
-                      ? plan_conv_int8(e, p, i, l, &cur, oh, ow, i == last_conv && !(e->out_max > 0), err)
+                      ? plan_conv_int8(e, p, i, l, &cur, oh, ow,
+                                       (i == last_conv && !(e->out_max > 0)) || !l->relu, err)
                       : plan_conv(e, p, i, l, &cur, oh, ow, err));
             break;
         case TH_LAYER_MAXPOOL:

@@ -644,10 +644,51 @@ static void test_errors(const net *n, uint8_t *const *tiles)
     th_error_free(err);
 }
 
+/* ---------------------------------------------------------------- int8 */
+
+// int8 where a convolution without a ReLU feeds the next: its output can be negative, so it must
+// leave in float32 (u8 would cut its negatives off), and the next one, whose input is not
+// non-negative, stays float32.
+static void test_int8_negative(void)
+{
+    net n;
+    net_init(&n);
+    net_conv3(&n, 16, true);
+    net_conv3(&n, 16, false);
+    net_conv3(&n, 16, true);
+    net_finish(&n);
+    enum { W = 32, H = 24 };
+    uint8_t *rgb = random_tile(W, H);
+    th_error *err = NULL;
+    th_engine *f = th_engine_new(&n.m, TH_ENGINE_FAST, W, H, &err);
+    th_engine_ws *fws = f ? th_engine_ws_new(f, &err) : NULL;
+    float act_max[3] = {0}, lf[N_CLASSES], lq[N_CLASSES];
+    float *ff = f ? tu_xcalloc((size_t)f->feat_c * f->feat_h * f->feat_w, sizeof(float)) : NULL;
+    float *fq = f ? tu_xcalloc((size_t)f->feat_c * f->feat_h * f->feat_w, sizeof(float)) : NULL;
+    bool ok_f = fws && th_engine_calibrate(f, fws, rgb, act_max, NULL, lf, ff, &err);
+    th_engine *q = ok_f ? th_engine_new_int8(&n.m, W, H, act_max, NULL, &err) : NULL;
+    th_engine_ws *qws = q ? th_engine_ws_new(q, &err) : NULL;
+    bool ok_q = qws && th_engine_forward(q, qws, rgb, lq, NULL, fq, &err);
+    double e = ok_q ? rel_err(fq, ff, (size_t)f->feat_c * f->feat_h * f->feat_w) : 1;
+    ok(ok_q && q->n_int8 == 1 && e < 0.05,
+       "int8: a convolution without a ReLU before another gives float32 (1 int8 convolution: %d; "
+       "features within %.3f of float32's, <= 0.05)%s%s",
+       q ? q->n_int8 : -1, e, err ? ": " : "", err ? th_error_message(err) : "");
+    th_engine_ws_free(qws);
+    th_engine_free(q);
+    th_engine_ws_free(fws);
+    th_engine_free(f);
+    th_free(ff);
+    th_free(fq);
+    th_free(rgb);
+    th_error_free(err);
+    net_free(&n);
+}
+
 int main(void)
 {
     // every compare() checks fast and winograd; the two compare_wino() also count Winograd
-    plan(2 * (2 * N_CONV + N_POOL + 3 + 5) + 2 + 1 + 2 + 2 * 5 + 2 + 2);
+    plan(2 * (2 * N_CONV + N_POOL + 3 + 5) + 2 + 1 + 2 + 2 * 5 + 2 + 2 + 1);
     net mixed;
     build_mixed(&mixed);
     uint8_t *tiles[N_TILES];
@@ -668,6 +709,7 @@ int main(void)
     net_free(&wide);
     test_profile(&mixed, tiles);
     test_errors(&mixed, tiles);
+    test_int8_negative();
     for (int t = 0; t < N_TILES; t++) {
         th_free(tiles[t]);
     }
