@@ -883,6 +883,13 @@ bool th_engine_dnnl_calibrate(const th_engine *e, th_engine_ws *base, const uint
     return forward_tile(e, base, rgb, logits, feat, &st, err);
 }
 
+bool th_engine_int8_vnni(void)
+{
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    return (isa & dnnl_cpu_isa_avx512_core_vnni) == dnnl_cpu_isa_avx512_core_vnni ||
+           (isa & dnnl_cpu_isa_avx2_vnni) == dnnl_cpu_isa_avx2_vnni;
+}
+
 const th_engine_ops th_engine_dnnl_ops = {
     .name = "fast (oneDNN)",
     .plan = fast_plan,

@@ -379,6 +379,13 @@ bool th_engine_int8_layer(const th_model *model, int i)
     return i >= 0 && i < model->n_layers && model->layers[i].kind == TH_LAYER_CONV && nonneg;
 }
 
+#ifndef HAVE_DNNL
+bool th_engine_int8_vnni(void)
+{
+    return false;
+}
+#endif
+
 bool th_engine_calibrate(const th_engine *engine, th_engine_ws *ws, const uint8_t *rgb,
                          float *act_max, float *act_mean, float *logits, float *feat,
                          th_error **err)

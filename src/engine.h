@@ -121,6 +121,12 @@ th_engine *th_engine_new_int8(const th_model *model, int tile_w, int tile_h, con
  * seam-free plan quantises the same ones. */
 bool th_engine_int8_layer(const th_model *model, int i);
 
+/* Whether oneDNN's int8 kernels here multiply bytes at full rate: the CPU (as capped by
+ * ONEDNN_MAX_CPU_ISA) has VNNI (AVX-512 or AVX) or AMX. Without it int8 still runs, through
+ * slower kernels that, with AVX-512, are no faster than Winograd float32 (bench/README.md).
+ * False without the fast backend. */
+bool th_engine_int8_vnni(void);
+
 /* Calibration: run one tile through a float32 fast engine as th_engine_forward does (logits,
  * and feat if not NULL), raise act_max[i] (n_layers) to layer i's largest output on it and, if
  * act_mean is not NULL, write each layer's channel means on it there (th_model_act_offset). */

@@ -575,6 +575,10 @@ static bool calibrate(th_runner *rn, th_result *r, run_ctx *ctx, th_error **err)
     if (cal->warning[0]) {
         th_result_add_warning(r, "%s", cal->warning);
     }
+    if (!th_engine_int8_vnni()) {
+        th_result_add_warning(r, "this CPU has no VNNI or AMX: int8 runs through oneDNN's slower "
+                                 "int8 kernels and may be no faster than --precision fp32");
+    }
     bool ok = plan_int8(rn, r, ctx, cal, err);
     th_calibration_free(own);
     return ok;

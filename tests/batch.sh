@@ -215,6 +215,14 @@ check '[ $? -eq 0 ] && grep -q "from 6 tiles of 3 slides" "$TMP/calout" && [ "$(
 "$TH" batch multi "$TMP/c/cohort.csv" -o "$TMP/i8" $OPTS --precision int8 --calibration "$TMP/cal.json" >"$TMP/i8log" 2>/dev/null
 "$TH" multi $OPTS --precision int8 --calibration "$TMP/cal.json" -o "$TMP/ref/i8" "$TMP/c/cmu.svs"
 sha=$(sha256sum "$TMP/cal.json" | cut -d" " -f1)
+ONEDNN_MAX_CPU_ISA=AVX2 "$TH" multi $OPTS --precision int8 --calibration "$TMP/cal.json" -o "$TMP/avx2" "$TMP/c/cmu.svs" 2>"$TMP/e"
+check '[ $? -eq 0 ] && grep -q "no VNNI or AMX" "$TMP/e" && grep -q "no VNNI or AMX" "$TMP/avx2/report.json"' \
+  "int8 on a CPU without VNNI (oneDNN capped at AVX2) runs and says it may be no faster than fp32"
+if grep -qE 'avx512_vnni|avx_vnni|amx_int8' /proc/cpuinfo; then
+  check '! grep -q "no VNNI" "$TMP/ref/i8/report.json"' "... and says nothing on this CPU, which has VNNI"
+else
+  check 'grep -q "no VNNI" "$TMP/ref/i8/report.json"' "... as on this CPU, which has no VNNI"
+fi
 check '[ "$(outcome "$TMP/i8log" a)$(outcome "$TMP/i8log" c)" = donedone ] && grep -q "\"calibration_sha256\":[[:space:]]*\"$sha\"" "$TMP/i8/a/report.json" && same_outputs "$TMP/i8/a" "$TMP/ref/i8"' \
   "batch --calibration: every slide on the file's ranges (report.json names its SHA-256), the bytes of a single run on it"
 "$TH" batch multi "$TMP/c/cohort.csv" -o "$TMP/i8" $OPTS --precision int8 --calibration "$TMP/cal.json" --dry-run >"$TMP/dry"
