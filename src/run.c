@@ -427,8 +427,8 @@ th_runner *th_runner_new(const th_model *model, const th_run_options *opt, th_er
     } else if (opt->cam == TH_CAM_SEAMLESS && rn->streamable) {
         int n_strips;
         bool owned;
-        ok = runner_stream(rn, th_stream_strips(model, rn->tile_w, INT_MAX / 2, &n_strips), &owned,
-                           &rn->plan_sec, err) != NULL;
+        ok = runner_stream(rn, th_stream_strips(model, rn->tile_w, INT_MAX / 2, false, &n_strips),
+                           &owned, &rn->plan_sec, err) != NULL;
     } else {
         ok = runner_engine(rn, &rn->plan_sec, err) != NULL;
     }
@@ -501,8 +501,9 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
         stream_refusal(r, rn->model, why, why_len);
     }
     r->cam_mode = opt->cam == TH_CAM_SEAMLESS && !why[0] ? TH_CAM_SEAMLESS : TH_CAM_TILE;
-    int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &ctx->n_strips);
-    if (opt->precision == TH_PRECISION_INT8) {
+    const bool int8 = opt->precision == TH_PRECISION_INT8;
+    int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, int8, &ctx->n_strips);
+    if (int8) {
         return true;
     }
     if (r->cam_mode == TH_CAM_TILE) {
@@ -523,7 +524,7 @@ static bool plan_int8(th_runner *rn, th_result *r, run_ctx *ctx, const th_calibr
                                                           cal->act_max, cal->act_mean, err));
         ctx->engine = ctx->int8;
     } else {
-        int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, &ctx->n_strips);
+        int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, true, &ctx->n_strips);
         th_stream *s = th_calloc(1, sizeof(*s), err);
         ok =
             s && th_stream_plan(s, rn->model, rn->kind == TH_ENGINE_REF ? TH_ENGINE_FAST : rn->kind,

@@ -2,6 +2,8 @@
 /* Seam-free CAMs: the trunk run down strips of the slide, band by band (see stream.h). */
 #include <config.h>
 
+#include <math.h>
+
 #include "kernels.h"
 #include "slide.h"
 #include "stream.h"
@@ -19,6 +21,14 @@
  * a run cost more rows computed past a unit's last tile and more memory (measured on the demo
  * slide and VGG16-GAP, bench/README.md: 1, 2-8 and 16 rows were all slower). */
 #define STEP_ROWS 4
+
+/* int8 strips: the largest u8 window of an int8 convolution (its input channels × the rows of a
+ * run × the strip's width there) stays within this many bytes, even where margins then pass a
+ * tenth. Wider strips ran slower a pixel, their windows falling out of L2 (2 MB a core here):
+ * VGG16-GAP, demo slide, 2 threads, tile phase: 9 tiles (1.4 MB windows) 35.6 s, 8 (1.26 MB)
+ * 31.8 s, 6 (0.97 MB) 30.3 s, 3-5 30-32 s; on an 8000² slide float32 gained 4 % at 6 tiles (all
+ * of it fewer glass pixels), int8 17 %. */
+#define INT8_WINDOW_BYTES ((double)(1 << 20))
 
 /* Model pixels read from the slide at once (beyond what one step needs). */
 #define READ_ROWS 256
@@ -215,12 +225,37 @@ static bool plan_engines(th_stream *s, th_engine_kind kind, const float *act_max
     return true;
 }
 
-int th_stream_strips(const th_model *model, int tile_w, int cols, int *n_strips)
+// The most tiles an int8 strip may have (INT8_WINDOW_BYTES), at least 1.
+static int int8_strip_tiles(const th_model *m, int tile_w, int margin, int want)
+{
+    for (int t = want; t > 1; t--) {
+        double worst = 0;
+        int scale = 1;
+        for (int i = 0; i < m->n_layers; i++) {
+            const th_layer *l = &m->layers[i];
+            if (l->kind == TH_LAYER_MAXPOOL) {
+                scale *= l->sw;
+            } else if (th_engine_int8_layer(m, i)) {
+                double w = ((double)t * tile_w + 2 * margin) / scale;
+                worst = fmax(worst, (double)l->c_in * w * (2 * STEP_ROWS + (l->kh - 1) * l->dh));
+            }
+        }
+        if (worst <= INT8_WINDOW_BYTES) {
+            return t;
+        }
+    }
+    return 1;
+}
+
+int th_stream_strips(const th_model *model, int tile_w, int cols, bool int8, int *n_strips)
 {
     int margin = strip_margin(model);
     int want =
         TH_CLAMP((2 * margin * 100 + MARGIN_PERCENT * tile_w - 1) / (MARGIN_PERCENT * tile_w), 1,
                  MAX_STRIP_TILES);
+    if (int8) {
+        want = int8_strip_tiles(model, tile_w, margin, want);
+    }
     cols = TH_MAX(cols, 1);
     *n_strips = (cols + want - 1) / want;
     return (cols + *n_strips - 1) / *n_strips;

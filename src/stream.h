@@ -53,9 +53,10 @@ typedef struct th_stream {
 bool th_stream_supported(const th_model *model, int tile_w, int tile_h, char *why, size_t why_len);
 
 /* How a grid `cols` tiles across is cut into strips: as narrow as margins of at most a tenth of
- * their width allow (glass is skipped a strip at a time), as even as can be. Returns the widest
+ * their width allow (glass is skipped a strip at a time), and for int8 narrower still where its
+ * u8 windows would outgrow the cache (INT8_WINDOW_BYTES); as even as can be. Returns the widest
  * strip's tiles; *n_strips gets their number. */
-int th_stream_strips(const th_model *model, int tile_w, int cols, int *n_strips);
+int th_stream_strips(const th_model *model, int tile_w, int cols, bool int8, int *n_strips);
 
 /* Plan strips of strip_tiles tiles (tiles are the stride apart; th_stream_supported must hold):
  * groups, engines and margin. Read-only afterwards: threads share it, each with a th_stream_ws.

@@ -197,7 +197,7 @@ static void test_units(void)
     static const int row[] = {0, 0, 1, 3, 3, 4, 5, 5, 5, 5, 6, 6, 7};
     int n_strips;
     th_model m = {0}; // no layers, no margin: strips cost nothing at their sides, one tile each
-    int width = th_stream_strips(&m, 224, 7, &n_strips);
+    int width = th_stream_strips(&m, 224, 7, false, &n_strips);
     ok(n_strips == 7 && width == 1, "a trunk without padding: 7 strips of 1 tile (got %d of %d)",
        n_strips, width);
     th_stream_unit *u = NULL;
@@ -223,12 +223,38 @@ static void test_units(void)
     // keep both margins under a tenth; VGG16's reaches 96 px (6 cells of 16): 9 tiles.
     th_model *bundled = tu_load_model("models/default.onnx");
     th_model *vgg = tu_load_model("tests/data/models/seam-vgg16.onnx");
-    ok(th_stream_strips(bundled, 224, 1000, &n_strips) == 4 && n_strips == 250,
+    ok(th_stream_strips(bundled, 224, 1000, false, &n_strips) == 4 && n_strips == 250,
        "bundled model on 1000 columns: 250 strips of 4 tiles");
-    ok(th_stream_strips(vgg, 224, 1000, &n_strips) == 9 && n_strips == 112,
+    ok(th_stream_strips(vgg, 224, 1000, false, &n_strips) == 9 && n_strips == 112,
        "VGG16-shaped model on 1000 columns: 112 strips of at most 9 tiles");
-    ok(th_stream_strips(bundled, 224, 9, &n_strips) == 3 && n_strips == 3,
+    ok(th_stream_strips(bundled, 224, 9, false, &n_strips) == 3 && n_strips == 3,
        "bundled model on CMU's 9 columns: 3 strips of 3");
+    // int8: VGG16's own widths (64-512 channels) make u8 windows of 1.4 MB at 9 tiles; 6 keep
+    // them within 1 MiB (64 channels × 10 rows × (6 · 224 + 2 · 96) px). The bundled and the
+    // narrow VGG16-shaped models' windows are far smaller: the same strips as float32.
+    static const int vgg16[] = {64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0,
+                                512, 512, 512};
+    th_layer layers[17];
+    int c = 3;
+    for (int i = 0; i < 17; i++) {
+        layers[i] = vgg16[i] ? (th_layer){.kind = TH_LAYER_CONV, .c_in = c, .c_out = vgg16[i],
+                                          .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1,
+                                          .pad_t = 1, .pad_l = 1, .pad_b = 1, .pad_r = 1,
+                                          .relu = true}
+                             : (th_layer){.kind = TH_LAYER_MAXPOOL, .c_in = c, .c_out = c,
+                                          .kh = 2, .kw = 2, .sh = 2, .sw = 2, .dh = 1, .dw = 1};
+        c = vgg16[i] ? vgg16[i] : c;
+    }
+    th_model v16 = {.layers = layers, .n_layers = 17, .in_c = 3};
+    int fp32_w = th_stream_strips(&v16, 224, 1000, false, &n_strips);
+    int int8_w = th_stream_strips(&v16, 224, 1000, true, &n_strips);
+    ok(fp32_w == 9 && int8_w == 6 && n_strips == 167,
+       "VGG16 on 1000 columns: strips of %d tiles in float32 (9), %d in int8 (6, %d strips)",
+       fp32_w, int8_w, n_strips);
+    int b8 = th_stream_strips(bundled, 224, 1000, true, &n_strips),
+        v8 = th_stream_strips(vgg, 224, 1000, true, &n_strips);
+    ok(b8 == 4 && v8 == 9, "int8 keeps the small models' strips: bundled %d (4), VGG16-shaped %d (9)",
+       b8, v8);
     th_model_free(bundled);
     th_model_free(vgg);
 }
