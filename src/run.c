@@ -501,11 +501,10 @@ static bool choose_mode(th_runner *rn, th_result *r, const th_run_options *opt, 
         stream_refusal(r, rn->model, why, why_len);
     }
     r->cam_mode = opt->cam == TH_CAM_SEAMLESS && !why[0] ? TH_CAM_SEAMLESS : TH_CAM_TILE;
-    const bool int8 = opt->precision == TH_PRECISION_INT8;
-    int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, int8, &ctx->n_strips);
-    if (int8) {
-        return true;
+    if (opt->precision == TH_PRECISION_INT8) {
+        return true; // plan_int8 cuts the strips and plans them once calibrated
     }
+    int width = th_stream_strips(rn->model, r->grid.tile_w, r->grid.cols, false, &ctx->n_strips);
     if (r->cam_mode == TH_CAM_TILE) {
         return (ctx->engine = runner_engine(rn, sec, err)) != NULL;
     }
